@@ -1,0 +1,327 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/layer1/controller/types"
+	"golang.org/x/crypto/ssh"
+)
+
+// testToken is the bearer token testController accepts.
+const testToken = "test-token"
+
+// testController is a small in-memory HTTP server speaking the controller's
+// documented JSON (docs/API.md) for the endpoints the CLI uses. It is a seam
+// the CLI tests own: the real controller needs PostgreSQL, and these tests
+// check the CLI's side of the wire.
+type testController struct {
+	*httptest.Server
+
+	mu    sync.Mutex
+	clock time.Time
+	seq   int
+	// jobSeq numbers jobs.
+	jobSeq int
+	apps   map[string]*testApp
+	keys   map[string]testKey
+	// requests are the requests received, as "GET /v1/apps/demo/jobs".
+	requests []string
+}
+
+type testApp struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	CreatedAt time.Time         `json:"created_at"`
+	GitURL    string            `json:"git_url"`
+	WebURL    string            `json:"web_url"`
+	URLs      []string          `json:"urls,omitempty"`
+	Release   int               `json:"release"`
+	config    map[string]string `json:"-"`
+	run       *testRunState     `json:"-"`
+}
+
+type testKey struct {
+	Fingerprint string    `json:"fingerprint"`
+	Type        string    `json:"type"`
+	Comment     string    `json:"comment"`
+	Key         string    `json:"key"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// newTestController starts an empty testController, closed at the end of the test.
+func newTestController(t *testing.T) *testController {
+	t.Helper()
+	tc := &testController{
+		clock: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		apps:  map[string]*testApp{},
+		keys:  map[string]testKey{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/info", tc.info)
+	mux.HandleFunc("POST /v1/apps", tc.createApp)
+	mux.HandleFunc("GET /v1/apps", tc.listApps)
+	mux.HandleFunc("GET /v1/apps/{app}", tc.getApp)
+	mux.HandleFunc("DELETE /v1/apps/{app}", tc.deleteApp)
+	mux.HandleFunc("GET /v1/apps/{app}/config", tc.getConfig)
+	mux.HandleFunc("PATCH /v1/apps/{app}/config", tc.patchConfig)
+	mux.HandleFunc("POST /v1/keys", tc.addKey)
+	mux.HandleFunc("GET /v1/keys", tc.listKeys)
+	mux.HandleFunc("DELETE /v1/keys/{fingerprint}", tc.removeKey)
+	tc.handleRunning(mux)
+	tc.Server = httptest.NewServer(tc.auth(mux))
+	t.Cleanup(tc.Close)
+	return tc
+}
+
+// seed adds the apps and keys the golden tests print.
+func (tc *testController) seed(t *testing.T) {
+	t.Helper()
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	demo := tc.newApp("demo")
+	demo.Release = 3
+	demo.config = map[string]string{
+		"DATABASE_URL":    "postgres://db.internal/demo",
+		"WEB_CONCURRENCY": "2",
+		"QUERY":           "a=b&c=d",
+	}
+	tc.newApp("api")
+	for i, comment := range []string{"me@laptop", ""} {
+		pub := testPublicKey(t, byte(i+1))
+		line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+		if comment != "" {
+			line += " " + comment
+		}
+		k := testKey{
+			Fingerprint: ssh.FingerprintSHA256(pub),
+			Type:        pub.Type(),
+			Comment:     comment,
+			Key:         line,
+			CreatedAt:   tc.now(),
+		}
+		tc.keys[k.Fingerprint] = k
+	}
+	tc.seedRunning(demo)
+}
+
+// received returns the requests received so far.
+func (tc *testController) received() []string {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return slices.Clone(tc.requests)
+}
+
+// now returns the controller's clock and advances it by a minute, so that
+// every timestamp is distinct and reproducible.
+func (tc *testController) now() time.Time {
+	t := tc.clock
+	tc.clock = tc.clock.Add(time.Minute)
+	return t
+}
+
+// newApp adds an app; tc.mu must be held.
+func (tc *testController) newApp(name string) *testApp {
+	tc.seq++
+	a := &testApp{
+		ID:        fmt.Sprintf("00000000-0000-4000-8000-%012d", tc.seq),
+		Name:      name,
+		CreatedAt: tc.now(),
+		GitURL:    "ssh://git@127.0.0.1:2222/" + name + ".git",
+		WebURL:    "http://" + name + ".localhost:8080",
+		URLs:      []string{"http://" + name + ".localhost:8080", "https://" + name + ".localhost:8443"},
+		config:    map[string]string{},
+	}
+	tc.apps[name] = a
+	return a
+}
+
+func (tc *testController) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tc.mu.Lock()
+		tc.requests = append(tc.requests, r.Method+" "+r.URL.Path)
+		tc.mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer "+testToken {
+			writeTestError(w, http.StatusUnauthorized, "unauthorized", "missing or invalid token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeTestJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeTestError(w http.ResponseWriter, status int, code, msg string) {
+	writeTestJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// decodeTestBody decodes a JSON request body strictly, as the controller does.
+func decodeTestBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeTestError(w, http.StatusBadRequest, "bad_request", "malformed JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (tc *testController) info(w http.ResponseWriter, _ *http.Request) {
+	writeTestJSON(w, http.StatusOK, map[string]string{
+		"version": "0.1.0", "cluster": "c-test", "domain": "localhost",
+		"git_url": "ssh://git@127.0.0.1:2222", "router_http": "http://localhost:8080",
+		"router_https": "https://localhost:8443",
+	})
+}
+
+func (tc *testController) createApp(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if !decodeTestBody(w, r, &req) {
+		return
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if req.Name == "" {
+		req.Name = fmt.Sprintf("generated-%d", tc.seq+1)
+	}
+	if types.ValidateAppName(req.Name) != nil {
+		writeTestError(w, http.StatusUnprocessableEntity, "invalid", fmt.Sprintf("invalid app name %q", req.Name))
+		return
+	}
+	if _, ok := tc.apps[req.Name]; ok {
+		writeTestError(w, http.StatusConflict, "conflict", fmt.Sprintf("an app named %q already exists", req.Name))
+		return
+	}
+	writeTestJSON(w, http.StatusCreated, tc.newApp(req.Name))
+}
+
+func (tc *testController) listApps(w http.ResponseWriter, _ *http.Request) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	apps := []*testApp{}
+	for _, name := range slices.Sorted(maps.Keys(tc.apps)) {
+		apps = append(apps, tc.apps[name])
+	}
+	writeTestJSON(w, http.StatusOK, apps)
+}
+
+// lookup returns the app of the request path or writes a 404; tc.mu must be held.
+func (tc *testController) lookup(w http.ResponseWriter, r *http.Request) (*testApp, bool) {
+	a, ok := tc.apps[r.PathValue("app")]
+	if !ok {
+		writeTestError(w, http.StatusNotFound, "app_not_found", fmt.Sprintf("no app named %q", r.PathValue("app")))
+	}
+	return a, ok
+}
+
+func (tc *testController) getApp(w http.ResponseWriter, r *http.Request) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if a, ok := tc.lookup(w, r); ok {
+		writeTestJSON(w, http.StatusOK, a)
+	}
+}
+
+func (tc *testController) deleteApp(w http.ResponseWriter, r *http.Request) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if a, ok := tc.lookup(w, r); ok {
+		delete(tc.apps, a.Name)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (tc *testController) getConfig(w http.ResponseWriter, r *http.Request) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if a, ok := tc.lookup(w, r); ok {
+		writeTestJSON(w, http.StatusOK, a.config)
+	}
+}
+
+func (tc *testController) patchConfig(w http.ResponseWriter, r *http.Request) {
+	var changes map[string]*string
+	if !decodeTestBody(w, r, &changes) {
+		return
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	a, ok := tc.lookup(w, r)
+	if !ok {
+		return
+	}
+	for k := range changes {
+		if !types.ConfigVarNameRegexp.MatchString(k) {
+			writeTestError(w, http.StatusUnprocessableEntity, "invalid", fmt.Sprintf("invalid config var name %q", k))
+			return
+		}
+	}
+	for k, v := range changes {
+		if v == nil {
+			delete(a.config, k)
+		} else {
+			a.config[k] = *v
+		}
+	}
+	writeTestJSON(w, http.StatusOK, a.config)
+}
+
+func (tc *testController) addKey(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Key string `json:"key"`
+	}
+	if !decodeTestBody(w, r, &req) {
+		return
+	}
+	pub, comment, _, _, err := ssh.ParseAuthorizedKey([]byte(req.Key))
+	if err != nil {
+		writeTestError(w, http.StatusUnprocessableEntity, "invalid", "the key does not parse")
+		return
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	fp := ssh.FingerprintSHA256(pub)
+	if _, ok := tc.keys[fp]; ok {
+		writeTestError(w, http.StatusConflict, "conflict", fmt.Sprintf("key %s is already registered", fp))
+		return
+	}
+	k := testKey{Fingerprint: fp, Type: pub.Type(), Comment: comment, Key: req.Key, CreatedAt: tc.now()}
+	tc.keys[fp] = k
+	writeTestJSON(w, http.StatusCreated, k)
+}
+
+func (tc *testController) listKeys(w http.ResponseWriter, _ *http.Request) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	keys := []testKey{}
+	for _, fp := range slices.Sorted(maps.Keys(tc.keys)) {
+		keys = append(keys, tc.keys[fp])
+	}
+	writeTestJSON(w, http.StatusOK, keys)
+}
+
+func (tc *testController) removeKey(w http.ResponseWriter, r *http.Request) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	fp := r.PathValue("fingerprint")
+	if _, ok := tc.keys[fp]; !ok {
+		writeTestError(w, http.StatusNotFound, "key_not_found", fmt.Sprintf("no key with fingerprint %s", fp))
+		return
+	}
+	delete(tc.keys, fp)
+	w.WriteHeader(http.StatusNoContent)
+}

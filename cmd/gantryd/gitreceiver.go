@@ -1,0 +1,46 @@
+package main
+
+import (
+	"errors"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gantryhq/gantry/gitreceiver"
+	"github.com/gantryhq/gantry/gitreceiver/backend"
+	"github.com/gantryhq/gantry/layer1/controller/client"
+)
+
+// gitreceiverServeCommand runs the git receiver on its own, for clusters:
+// `gantryd up` runs the same server in its process.
+func gitreceiverServeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve git push over SSH: keys, apps and builds through the controller",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:2222", Usage: "SSH listen address"},
+			&cli.StringFlag{Name: "data", Value: filepath.Join(defaultDataDir(), "git"), Usage: "directory of the host key and the repositories"},
+			&cli.StringFlag{Name: "controller", Value: "http://127.0.0.1:7070", Usage: "controller API URL", EnvVars: []string{"GANTRY_CONTROLLER_URL"}},
+			&cli.StringFlag{Name: "token", Usage: "the platform's host token", EnvVars: []string{"GANTRY_HOST_TOKEN"}},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			if c.String("token") == "" {
+				return errors.New("--token (or GANTRY_HOST_TOKEN) is required: the platform's host token")
+			}
+			b := backend.New(client.New(c.String("controller"), c.String("token")))
+			return gitreceiver.Run(c.Context, gitreceiver.Config{
+				Addr:        c.String("addr"),
+				HostKeyFile: filepath.Join(c.String("data"), "ssh_host_ed25519_key"),
+				RepoDir:     filepath.Join(c.String("data"), "repos"),
+				Keys:        b,
+				Apps:        b,
+				Builder:     b,
+				Logger:      log.With("component", "gitreceiver"),
+			})
+		},
+	}
+}

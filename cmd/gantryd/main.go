@@ -1,0 +1,237 @@
+// Command gantryd runs the Gantry platform: `gantryd up` starts a whole
+// single node; the other commands run one role each.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	docker "github.com/docker/docker/client"
+	"github.com/urfave/cli/v2"
+
+	"github.com/gantryhq/gantry/deploy/stack"
+	"github.com/gantryhq/gantry/deploy/up"
+	"github.com/gantryhq/gantry/gitreceiver"
+	"github.com/gantryhq/gantry/slugrunner"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal gets the default behaviour: exit at once
+	}()
+	app := &cli.App{
+		Name:    "gantryd",
+		Usage:   "run the Gantry platform",
+		Version: version,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"GANTRY_LOG_LEVEL"}},
+		},
+		Commands: []*cli.Command{upCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(), gitreceiverCommand()},
+	}
+	if err := app.RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "gantryd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+func defaultDataDir() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".gantry"
+	}
+	return filepath.Join(home, ".gantry")
+}
+
+func upCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "up",
+		Usage: "run a single-node Gantry in the foreground",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Value: defaultDataDir(), Usage: "data directory"},
+			&cli.StringFlag{Name: "api-addr", Value: "127.0.0.1:7070", Usage: "controller API listen address"},
+			&cli.StringFlag{Name: "http-addr", Value: "127.0.0.1:8080", Usage: "router HTTP listen address"},
+			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "router HTTPS listen address"},
+			&cli.StringFlag{Name: "ssh-addr", Value: "127.0.0.1:2222", Usage: "git-over-SSH listen address"},
+			&cli.StringFlag{Name: "host-api-addr", Value: "127.0.0.1:7071", Usage: "host agent API listen address"},
+			&cli.StringFlag{Name: "etcd-client-addr", Value: "127.0.0.1:7379", Usage: "embedded etcd client listen address"},
+			&cli.StringFlag{Name: "etcd-peer-addr", Value: "127.0.0.1:7380", Usage: "embedded etcd peer listen address"},
+			&cli.StringFlag{Name: "etcd", Usage: "comma-separated URLs of an external etcd cluster (instead of the embedded one)"},
+			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
+			&cli.StringFlag{Name: "domain", Value: "localhost", Usage: "apps are served at <app>.<domain>"},
+			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "IP address app ports are published on"},
+			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- for stdout)"},
+			&cli.DurationFlag{Name: "deploy-timeout", Value: 120 * time.Second, Usage: "how long a deploy waits for the new release's jobs to be up before it fails and the old release keeps serving"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			var endpoints []string
+			if e := c.String("etcd"); e != "" {
+				for _, u := range strings.Split(e, ",") {
+					if u = strings.TrimSpace(u); u != "" {
+						endpoints = append(endpoints, u)
+					}
+				}
+			}
+			var accessLog io.Writer
+			switch path := c.String("access-log"); path {
+			case "":
+			case "-":
+				accessLog = os.Stdout
+			default:
+				f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+				if err != nil {
+					return fmt.Errorf("--access-log: %w", err)
+				}
+				defer f.Close()
+				accessLog = f
+			}
+			return up.Run(c.Context, up.Config{
+				AccessLog:      accessLog,
+				DataDir:        c.String("data"),
+				APIAddr:        c.String("api-addr"),
+				HTTPAddr:       c.String("http-addr"),
+				HTTPSAddr:      c.String("https-addr"),
+				SSHAddr:        c.String("ssh-addr"),
+				HostAPIAddr:    c.String("host-api-addr"),
+				EtcdClientAddr: c.String("etcd-client-addr"),
+				EtcdPeerAddr:   c.String("etcd-peer-addr"),
+				EtcdEndpoints:  endpoints,
+				DatabaseURL:    c.String("database-url"),
+				Domain:         c.String("domain"),
+				AdvertiseAddr:  c.String("advertise"),
+				DeployTimeout:  c.Duration("deploy-timeout"),
+				Version:        version,
+				Logger:         log,
+			})
+		},
+	}
+}
+
+func stackCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "stack",
+		Usage: "manage the base images",
+		Subcommands: []*cli.Command{{
+			Name:  "build",
+			Usage: "build gantry/stack and gantry/builder into the local Docker engine (does nothing when they exist)",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "force", Usage: "rebuild even when the images exist"},
+				&cli.StringFlag{Name: "version", Value: stack.DefaultVersion, Usage: "image tag"},
+			},
+			Action: func(c *cli.Context) error {
+				log, err := logger(c)
+				if err != nil {
+					return err
+				}
+				dk, err := docker.NewClientWithOpts(docker.FromEnv, docker.WithAPIVersionNegotiation())
+				if err != nil {
+					return fmt.Errorf("docker client: %w", err)
+				}
+				defer dk.Close()
+				return stack.Build(c.Context, stack.Config{
+					Version:  c.String("version"),
+					Force:    c.Bool("force"),
+					Docker:   dk,
+					Progress: os.Stdout,
+					Logger:   log,
+				})
+			},
+		}},
+	}
+}
+
+func slugrunnerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "slugrunner",
+		Usage: "in an app container: unpack the slug and run a process type",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "start",
+				Usage:     "run a process type of the Procfile (or --command) as the container's main process",
+				ArgsUsage: "TYPE",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "slug", EnvVars: []string{"SLUG_URL"}, Usage: "path or URL of the slug"},
+					&cli.StringFlag{Name: "digest", EnvVars: []string{"SLUG_DIGEST"}, Usage: "sha256:<hex> the slug must have"},
+					&cli.StringFlag{Name: "command", Usage: "run this command instead of a process type"},
+				},
+				Action: func(c *cli.Context) error {
+					log, err := logger(c)
+					if err != nil {
+						return err
+					}
+					if c.NArg() > 1 || (c.NArg() == 0 && c.String("command") == "") {
+						return fmt.Errorf("usage: gantryd slugrunner start TYPE (or --command CMD)")
+					}
+					// Start forwards SIGTERM and SIGINT to the process itself,
+					// so it gets a context those signals do not cancel.
+					code, err := slugrunner.Start(context.WithoutCancel(c.Context), slugrunner.Config{
+						Slug:    c.String("slug"),
+						Token:   os.Getenv("SLUG_TOKEN"),
+						Digest:  c.String("digest"),
+						Type:    c.Args().First(),
+						Command: c.String("command"),
+						Port:    os.Getenv("PORT"),
+						Stdin:   os.Stdin,
+						Logger:  log,
+					})
+					if err != nil {
+						return err
+					}
+					os.Exit(code)
+					return nil
+				},
+			},
+			{
+				Name:  "static",
+				Usage: "serve the app's static site on $PORT",
+				Action: func(c *cli.Context) error {
+					log, err := logger(c)
+					if err != nil {
+						return err
+					}
+					return slugrunner.ServeStatic(c.Context, slugrunner.StaticConfig{Logger: log})
+				},
+			},
+		},
+	}
+}
+
+func gitreceiverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "gitreceiver",
+		Usage: "the git-over-SSH server that builds pushes (part of `gantryd up`)",
+		Subcommands: []*cli.Command{gitreceiverServeCommand(), {
+			Name:   "hook",
+			Usage:  "the proc-receive hook git runs inside a push (not for direct use)",
+			Hidden: true,
+			Action: func(c *cli.Context) error {
+				os.Exit(gitreceiver.RunHook(c.Context, os.Stdin, os.Stdout, os.Stderr, os.Environ()))
+				return nil
+			},
+		}},
+	}
+}

@@ -1,0 +1,147 @@
+// Package etcdserver runs a single-member etcd inside the gantryd process
+// (go.etcd.io/etcd/server/v3/embed), for the single-node default and for
+// tests.
+package etcdserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Config configures Start.
+type Config struct {
+	// Dir is the data directory; required. It is created if missing.
+	Dir string
+	// ClientAddr is the host:port clients connect to, e.g.
+	// "127.0.0.1:7379"; required. Port 0 is not supported.
+	ClientAddr string
+	// PeerAddr is the host:port of the (unused) peer listener; required.
+	PeerAddr string
+	// NoFsync disables fsync: faster, for tests only.
+	NoFsync bool
+	// StartTimeout bounds how long Start waits for the server to be ready;
+	// zero means 60 s.
+	StartTimeout time.Duration
+	// LogFile receives etcd's own logs (warnings and errors); empty means
+	// etcd.log in Dir.
+	LogFile string
+	// Logger receives a few lifecycle lines; nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate reports missing fields.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("etcdserver: no data dir")
+	case c.ClientAddr == "":
+		return errors.New("etcdserver: no client address")
+	case c.PeerAddr == "":
+		return errors.New("etcdserver: no peer address")
+	}
+	return nil
+}
+
+// Server is a running embedded etcd.
+type Server struct {
+	etcd      *embed.Etcd
+	endpoint  string
+	closeOnce sync.Once
+	log       *slog.Logger
+}
+
+// Start starts the server and waits until it serves clients. It stops what
+// it started when it fails.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 60 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	curl, err := url.Parse("http://" + cfg.ClientAddr)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client address %q: %w", cfg.ClientAddr, err)
+	}
+	purl, err := url.Parse("http://" + cfg.PeerAddr)
+	if err != nil {
+		return nil, fmt.Errorf("etcd peer address %q: %w", cfg.PeerAddr, err)
+	}
+	ec := embed.NewConfig()
+	ec.Name = "gantry"
+	ec.Dir = cfg.Dir
+	ec.ListenClientUrls = []url.URL{*curl}
+	ec.AdvertiseClientUrls = []url.URL{*curl}
+	ec.ListenPeerUrls = []url.URL{*purl}
+	ec.AdvertisePeerUrls = []url.URL{*purl}
+	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	ec.LogLevel = "warn"
+	if cfg.LogFile == "" {
+		cfg.LogFile = filepath.Join(cfg.Dir, "etcd.log")
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.LogFile), 0o700); err != nil {
+		return nil, fmt.Errorf("etcd log dir: %w", err)
+	}
+	ec.LogOutputs = []string{cfg.LogFile}
+	ec.UnsafeNoFsync = cfg.NoFsync
+	// Keep one hour of history for watchers to resume from.
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = "1h"
+
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded etcd in %s on %s: %w", cfg.Dir, cfg.ClientAddr, err)
+	}
+	timer := time.NewTimer(cfg.StartTimeout)
+	defer timer.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd failed while starting: %w", err)
+	case <-timer.C:
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s not ready after %s", cfg.Dir, cfg.StartTimeout)
+	case <-ctx.Done():
+		e.Close()
+		return nil, fmt.Errorf("start embedded etcd: %w", ctx.Err())
+	}
+	cfg.Logger.Info("embedded etcd ready", "dir", cfg.Dir, "client_url", curl.String())
+	return &Server{etcd: e, endpoint: curl.String(), log: cfg.Logger}, nil
+}
+
+// Endpoint returns the client URL, e.g. "http://127.0.0.1:7379".
+func (s *Server) Endpoint() string { return s.endpoint }
+
+// Err returns a channel that receives a fatal server error.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Client returns a new client of the server; the caller closes it.
+func (s *Server) Client() (*clientv3.Client, error) {
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.endpoint}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("connect to embedded etcd at %s: %w", s.endpoint, err)
+	}
+	return c, nil
+}
+
+// Close stops the server. It is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.etcd.Close()
+		s.log.Info("embedded etcd stopped")
+	})
+}

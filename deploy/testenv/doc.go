@@ -1,0 +1,2 @@
+// Package testenv starts real dependencies (PostgreSQL, etcd, Docker) for tests.
+package testenv

@@ -1,0 +1,256 @@
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	docker "github.com/docker/docker/client"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gantryhq/gantry/deploy/etcdserver"
+	"github.com/gantryhq/gantry/deploy/pgserver"
+	"github.com/gantryhq/gantry/deploy/stack"
+	"github.com/gantryhq/gantry/gitreceiver"
+	"github.com/gantryhq/gantry/gitreceiver/backend"
+	"github.com/gantryhq/gantry/layer0/host"
+	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/scheduler"
+	"github.com/gantryhq/gantry/layer1/controller"
+	"github.com/gantryhq/gantry/layer1/controller/client"
+	"github.com/gantryhq/gantry/router"
+)
+
+// Run starts every role and blocks until ctx is done or a role fails; then it
+// stops them all (PostgreSQL and the embedded etcd last). App containers keep
+// running: the next Run adopts them.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("gantryd up: %w", err)
+	}
+	if cfg.Out == nil {
+		cfg.Out = os.Stdout
+	}
+	log := cfg.Logger
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	clusterID, err := readOrCreate(filepath.Join(dataDir, "cluster-id"), func() (string, error) {
+		h, err := randomHex(4)
+		return "c-" + h, err
+	})
+	if err != nil {
+		return err
+	}
+	space, err := keyspace.New(clusterID)
+	if err != nil {
+		return fmt.Errorf("%s/cluster-id: %w", dataDir, err)
+	}
+	log.Info("gantryd up starting",
+		"version", cfg.Version, "data", dataDir, "cluster", clusterID,
+		"api_addr", cfg.APIAddr, "http_addr", cfg.HTTPAddr, "https_addr", cfg.HTTPSAddr,
+		"ssh_addr", cfg.SSHAddr, "host_api_addr", cfg.HostAPIAddr, "domain", cfg.Domain, "deploy_timeout", cfg.DeployTimeout,
+		"advertise", cfg.AdvertiseAddr, "etcd", etcdMode(cfg), "database", dbMode(cfg))
+
+	// etcd: embedded unless an external cluster is given.
+	endpoints := cfg.EtcdEndpoints
+	if len(endpoints) == 0 {
+		srv, err := etcdserver.Start(ctx, etcdserver.Config{
+			Dir:        filepath.Join(dataDir, "etcd"),
+			ClientAddr: cfg.EtcdClientAddr,
+			PeerAddr:   cfg.EtcdPeerAddr,
+			Logger:     log.With("component", "etcd"),
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		endpoints = []string{srv.Endpoint()}
+	}
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("connect to etcd %v: %w", endpoints, err)
+	}
+	defer etcd.Close()
+
+	// PostgreSQL: private unless an external server is given.
+	dbURL := cfg.DatabaseURL
+	if dbURL == "" {
+		pg, err := pgserver.Start(ctx, pgserver.Config{Dir: filepath.Join(dataDir, "postgres"), Logger: log.With("component", "postgres")})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			defer cancel()
+			if err := pg.Stop(sctx); err != nil {
+				log.Error("stop postgres", "err", err)
+			}
+		}()
+		if err := pg.CreateDatabase(ctx, "gantry"); err != nil {
+			return err
+		}
+		dbURL = pg.URL("gantry")
+	}
+	if err := controller.Migrate(ctx, dbURL, log.With("component", "migrate")); err != nil {
+		return err
+	}
+	envFile := filepath.Join(dataDir, "admin.env")
+	if err := ensureAdminEnv(ctx, envFile, dbURL, apiURL(cfg.APIAddr)); err != nil {
+		return err
+	}
+
+	hostID, err := readOrCreate(filepath.Join(dataDir, "host-id"), func() (string, error) {
+		h, err := randomHex(4)
+		return "host-" + h, err
+	})
+	if err != nil {
+		return err
+	}
+	hostToken, err := readOrCreate(filepath.Join(dataDir, "host-token"), func() (string, error) { return randomHex(32) })
+	if err != nil {
+		return err
+	}
+	dk, err := docker.NewClientWithOpts(docker.FromEnv, docker.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer dk.Close()
+
+	stackImage, builderImage := stack.StackRef(stack.DefaultVersion), stack.BuilderRef(stack.DefaultVersion)
+	missingImages := checkImages(ctx, dk, log, stackImage, builderImage)
+	if len(missingImages) > 0 {
+		log.Warn("images missing: git push cannot build until `gantryd stack build` makes them", "images", missingImages)
+	}
+	env := buildEnv(ctx, log)
+	log.Info("build settings", "builder", builderImage, "stack", stackImage, "env", env)
+
+	gitBackend := backend.New(client.New(apiURL(cfg.APIAddr), hostToken))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return host.Run(gctx, host.Config{
+			ID:            hostID,
+			Cluster:       space.Cluster(),
+			Etcd:          etcd,
+			Docker:        dk,
+			AdvertiseAddr: cfg.AdvertiseAddr,
+			APIAddr:       cfg.HostAPIAddr,
+			APIToken:      hostToken,
+			StateDir:      filepath.Join(dataDir, "host"),
+			Version:       cfg.Version,
+			Logger:        log.With("component", "host"),
+		})
+	})
+	g.Go(func() error {
+		return router.Run(gctx, router.Config{
+			Cluster:   space.Cluster(),
+			Etcd:      etcd,
+			HTTPAddr:  cfg.HTTPAddr,
+			HTTPSAddr: cfg.HTTPSAddr,
+			AccessLog: cfg.AccessLog,
+			Logger:    log.With("component", "router"),
+		})
+	})
+	g.Go(func() error {
+		return scheduler.Run(gctx, scheduler.Config{
+			Cluster: space.Cluster(),
+			Etcd:    etcd,
+			ID:      hostID,
+			Logger:  log.With("component", "scheduler"),
+		})
+	})
+	g.Go(func() error {
+		// The controller mirrors formations and routes into etcd and
+		// re-syncs them periodically (controller.Server.Serve), and kills
+		// jobs through the host agent's API with the host token.
+		return controller.Run(gctx, controller.Config{
+			DatabaseURL: dbURL,
+			Addr:        cfg.APIAddr,
+			Cluster:     space.Cluster(),
+			Etcd:        etcd,
+			HostToken:   hostToken,
+			Domain:      cfg.Domain,
+			GitURL:      sshBaseURL(cfg.SSHAddr),
+			RouterHTTP:  publicURL("http", cfg.HTTPAddr),
+			RouterHTTPS: publicURL("https", cfg.HTTPSAddr),
+			// The host agent fetches slugs and build inputs from the
+			// controller, and uploads build outputs to it, on loopback.
+			InternalURL:   apiURL(cfg.APIAddr),
+			BuilderImage:  builderImage,
+			StackImage:    stackImage,
+			BuildEnv:      env,
+			DeployTimeout: cfg.DeployTimeout,
+			Version:       cfg.Version,
+			Logger:        log.With("component", "controller"),
+		})
+	})
+	g.Go(func() error {
+		// The git receiver asks the controller about keys and apps and
+		// has it build each push, with the platform's host token.
+		return gitreceiver.Run(gctx, gitreceiver.Config{
+			Addr:        cfg.SSHAddr,
+			HostKeyFile: filepath.Join(dataDir, "git", "ssh_host_ed25519_key"),
+			RepoDir:     filepath.Join(dataDir, "git", "repos"),
+			Keys:        gitBackend,
+			Apps:        gitBackend,
+			Builder:     gitBackend,
+			Logger:      log.With("component", "gitreceiver"),
+		})
+	})
+	g.Go(func() error {
+		if err := waitHealthy(gctx, apiURL(cfg.APIAddr)+"/healthz"); err != nil {
+			return err
+		}
+		fmt.Fprintf(cfg.Out, "Gantry is up: API %s, apps at %s, git push to %s/<app>.git\n",
+			apiURL(cfg.APIAddr), publicURL("http", cfg.HTTPAddr), sshBaseURL(cfg.SSHAddr))
+		if len(missingImages) > 0 {
+			fmt.Fprintf(cfg.Out, "Images missing (%s): run `gantryd stack build` before git push\n", strings.Join(missingImages, ", "))
+		}
+		fmt.Fprintf(cfg.Out, "To use the CLI: set -a; . %s; set +a\n", envFile)
+		return nil
+	})
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = nil
+	}
+	log.Info("gantryd up stopping")
+	return err
+}
+
+// ensureAdminEnv writes envFile with a new admin token unless it exists.
+func ensureAdminEnv(ctx context.Context, envFile, dbURL, api string) error {
+	if _, err := os.Stat(envFile); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("stat %s: %w", envFile, err)
+	}
+	token, err := controller.CreateAdminToken(ctx, dbURL)
+	if err != nil {
+		return fmt.Errorf("create admin token: %w", err)
+	}
+	content := fmt.Sprintf("GANTRY_URL=%s\nGANTRY_TOKEN=%s\n", api, token)
+	return writeFileAtomic(envFile, []byte(content), 0o600)
+}
+
+func etcdMode(cfg Config) string {
+	if len(cfg.EtcdEndpoints) > 0 {
+		return fmt.Sprint(cfg.EtcdEndpoints)
+	}
+	return "embedded on " + cfg.EtcdClientAddr
+}
+
+func dbMode(cfg Config) string {
+	if cfg.DatabaseURL != "" {
+		return "external"
+	}
+	return "private PostgreSQL in the data dir"
+}

@@ -1,0 +1,181 @@
+// Package up runs a whole single-node Gantry in one process: embedded etcd
+// (or an external cluster), a private PostgreSQL (or an external server), the
+// controller API, the host agent, the scheduler, the router and the git
+// receiver. Every role
+// talks to the others over the network (HTTP, etcd), exactly as it would when
+// running on its own, so this package only wires them together.
+package up
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config configures Run. Addresses are host:port.
+type Config struct {
+	// DataDir holds all state (etcd, PostgreSQL, keys, admin.env); required.
+	DataDir string
+	// APIAddr is the controller API listen address; required.
+	APIAddr string
+	// HTTPAddr and HTTPSAddr are the router's listen addresses; required.
+	HTTPAddr  string
+	HTTPSAddr string
+	// SSHAddr is the git-over-SSH listen address, reported in git URLs;
+	// required.
+	SSHAddr string
+	// HostAPIAddr is the host agent's API listen address; required.
+	HostAPIAddr string
+	// EtcdClientAddr and EtcdPeerAddr are the embedded etcd's listen
+	// addresses; unused when EtcdEndpoints is set.
+	EtcdClientAddr string
+	EtcdPeerAddr   string
+	// EtcdEndpoints points at an external etcd cluster instead of the
+	// embedded one; empty means embedded.
+	EtcdEndpoints []string
+	// DatabaseURL points at an external PostgreSQL instead of the private
+	// one; empty means private.
+	DatabaseURL string
+	// Domain is the app domain: apps are served at <app>.<Domain>.
+	Domain string
+	// AdvertiseAddr is the IP app ports are published on.
+	AdvertiseAddr string
+	// DeployTimeout is how long a deployment waits for the new release's
+	// jobs to be up before it fails and the old release keeps serving;
+	// zero means the controller's default (120 s).
+	DeployTimeout time.Duration
+	// AccessLog receives the router's access log, one line per request;
+	// nil means none.
+	AccessLog io.Writer
+	// Version is gantryd's version.
+	Version string
+	// Logger receives structured logs; required.
+	Logger *slog.Logger
+	// Out receives the few human lines ("Gantry is up", how to source
+	// admin.env); nil means os.Stdout.
+	Out io.Writer
+}
+
+// Validate reports missing or malformed fields.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("no data dir"))
+	}
+	addrs := map[string]string{"api-addr": c.APIAddr, "http-addr": c.HTTPAddr, "https-addr": c.HTTPSAddr, "ssh-addr": c.SSHAddr, "host-api-addr": c.HostAPIAddr}
+	if len(c.EtcdEndpoints) == 0 {
+		addrs["etcd-client-addr"] = c.EtcdClientAddr
+		addrs["etcd-peer-addr"] = c.EtcdPeerAddr
+	}
+	for name, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: want host:port", name, a))
+		}
+	}
+	if c.Domain == "" {
+		errs = append(errs, errors.New("no domain"))
+	}
+	if net.ParseIP(c.AdvertiseAddr) == nil {
+		errs = append(errs, fmt.Errorf("--advertise %q: want an IP address", c.AdvertiseAddr))
+	}
+	if c.Logger == nil {
+		errs = append(errs, errors.New("no logger"))
+	}
+	return errors.Join(errs...)
+}
+
+// readOrCreate returns the trimmed content of file, creating it with the
+// value of gen (mode 0600) when it does not exist.
+func readOrCreate(file string, gen func() (string, error)) (string, error) {
+	b, err := os.ReadFile(file)
+	if err == nil {
+		if v := strings.TrimSpace(string(b)); v != "" {
+			return v, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", file, err)
+	}
+	v, err := gen()
+	if err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(file, []byte(v+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+// writeFileAtomic writes data to a temporary file next to file and renames
+// it into place, so a crash never leaves a half-written file.
+func writeFileAtomic(file string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	return nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// publicURL turns a listen address into a URL a local client can use:
+// an unspecified host becomes "localhost".
+func publicURL(scheme, addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	if host == "127.0.0.1" || host == "::1" {
+		host = "localhost"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// apiURL is the controller URL written to admin.env.
+func apiURL(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// sshBaseURL is the base of the apps' git URLs.
+func sshBaseURL(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "ssh://git@" + net.JoinHostPort(host, port)
+}
+
+// stopTimeout bounds how long shutdown waits for a dependency to stop.
+const stopTimeout = 30 * time.Second

@@ -1,0 +1,250 @@
+package gitreceiver
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// KeyChecker says whether a public key may push. The controller's registered
+// keys satisfy it.
+type KeyChecker interface {
+	Authorized(ctx context.Context, key gossh.PublicKey) (bool, error)
+}
+
+// AppChecker says whether an app exists.
+type AppChecker interface {
+	AppExists(ctx context.Context, name string) (bool, error)
+}
+
+// Builder builds and deploys one pushed commit. It writes human output
+// (`-----> ...` lines) to out and returns an error when the push must be
+// rejected; the error's message is shown to the user as the last line.
+type Builder interface {
+	Build(ctx context.Context, req BuildRequest, out io.Writer) error
+}
+
+// BuildRequest describes one push to build.
+type BuildRequest struct {
+	App    string
+	Ref    string // e.g. refs/heads/main
+	Commit string // the pushed commit ID
+	// Source returns a tar stream of the commit's tree (submodules left
+	// out). The caller closes it.
+	Source func(ctx context.Context) (io.ReadCloser, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the SSH listen address, e.g. "127.0.0.1:2222"; required for
+	// Run.
+	Addr string
+	// HostKeyFile holds the server's ed25519 host key; it is created on first
+	// start (mode 0600) and kept, so clients' known_hosts stay valid.
+	// Required.
+	HostKeyFile string
+	// RepoDir holds one bare repository per app (<app>.git) and the hook
+	// socket; required.
+	RepoDir string
+	// Keys authorises pushers; required.
+	Keys KeyChecker
+	// Apps says which apps exist; required.
+	Apps AppChecker
+	// Builder builds pushes; required.
+	Builder Builder
+	// HookCommand is the argv of the proc-receive hook; empty means this
+	// executable with "gitreceiver hook".
+	HookCommand []string
+	// Git is the git binary; empty means "git" from PATH.
+	Git string
+	// PushTimeout bounds one push, build included; zero means 30 minutes.
+	PushTimeout time.Duration
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate reports missing fields.
+func (c Config) Validate() error {
+	var errs []error
+	if c.HostKeyFile == "" {
+		errs = append(errs, errors.New("no host key file"))
+	}
+	if c.RepoDir == "" {
+		errs = append(errs, errors.New("no repository dir"))
+	}
+	if c.Keys == nil || c.Apps == nil || c.Builder == nil {
+		errs = append(errs, errors.New("keys, apps and builder are required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Server is the git-over-SSH server.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	ssh    *ssh.Server
+	hookLn net.Listener
+
+	mu     sync.Mutex
+	pushes map[string]*push         // by push ID
+	locks  map[string]chan struct{} // one build per app
+}
+
+// push is one git receive-pack in progress.
+type push struct {
+	app  string
+	repo string
+	ctx  context.Context // ends when the client disconnects
+}
+
+// New prepares a server: the host key, the repository dir and the hook
+// socket. It cleans up what it made when it fails.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gitreceiver: %w", err)
+	}
+	if cfg.Git == "" {
+		cfg.Git = "git"
+	}
+	if cfg.PushTimeout == 0 {
+		cfg.PushTimeout = 30 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.HookCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("gitreceiver: find own executable for the hook: %w", err)
+		}
+		cfg.HookCommand = []string{exe, "gitreceiver", "hook"}
+	}
+	if err := os.MkdirAll(cfg.RepoDir, 0o700); err != nil {
+		return nil, fmt.Errorf("gitreceiver: create %s: %w", cfg.RepoDir, err)
+	}
+	signer, err := loadOrCreateHostKey(cfg.HostKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(cfg.RepoDir, ".hook.sock")
+	os.Remove(sock)
+	hookLn, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("gitreceiver: listen on hook socket %s: %w", sock, err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, hookLn: hookLn, pushes: map[string]*push{}, locks: map[string]chan struct{}{}}
+	s.ssh = &ssh.Server{
+		Handler:          s.handleSession,
+		HostSigners:      []ssh.Signer{signer},
+		PublicKeyHandler: s.authorize,
+		Version:          "Gantry",
+		IdleTimeout:      10 * time.Minute,
+	}
+	return s, nil
+}
+
+// Run serves on cfg.Addr until ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("gitreceiver: listen on %s: %w", cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve accepts SSH connections on ln until ctx is done, then closes the
+// server.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.log.Info("git receiver listening", "addr", ln.Addr().String(), "repos", s.cfg.RepoDir)
+	go s.serveHooks(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- s.ssh.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		s.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		s.Close()
+		if errors.Is(err, ssh.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("gitreceiver: serve: %w", err)
+	}
+}
+
+// Close stops the server; pushes in progress are cut off. It is idempotent.
+func (s *Server) Close() {
+	s.ssh.Close()
+	s.hookLn.Close()
+}
+
+func (s *Server) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ok, err := s.cfg.Keys.Authorized(cctx, key)
+	if err != nil {
+		s.log.Error("check ssh key", "fingerprint", gossh.FingerprintSHA256(key), "err", err)
+		return false
+	}
+	if !ok {
+		s.log.Info("refused unregistered ssh key", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr().String())
+	}
+	return ok
+}
+
+func loadOrCreateHostKey(file string) (ssh.Signer, error) {
+	if b, err := os.ReadFile(file); err == nil {
+		signer, err := gossh.ParsePrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("gitreceiver: host key %s: %w", file, err)
+		}
+		return signer, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("gitreceiver: read host key: %w", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("gitreceiver: generate host key: %w", err)
+	}
+	block, err := gossh.MarshalPrivateKey(priv, "gantry git receiver")
+	if err != nil {
+		return nil, fmt.Errorf("gitreceiver: encode host key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return nil, fmt.Errorf("gitreceiver: host key dir: %w", err)
+	}
+	if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, fmt.Errorf("gitreceiver: write host key: %w", err)
+	}
+	signer, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("gitreceiver: host key signer: %w", err)
+	}
+	return signer, nil
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,110 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gantryhq/gantry/layer0/keyspace"
+)
+
+// Job is one job on a host, as GET /v1/jobs lists it: its state plus what
+// the agent runs.
+type Job struct {
+	keyspace.JobState
+	// Image is the image reference the job runs.
+	Image string `json:"image"`
+	// Service is the discovery service of the job; empty when none.
+	Service string `json:"service,omitempty"`
+	// Index is the job's number within its formation (web.1, web.2, ...).
+	Index int `json:"index,omitempty"`
+}
+
+// Log streams.
+const (
+	StreamStdout = "stdout"
+	StreamStderr = "stderr"
+)
+
+// LogLine is one line of a job's output, as GET /v1/jobs/{id}/log streams
+// it (one JSON object per line).
+type LogLine struct {
+	// Time is when Docker received the line.
+	Time time.Time `json:"time"`
+	// Stream is StreamStdout or StreamStderr.
+	Stream string `json:"stream"`
+	// Text is the line without its newline.
+	Text string `json:"text"`
+}
+
+// Sentinel errors; errors.Is matches an *Error against them by code.
+var (
+	ErrBadRequest       = errors.New("bad request")
+	ErrUnauthorized     = errors.New("unauthorized")
+	ErrNotFound         = errors.New("not found")
+	ErrJobNotFound      = errors.New("job not found")
+	ErrMethodNotAllowed = errors.New("method not allowed")
+	ErrConflict         = errors.New("conflict")
+	ErrInternal         = errors.New("internal error")
+	ErrUnavailable      = errors.New("unavailable")
+)
+
+// codes is the one table between error codes, HTTP statuses and sentinels,
+// used by the server to answer and by the client to decode.
+var codes = []struct {
+	code   string
+	status int
+	err    error
+}{
+	{"bad_request", http.StatusBadRequest, ErrBadRequest},
+	{"unauthorized", http.StatusUnauthorized, ErrUnauthorized},
+	{"not_found", http.StatusNotFound, ErrNotFound},
+	{"job_not_found", http.StatusNotFound, ErrJobNotFound},
+	{"method_not_allowed", http.StatusMethodNotAllowed, ErrMethodNotAllowed},
+	{"conflict", http.StatusConflict, ErrConflict},
+	{"internal", http.StatusInternalServerError, ErrInternal},
+	{"unavailable", http.StatusServiceUnavailable, ErrUnavailable},
+}
+
+// Error is an error answer of the API:
+// {"error": {"code": "job_not_found", "message": "..."}}.
+type Error struct {
+	// Status is the HTTP status of the answer.
+	Status int `json:"-"`
+	// Code is the machine-readable error code.
+	Code string `json:"code"`
+	// Message is for humans.
+	Message string `json:"message"`
+}
+
+// NewError returns the API error for one of the sentinel errors above, with
+// the code and status the table assigns to it. An unknown sentinel gives an
+// internal error.
+func NewError(sentinel error, format string, args ...any) *Error {
+	for _, c := range codes {
+		if c.err == sentinel {
+			return &Error{Status: c.status, Code: c.code, Message: fmt.Sprintf(format, args...)}
+		}
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: fmt.Sprintf(format, args...)}
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("host api: %s (%d %s)", e.Message, e.Status, e.Code)
+}
+
+// Unwrap returns the sentinel error of the code, or nil for an unknown code.
+func (e *Error) Unwrap() error {
+	for _, c := range codes {
+		if c.code == e.Code {
+			return c.err
+		}
+	}
+	return nil
+}
+
+// ErrorBody is the JSON shape of an error answer.
+type ErrorBody struct {
+	Error *Error `json:"error"`
+}

@@ -1,0 +1,732 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gantryhq/gantry/layer0/discovery"
+	"github.com/gantryhq/gantry/layer0/keyspace"
+)
+
+// Job supervision constants.
+const (
+	// failThreshold is how many consecutive failed checks take an up job
+	// out of discovery.
+	failThreshold = 3
+	// lastLines is how many lines of output a crashed job's state keeps.
+	lastLines = 20
+	// maxLastLineLen bounds each of those lines, so the state stays small.
+	maxLastLineLen = 1024
+	// logDrainWait bounds the wait for the rest of a dead container's output.
+	logDrainWait = 2 * time.Second
+)
+
+// phase is where a job is in its life; only the job's goroutine changes it.
+type phase int
+
+const (
+	phaseCreate  phase = iota // container to create, start or adopt
+	phaseRunning              // container running: health checks
+	phaseExited               // crashed or never started: waiting for removal
+	phaseDone                 // a one-off job's final state is recorded: nothing left to run
+)
+
+// job supervises one assigned job (or one orphaned container to remove) in
+// its own goroutine: create or adopt the container, capture its output,
+// check its health, publish its state and discovery entry, and stop it.
+type job struct {
+	a      *agent
+	id     string
+	asg    keyspace.Assignment // immutable; for an orphan only what the labels say
+	orphan bool
+	logs   *ring
+	log    *slog.Logger
+
+	stopCh   chan struct{}
+	stopOnce sync.Once
+	wakeCh   chan struct{}
+
+	// Owned by the job's goroutine.
+	phase     phase
+	fails     int
+	capturing bool
+
+	mu          sync.Mutex // guards the fields below
+	state       keyspace.JobState
+	registered  bool // the job should be in discovery
+	containerID string
+
+	pubMu sync.Mutex // serialises writes of the job's keys; guards pub
+	pub   published
+}
+
+// published is what etcd holds for a job, as far as the agent knows.
+type published struct {
+	state      string // JSON of the last state written
+	stateLease clientv3.LeaseID
+	regKnown   bool // false while etcd may hold an entry of a previous run
+	registered bool
+	regLease   clientv3.LeaseID
+	regAddr    string
+	deleted    bool
+}
+
+func newJob(a *agent, as keyspace.Assignment, containerID string, prev *keyspace.JobState, orphan bool) *job {
+	j := &job{
+		a:           a,
+		id:          as.JobID,
+		asg:         as,
+		orphan:      orphan,
+		logs:        newRing(a.cfg.LogLines),
+		log:         a.log.With("job", as.JobID, "app", as.Spec.App, "type", as.Spec.Type),
+		stopCh:      make(chan struct{}),
+		wakeCh:      make(chan struct{}, 1),
+		containerID: containerID,
+	}
+	now := time.Now().UTC()
+	j.state = keyspace.JobState{
+		JobID:       as.JobID,
+		HostID:      a.cfg.ID,
+		App:         as.Spec.App,
+		Release:     as.Spec.Release,
+		Type:        as.Spec.Type,
+		State:       keyspace.StateStarting,
+		ContainerID: containerID,
+		UpdatedAt:   now,
+	}
+	if prev != nil && prev.ContainerID == containerID && containerID != "" {
+		// Carry the previous run's view over until the container is
+		// inspected; an up job stays in discovery meanwhile.
+		j.state.State, j.state.Addr, j.state.StartedAt = prev.State, prev.Addr, prev.StartedAt
+		j.registered = prev.State == keyspace.StateUp && as.Spec.Service != ""
+	}
+	if orphan {
+		j.state.State = keyspace.StateStopping
+	}
+	return j
+}
+
+func (j *job) spec() keyspace.JobSpec { return j.asg.Spec }
+
+// poke makes the job re-inspect its container.
+func (j *job) poke() {
+	select {
+	case j.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// requestStop makes the job stop and remove its container.
+func (j *job) requestStop() {
+	j.stopOnce.Do(func() { close(j.stopCh) })
+}
+
+// snapshot returns the job's state and container ID.
+func (j *job) snapshot() (keyspace.JobState, string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.state, j.containerID
+}
+
+// run is the job's goroutine. It returns when the job is removed or the
+// agent stops; in the latter case the container is left alone.
+func (j *job) run(ctx context.Context) {
+	resync := time.NewTicker(resyncInterval)
+	defer resync.Stop()
+	var health *time.Ticker
+	defer func() {
+		if health != nil {
+			health.Stop()
+		}
+	}()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	backoff := 500 * time.Millisecond
+	if j.orphan {
+		retry.Stop()
+	}
+	for {
+		var healthC <-chan time.Time
+		if health != nil {
+			healthC = health.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-j.stopCh:
+			if j.stop(ctx) {
+				j.a.removeJob(j)
+			}
+			return
+		case <-retry.C:
+			if j.phase != phaseCreate || j.orphan {
+				continue
+			}
+			if err := j.create(ctx); err != nil {
+				if j.stopRequested() || ctx.Err() != nil {
+					continue // the stop, or the agent's end, comes next
+				}
+				j.log.Warn("cannot start job; will retry", "err", err, "in", backoff)
+				retry.Reset(backoff)
+				backoff = min(2*backoff, maxRetryBackoff)
+			}
+		case <-j.wakeCh:
+			j.refresh(ctx)
+		case <-resync.C:
+			j.refresh(ctx)
+			if err := j.publish(ctx); err != nil {
+				j.log.Warn("cannot publish job state; will retry", "err", err)
+			}
+		case <-healthC:
+			j.checkHealth(ctx)
+		}
+		if j.phase == phaseRunning && j.spec().Port > 0 && health == nil {
+			health = time.NewTicker(checkInterval(j.spec().Health))
+			j.checkHealth(ctx)
+		}
+		if j.phase != phaseRunning && health != nil {
+			health.Stop()
+			health = nil
+		}
+	}
+}
+
+// setState changes the job's state and publishes it. The caller holds no
+// lock.
+func (j *job) setState(ctx context.Context, change func(st *keyspace.JobState)) {
+	j.mu.Lock()
+	change(&j.state)
+	j.state.UpdatedAt = time.Now().UTC()
+	j.mu.Unlock()
+	if err := j.publish(ctx); err != nil {
+		j.log.Warn("cannot publish job state; will retry", "err", err)
+	}
+}
+
+// create creates and starts the job's container, or adopts the one it has.
+// It returns an error only for failures worth retrying.
+func (j *job) create(ctx context.Context) error {
+	spec := j.spec()
+	if err := validateSpec(spec); err != nil {
+		j.crash(ctx, nil, err.Error())
+		return nil
+	}
+	if spec.OneOff {
+		if st, ok := j.a.loadFinished(j.id); ok {
+			j.restore(ctx, st)
+			return nil
+		}
+	}
+	j.mu.Lock()
+	id := j.containerID
+	j.mu.Unlock()
+	if id == "" {
+		var err error
+		if id, err = j.createContainer(ctx); err != nil || id == "" {
+			return err
+		}
+	}
+
+	tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	info, err := j.a.docker.ContainerInspect(tctx, id)
+	cancel()
+	switch {
+	case cerrdefs.IsNotFound(err):
+		j.crash(ctx, nil, "container removed outside gantry")
+		return nil
+	case err != nil:
+		return fmt.Errorf("inspect container: %w", err)
+	}
+	if info.State != nil && info.State.Status == container.StateCreated {
+		tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+		err := j.a.docker.ContainerStart(tctx, id, container.StartOptions{})
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil || client.IsErrConnectionFailed(err) ||
+				errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return fmt.Errorf("start container: %w", err)
+			}
+			// The engine could not run the process (no such executable,
+			// bad user, ...): that is the job crashing.
+			code := j.exitCode(ctx, id)
+			j.crash(ctx, code, "cannot start container: "+err.Error())
+			return nil
+		}
+		tctx, cancel = context.WithTimeout(ctx, dockerTimeout)
+		info, err = j.a.docker.ContainerInspect(tctx, id)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("inspect container: %w", err)
+		}
+		j.log.Info("container started", "container", shortID(id))
+	}
+	j.captureLogs(ctx, id)
+	if info.State == nil || !info.State.Running {
+		j.exited(ctx, info)
+		return nil
+	}
+	j.running(ctx, info)
+	return nil
+}
+
+// createContainer creates the job's container after checking that its image
+// is in the engine and fetching its artifacts. It returns "" when the job
+// crashed instead.
+func (j *job) createContainer(ctx context.Context) (string, error) {
+	spec := j.spec()
+	tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	_, err := j.a.docker.ImageInspect(tctx, spec.Image)
+	cancel()
+	if cerrdefs.IsNotFound(err) {
+		j.crash(ctx, nil, "image not found: "+spec.Image)
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspect image %s: %w", spec.Image, err)
+	}
+	files, err := j.prepareFiles(ctx)
+	if errors.Is(err, errRefused) {
+		j.crash(ctx, nil, err.Error())
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+
+	cfg, hc := containerConfig(j.a.cfg.Cluster, j.a.cfg.ID, j.a.cfg.AdvertiseAddr, j.asg, files)
+	name := containerName(j.a.cfg.Cluster, spec, j.id)
+	tctx, cancel = context.WithTimeout(ctx, dockerTimeout)
+	resp, err := j.a.docker.ContainerCreate(tctx, cfg, hc, nil, nil, name)
+	cancel()
+	var id string
+	switch {
+	case err == nil:
+		id = resp.ID
+		j.log.Info("container created", "container", shortID(id), "name", name, "image", spec.Image)
+	case cerrdefs.IsConflict(err):
+		// A create whose answer was lost: take the container if it is ours.
+		tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+		info, ierr := j.a.docker.ContainerInspect(tctx, name)
+		cancel()
+		if ierr != nil {
+			return "", fmt.Errorf("create container %s: %w", name, err)
+		}
+		l := info.Config.Labels
+		if l[keyspace.LabelCluster] != j.a.cfg.Cluster || l[LabelHost] != j.a.cfg.ID || l[keyspace.LabelJob] != j.id {
+			j.crash(ctx, nil, "container name "+name+" is taken by a container gantry does not own")
+			return "", nil
+		}
+		id = info.ID
+	case cerrdefs.IsNotFound(err):
+		j.crash(ctx, nil, "image not found: "+spec.Image)
+		return "", nil
+	case cerrdefs.IsInvalidArgument(err):
+		j.crash(ctx, nil, "cannot create container: "+err.Error())
+		return "", nil
+	default:
+		return "", fmt.Errorf("create container: %w", err)
+	}
+	j.mu.Lock()
+	j.containerID = id
+	j.mu.Unlock()
+	j.setState(ctx, func(st *keyspace.JobState) { st.ContainerID = id })
+	return id, nil
+}
+
+// running records a running container: its address and start time. A job
+// without a port is up at once; one with a port waits for its check.
+func (j *job) running(ctx context.Context, info container.InspectResponse) {
+	spec := j.spec()
+	addr, ok := publishedAddr(spec, info, j.a.cfg.AdvertiseAddr)
+	if spec.Port > 0 && !ok {
+		j.crash(ctx, nil, fmt.Sprintf("port %d was not published", spec.Port))
+		return
+	}
+	started, _ := time.Parse(time.RFC3339Nano, info.State.StartedAt)
+	j.phase = phaseRunning
+	j.fails = 0
+	j.setState(ctx, func(st *keyspace.JobState) {
+		st.Addr, st.StartedAt = addr, started.UTC()
+		st.ExitCode, st.Error, st.LastLines = nil, "", nil
+		switch {
+		case spec.Port == 0:
+			st.State = keyspace.StateUp
+		case st.State != keyspace.StateUp:
+			st.State = keyspace.StateStarting
+		}
+	})
+}
+
+// refresh re-inspects a running job's container and notices exits.
+func (j *job) refresh(ctx context.Context) {
+	if j.phase != phaseRunning {
+		return
+	}
+	j.mu.Lock()
+	id := j.containerID
+	j.mu.Unlock()
+	tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	info, err := j.a.docker.ContainerInspect(tctx, id)
+	cancel()
+	switch {
+	case cerrdefs.IsNotFound(err):
+		j.crash(ctx, nil, "container removed outside gantry")
+	case err != nil:
+		j.log.Debug("cannot inspect container", "err", err)
+	case info.State == nil || !info.State.Running:
+		j.exited(ctx, info)
+	}
+}
+
+// exited records a container that is no longer running: a crash, or the
+// completion of a one-off job that exited with status 0.
+func (j *job) exited(ctx context.Context, info container.InspectResponse) {
+	var code *int
+	msg := ""
+	if info.State != nil {
+		c := info.State.ExitCode
+		code = &c
+		msg = info.State.Error
+		if info.State.OOMKilled {
+			msg = "out of memory"
+		}
+	}
+	if j.spec().OneOff && code != nil && *code == 0 && msg == "" {
+		j.complete(ctx, info.ID)
+		return
+	}
+	j.crash(ctx, code, msg)
+}
+
+func (j *job) exitCode(ctx context.Context, id string) *int {
+	tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	defer cancel()
+	info, err := j.a.docker.ContainerInspect(tctx, id)
+	if err != nil || info.State == nil || info.State.Running {
+		return nil
+	}
+	c := info.State.ExitCode
+	return &c
+}
+
+// crash takes the job out of discovery and records it as crashed with the
+// last lines of its output. The container, if any, stays for its logs,
+// except a one-off job's, which is removed once the state is recorded.
+func (j *job) crash(ctx context.Context, code *int, msg string) {
+	j.phase = phaseExited
+	j.drainLogs(ctx)
+	j.mu.Lock()
+	j.registered = false
+	j.mu.Unlock()
+	last := j.logs.last(lastLines)
+	for i, l := range last {
+		if len(l) > maxLastLineLen {
+			last[i] = strings.ToValidUTF8(l[:maxLastLineLen], "") + "..."
+		}
+	}
+	j.setState(ctx, func(st *keyspace.JobState) {
+		st.State, st.ExitCode, st.Error, st.LastLines, st.Addr = keyspace.StateCrashed, code, msg, last, ""
+	})
+	attrs := []any{"error", msg}
+	if code != nil {
+		attrs = append(attrs, "exit_code", *code)
+	}
+	j.log.Warn("job crashed", attrs...)
+	if j.spec().OneOff && !j.orphan {
+		j.retire(ctx)
+	}
+}
+
+// drainLogs waits, briefly, for the rest of a stopped container's output,
+// and ends the job's log.
+func (j *job) drainLogs(ctx context.Context) {
+	if j.capturing {
+		j.logs.waitClosed(ctx, logDrainWait)
+	} else {
+		j.logs.close()
+	}
+}
+
+// checkHealth runs one readiness check of a running job: a pass makes it up
+// (and discoverable), failThreshold failures in a row take an up job out of
+// discovery until it passes again.
+func (j *job) checkHealth(ctx context.Context) {
+	if j.phase != phaseRunning || j.spec().Port == 0 {
+		return
+	}
+	st, _ := j.snapshot()
+	err := probe(ctx, st.Addr, j.spec().Health)
+	if err == nil {
+		j.fails = 0
+		if st.State != keyspace.StateUp || !j.isRegistered() {
+			j.mu.Lock()
+			j.registered = j.spec().Service != ""
+			j.mu.Unlock()
+			j.setState(ctx, func(st *keyspace.JobState) { st.State = keyspace.StateUp })
+			j.log.Info("job up", "addr", st.Addr)
+		}
+		return
+	}
+	j.fails++
+	if st.State == keyspace.StateUp && j.fails >= failThreshold {
+		j.mu.Lock()
+		j.registered = false
+		j.mu.Unlock()
+		j.setState(ctx, func(st *keyspace.JobState) { st.State = keyspace.StateStarting })
+		j.log.Warn("job failing its health check; taken out of discovery", "err", err, "failures", j.fails)
+		return
+	}
+	j.log.Debug("health check failed", "err", err, "failures", j.fails)
+}
+
+func (j *job) isRegistered() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.registered || j.spec().Service == ""
+}
+
+// stop drains and removes the job: deregister, wait the drain delay,
+// SIGTERM, SIGKILL after the stop timeout, remove the container, delete the
+// job's keys. It reports whether it finished (false when ctx ended first).
+func (j *job) stop(ctx context.Context) bool {
+	if j.phase == phaseDone {
+		return j.forget(ctx)
+	}
+	j.mu.Lock()
+	wasRegistered := j.registered || j.orphan
+	j.registered = false
+	id := j.containerID
+	j.mu.Unlock()
+	j.log.Info("stopping job", "container", shortID(id))
+	j.setState(ctx, func(st *keyspace.JobState) { st.State = keyspace.StateStopping })
+	if !retry(ctx, j.log, "deregister", j.publish) {
+		return false
+	}
+	if wasRegistered && j.spec().Service != "" {
+		if sleep(ctx, j.a.cfg.DrainDelay) != nil {
+			return false
+		}
+	}
+	if id != "" {
+		if !retry(ctx, j.log, "stop container", func(ctx context.Context) error { return j.stopContainer(ctx, id) }) {
+			return false
+		}
+		code := j.exitCode(ctx, id)
+		j.setState(ctx, func(st *keyspace.JobState) { st.State, st.Addr, st.ExitCode = keyspace.StateDown, "", code })
+		if !retry(ctx, j.log, "remove container", func(ctx context.Context) error { return j.removeContainer(ctx, id) }) {
+			return false
+		}
+	}
+	j.logs.close()
+	if !retry(ctx, j.log, "delete job keys", j.deleteKeys) {
+		return false
+	}
+	j.log.Info("job removed", "container", shortID(id))
+	return true
+}
+
+// forget removes a finished one-off job, whose state stays final to the
+// end: its container if still there, its keys and its record on disk.
+func (j *job) forget(ctx context.Context) bool {
+	_, id := j.snapshot()
+	if id != "" {
+		if !retry(ctx, j.log, "remove container", func(ctx context.Context) error { return j.removeContainer(ctx, id) }) {
+			return false
+		}
+	}
+	if !retry(ctx, j.log, "delete job keys", j.deleteKeys) {
+		return false
+	}
+	j.a.dropFinished(j.id)
+	j.log.Info("finished one-off job removed")
+	return true
+}
+
+func (j *job) stopContainer(ctx context.Context, id string) error {
+	var timeout *int
+	if !j.orphan {
+		s := stopSeconds(j.spec())
+		timeout = &s
+	}
+	grace := stopTimeout(j.spec())
+	tctx, cancel := context.WithTimeout(ctx, grace+dockerTimeout)
+	defer cancel()
+	err := j.a.docker.ContainerStop(tctx, id, container.StopOptions{Timeout: timeout})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("stop container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+func (j *job) removeContainer(ctx context.Context, id string) error {
+	tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	defer cancel()
+	err := j.a.docker.ContainerRemove(tctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// retry runs f until it succeeds or ctx ends, with back-off, and reports
+// whether it succeeded.
+func retry(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) bool {
+	backoff := 200 * time.Millisecond
+	for {
+		err := f(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn("retrying", "step", what, "err", err, "in", backoff)
+		if sleep(ctx, backoff) != nil {
+			return false
+		}
+		backoff = min(2*backoff, maxRetryBackoff)
+	}
+}
+
+// publish makes etcd hold the job's current state and discovery entry,
+// writing only what changed (or what a new lease lost). Discovery changes
+// go first, so the state never claims more than discovery shows.
+func (j *job) publish(ctx context.Context) error {
+	j.pubMu.Lock()
+	defer j.pubMu.Unlock()
+	if j.pub.deleted {
+		return nil
+	}
+	j.mu.Lock()
+	st, reg := j.state, j.registered
+	j.mu.Unlock()
+	lease := j.a.lease.ID()
+	spec := j.spec()
+
+	if spec.Service != "" {
+		switch {
+		case !reg && (j.pub.registered || !j.pub.regKnown):
+			if err := j.a.disc.Deregister(ctx, spec.Service, j.id); err != nil {
+				return err
+			}
+			if j.pub.registered {
+				j.log.Info("deregistered from discovery", "service", spec.Service)
+			}
+			j.pub.registered, j.pub.regKnown = false, true
+		case reg && (!j.pub.registered || j.pub.regLease != lease || j.pub.regAddr != st.Addr):
+			inst := discovery.Instance{
+				ID:   j.id,
+				Addr: st.Addr,
+				Meta: map[string]string{"app": spec.App, "release": spec.Release, "type": spec.Type, "host": j.a.cfg.ID},
+			}
+			if err := j.a.disc.Register(ctx, lease, spec.Service, inst); err != nil {
+				return err
+			}
+			j.log.Info("registered in discovery", "service", spec.Service, "addr", st.Addr)
+			j.pub.registered, j.pub.regKnown, j.pub.regLease, j.pub.regAddr = true, true, lease, st.Addr
+		}
+	}
+
+	val, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode job state: %w", err)
+	}
+	if string(val) == j.pub.state && lease == j.pub.stateLease {
+		return nil
+	}
+	tctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
+	if _, err := j.a.etcd.Put(tctx, j.a.space.Job(j.id), string(val), clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("put job state: %w", err)
+	}
+	j.pub.state, j.pub.stateLease = string(val), lease
+	return nil
+}
+
+// deleteKeys removes the job's discovery entry and state for good.
+func (j *job) deleteKeys(ctx context.Context) error {
+	j.pubMu.Lock()
+	defer j.pubMu.Unlock()
+	if j.pub.deleted {
+		return nil
+	}
+	if s := j.spec().Service; s != "" {
+		if err := j.a.disc.Deregister(ctx, s, j.id); err != nil {
+			return err
+		}
+	}
+	tctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
+	if _, err := j.a.etcd.Delete(tctx, j.a.space.Job(j.id)); err != nil {
+		return fmt.Errorf("delete job state: %w", err)
+	}
+	j.pub.deleted = true
+	return nil
+}
+
+// captureLogs starts copying the container's output into the job's ring,
+// once, beginning with the last LogLines lines it already wrote (all of a
+// new container's, the recent ones of an adopted container's).
+func (j *job) captureLogs(ctx context.Context, id string) {
+	if j.capturing {
+		return
+	}
+	j.capturing = true
+	tail := strconv.Itoa(j.a.cfg.LogLines)
+	j.a.goFn(func() { j.a.copyLogs(ctx, id, j.logs, tail) })
+}
+
+// copyLogs follows a container's output into r until the container stops
+// (then closes r) or ctx ends. A broken stream of a running container is
+// resumed from the last line's timestamp.
+func (a *agent) copyLogs(ctx context.Context, id string, r *ring, tail string) {
+	defer r.close()
+	var last time.Time
+	backoff := 200 * time.Millisecond
+	for {
+		opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true, Tail: tail}
+		if !last.IsZero() {
+			opts.Tail, opts.Since = "all", last.Format(time.RFC3339Nano)
+		}
+		rc, err := a.docker.ContainerLogs(ctx, id, opts)
+		if err == nil {
+			sess := &logSession{skipUntil: last}
+			out := &lineWriter{ring: r, stream: "stdout", sess: sess}
+			errw := &lineWriter{ring: r, stream: "stderr", sess: sess}
+			_, err = stdcopy.StdCopy(out, errw, rc)
+			rc.Close()
+			out.flush()
+			errw.flush()
+			if sess.last.After(last) {
+				last = sess.last
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+		info, ierr := a.docker.ContainerInspect(tctx, id)
+		cancel()
+		if cerrdefs.IsNotFound(ierr) || (ierr == nil && (info.State == nil || !info.State.Running)) {
+			return
+		}
+		a.log.Debug("container log stream interrupted; resuming", "container", shortID(id), "err", err)
+		if sleep(ctx, backoff) != nil {
+			return
+		}
+		backoff = min(2*backoff, maxRetryBackoff)
+	}
+}

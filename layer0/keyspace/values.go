@@ -1,0 +1,202 @@
+package keyspace
+
+import "time"
+
+// Container labels. Every container Gantry starts carries all of them, so a
+// host agent only ever touches the containers of its own cluster.
+const (
+	LabelCluster = "gantry.cluster"
+	LabelJob     = "gantry.job"
+	LabelApp     = "gantry.app"
+	LabelRelease = "gantry.release"
+	LabelType    = "gantry.type"
+)
+
+// Host is the value under Space.Host, written by the host agent under its
+// lease: it disappears when the host stops heartbeating.
+type Host struct {
+	// ID is the host's unique name within the cluster.
+	ID string `json:"id"`
+	// Addr is the advertised IP address; job ports are published on it.
+	Addr string `json:"addr"`
+	// APIURL is the base URL of the host agent's HTTP API (jobs, logs).
+	APIURL string `json:"api_url"`
+	// CPU is the capacity in millicores (1000 = one core).
+	CPU int64 `json:"cpu"`
+	// Memory is the capacity in bytes available to jobs.
+	Memory int64 `json:"memory"`
+	// Tags are free-form labels that job constraints match on.
+	Tags map[string]string `json:"tags,omitempty"`
+	// Healthy is false while the host cannot run jobs (Docker unreachable);
+	// the scheduler places nothing new on an unhealthy host.
+	Healthy bool `json:"healthy"`
+	// Reason says why the host is unhealthy; empty when healthy.
+	Reason string `json:"reason,omitempty"`
+	// Version is the gantryd version of the agent.
+	Version string `json:"version,omitempty"`
+	// StartedAt is when the agent started.
+	StartedAt time.Time `json:"started_at"`
+}
+
+// HealthCheck says when an instance of a job is ready for traffic.
+type HealthCheck struct {
+	// Path is the HTTP path to GET; a 2xx or 3xx answer passes. Empty means
+	// a plain TCP connect to the job's port.
+	Path string `json:"path,omitempty"`
+	// Interval between checks; zero means the agent's default (1 s).
+	Interval time.Duration `json:"interval,omitempty"`
+	// Timeout of one check; zero means the agent's default (2 s).
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// Resources are the limits of one job's container.
+type Resources struct {
+	// Memory limit in bytes; zero means the scheduler's default (512 MiB).
+	Memory int64 `json:"memory,omitempty"`
+	// CPUShares is the relative CPU weight (Docker cpu-shares); zero means
+	// Docker's default (1024).
+	CPUShares int64 `json:"cpu_shares,omitempty"`
+	// PIDs limit; zero means the agent's default (1024).
+	PIDs int64 `json:"pids,omitempty"`
+}
+
+// JobSpec is what to run: the template of a formation and the body of an
+// assignment.
+type JobSpec struct {
+	// App, Release and Type identify the formation the job belongs to.
+	// Release is the release ID; ReleaseVersion its version (1, 2, ...),
+	// used to stop the oldest release's jobs first.
+	App            string `json:"app"`
+	Release        string `json:"release"`
+	ReleaseVersion int    `json:"release_version"`
+	Type           string `json:"type"`
+	// Image is a reference to an image in the local Docker engine.
+	Image string `json:"image"`
+	// Cmd is the container command (argv); empty means the image's default.
+	Cmd []string `json:"cmd,omitempty"`
+	// Entrypoint overrides the image's entrypoint when set.
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	// Env is the process environment (config vars). The agent adds PORT.
+	Env map[string]string `json:"env,omitempty"`
+	// Port is the container port the process listens on (the agent sets
+	// PORT to it and publishes it on a free host port). Zero means the job
+	// listens on nothing: no health check, no discovery.
+	Port int `json:"port,omitempty"`
+	// Service is the discovery service that healthy instances register
+	// under; empty means the job is not discoverable.
+	Service string `json:"service,omitempty"`
+	// Health is the readiness check; used only when Port is set.
+	Health HealthCheck `json:"health"`
+	// Resources are the container limits.
+	Resources Resources `json:"resources"`
+	// StopTimeout is the grace period between SIGTERM and SIGKILL; zero
+	// means 30 s.
+	StopTimeout time.Duration `json:"stop_timeout,omitempty"`
+	// Constraints are host tags the job requires (all must match).
+	Constraints map[string]string `json:"constraints,omitempty"`
+	// User runs the process as this user (name or uid[:gid]) of the image;
+	// empty means the image's default.
+	User string `json:"user,omitempty"`
+	// Artifacts are files the agent fetches before starting the job.
+	Artifacts []Artifact `json:"artifacts,omitempty"`
+	// Outputs are files the agent uploads after the job exits with status
+	// 0; only one-off jobs have outputs.
+	Outputs []Output `json:"outputs,omitempty"`
+	// MountGantryd mounts the agent's own gantryd binary read-only at
+	// /usr/local/bin/gantryd, for the in-container roles (slugbuilder,
+	// slugrunner).
+	MountGantryd bool `json:"mount_gantryd,omitempty"`
+	// OneOff marks a job that runs to completion (a build, `gantry run`):
+	// when it exits it is down (status 0) or crashed, and it is never
+	// replaced. Its owner removes its formation when done with it.
+	OneOff bool `json:"one_off,omitempty"`
+}
+
+// Artifact is a blob the host agent fetches (with its platform token),
+// verifies, caches on local disk by digest, and mounts read-only into the
+// container.
+type Artifact struct {
+	// URL is where to GET the blob (the controller's blobstore).
+	URL string `json:"url"`
+	// Digest is "sha256:<hex>"; the fetched bytes must match it.
+	Digest string `json:"digest"`
+	// Path is the absolute path of the file inside the container.
+	Path string `json:"path"`
+}
+
+// Output is a file the host agent copies out of a one-off job's container
+// after it exits with status 0 and uploads (with its platform token).
+type Output struct {
+	// Path is the absolute path of the file inside the container.
+	Path string `json:"path"`
+	// URL is where to PUT it (the controller's blobstore).
+	URL string `json:"url"`
+	// Optional outputs may be missing without failing the job.
+	Optional bool `json:"optional,omitempty"`
+}
+
+// Formation is the value under Space.Formation, written by the controller:
+// the desired number of jobs of one process type of one release.
+type Formation struct {
+	App      string  `json:"app"`
+	Release  string  `json:"release"`
+	Type     string  `json:"type"`
+	Count    int     `json:"count"`
+	Template JobSpec `json:"template"`
+	// RestartedAt asks for a rolling restart: the jobs of this formation
+	// created before it are replaced, each new job up before an old one
+	// stops. Zero means no restart was asked for.
+	RestartedAt time.Time `json:"restarted_at,omitzero"`
+	// UpdatedAt is when the controller last changed the count or template.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Assignment is the value under Space.Assignment, written by the scheduler
+// leader: one job placed on one host.
+type Assignment struct {
+	JobID  string  `json:"job_id"`
+	HostID string  `json:"host_id"`
+	Spec   JobSpec `json:"spec"`
+	// Index numbers the jobs of a formation from 1 (web.1, web.2, ...); a
+	// replacement keeps the index of the job it replaces.
+	Index int `json:"index"`
+	// Restarts counts how many jobs of this index crashed and were
+	// replaced since the release arrived or the job was last up a while.
+	Restarts int `json:"restarts"`
+	// CreatedAt is when the scheduler placed the job.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Job states, in JobState.State.
+const (
+	StateStarting = "starting" // container being created or health check not yet passed
+	StateUp       = "up"       // running and healthy (registered in discovery if it has a service)
+	StateCrashed  = "crashed"  // exited or could not start; see ExitCode, Error, LastLines
+	StateStopping = "stopping" // deregistered, draining, being stopped
+	StateDown     = "down"     // stopped on purpose
+)
+
+// JobState is the value under Space.Job, written by the host agent under its
+// lease.
+type JobState struct {
+	JobID       string `json:"job_id"`
+	HostID      string `json:"host_id"`
+	App         string `json:"app"`
+	Release     string `json:"release"`
+	Type        string `json:"type"`
+	State       string `json:"state"`
+	ContainerID string `json:"container_id,omitempty"`
+	// Addr is the published host:port of the job's port; empty when the
+	// job has no port or is not running.
+	Addr string `json:"addr,omitempty"`
+	// ExitCode is the exit status of the last exit, when there was one.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Error explains a crash that is not an exit ("image not found").
+	Error string `json:"error,omitempty"`
+	// LastLines are the last lines of output when the job crashed.
+	LastLines []string `json:"last_lines,omitempty"`
+	// StartedAt is when the container started.
+	StartedAt time.Time `json:"started_at"`
+	// UpdatedAt is when the state last changed.
+	UpdatedAt time.Time `json:"updated_at"`
+}

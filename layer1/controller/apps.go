@@ -1,0 +1,229 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gantryhq/gantry/layer1/controller/store"
+	"github.com/gantryhq/gantry/layer1/controller/types"
+)
+
+// generateAttempts is how many generated names createApp tries before it
+// gives up (a conflict needs the same three random choices).
+const generateAttempts = 10
+
+// app adds the URLs that depend on the configuration.
+func (s *Server) app(a types.App) types.App {
+	a.GitURL = s.cfg.gitURL(a.Name)
+	a.WebURL = s.cfg.webURL(a.Name)
+	a.URLs = s.cfg.appURLs(a.Name)
+	return a
+}
+
+func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
+	var req types.CreateAppRequest
+	if e := decodeJSON(w, r, &req, true); e != nil {
+		writeError(w, e)
+		return
+	}
+	if req.Name != "" {
+		if err := types.ValidateAppName(req.Name); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if owner, err := s.domainOwner(r, req.Name); err != nil || owner != "" {
+			if err == nil {
+				err = types.ErrConflict.WithMessage("the domain %s of an app named %q is a route of app %s; pick another name",
+					s.cfg.defaultDomain(req.Name), req.Name, owner)
+			}
+			s.fail(w, r, err)
+			return
+		}
+		a, err := s.store.CreateApp(r.Context(), req.Name)
+		if errors.Is(err, store.ErrConflict) {
+			err = types.ErrConflict.WithMessage("an app named %q already exists", req.Name)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, s.app(a))
+		return
+	}
+	for range generateAttempts {
+		name := generateName()
+		owner, err := s.domainOwner(r, name)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if owner != "" {
+			continue
+		}
+		a, err := s.store.CreateApp(r.Context(), name)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, s.app(a))
+		return
+	}
+	s.fail(w, r, fmt.Errorf("no free generated app name after %d attempts", generateAttempts))
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
+	apps, err := s.store.ListApps(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]types.App, 0, len(apps))
+	for _, a := range apps {
+		out = append(out, s.app(a))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
+	a, err := s.store.GetApp(r.Context(), r.PathValue("app"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.app(a))
+}
+
+// deleteApp deletes the app from PostgreSQL, then its formations and
+// routes from etcd: the scheduler stops its jobs and the router forgets
+// its domains.
+func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
+	app := r.PathValue("app")
+	if err := s.store.DeleteApp(r.Context(), app); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.syncApp(r, app)
+	// The app's blobs go too; what a failure leaves, the periodic
+	// collection deletes.
+	if err := s.deleteAppBlobs(context.WithoutCancel(r.Context()), app); err != nil {
+		s.log.Warn("delete the blobs of a deleted app", "app", app, "err", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// domainOwner returns the app that has a custom route for the default
+// domain of an app named name, or "".
+func (s *Server) domainOwner(r *http.Request, name string) (string, error) {
+	owner, err := s.store.RouteOwner(r.Context(), s.cfg.defaultDomain(name))
+	if errors.Is(err, store.ErrRouteNotFound) {
+		return "", nil
+	}
+	return owner, err
+}
+
+func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
+	config, err := s.store.Config(r.Context(), r.PathValue("app"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, config)
+}
+
+func (s *Server) updateConfig(w http.ResponseWriter, r *http.Request) {
+	var changes map[string]*string
+	if e := decodeJSON(w, r, &changes, false); e != nil {
+		writeError(w, e)
+		return
+	}
+	if changes == nil {
+		writeError(w, types.ErrBadRequest.WithMessage("the body must be a JSON object of config vars"))
+		return
+	}
+	// Check every change before applying any, in a stable order so that
+	// the message names the same var each time.
+	names := make([]string, 0, len(changes))
+	for name := range changes {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		value := ""
+		if v := changes[name]; v != nil {
+			value = *v
+		}
+		if err := types.ValidateConfigVar(name, value); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	app := r.PathValue("app")
+	change, err := s.store.UpdateConfig(r.Context(), app, changes, configDescription(names, changes))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if change.Release != nil {
+		// The new release is deployed like any other.
+		s.log.Info("release created", "app", app, "release", change.Release.Version,
+			"description", change.Release.Description, "deployment", change.Deployment.Status)
+		s.syncApp(r, app)
+	}
+	writeJSON(w, http.StatusOK, change.Config)
+}
+
+func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
+	releases, err := s.store.ListReleases(r.Context(), r.PathValue("app"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if releases == nil {
+		releases = []types.Release{}
+	}
+	writeJSON(w, http.StatusOK, releases)
+}
+
+func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) {
+	// "3" or "v3"; anything else names no release, so it gets the same
+	// answers as a missing one (app_not_found first).
+	version, err := strconv.ParseInt(strings.TrimPrefix(r.PathValue("version"), "v"), 10, 32)
+	if err != nil || version < 1 {
+		version = 0
+	}
+	rel, err := s.store.GetRelease(r.Context(), r.PathValue("app"), int(version))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rel)
+}
+
+// configDescription says what a config change did, for the release it
+// makes: "env set A, B; env unset C".
+func configDescription(names []string, changes map[string]*string) string {
+	var set, unset []string
+	for _, name := range names {
+		if changes[name] == nil {
+			unset = append(unset, name)
+		} else {
+			set = append(set, name)
+		}
+	}
+	var parts []string
+	if len(set) > 0 {
+		parts = append(parts, "env set "+strings.Join(set, ", "))
+	}
+	if len(unset) > 0 {
+		parts = append(parts, "env unset "+strings.Join(unset, ", "))
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,333 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/jackc/pgx/v5/pgconn"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/blobstore"
+	"github.com/gantryhq/gantry/layer1/controller/types"
+)
+
+// Defaults of the Config fields whose zero value means a default.
+const (
+	// DefaultDomain is the app domain when Config.Domain is empty.
+	DefaultDomain = "localhost"
+	// DefaultMaxProcessCount is the highest count of one process type
+	// when Config.MaxProcessCount is 0.
+	DefaultMaxProcessCount = 100
+	// DefaultResyncInterval is the period of the full etcd re-sync when
+	// Config.ResyncInterval is 0.
+	DefaultResyncInterval = 30 * time.Second
+	// DefaultDeployTimeout is how long a deployment waits for the new
+	// release's jobs when Config.DeployTimeout is 0.
+	DefaultDeployTimeout = 120 * time.Second
+	// DefaultBuildTimeout bounds a build job when Config.BuildTimeout is 0.
+	DefaultBuildTimeout = 30 * time.Minute
+	// DefaultBuildMemory is the memory limit of a build job when
+	// Config.BuildMemory is 0.
+	DefaultBuildMemory = 2 << 30
+	// DefaultSlugsKept is how many of an app's newest releases keep their
+	// slugs when Config.SlugsKept is 0.
+	DefaultSlugsKept = 5
+)
+
+// Config configures the controller.
+type Config struct {
+	// DatabaseURL is the pgx connection string of the controller's
+	// database. Required.
+	DatabaseURL string
+	// Addr is the TCP listen address of the API, e.g. "127.0.0.1:7070".
+	// Required by Run; New ignores it.
+	Addr string
+	// Cluster is the cluster ID: /v1/info reports it, and every etcd key
+	// the controller writes lives under keyspace.New(Cluster). Required.
+	Cluster string
+	// Etcd is the client of the cluster's etcd, where the controller
+	// mirrors formations and routes and reads jobs and hosts. Required;
+	// the caller closes it.
+	Etcd *clientv3.Client
+	// HostToken is the bearer token of the host agents' API, used to kill
+	// jobs. Required.
+	HostToken string
+	// MaxProcessCount is the highest count a process type can be scaled
+	// to. Zero means DefaultMaxProcessCount (100).
+	MaxProcessCount int
+	// ResyncInterval is the period of the full re-sync of the etcd mirror
+	// from PostgreSQL (which also resumes deployments). Zero means
+	// DefaultResyncInterval (30 s).
+	ResyncInterval time.Duration
+	// DeployTimeout is how long a deployment waits for the new release's
+	// jobs to be up before it gives up and keeps the old release. Zero
+	// means DefaultDeployTimeout (120 s).
+	DeployTimeout time.Duration
+	// Domain is the apps' domain: app "demo" is served at
+	// demo.<Domain>. Empty means DefaultDomain ("localhost").
+	Domain string
+	// GitURL is the base SSH URL of the git server, e.g.
+	// "ssh://git@127.0.0.1:2222"; app "demo" is pushed to
+	// GitURL+"/demo.git". Empty leaves the apps' git_url empty.
+	GitURL string
+	// RouterHTTP is the router's public HTTP URL, e.g.
+	// "http://localhost:8080". An app's web_url takes its scheme and port
+	// with the host <app>.<Domain>. Empty leaves web_url to RouterHTTPS.
+	RouterHTTP string
+	// RouterHTTPS is the router's public HTTPS URL, e.g.
+	// "https://localhost:8443", used for web_url when RouterHTTP is empty.
+	// Both empty leave the apps' web_url empty.
+	RouterHTTPS string
+	// InternalURL is the base URL at which the host agents reach this
+	// controller, e.g. "http://127.0.0.1:7070": the job specs of builds and
+	// of slug releases name blobs under InternalURL+"/v1/blobs/", which the
+	// agents fetch and upload with their HostToken. Empty in Run means
+	// "http://" and the listen address (a loopback address for an
+	// unspecified host); empty with New leaves builds and slug releases
+	// unable to run (builds answer 503).
+	InternalURL string
+	// BuilderImage is the image build jobs run `gantryd slugbuilder` in,
+	// e.g. "gantry/builder:bookworm-1" (deploy/stack). Empty makes builds
+	// answer 503.
+	BuilderImage string
+	// StackImage is the image that runs the releases built from source
+	// (`gantryd slugrunner start`), e.g. "gantry/stack:bookworm-1".
+	// Each such release records it, so a later change applies to later
+	// builds only. Empty makes builds answer 503.
+	StackImage string
+	// BuildEnv is added to the environment of build jobs, e.g. the
+	// platform's GOPROXY and GOFLAGS; an app's config vars of the same
+	// names take precedence inside the build. Nil means none.
+	BuildEnv map[string]string
+	// BuildTimeout bounds one build job, from its placement to its end.
+	// Zero means DefaultBuildTimeout (30 minutes).
+	BuildTimeout time.Duration
+	// BuildMemory is the memory limit of a build job, in bytes. Zero means
+	// DefaultBuildMemory (2 GiB).
+	BuildMemory int64
+	// SlugsKept is how many of an app's newest releases keep their slugs
+	// in the blobstore (the current release and one being deployed always
+	// do); older slugs are deleted after each build. Zero means
+	// DefaultSlugsKept (5).
+	SlugsKept int
+	// Version is the version /v1/info reports.
+	Version string
+	// Logger receives the request log and errors. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate reports whether the configuration is usable by Run.
+func (c Config) Validate() error {
+	if err := c.validateForNew(); err != nil {
+		return err
+	}
+	if c.Addr == "" {
+		return errors.New("controller: Addr is required")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("controller: Addr %q: %w", c.Addr, err)
+	}
+	return nil
+}
+
+// validateForNew checks everything but Addr.
+func (c Config) validateForNew() error {
+	if c.DatabaseURL == "" {
+		return errors.New("controller: DatabaseURL is required")
+	}
+	if _, err := keyspace.New(c.Cluster); err != nil {
+		return fmt.Errorf("controller: Cluster: %w", err)
+	}
+	if c.Etcd == nil {
+		return errors.New("controller: Etcd is required")
+	}
+	if c.HostToken == "" {
+		return errors.New("controller: HostToken is required")
+	}
+	switch {
+	case c.MaxProcessCount < 0:
+		return fmt.Errorf("controller: MaxProcessCount %d is negative", c.MaxProcessCount)
+	case c.ResyncInterval < 0:
+		return fmt.Errorf("controller: ResyncInterval %s is negative", c.ResyncInterval)
+	case c.DeployTimeout < 0:
+		return fmt.Errorf("controller: DeployTimeout %s is negative", c.DeployTimeout)
+	case c.BuildTimeout < 0:
+		return fmt.Errorf("controller: BuildTimeout %s is negative", c.BuildTimeout)
+	case c.BuildMemory < 0:
+		return fmt.Errorf("controller: BuildMemory %d is negative", c.BuildMemory)
+	case c.SlugsKept < 0:
+		return fmt.Errorf("controller: SlugsKept %d is negative", c.SlugsKept)
+	}
+	if c.InternalURL != "" {
+		u, err := url.Parse(c.InternalURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+			return fmt.Errorf("controller: InternalURL %q must be a URL like http://127.0.0.1:7070", c.InternalURL)
+		}
+	}
+	for _, img := range []struct{ name, ref string }{{"BuilderImage", c.BuilderImage}, {"StackImage", c.StackImage}} {
+		if img.ref == "" {
+			continue
+		}
+		if _, err := reference.ParseAnyReference(img.ref); err != nil {
+			return fmt.Errorf("controller: %s %q: %w", img.name, img.ref, err)
+		}
+	}
+	for name := range c.BuildEnv {
+		if !envName.MatchString(name) {
+			return fmt.Errorf("controller: BuildEnv: %q is not an environment variable name", name)
+		}
+	}
+	if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
+		return fmt.Errorf("controller: DatabaseURL: %w", err)
+	}
+	if strings.ContainsAny(c.Domain, "/: ") {
+		return fmt.Errorf("controller: Domain %q must be a bare domain name", c.Domain)
+	}
+	if c.Domain != "" && (strings.HasPrefix(c.Domain, "*") || types.ValidateDomain(c.Domain) != nil) {
+		return fmt.Errorf("controller: Domain %q must be a lower-case domain name", c.Domain)
+	}
+	if c.GitURL != "" {
+		u, err := url.Parse(c.GitURL)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return fmt.Errorf("controller: GitURL %q must be a URL like ssh://git@host:port", c.GitURL)
+		}
+	}
+	for _, r := range []struct{ name, value, scheme string }{
+		{"RouterHTTP", c.RouterHTTP, "http"},
+		{"RouterHTTPS", c.RouterHTTPS, "https"},
+	} {
+		if r.value == "" {
+			continue
+		}
+		u, err := url.Parse(r.value)
+		if err != nil || u.Scheme != r.scheme || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+			return fmt.Errorf("controller: %s %q must be a URL like %s://host:port", r.name, r.value, r.scheme)
+		}
+	}
+	return nil
+}
+
+// envName matches the environment variable names of BuildEnv.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (c Config) buildTimeout() time.Duration {
+	if c.BuildTimeout == 0 {
+		return DefaultBuildTimeout
+	}
+	return c.BuildTimeout
+}
+
+func (c Config) buildMemory() int64 {
+	if c.BuildMemory == 0 {
+		return DefaultBuildMemory
+	}
+	return c.BuildMemory
+}
+
+func (c Config) slugsKept() int {
+	if c.SlugsKept == 0 {
+		return DefaultSlugsKept
+	}
+	return c.SlugsKept
+}
+
+// blobURL is the URL of a blob as the host agents reach it.
+func (c Config) blobURL(path string) string {
+	return strings.TrimRight(c.InternalURL, "/") + blobstore.PathPrefix + path
+}
+
+func (c Config) maxProcessCount() int {
+	if c.MaxProcessCount == 0 {
+		return DefaultMaxProcessCount
+	}
+	return c.MaxProcessCount
+}
+
+func (c Config) resyncInterval() time.Duration {
+	if c.ResyncInterval == 0 {
+		return DefaultResyncInterval
+	}
+	return c.ResyncInterval
+}
+
+func (c Config) deployTimeout() time.Duration {
+	if c.DeployTimeout == 0 {
+		return DefaultDeployTimeout
+	}
+	return c.DeployTimeout
+}
+
+// defaultDomain returns the domain of app's default route.
+func (c Config) defaultDomain(app string) string {
+	return app + "." + c.domain()
+}
+
+func (c Config) domain() string {
+	if c.Domain == "" {
+		return DefaultDomain
+	}
+	return c.Domain
+}
+
+// gitURL returns where app is pushed, or "".
+func (c Config) gitURL(app string) string {
+	if c.GitURL == "" {
+		return ""
+	}
+	return strings.TrimSuffix(c.GitURL, "/") + "/" + app + ".git"
+}
+
+// webURL returns where the router serves app, or "": over HTTP when the
+// controller knows the router's HTTP URL, else over HTTPS.
+func (c Config) webURL(app string) string {
+	if c.RouterHTTP != "" {
+		return c.appURL(c.RouterHTTP, app)
+	}
+	return c.appURL(c.RouterHTTPS, app)
+}
+
+// appURLs returns every URL of app's default domain: HTTP, then HTTPS,
+// for the router URLs that are set.
+func (c Config) appURLs(app string) []string {
+	var urls []string
+	for _, base := range []string{c.RouterHTTP, c.RouterHTTPS} {
+		if u := c.appURL(base, app); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}
+
+// appURL returns the URL of app's default domain on the router listener
+// base (a URL like "http://localhost:8080"), or "" when base is "".
+func (c Config) appURL(base, app string) string {
+	if base == "" {
+		return ""
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "" // Validate rejects such a URL
+	}
+	host := c.defaultDomain(app)
+	if port := u.Port(); port != "" && !(u.Scheme == "http" && port == "80") && !(u.Scheme == "https" && port == "443") {
+		host = net.JoinHostPort(host, port)
+	}
+	return u.Scheme + "://" + host
+}
+
+// databaseName describes DatabaseURL for the log without its password.
+func (c Config) databaseName() string {
+	pc, err := pgconn.ParseConfig(c.DatabaseURL)
+	if err != nil {
+		return "(invalid)"
+	}
+	return fmt.Sprintf("%s@%s/%s", pc.User, pc.Host, pc.Database)
+}

@@ -1,0 +1,27 @@
+// Package controller serves the controller API v1 (docs/API.md): apps,
+// config vars, SSH keys, releases, formations, jobs and routes, kept in
+// PostgreSQL by package store.
+//
+// Run is the entry point of `gantryd controller` and `gantryd up`: it applies
+// the database migrations, listens and serves until its context ends. Once
+// started, the server keeps running while PostgreSQL or etcd is unreachable
+// and answers 503 "unavailable" meanwhile; requests succeed again as soon as
+// they are back.
+//
+// The controller is the only writer of the etcd key families formations/
+// and routes/ of its cluster: every change is mirrored there at once, and
+// a full re-sync from PostgreSQL runs at start and every ResyncInterval. A
+// deployer finishes each deployment once the new release's jobs are up (see
+// store.DeployRelease). Jobs are listed from etcd and killed through the
+// host agents' API.
+//
+// Builds (POST /v1/apps/{app}/builds) turn a source archive into a slug in
+// a one-off job on the builder image, make a release of it and deploy it,
+// streaming the output; slugs, build caches and sources live in the
+// blobstore, served under /v1/blobs/.
+//
+// Every /v1/ request needs an API token (Authorization: Bearer <token>). The
+// database keeps only the SHA-256 of each token; CreateAdminToken makes the
+// "admin" token. The platform's host token is accepted too, for the blobs,
+// the key and app lookups of the git receiver and builds only.
+package controller

@@ -1,0 +1,284 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/layer1/controller/store"
+	"github.com/gantryhq/gantry/layer1/controller/types"
+)
+
+// MaxBodyBytes is the largest request body the API reads.
+const MaxBodyBytes = 1 << 20
+
+// writeJSON answers status with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// An error here means the client went away; nothing left to do.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *types.Error) {
+	writeJSON(w, e.Status, types.ErrorBody{Error: e})
+}
+
+// storeErrors maps the store's errors to API errors; the message comes from
+// the request (see fail).
+var storeErrors = []struct {
+	err error
+	api *types.Error
+}{
+	{store.ErrAppNotFound, types.ErrAppNotFound},
+	{store.ErrReleaseNotFound, types.ErrReleaseNotFound},
+	{store.ErrKeyNotFound, types.ErrKeyNotFound},
+	{store.ErrRouteNotFound, types.ErrRouteNotFound},
+	{store.ErrNoRelease, types.ErrNoRelease},
+	{store.ErrConflict, types.ErrConflict},
+	{store.ErrUnavailable, types.ErrUnavailable},
+}
+
+// fail answers err: an *types.Error as it is, a store error as its API
+// error, a failed etcd request as 503, and anything else as a 500 whose
+// details go only to the log.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var apiErr *types.Error
+	if errors.As(err, &apiErr) {
+		writeError(w, apiErr)
+		return
+	}
+	var typeErr *store.ProcessTypeError
+	if errors.As(err, &typeErr) {
+		writeError(w, types.ErrInvalid.WithMessage("%s", typeErr.Error()))
+		return
+	}
+	var taken *store.DomainTakenError
+	if errors.As(err, &taken) {
+		writeError(w, types.ErrConflict.WithMessage("the domain is taken: %s", taken.Error()))
+		return
+	}
+	if errors.Is(err, errEtcd) {
+		s.log.Warn("etcd unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, types.ErrUnavailable.WithMessage("etcd is unreachable; the controller answers again when it is back"))
+		return
+	}
+	for _, m := range storeErrors {
+		if errors.Is(err, m.err) {
+			if m.api == types.ErrUnavailable {
+				s.log.Warn("PostgreSQL unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+			writeError(w, m.api.WithMessage("%s", describe(m.api, r)))
+			return
+		}
+	}
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, types.ErrInternal)
+}
+
+// describe returns the message of an API error about the objects that r
+// names in its path.
+func describe(e *types.Error, r *http.Request) string {
+	switch e {
+	case types.ErrAppNotFound:
+		return fmt.Sprintf("no app named %q", r.PathValue("app"))
+	case types.ErrReleaseNotFound:
+		return fmt.Sprintf("app %q has no release %s", r.PathValue("app"), r.PathValue("version"))
+	case types.ErrKeyNotFound:
+		return fmt.Sprintf("no SSH key with fingerprint %q", r.PathValue("fingerprint"))
+	case types.ErrRouteNotFound:
+		return fmt.Sprintf("app %q has no route %q", r.PathValue("app"), r.PathValue("domain"))
+	case types.ErrNoRelease:
+		return fmt.Sprintf("app %q has no release yet; deploy one first (git push, or gantry release create --image)", r.PathValue("app"))
+	case types.ErrUnavailable:
+		return "PostgreSQL is unreachable; the controller answers again when it is back"
+	}
+	return e.Message
+}
+
+// decodeJSON reads the JSON body of r into v. An empty body leaves v alone
+// when allowEmpty is set.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) *types.Error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		// Only white space may follow the value.
+		if err = dec.Decode(&json.RawMessage{}); errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err == nil {
+			return types.ErrBadRequest.WithMessage("the body holds more than one JSON value")
+		}
+	}
+	var tooLarge *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooLarge):
+		return types.ErrTooLarge.WithMessage("the request body is larger than %d bytes", MaxBodyBytes)
+	case errors.Is(err, io.EOF) && allowEmpty:
+		return nil
+	case errors.Is(err, io.EOF):
+		return types.ErrBadRequest.WithMessage("the request body is empty; send JSON")
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		return types.ErrBadRequest.WithMessage("field %q: got a JSON %s, want %s", typeErr.Field, typeErr.Value, jsonType(typeErr.Type.String()))
+	case errors.As(err, &typeErr):
+		return types.ErrBadRequest.WithMessage("got a JSON %s, want %s", typeErr.Value, jsonType(typeErr.Type.String()))
+	}
+	return types.ErrBadRequest.WithMessage("malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonType names a Go type of the wire types the way a JSON user would.
+func jsonType(goType string) string {
+	switch {
+	case goType == "string", goType == "*string":
+		return "a string"
+	case goType == "int", goType == "*int":
+		return "an integer"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "types."):
+		return "an object"
+	}
+	return goType
+}
+
+// statusWriter records the status of an answer for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequests logs one line per request and turns a panic into a 500.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v)
+				if sw.status == 0 {
+					writeError(sw, types.ErrInternal)
+				}
+			}
+			s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+				"duration", time.Since(start))
+		}()
+		next.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+	})
+}
+
+// principal is who a request authenticated as.
+type principal int
+
+const (
+	// principalAdmin holds an API token (the CLI): every endpoint.
+	principalAdmin principal = iota + 1
+	// principalPlatform holds the platform's host token (host agents, the
+	// git receiver): only the endpoints marked for it (see routes).
+	principalPlatform
+)
+
+type principalKey struct{}
+
+// authenticate lets /v1/ requests through only with a known API token or
+// the host token, and records which in the request's context.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	hostSum := sha256.Sum256([]byte(s.cfg.HostToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		token, ok := bearerToken(r)
+		if !ok {
+			unauthorized(w, "missing API token: send the header \"Authorization: Bearer <token>\"")
+			return
+		}
+		sum := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(sum[:], hostSum[:]) == 1 {
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principalPlatform)))
+			return
+		}
+		hashes, err := s.store.TokenHashes(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		match := 0
+		for _, h := range hashes {
+			match |= subtle.ConstantTimeCompare(sum[:], h)
+		}
+		if match != 1 {
+			unauthorized(w, "the API token was rejected")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principalAdmin)))
+	})
+}
+
+// adminOnly refuses the requests made with the platform's token.
+func adminOnly(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if p, _ := r.Context().Value(principalKey{}).(principal); p != principalAdmin {
+			writeError(w, types.ErrForbidden.WithMessage("the platform token may not %s %s; use an API token", r.Method, r.URL.Path))
+			return
+		}
+		next(w, r)
+	}
+}
+
+func unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
+	writeError(w, types.ErrUnauthorized.WithMessage("%s", msg))
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// header.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// logger returns l, or a logger that discards everything when l is nil.
+func logger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}

@@ -1,0 +1,305 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/argv"
+	"github.com/gantryhq/gantry/layer1/controller/store"
+	routertypes "github.com/gantryhq/gantry/router/types"
+)
+
+const (
+	// etcdTimeout bounds each etcd request.
+	etcdTimeout = 5 * time.Second
+	// WebPort is the container port of every process of type web (the
+	// container gets PORT=8080); other process types listen on nothing.
+	WebPort = 8080
+)
+
+// errEtcd marks a failed etcd request; the API answers it with 503.
+var errEtcd = errors.New("etcd is unreachable")
+
+// etcdErr wraps a failed etcd request with errEtcd and what failed.
+func etcdErr(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, errEtcd, err)
+}
+
+// mirror writes the formations and routes kept in PostgreSQL into etcd,
+// where the scheduler and the router read them. It is the only writer of
+// the key families formations/ and routes/ of its cluster. Writes are
+// level-triggered: each sync reads the state from PostgreSQL and makes the
+// keys match it, putting only the values that differ and deleting the keys
+// PostgreSQL does not have, so a missed or failed sync is repaired by the
+// next one.
+type mirror struct {
+	etcd   *clientv3.Client
+	space  keyspace.Space
+	store  *store.Store
+	domain func(app string) string // the default domain of an app
+	// blobURL is the URL of a blob as the host agents reach it; nil when
+	// the controller has no InternalURL, which leaves slug releases
+	// unmirrored.
+	blobURL func(path string) string
+	log     *slog.Logger
+
+	// mu serialises syncs, so that a sync never writes a state older than
+	// the one an earlier sync wrote.
+	mu sync.Mutex
+}
+
+// syncApp makes the etcd keys of app match PostgreSQL: its formations, its
+// custom routes and its default route. A deleted app loses all its keys.
+func (m *mirror) syncApp(ctx context.Context, app string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, err := m.store.Mirror(ctx, app)
+	if err != nil {
+		return err
+	}
+	formations, err := m.listFormations(ctx, m.space.AppFormations(app))
+	if err != nil {
+		return err
+	}
+	routes, err := m.list(ctx, m.space.Routes())
+	if err != nil {
+		return err
+	}
+	// Only the app's own routes are in scope; a default route whose domain
+	// is taken by another app's custom route is left to that route.
+	ownRoutes := map[string][]byte{}
+	for k, v := range routes {
+		var r routertypes.Route
+		if json.Unmarshal(v, &r) == nil && r.App == app {
+			ownRoutes[k] = v
+		}
+	}
+	want := m.desired(st)
+	// The default route gives way to another app's custom route of the
+	// same domain (the full resync settles such a conflict).
+	if def := m.space.Route(m.domain(app)); routes[def] != nil && ownRoutes[def] == nil {
+		delete(want, def)
+	}
+	existing := formations
+	maps.Copy(existing, ownRoutes)
+	return m.apply(ctx, want, existing)
+}
+
+// resync makes every formation and route key of the cluster match
+// PostgreSQL, deleting the keys of apps, releases, types and domains that
+// PostgreSQL does not have. A custom route wins over another app's default
+// route with the same domain.
+func (m *mirror) resync(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, err := m.store.Mirror(ctx, "")
+	if err != nil {
+		return err
+	}
+	existing, err := m.listFormations(ctx, m.space.Formations())
+	if err != nil {
+		return err
+	}
+	routes, err := m.list(ctx, m.space.Routes())
+	if err != nil {
+		return err
+	}
+	maps.Copy(existing, routes)
+	return m.apply(ctx, m.desired(st), existing)
+}
+
+// desired returns the keys and values that st asks for.
+func (m *mirror) desired(st store.MirrorState) map[string][]byte {
+	want := map[string][]byte{}
+	for _, f := range st.Formations {
+		if f.Count == 0 {
+			continue
+		}
+		v, err := m.formationValue(f)
+		if err != nil {
+			// Releases are checked when they are made; this one cannot run.
+			m.log.Error("formation not mirrored", "app", f.App, "release", f.Release.Version, "type", f.Type, "err", err)
+			continue
+		}
+		want[m.space.Formation(f.App, f.Release.ID, f.Type)] = v
+	}
+	custom := map[string]bool{}
+	for _, r := range st.Routes {
+		custom[r.Domain] = true
+		want[m.space.Route(r.Domain)] = mustJSON(routertypes.Route{
+			Domain:    r.Domain,
+			App:       r.App,
+			Service:   webService(r.App),
+			HTTPSOnly: r.HTTPSOnly,
+			TLSCert:   r.TLSCert,
+			TLSKey:    r.TLSKey,
+		})
+	}
+	for _, app := range st.WebApps {
+		d := m.domain(app)
+		if custom[d] {
+			continue
+		}
+		want[m.space.Route(d)] = mustJSON(routertypes.Route{Domain: d, App: app, Service: webService(app)})
+	}
+	return want
+}
+
+// apply puts the keys of want whose value differs from existing, then
+// deletes the keys of existing that want does not have.
+func (m *mirror) apply(ctx context.Context, want, existing map[string][]byte) error {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if cur, ok := existing[k]; ok && bytes.Equal(cur, want[k]) {
+			continue
+		}
+		if err := m.put(ctx, k, want[k]); err != nil {
+			return err
+		}
+		m.log.Debug("mirrored", "key", k)
+	}
+	for _, k := range slices.Sorted(maps.Keys(existing)) {
+		if _, ok := want[k]; ok {
+			continue
+		}
+		if err := m.delete(ctx, k); err != nil {
+			return err
+		}
+		m.log.Debug("removed from the mirror", "key", k)
+	}
+	return nil
+}
+
+// listFormations returns the formation keys and values under prefix that
+// the mirror owns: all but those of one-off jobs (keyspace.JobSpec.OneOff),
+// which belong to whoever runs the job (a build) and are never removed
+// here.
+func (m *mirror) listFormations(ctx context.Context, prefix string) (map[string][]byte, error) {
+	kvs, err := m.list(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range kvs {
+		var f keyspace.Formation
+		if json.Unmarshal(v, &f) == nil && f.Template.OneOff {
+			delete(kvs, k)
+		}
+	}
+	return kvs, nil
+}
+
+// list returns the keys and values under prefix.
+func (m *mirror) list(ctx context.Context, prefix string) (map[string][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
+	resp, err := m.etcd.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, etcdErr("list "+prefix, err)
+	}
+	out := make(map[string][]byte, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = kv.Value
+	}
+	return out, nil
+}
+
+func (m *mirror) put(ctx context.Context, key string, value []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
+	if _, err := m.etcd.Put(ctx, key, string(value)); err != nil {
+		return etcdErr("put "+key, err)
+	}
+	return nil
+}
+
+func (m *mirror) delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
+	if _, err := m.etcd.Delete(ctx, key); err != nil {
+		return etcdErr("delete "+key, err)
+	}
+	return nil
+}
+
+// webService is the discovery service of an app's web processes.
+func webService(app string) string { return app + "-web" }
+
+// Slug releases run `gantryd slugrunner start` (mounted by the host
+// agent, see keyspace.JobSpec.MountGantryd) on the stack image recorded in
+// the release, as the stack's unprivileged user, with the slug fetched and
+// cached by the agent and mounted read-only at SlugMountPath.
+const (
+	// GantrydPath is where a job with MountGantryd finds gantryd.
+	GantrydPath = "/usr/local/bin/gantryd"
+	// SlugMountPath is where the slug of a release is mounted in its
+	// containers; slugrunner unpacks it into /app.
+	SlugMountPath = "/tmp/gantry-in/slug.tgz"
+	// AppUser is the unprivileged user of the stack and builder images
+	// that builds and slug releases run as.
+	AppUser = "app"
+)
+
+// formationValue is the etcd value of a formation row.
+func (m *mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
+	spec := keyspace.JobSpec{
+		App:            f.App,
+		Release:        f.Release.ID,
+		ReleaseVersion: f.Release.Version,
+		Type:           f.Type,
+		Image:          f.Image,
+		Env:            f.Config,
+		Health:         keyspace.HealthCheck{Path: f.Process.HealthPath},
+	}
+	if f.Slug != "" {
+		if m.blobURL == nil {
+			return nil, errors.New("a release built from source needs the controller's InternalURL")
+		}
+		// The command is the release's (the Procfile's, or a buildpack's
+		// default): shell code that slugrunner runs. Flags go before the
+		// type, which only names the process (urfave/cli).
+		spec.Cmd = []string{GantrydPath, "slugrunner", "start", "--slug", SlugMountPath, "--digest", f.Slug,
+			"--command", f.Process.Command, f.Type}
+		spec.Artifacts = []keyspace.Artifact{{URL: m.blobURL(f.SlugPath), Digest: f.Slug, Path: SlugMountPath}}
+		spec.MountGantryd = true
+		spec.User = AppUser
+	} else {
+		cmd, err := argv.Split(f.Process.Command)
+		if err != nil {
+			return nil, fmt.Errorf("command %q: %w", f.Process.Command, err)
+		}
+		spec.Cmd = cmd
+	}
+	if f.Type == "web" {
+		spec.Port = WebPort
+		spec.Service = webService(f.App)
+	}
+	return mustJSON(keyspace.Formation{
+		App:         f.App,
+		Release:     f.Release.ID,
+		Type:        f.Type,
+		Count:       f.Count,
+		Template:    spec,
+		RestartedAt: f.RestartedAt,
+		UpdatedAt:   f.UpdatedAt,
+	}), nil
+}
+
+// mustJSON marshals values that always marshal (structs of strings,
+// numbers, maps of strings and times).
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", v, err))
+	}
+	return b
+}

@@ -1,0 +1,112 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gantryhq/gantry/layer1/controller/types"
+)
+
+// MirrorFormation is one formation row with what its etcd value needs.
+type MirrorFormation struct {
+	App     string
+	Release ReleaseRef
+	Type    string
+	Count   int
+	// Image, Slug, SlugPath and Config come from the release; Process is
+	// the release's process of Type.
+	Image       string
+	Slug        string
+	SlugPath    string
+	Config      map[string]string
+	Process     types.Process
+	RestartedAt time.Time
+	UpdatedAt   time.Time
+}
+
+// MirrorState is the part of the state that the controller mirrors into
+// etcd, for one app or for all.
+type MirrorState struct {
+	// Apps are the names of the apps covered.
+	Apps []string
+	// Formations are the formation rows of those apps (counts of 0
+	// included), by app, release version and type.
+	Formations []MirrorFormation
+	// WebApps are the apps whose current release has a web process, which
+	// gives them their default route.
+	WebApps []string
+	// Routes are the custom routes of those apps, by domain.
+	Routes []Route
+}
+
+// Mirror returns the mirrored state of app, or of every app when app is
+// "". A missing app gives an empty state (its etcd keys are to be removed),
+// not an error.
+func (s *Store) Mirror(ctx context.Context, app string) (MirrorState, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	var m MirrorState
+	// One snapshot for all the reads.
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT a.name, COALESCE(cur.processes ? 'web', false)
+			FROM apps a LEFT JOIN releases cur ON cur.id = a.release_id
+			WHERE $1 = '' OR a.name = $1 ORDER BY a.name`, app)
+		if err != nil {
+			return err
+		}
+		var name string
+		var web bool
+		if _, err := pgx.ForEachRow(rows, []any{&name, &web}, func() error {
+			m.Apps = append(m.Apps, name)
+			if web {
+				m.WebApps = append(m.WebApps, name)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT a.name, r.id::text, r.version, f.type, f.count, r.image, r.slug, r.slug_path,
+				r.config, r.processes -> f.type, COALESCE(f.restarted_at, 'epoch'), f.updated_at
+			FROM formations f JOIN apps a ON a.id = f.app_id JOIN releases r ON r.id = f.release_id
+			WHERE $1 = '' OR a.name = $1 ORDER BY a.name, r.version, f.type`, app)
+		if err != nil {
+			return err
+		}
+		m.Formations, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (MirrorFormation, error) {
+			var f MirrorFormation
+			var proc *types.Process
+			err := row.Scan(&f.App, &f.Release.ID, &f.Release.Version, &f.Type, &f.Count, &f.Image, &f.Slug, &f.SlugPath, &f.Config,
+				&proc, &f.RestartedAt, &f.UpdatedAt)
+			if proc != nil {
+				f.Process = *proc
+			}
+			if f.RestartedAt.Equal(time.Unix(0, 0)) {
+				f.RestartedAt = time.Time{}
+			} else {
+				f.RestartedAt = f.RestartedAt.UTC()
+			}
+			f.UpdatedAt = f.UpdatedAt.UTC()
+			return f, err
+		})
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT `+routeColumns+` FROM routes r JOIN apps a ON a.id = r.app_id
+			WHERE $1 = '' OR a.name = $1 ORDER BY r.domain`, app)
+		if err != nil {
+			return err
+		}
+		m.Routes, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Route, error) { return scanRoute(r) })
+		return err
+	})
+	if err != nil {
+		what := "all apps"
+		if app != "" {
+			what = "app " + app
+		}
+		return MirrorState{}, wrap("read the mirrored state of "+what, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,180 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gantryhq/gantry/layer1/controller/types"
+)
+
+// Route is a custom route of an app: its domain goes to the app's web
+// processes.
+type Route struct {
+	Domain string
+	// App is the app name.
+	App       string
+	HTTPSOnly bool
+	// TLSCert and TLSKey are the PEM certificate chain and key; both empty
+	// without a certificate.
+	TLSCert string
+	TLSKey  string
+	// CertNotAfter is when the certificate expires; zero without one.
+	CertNotAfter time.Time
+	CreatedAt    time.Time
+}
+
+// DomainTakenError is returned when a domain belongs to a route already. It
+// wraps ErrConflict.
+type DomainTakenError struct {
+	Domain string
+	// App owns the domain; Default is true when it is that app's default
+	// domain.
+	App     string
+	Default bool
+}
+
+func (e *DomainTakenError) Error() string {
+	if e.Default {
+		return fmt.Sprintf("%s is the default domain of app %s", e.Domain, e.App)
+	}
+	return fmt.Sprintf("%s is a route of app %s", e.Domain, e.App)
+}
+
+func (e *DomainTakenError) Unwrap() error { return ErrConflict }
+
+const routeColumns = `r.domain, a.name, r.https_only, r.tls_cert, r.tls_key, COALESCE(r.cert_not_after, 'epoch'), r.created_at`
+
+func scanRoute(row pgx.Row) (Route, error) {
+	var r Route
+	err := row.Scan(&r.Domain, &r.App, &r.HTTPSOnly, &r.TLSCert, &r.TLSKey, &r.CertNotAfter, &r.CreatedAt)
+	if r.CertNotAfter.Equal(time.Unix(0, 0)) {
+		r.CertNotAfter = time.Time{}
+	} else {
+		r.CertNotAfter = r.CertNotAfter.UTC()
+	}
+	r.CreatedAt = r.CreatedAt.UTC()
+	return r, err
+}
+
+// AddRoute stores r as a route of app r.App (CreatedAt is set by the
+// database) and returns it. It returns ErrAppNotFound, or a
+// *DomainTakenError when another route has the domain or the domain is the
+// default domain <app>.<appDomain> of an app. The caller validates the
+// route.
+func (s *Store) AddRoute(ctx context.Context, r Route, appDomain string) (Route, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		a, err := lockApp(ctx, tx, r.App)
+		if err != nil {
+			return err
+		}
+		var owner string
+		err = tx.QueryRow(ctx, `SELECT name FROM apps WHERE name || '.' || $2 = $1`, r.Domain, appDomain).Scan(&owner)
+		if err == nil {
+			return &DomainTakenError{Domain: r.Domain, App: owner, Default: true}
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		err = tx.QueryRow(ctx, `SELECT a.name FROM routes r JOIN apps a ON a.id = r.app_id WHERE r.domain = $1`, r.Domain).Scan(&owner)
+		if err == nil {
+			return &DomainTakenError{Domain: r.Domain, App: owner}
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		var notAfter *time.Time
+		if !r.CertNotAfter.IsZero() {
+			notAfter = &r.CertNotAfter
+		}
+		return tx.QueryRow(ctx, `INSERT INTO routes (domain, app_id, https_only, tls_cert, tls_key, cert_not_after)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at`,
+			r.Domain, a.id, r.HTTPSOnly, r.TLSCert, r.TLSKey, notAfter).Scan(&r.CreatedAt)
+	})
+	if err != nil {
+		return Route{}, appErr("add route "+r.Domain+" to app", r.App, err)
+	}
+	r.CreatedAt = r.CreatedAt.UTC()
+	return r, nil
+}
+
+// AppRoutes is what the route list of an app is made of.
+type AppRoutes struct {
+	App types.App
+	// Web is true when the app's current release has a web process, which
+	// gives the app its default route.
+	Web bool
+	// Routes are the custom routes, sorted by domain.
+	Routes []Route
+}
+
+// ListRoutes returns the custom routes of app and whether it has a default
+// route, or ErrAppNotFound.
+func (s *Store) ListRoutes(ctx context.Context, app string) (AppRoutes, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	var out AppRoutes
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		out.App, err = scanApp(tx.QueryRow(ctx, `SELECT `+appColumns+`
+			FROM apps a LEFT JOIN releases cur ON cur.id = a.release_id WHERE a.name = $1`, app))
+		if err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT r.processes ? 'web'
+			FROM apps a JOIN releases r ON r.id = a.release_id WHERE a.name = $1), false)`, app).Scan(&out.Web); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT `+routeColumns+` FROM routes r JOIN apps a ON a.id = r.app_id
+			WHERE a.name = $1 ORDER BY r.domain`, app)
+		if err != nil {
+			return err
+		}
+		out.Routes, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Route, error) { return scanRoute(r) })
+		return err
+	})
+	if err != nil {
+		return AppRoutes{}, appErr("list routes of app", app, err)
+	}
+	return out, nil
+}
+
+// RemoveRoute deletes the route of domain from app. It returns
+// ErrAppNotFound, or ErrRouteNotFound when the app has no such route.
+func (s *Store) RemoveRoute(ctx context.Context, app, domain string) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		a, err := lockApp(ctx, tx, app)
+		if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM routes WHERE app_id = $1 AND domain = $2`, a.id, domain)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("remove route %s of app %s: %w", domain, app, ErrRouteNotFound)
+		}
+		return nil
+	})
+	return appErr("remove route "+domain+" of app", app, err)
+}
+
+// RouteOwner returns the app that has a custom route for domain, or
+// ErrRouteNotFound.
+func (s *Store) RouteOwner(ctx context.Context, domain string) (string, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	var app string
+	err := s.pool.QueryRow(ctx, `SELECT a.name FROM routes r JOIN apps a ON a.id = r.app_id WHERE r.domain = $1`, domain).Scan(&app)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("route %s: %w", domain, ErrRouteNotFound)
+	}
+	return app, wrap("route "+domain, err)
+}

@@ -1,0 +1,256 @@
+package types
+
+import "time"
+
+// Info describes the cluster the controller runs (GET /v1/info).
+type Info struct {
+	Version     string `json:"version"`
+	Cluster     string `json:"cluster"`
+	Domain      string `json:"domain"`
+	GitURL      string `json:"git_url"`
+	RouterHTTP  string `json:"router_http"`
+	RouterHTTPS string `json:"router_https"`
+}
+
+// Health is the body of a healthy GET /healthz.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// App is an application.
+type App struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// GitURL is where `git push` deploys the app; empty when the
+	// controller knows no git server.
+	GitURL string `json:"git_url"`
+	// WebURL is where the router serves the app; empty when the controller
+	// knows no router.
+	WebURL string `json:"web_url"`
+	// URLs are every URL of the app's default domain <app>.<domain>: over
+	// HTTP, then over HTTPS, for each router listener the controller
+	// knows. Empty when it knows none.
+	URLs []string `json:"urls,omitempty"`
+	// Release is the version of the current release, 0 when there is none.
+	Release int `json:"release"`
+}
+
+// CreateAppRequest is the body of POST /v1/apps.
+type CreateAppRequest struct {
+	// Name is the app name; empty means a generated one.
+	Name string `json:"name,omitempty"`
+}
+
+// Key is an SSH public key allowed to push.
+type Key struct {
+	// Fingerprint is the SHA-256 fingerprint, "SHA256:" and unpadded
+	// base64, as ssh-keygen -l prints it.
+	Fingerprint string `json:"fingerprint"`
+	// Type is the key algorithm, e.g. "ssh-ed25519".
+	Type    string `json:"type"`
+	Comment string `json:"comment"`
+	// Key is the key in authorized_keys format: type, base64 and comment.
+	Key       string    `json:"key"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// AddKeyRequest is the body of POST /v1/keys.
+type AddKeyRequest struct {
+	// Key is one public key in authorized_keys format.
+	Key string `json:"key"`
+}
+
+// Release is an immutable version of an app: what to run and with which
+// config.
+type Release struct {
+	ID string `json:"id"`
+	// App is the app name.
+	App       string    `json:"app"`
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	// Description says what made the release, e.g. "Deploy 1a2b3c4".
+	Description string `json:"description"`
+	// Image is the container image the release runs.
+	Image string `json:"image"`
+	// Slug is the digest of the slug ("sha256:..."), empty for releases of
+	// a plain image.
+	Slug string `json:"slug"`
+	// Config is the app's config vars when the release was made.
+	Config map[string]string `json:"config"`
+	// Processes maps a process type ("web", "worker") to how it runs.
+	Processes map[string]Process `json:"processes"`
+}
+
+// Process is how one process type of a release runs.
+type Process struct {
+	Command string `json:"command"`
+	// HealthPath is the HTTP path of the process's health check, if it
+	// has one.
+	HealthPath string `json:"health_path,omitempty"`
+}
+
+// ReleaseRequest is the body of POST /v1/apps/{app}/releases: a release of
+// an image present in the hosts' Docker engines. The release takes the
+// app's current config vars.
+type ReleaseRequest struct {
+	// Image is a Docker image reference, e.g. "demo:v2".
+	Image string `json:"image"`
+	// Processes maps a process type to its command and health check. The
+	// command is split into argv with POSIX shell quoting rules and run
+	// without a shell.
+	Processes map[string]Process `json:"processes"`
+	// Description says what made the release; empty means "image <Image>".
+	Description string `json:"description,omitempty"`
+}
+
+// RollbackRequest is the body of POST /v1/apps/{app}/rollback; the body
+// may be empty.
+type RollbackRequest struct {
+	// Version is the release to copy; 0 means the newest release older
+	// than the current one that was ever current.
+	Version int `json:"version,omitempty"`
+}
+
+// Formation is the desired number of jobs of each process type of an
+// app's release (GET and PUT /v1/apps/{app}/formation).
+type Formation struct {
+	// App is the app name.
+	App string `json:"app"`
+	// Release is the version of the release the counts apply to: the
+	// current release, or the one being deployed while a deploy runs.
+	Release int `json:"release"`
+	// Processes maps every process type of the release to its count.
+	Processes map[string]int `json:"processes"`
+	// UpdatedAt is when a count last changed.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// RestartRequest is the body of POST /v1/apps/{app}/restart.
+type RestartRequest struct {
+	// Type is the process type to restart; empty restarts every type.
+	Type string `json:"type,omitempty"`
+}
+
+// Job states, in Job.State.
+const (
+	JobPending  = "pending"  // placed on a host that has not reported it yet
+	JobStarting = "starting" // being created, or its health check has not passed yet
+	JobUp       = "up"       // running and healthy
+	JobCrashed  = "crashed"  // exited or could not start; see ExitCode, Error, LastLines
+	JobStopping = "stopping" // draining and being stopped
+	JobDown     = "down"     // stopped on purpose
+)
+
+// Job is one running instance of a process type of an app.
+type Job struct {
+	// ID is the job ID, "<app>.<type>.<index>.<hex>".
+	ID  string `json:"id"`
+	App string `json:"app"`
+	// Release is the version of the release the job runs.
+	Release int    `json:"release"`
+	Type    string `json:"type"`
+	// Index numbers the jobs of a process type from 1 (web.1, web.2).
+	Index int `json:"index"`
+	// Host is the ID of the host the job is placed on.
+	Host string `json:"host"`
+	// State is one of the Job* states.
+	State string `json:"state"`
+	// Addr is the published host:port of the job's port, when it has one
+	// and runs.
+	Addr string `json:"addr,omitempty"`
+	// StartedAt is when the job's container started; absent before.
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// UpdatedAt is when the state last changed (when the job was placed,
+	// for a pending job).
+	UpdatedAt time.Time `json:"updated_at"`
+	// Restarts counts the crashed jobs of this index replaced in a row.
+	Restarts int `json:"restarts"`
+	// ExitCode is the exit status of the last exit, when there was one.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Error explains a crash that is not an exit, e.g. a missing image.
+	Error string `json:"error,omitempty"`
+	// LastLines are the last lines of output of a crashed job.
+	LastLines []string `json:"last_lines,omitempty"`
+}
+
+// Route sends the requests for a domain to an app's web processes (the
+// TLS key is never returned).
+type Route struct {
+	// Domain is a lower-case host name, or a wildcard "*.example.test".
+	Domain string `json:"domain"`
+	App    string `json:"app"`
+	// Default is true for the route <app>.<domain> that every app with a
+	// web process has; it cannot be removed.
+	Default bool `json:"default"`
+	// HTTPSOnly redirects plain HTTP requests to HTTPS.
+	HTTPSOnly bool `json:"https_only"`
+	// TLS is true when the route has its own certificate.
+	TLS bool `json:"tls"`
+	// CertNotAfter is when the route's certificate expires; absent without
+	// a certificate.
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+// RouteRequest is the body of POST /v1/apps/{app}/routes.
+type RouteRequest struct {
+	// Domain is a lower-case host name, or a wildcard "*.example.test".
+	Domain string `json:"domain"`
+	// HTTPSOnly redirects plain HTTP requests to HTTPS.
+	HTTPSOnly bool `json:"https_only"`
+	// TLSCert is the PEM certificate chain (leaf first) for the domain;
+	// empty means the router's default certificate.
+	TLSCert string `json:"tls_cert,omitempty"`
+	// TLSKey is the PEM private key of the leaf certificate; set exactly
+	// when TLSCert is.
+	TLSKey string `json:"tls_key,omitempty"`
+}
+
+// Build event kinds, in BuildEvent.Event.
+const (
+	// BuildOutput events carry one line of build output.
+	BuildOutput = "output"
+	// BuildDone is the last event; it carries the outcome.
+	BuildDone = "done"
+)
+
+// Build statuses, in Build.Status.
+const (
+	BuildSucceeded = "succeeded"
+	BuildFailed    = "failed"
+)
+
+// BuildEvent is one line of the NDJSON stream that answers
+// POST /v1/apps/{app}/builds.
+type BuildEvent struct {
+	// Event is BuildOutput or BuildDone.
+	Event string `json:"event"`
+	// Text is the line of output (without its newline) of a BuildOutput
+	// event; it may be empty.
+	Text string `json:"text,omitempty"`
+	// Build is the outcome, in the BuildDone event.
+	Build *Build `json:"build,omitempty"`
+}
+
+// Build is the outcome of a build: the source built into a slug, released
+// and deployed.
+type Build struct {
+	// ID names the build (and its job, <app>.build.1.<hex>).
+	ID  string `json:"id"`
+	App string `json:"app"`
+	// Commit is the commit that was built, when the request named one.
+	Commit string `json:"commit,omitempty"`
+	// Status is BuildSucceeded or BuildFailed.
+	Status string `json:"status"`
+	// Release is the version of the release the build created; 0 when it
+	// failed before creating one.
+	Release int `json:"release,omitempty"`
+	// WebURL is where the router serves the app, when the release has a
+	// web process and the controller knows the router.
+	WebURL string `json:"web_url,omitempty"`
+	// Error says why a failed build failed: code build_failed (the source
+	// did not build), deploy_failed (the release did not come up; the
+	// previous release keeps running), unavailable or internal.
+	Error *Error `json:"error,omitempty"`
+}

@@ -1,0 +1,117 @@
+package types
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits of the values the API accepts.
+const (
+	// MaxAppName is the longest app name, in bytes.
+	MaxAppName = 30
+	// MaxConfigValue is the largest config var value, in bytes.
+	MaxConfigValue = 32 << 10
+	// MaxDomain is the longest route domain, in bytes.
+	MaxDomain = 253
+	// maxLabel is the longest label of a domain, in bytes.
+	maxLabel = 63
+)
+
+var (
+	// AppNameRegexp matches every valid app name.
+	AppNameRegexp = regexp.MustCompile(`^[a-z][a-z0-9-]{1,29}$`)
+	// ConfigVarNameRegexp matches every valid config var name.
+	ConfigVarNameRegexp = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// ProcessTypeRegexp matches every valid process type ("web", "worker").
+	ProcessTypeRegexp = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,29}$`)
+)
+
+// ValidateAppName returns nil when name is a valid app name: it matches
+// AppNameRegexp and, being a DNS label in the app's domain, does not end
+// with a dash. Otherwise it returns an ErrInvalid that says what is wrong.
+func ValidateAppName(name string) error {
+	invalid := func(why string) error {
+		return ErrInvalid.WithMessage("invalid app name %q: %s (2 to 30 lowercase letters, digits and dashes, "+
+			"starting with a letter, not ending with a dash)", name, why)
+	}
+	switch {
+	case len(name) < 2:
+		return invalid("too short")
+	case len(name) > MaxAppName:
+		return invalid("too long")
+	case name[0] < 'a' || name[0] > 'z':
+		return invalid("it must start with a lowercase letter")
+	case strings.HasSuffix(name, "-"):
+		return invalid("it must not end with a dash")
+	case !AppNameRegexp.MatchString(name):
+		return invalid("it may contain only lowercase letters, digits and dashes")
+	}
+	return nil
+}
+
+// ValidateConfigVar returns nil when name and value make a valid config var,
+// else an ErrInvalid that names the var and says what is wrong.
+func ValidateConfigVar(name, value string) error {
+	switch {
+	case !ConfigVarNameRegexp.MatchString(name):
+		return ErrInvalid.WithMessage("invalid config var name %q: use letters, digits and underscores, not starting with a digit", name)
+	case len(value) > MaxConfigValue:
+		return ErrInvalid.WithMessage("config var %s: value is %d bytes, the limit is %d", name, len(value), MaxConfigValue)
+	case strings.ContainsRune(value, 0):
+		return ErrInvalid.WithMessage("config var %s: value contains a NUL byte", name)
+	case !utf8.ValidString(value):
+		return ErrInvalid.WithMessage("config var %s: value is not valid UTF-8", name)
+	}
+	return nil
+}
+
+// ValidateProcessType returns nil when name is a valid process type, else
+// an ErrInvalid that names it.
+func ValidateProcessType(name string) error {
+	if !ProcessTypeRegexp.MatchString(name) {
+		return ErrInvalid.WithMessage("invalid process type %q: use 1 to 30 lowercase letters, digits, dashes and underscores, starting with a letter", name)
+	}
+	return nil
+}
+
+// ValidateDomain returns nil when domain can be routed: a lower-case host
+// name (dot-separated labels of 1 to 63 letters, digits and dashes, not
+// starting or ending with a dash; 253 bytes at most, no trailing dot), or
+// "*." and such a name for a wildcard route, which matches exactly one more
+// label. Otherwise it returns an ErrInvalid that says what is wrong.
+func ValidateDomain(domain string) error {
+	invalid := func(why string) error {
+		return ErrInvalid.WithMessage("invalid domain %q: %s", domain, why)
+	}
+	name := strings.TrimPrefix(domain, "*.")
+	switch {
+	case domain == "":
+		return invalid("it is empty")
+	case len(domain) > MaxDomain:
+		return invalid(fmt.Sprintf("it is longer than %d bytes", MaxDomain))
+	case name == "":
+		return invalid("a wildcard needs a domain after \"*.\"")
+	case strings.HasSuffix(name, "."):
+		return invalid("remove the trailing dot")
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		switch {
+		case label == "":
+			return invalid("it has an empty label")
+		case label == "*":
+			return invalid("a wildcard is allowed only as the first label, as in *.example.test")
+		case len(label) > maxLabel:
+			return invalid(fmt.Sprintf("label %q is longer than %d bytes", label, maxLabel))
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return invalid(fmt.Sprintf("label %q starts or ends with a dash", label))
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return invalid("use lower-case letters, digits, dashes and dots")
+			}
+		}
+	}
+	return nil
+}

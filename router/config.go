@@ -1,0 +1,127 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gantryhq/gantry/layer0/keyspace"
+)
+
+// ErrInvalidConfig is returned by Config.Validate and New.
+var ErrInvalidConfig = errors.New("invalid router config")
+
+// Config configures a Router. Durations of zero take the default named on
+// each field.
+type Config struct {
+	// Cluster is the cluster ID whose routes and services are followed;
+	// required.
+	Cluster string
+	// Etcd is the etcd client; required. The router does not close it.
+	Etcd *clientv3.Client
+	// HTTPAddr is the HTTP listen address, e.g. "127.0.0.1:8080"; required
+	// by Run.
+	HTTPAddr string
+	// HTTPSAddr is the HTTPS listen address, e.g. "127.0.0.1:8443"; empty
+	// means no HTTPS listener. Its port is the one https_only redirects to.
+	HTTPSAddr string
+	// Logger receives the router's own logs; nil discards them.
+	Logger *slog.Logger
+	// AccessLog receives one line per request; nil means no access log.
+	// Lines are buffered and written at least once a second.
+	AccessLog io.Writer
+
+	// DialTimeout bounds connecting to a backend; zero means 5 s.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for a backend's response
+	// headers once the request is sent (for a streamed request body, once
+	// the body is sent), and each wait for a backend to take more of the
+	// request, give or take a tenth; zero means 30 s. Running out is a 504.
+	ResponseHeaderTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a client's request headers; zero
+	// means 10 s.
+	ReadHeaderTimeout time.Duration
+	// ClientIdleTimeout closes a client's keep-alive connection idle that
+	// long (on the HTTP listener, give or take a tenth, at most a second);
+	// zero means 60 s.
+	ClientIdleTimeout time.Duration
+	// BackendIdleTimeout closes a pooled backend connection idle that long;
+	// zero means 90 s.
+	BackendIdleTimeout time.Duration
+	// MaxIdlePerBackend caps the idle connections kept per backend; zero
+	// means 256.
+	MaxIdlePerBackend int
+	// ShutdownDelay is how long the router keeps accepting after its
+	// context is cancelled (so a load balancer in front can notice), with
+	// keep-alives off; zero means 1 s, negative means none.
+	ShutdownDelay time.Duration
+	// ShutdownGrace bounds the wait for in-flight requests and upgraded
+	// connections after the listeners close; zero means 30 s.
+	ShutdownGrace time.Duration
+}
+
+// Validate reports missing or malformed fields.
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := keyspace.New(c.Cluster); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Etcd == nil {
+		errs = append(errs, errors.New("no etcd client"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http addr %q: want host:port", c.HTTPAddr))
+	}
+	if c.HTTPSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPSAddr); err != nil {
+			errs = append(errs, fmt.Errorf("https addr %q: want host:port", c.HTTPSAddr))
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"dial timeout": c.DialTimeout, "response header timeout": c.ResponseHeaderTimeout,
+		"read header timeout": c.ReadHeaderTimeout, "client idle timeout": c.ClientIdleTimeout,
+		"backend idle timeout": c.BackendIdleTimeout, "shutdown grace": c.ShutdownGrace,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: want zero or more", name, d))
+		}
+	}
+	if c.MaxIdlePerBackend < 0 {
+		errs = append(errs, fmt.Errorf("max idle per backend %d: want zero or more", c.MaxIdlePerBackend))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	return nil
+}
+
+// withDefaults returns c with the zero values replaced by the defaults.
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.DialTimeout, 5*time.Second)
+	def(&c.ResponseHeaderTimeout, 30*time.Second)
+	def(&c.ReadHeaderTimeout, 10*time.Second)
+	def(&c.ClientIdleTimeout, 60*time.Second)
+	def(&c.BackendIdleTimeout, 90*time.Second)
+	def(&c.ShutdownDelay, time.Second)
+	def(&c.ShutdownGrace, 30*time.Second)
+	if c.ShutdownDelay < 0 {
+		c.ShutdownDelay = 0
+	}
+	if c.MaxIdlePerBackend == 0 {
+		c.MaxIdlePerBackend = 256
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
