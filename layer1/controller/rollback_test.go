@@ -13,7 +13,8 @@ import (
 )
 
 // deployed reports the web job of release rel up, as its host would, and
-// waits until rel is the app's current release.
+// waits until rel is the app's current release and the deployer has
+// mirrored that into etcd (only rel's formations are left).
 func (a *api) deployed(t *testing.T, rel *types.Release) {
 	t.Helper()
 	a.reportJob(t, keyspace.JobState{JobID: fmt.Sprintf("%s.web.1.%012x", rel.App, rel.Version), App: rel.App,
@@ -21,6 +22,14 @@ func (a *api) deployed(t *testing.T, rel *types.Release) {
 	waitFor(t, fmt.Sprintf("v%d to become current", rel.Version), func() bool {
 		app, err := a.c.GetApp(t.Context(), rel.App)
 		return err == nil && app.Release == rel.Version
+	})
+	waitFor(t, fmt.Sprintf("only v%d's formations in etcd", rel.Version), func() bool {
+		for _, f := range a.formations(t, rel.App) {
+			if f.Template.ReleaseVersion != rel.Version {
+				return false
+			}
+		}
+		return true
 	})
 }
 
