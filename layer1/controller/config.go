@@ -118,6 +118,9 @@ type Config struct {
 	// do); older slugs are deleted after each build. Zero means
 	// DefaultSlugsKept (5).
 	SlugsKept int
+	// Events receives the platform events of the apps (deploys, scales,
+	// restarts) for their logs. Nil discards them.
+	Events EventSink
 	// Version is the version /v1/info reports.
 	Version string
 	// Logger receives the request log and errors. Nil discards them.

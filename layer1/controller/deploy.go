@@ -43,6 +43,7 @@ type deployer struct {
 	mirror  *mirror
 	timeout time.Duration
 	log     *slog.Logger
+	events  events
 
 	// wake holds a pending poke.
 	wake chan struct{}
@@ -137,6 +138,7 @@ func (d *deployer) check(ctx context.Context, dep store.Deployment, states []key
 		}
 		if ended {
 			d.log.Info("deployed", "app", dep.App, "release", dep.New.Version, "previous", dep.Old.Version)
+			d.events.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
 		}
 		return false, d.mirror.syncApp(ctx, dep.App)
 	}
@@ -155,6 +157,7 @@ func (d *deployer) check(ctx context.Context, dep store.Deployment, states []key
 	if ended {
 		d.log.Warn("deployment failed; the previous release keeps running", "app", dep.App,
 			"release", dep.New.Version, "previous", dep.Old.Version, "reason", reason)
+		d.events.emit(dep.App, fmt.Sprintf("deploy of v%d failed, v%d keeps running: %s", dep.New.Version, dep.Old.Version, reason))
 	}
 	return false, d.mirror.syncApp(ctx, dep.App)
 }

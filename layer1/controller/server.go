@@ -49,6 +49,7 @@ type Server struct {
 	deployer *deployer
 	hosts    *hostClients
 	blobs    *blobs
+	events   events
 	handler  http.Handler
 
 	closeOnce sync.Once
@@ -82,10 +83,11 @@ func New(cfg Config) (*Server, error) {
 		mirror: m,
 		deployer: &deployer{
 			store: st, etcd: cfg.Etcd, space: space, mirror: m, timeout: cfg.deployTimeout(),
-			log: log.With("worker", "deployer"), wake: make(chan struct{}, 1),
+			log: log.With("worker", "deployer"), wake: make(chan struct{}, 1), events: events{cfg.Events},
 		},
-		hosts: newHostClients(cfg.HostToken),
-		blobs: &blobs{databaseURL: cfg.DatabaseURL},
+		hosts:  newHostClients(cfg.HostToken),
+		blobs:  &blobs{databaseURL: cfg.DatabaseURL},
+		events: events{cfg.Events},
 	}
 	s.handler = s.logRequests(s.authenticate(s.routes()))
 	return s, nil
