@@ -137,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("pgserver: create %s: %w", dir, err)
 	}
 	pgdata := filepath.Join(dir, dataSubdir)
-	if err := checkNotRunning(pgdata); err != nil {
+	if err := checkNotRunning(ctx, pgdata); err != nil {
 		return nil, err
 	}
 	cred, err := credentialFor(log, dir)
@@ -184,28 +184,56 @@ func binaries(binDir string) (Binaries, error) {
 
 // checkNotRunning fails when postmaster.pid names a live postgres process.
 // A stale file from a dead process is left to postgres, which replaces it.
-func checkNotRunning(pgdata string) error {
+// A postgres that is shutting down (status "stopping" in postmaster.pid, as
+// when the gantryd that started it was killed and it got its parent-death
+// signal) is waited for until ctx ends.
+func checkNotRunning(ctx context.Context, pgdata string) error {
+	for {
+		pid, status, err := livePostmaster(pgdata)
+		if err != nil || pid == 0 {
+			return err
+		}
+		if status != "stopping" {
+			return fmt.Errorf("pgserver: %w: postgres pid %d serves %s (see its postmaster.pid); stop it first",
+				ErrAlreadyRunning, pid, pgdata)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pgserver: %w: postgres pid %d is still shutting down %s", ErrAlreadyRunning, pid, pgdata)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// livePostmaster returns the pid of the live postgres process that
+// postmaster.pid names and the status line of the file ("ready",
+// "stopping", ...), or 0 when the file is missing or stale.
+func livePostmaster(pgdata string) (int, string, error) {
 	b, err := os.ReadFile(filepath.Join(pgdata, "postmaster.pid"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return 0, "", nil
 	}
 	if err != nil {
-		return fmt.Errorf("pgserver: read postmaster.pid: %w", err)
+		return 0, "", fmt.Errorf("pgserver: read postmaster.pid: %w", err)
 	}
-	first, _, _ := bytes.Cut(b, []byte("\n"))
-	pid, err := strconv.Atoi(strings.TrimSpace(string(first)))
+	lines := strings.Split(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
 	if err != nil || pid <= 0 {
-		return nil
+		return 0, "", nil
 	}
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	if err != nil {
-		return nil // no such process: a stale file
+		return 0, "", nil // no such process: a stale file
 	}
 	if strings.TrimSpace(string(comm)) != "postgres" {
-		return nil // the pid was reused by another program
+		return 0, "", nil // the pid was reused by another program
 	}
-	return fmt.Errorf("pgserver: %w: postgres pid %d serves %s (see its postmaster.pid); stop it first",
-		ErrAlreadyRunning, pid, pgdata)
+	// The eighth line is the postmaster's status (PostgreSQL 10 and later).
+	status := ""
+	if len(lines) > 7 {
+		status = strings.TrimSpace(lines[7])
+	}
+	return pid, status, nil
 }
 
 func (s *Server) initdb(ctx context.Context, bins Binaries, pgdata string, cred *syscall.Credential, noSync bool) error {

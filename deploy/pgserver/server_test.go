@@ -151,6 +151,37 @@ func TestStalePidFile(t *testing.T) {
 	}
 }
 
+// TestStartWhileStopping starts a server on a data dir whose previous
+// postgres is still shutting down, as after the gantryd that ran it was
+// killed (its parent-death signal is SIGINT): Start waits for it.
+func TestStartWhileStopping(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	if err := syscall.Kill(s.pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	pgdata := filepath.Join(dir, dataSubdir)
+	for {
+		pid, status, err := livePostmaster(pgdata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pid == 0 || status == "stopping" {
+			break // Start would not fail either way
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("postgres pid %d did not start stopping after SIGINT (status %q)", pid, status)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	s2 := startServer(t, dir)
+	if got := query(t, s2.URL("postgres"), "SELECT 'ok'"); got != "ok" {
+		t.Fatal(got)
+	}
+}
+
 func TestStartFailureShowsLog(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
