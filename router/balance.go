@@ -29,9 +29,12 @@ type backend struct {
 	fails     atomic.Int32
 	skipUntil atomic.Int64
 
-	mu       sync.Mutex
-	idle     []*upstreamConn // LIFO: the warmest connection is reused first
-	draining bool
+	// draining is set, under mu, once no routing table lists b any more
+	// (see Router.apply and forward).
+	draining atomic.Bool
+
+	mu   sync.Mutex
+	idle []*upstreamConn // LIFO: the warmest connection is reused first
 }
 
 // usable reports whether b is outside its failure back-off at now.

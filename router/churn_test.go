@@ -47,7 +47,7 @@ func TestZeroFailedRequestsWhileInstancesChange(t *testing.T) {
 		}
 		return false
 	}
-	waitFor(t, "three instances routed", 5*time.Second, func() bool {
+	waitFor(t, "three instances routed", 30*time.Second, func() bool {
 		return inTable(b[0].addr()) && inTable(b[1].addr()) && inTable(b[2].addr())
 	})
 
@@ -113,12 +113,22 @@ func TestZeroFailedRequestsWhileInstancesChange(t *testing.T) {
 	at(0.15)
 	phase.Store(added)
 	e.register("load-web", b[3].name, b[3].addr())
-	waitFor(t, "new instance gets traffic", 5*time.Second, func() bool { return b[3].count.Load() > 0 })
+	waitFor(t, "new instance gets traffic", 30*time.Second, func() bool { return b[3].count.Load() > 0 })
 
 	at(0.35)
 	phase.Store(graceful)
+	drained := tr.table.Load().lookup("load.test").backends
 	e.deregister("load-web", b[0].name)
-	waitFor(t, "deregistered instance out of the table", 5*time.Second, func() bool { return !inTable(b[0].addr()) })
+	waitFor(t, "deregistered instance out of the table", 30*time.Second, func() bool { return !inTable(b[0].addr()) })
+	// The router sends a drained backend nothing once it has no request in
+	// flight to it; the host agent's drain delay stands for this wait.
+	for _, be := range drained {
+		if be.addr == b[0].addr() {
+			waitFor(t, "no request in flight to the deregistered instance", 30*time.Second, func() bool {
+				return be.draining.Load() && be.inflight.Load() == 0
+			})
+		}
+	}
 	b[0].Close() // waits for its in-flight requests
 
 	at(0.55)

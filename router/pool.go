@@ -173,7 +173,7 @@ func (b *backend) closeDead() {
 func (b *backend) put(c *upstreamConn, now int64) {
 	c.idleAt = now
 	b.mu.Lock()
-	if b.draining || len(b.idle) >= b.pool.maxIdle {
+	if b.draining.Load() || len(b.idle) >= b.pool.maxIdle {
 		b.mu.Unlock()
 		c.close()
 		return
@@ -186,7 +186,7 @@ func (b *backend) put(c *upstreamConn, now int64) {
 // use finish their request and are closed when they come back.
 func (b *backend) drain() {
 	b.mu.Lock()
-	b.draining = true
+	b.draining.Store(true)
 	idle := b.idle
 	b.idle = nil
 	b.mu.Unlock()

@@ -158,12 +158,33 @@ func (f *frontend) forward(x *exchange, tgt *target) {
 	var triedBuf [maxAttempts]*backend
 	tried := triedBuf[:0]
 	upgrade := isUpgrade(req)
-	for range maxAttempts {
+	for attempts := 0; attempts < maxAttempts; {
 		b := pick(tgt.backends, tried, x.now)
 		if b == nil {
 			break
 		}
-		retry, blame := f.attempt(x, b, upgrade)
+		// A backend that drains left the routing table after this request
+		// looked its target up: the request goes by the current table
+		// instead. The check comes after the in-flight count is raised, so
+		// once a drained backend shows none in flight it never gets another
+		// request (a deregistered instance can stop at once).
+		b.inflight.Add(1)
+		if b.draining.Load() {
+			b.inflight.Add(-1)
+			tried = append(tried, b)
+			if host, ok := parseHost(x.req.Host); ok {
+				if cur := f.r.table.Load().lookup(host); cur != nil {
+					tgt = cur
+				}
+			}
+			continue
+		}
+		attempts++
+		var retry, blame bool
+		func() {
+			defer b.inflight.Add(-1)
+			retry, blame = f.attempt(x, b, upgrade)
+		}()
 		if !retry {
 			return
 		}
@@ -174,13 +195,12 @@ func (f *frontend) forward(x *exchange, tgt *target) {
 	x.page(http.StatusBadGateway, badGatewayPage(x.app))
 }
 
-// attempt sends the request to b once. It reports retry when the request
-// may be sent again (see forward), and blame when b itself failed, so that
-// it is not chosen again for this request.
+// attempt sends the request to b once; b's in-flight count is raised
+// during it (see forward). It reports retry when the request may be sent
+// again, and blame when b itself failed, so that it is not chosen again for
+// this request.
 func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame bool) {
 	r, req := f.r, x.req
-	b.inflight.Add(1)
-	defer b.inflight.Add(-1)
 	x.backend = b.addr
 
 	replayable := idempotent(req)

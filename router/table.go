@@ -191,12 +191,15 @@ func (r *Router) apply(routes map[string]*routeInfo, services map[string][]disco
 			t.exact[domain] = tg
 		}
 	}
+	// The new table is visible before the backends it dropped drain, so a
+	// request that meets a draining backend finds the new table when it
+	// looks again (see forward).
+	r.table.Store(t)
 	for addr, b := range r.backends {
 		if used[addr] == nil {
 			b.drain()
 		}
 	}
 	r.backends = used
-	r.table.Store(t)
 	r.log.Debug("routing table updated", "routes", len(routes), "services", len(lists), "backends", nb)
 }
