@@ -109,7 +109,7 @@ func TestWebSocket(t *testing.T) {
 			c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
 		})
 	}
-	waitFor(t, "upgraded connections closed", 5*time.Second, func() bool {
+	waitFor(t, "upgraded connections closed", 30*time.Second, func() bool {
 		tr.upMu.Lock()
 		defer tr.upMu.Unlock()
 		return len(tr.upgrades) == 0
@@ -319,7 +319,7 @@ func TestTLSBySNIAndHTTP2(t *testing.T) {
 	e.putRoute(types.Route{Domain: "*.wild.test", App: "w", Service: "tls-web", TLSCert: wCert, TLSKey: wKey})
 	e.putRoute(types.Route{Domain: "plain.test", App: "p", Service: "tls-web"})
 	e.putRoute(types.Route{Domain: "secure.test", App: "s", Service: "tls-web", HTTPSOnly: true})
-	waitFor(t, "routes and their backend", 5*time.Second, func() bool {
+	waitFor(t, "routes and their backend", 30*time.Second, func() bool {
 		tb := tr.table.Load()
 		for _, host := range []string{"secure.test", "x.wild.test", "a.test", "plain.test"} {
 			if tg := tb.lookup(host); tg == nil || len(tg.backends) == 0 {

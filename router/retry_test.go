@@ -84,7 +84,7 @@ func TestRetryRules(t *testing.T) {
 			e.register(app+"-web", fmt.Sprintf("job%d", i), a)
 		}
 		e.putRoute(types.Route{Domain: app + ".test", App: app, Service: app + "-web"})
-		waitFor(t, "route "+app, 5*time.Second, func() bool {
+		waitFor(t, "route "+app, 30*time.Second, func() bool {
 			tg := tr.table.Load().lookup(app + ".test")
 			return tg != nil && len(tg.backends) == len(addrs)
 		})
@@ -211,7 +211,7 @@ func TestRetryRules(t *testing.T) {
 			t.Fatalf("first POST: %d", status)
 		}
 		b := tr.table.Load().lookup(host).backends[0]
-		waitFor(t, "pooled connection closed by the backend", 5*time.Second, func() bool {
+		waitFor(t, "pooled connection closed by the backend", 30*time.Second, func() bool {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			return len(b.idle) == 1 && !b.idle[0].alive()
@@ -255,7 +255,7 @@ func TestRetryRules(t *testing.T) {
 				done <- status
 			}()
 		}
-		waitFor(t, "requests at the backend", 5*time.Second, func() bool { return count.Load() == pooled })
+		waitFor(t, "requests at the backend", 30*time.Second, func() bool { return count.Load() == pooled })
 		close(release)
 		for range pooled {
 			if status := <-done; status != 200 {
@@ -263,7 +263,7 @@ func TestRetryRules(t *testing.T) {
 			}
 		}
 		b := tr.table.Load().lookup(host).backends[0]
-		waitFor(t, "pooled connections closed by the backend", 5*time.Second, func() bool {
+		waitFor(t, "pooled connections closed by the backend", 30*time.Second, func() bool {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			for _, c := range b.idle {

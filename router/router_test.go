@@ -54,7 +54,7 @@ func TestRoutesFollowEtcd(t *testing.T) {
 
 	// The controller writes a route: with no instance it is a 503.
 	e.putRoute(types.Route{Domain: "app.example.com", App: "app", Service: "app-web"})
-	d := waitFor(t, "route visible", 5*time.Second, func() bool {
+	d := waitFor(t, "route visible", 30*time.Second, func() bool {
 		status, _, _, _ := tr.get(t, client, "app.example.com", "/")
 		return status == http.StatusServiceUnavailable
 	})
@@ -66,7 +66,7 @@ func TestRoutesFollowEtcd(t *testing.T) {
 
 	// A host agent registers an instance.
 	e.register("app-web", "job1", b1.addr())
-	d = waitFor(t, "instance visible", 5*time.Second, func() bool {
+	d = waitFor(t, "instance visible", 30*time.Second, func() bool {
 		_, body, _, _ := tr.get(t, client, "app.example.com", "/")
 		return body == "one"
 	})
@@ -76,7 +76,7 @@ func TestRoutesFollowEtcd(t *testing.T) {
 	b2 := newEchoBackend(t, "two")
 	e.register("other-web", "job2", b2.addr())
 	e.putRoute(types.Route{Domain: "app.example.com", App: "app", Service: "other-web"})
-	d = waitFor(t, "route change visible", 5*time.Second, func() bool {
+	d = waitFor(t, "route change visible", 30*time.Second, func() bool {
 		_, body, _, _ := tr.get(t, client, "app.example.com", "/")
 		return body == "two"
 	})
@@ -84,7 +84,7 @@ func TestRoutesFollowEtcd(t *testing.T) {
 
 	// The instance goes away.
 	e.deregister("other-web", "job2")
-	d = waitFor(t, "deregistration visible", 5*time.Second, func() bool {
+	d = waitFor(t, "deregistration visible", 30*time.Second, func() bool {
 		status, _, _, _ := tr.get(t, client, "app.example.com", "/")
 		return status == http.StatusServiceUnavailable
 	})
@@ -92,7 +92,7 @@ func TestRoutesFollowEtcd(t *testing.T) {
 
 	// The route goes away.
 	e.deleteRoute("app.example.com")
-	d = waitFor(t, "route removal visible", 5*time.Second, func() bool {
+	d = waitFor(t, "route removal visible", 30*time.Second, func() bool {
 		status, _, _, _ := tr.get(t, client, "app.example.com", "/")
 		return status == http.StatusNotFound
 	})
@@ -101,7 +101,7 @@ func TestRoutesFollowEtcd(t *testing.T) {
 	// An invalid route is ignored, the others still work.
 	e.putRoute(types.Route{Domain: "app.example.com", App: "app", Service: "app-web"})
 	e.putRoute(types.Route{Domain: "bad.example.com", Service: "app-web"}) // no app
-	waitFor(t, "route back", 5*time.Second, func() bool {
+	waitFor(t, "route back", 30*time.Second, func() bool {
 		_, body, _, _ := tr.get(t, client, "app.example.com", "/")
 		return body == "one"
 	})
@@ -119,7 +119,7 @@ func TestWildcardRoute(t *testing.T) {
 	e.register("exact-web", "e1", exact.addr())
 	e.putRoute(types.Route{Domain: "*.apps.test", App: "wild", Service: "wild-web"})
 	e.putRoute(types.Route{Domain: "special.apps.test", App: "exact", Service: "exact-web"})
-	waitFor(t, "routes", 5*time.Second, func() bool {
+	waitFor(t, "routes", 30*time.Second, func() bool {
 		_, b1, _, _ := tr.get(t, client, "x.apps.test", "/")
 		_, b2, _, _ := tr.get(t, client, "special.apps.test", "/")
 		return b1 == "wild" && b2 == "exact"
@@ -142,7 +142,7 @@ func TestLoadSharedByInstances(t *testing.T) {
 		e.register("app-web", "job"+string(rune('1'+i)), b.addr())
 	}
 	e.putRoute(types.Route{Domain: "app.test", App: "app", Service: "app-web"})
-	waitFor(t, "all three instances", 5*time.Second, func() bool {
+	waitFor(t, "all three instances", 30*time.Second, func() bool {
 		tr.get(t, client, "app.test", "/")
 		return tr.table.Load().lookup("app.test") != nil && len(tr.table.Load().lookup("app.test").backends) == 3
 	})
@@ -198,7 +198,7 @@ func TestForwardedHeaders(t *testing.T) {
 	e.register("app-web", "job1", srv.Listener.Addr().String())
 	e.putRoute(types.Route{Domain: "app.test", App: "app", Service: "app-web"})
 	client := httpClient(t)
-	waitFor(t, "route", 5*time.Second, func() bool {
+	waitFor(t, "route", 30*time.Second, func() bool {
 		status, _, _, _ := tr.get(t, client, "app.test", "/")
 		if status == 200 {
 			<-seen

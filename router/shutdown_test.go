@@ -42,7 +42,7 @@ func TestShutdownDrains(t *testing.T) {
 
 	// During the delay new connections are still served, with keep-alive
 	// off so clients move on.
-	d := waitFor(t, "responses with Connection: close", 5*time.Second, func() bool {
+	d := waitFor(t, "responses with Connection: close", 30*time.Second, func() bool {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+tr.httpAddr+"/", nil)
 		req.Host = "slow.test"
 		resp, err := http.DefaultTransport.RoundTrip(req)
@@ -55,7 +55,7 @@ func TestShutdownDrains(t *testing.T) {
 	t.Logf("keep-alive off %v after the stop", d)
 
 	// Then the listener closes...
-	d = waitFor(t, "listener closed", 10*time.Second, func() bool {
+	d = waitFor(t, "listener closed", 30*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", tr.httpAddr, time.Second)
 		if err != nil {
 			return true

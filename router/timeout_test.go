@@ -67,10 +67,10 @@ func TestClientGoneReleasesBackend(t *testing.T) {
 					resp.Body.Close()
 				}
 			}()
-			waitFor(t, "request at the backend", 5*time.Second, func() bool { return arrived.Load() == int64(i+1) })
+			waitFor(t, "request at the backend", 30*time.Second, func() bool { return arrived.Load() == int64(i+1) })
 			cancel()
 			<-done
-			d := waitFor(t, "backend connection released", 5*time.Second, func() bool {
+			d := waitFor(t, "backend connection released", 30*time.Second, func() bool {
 				return closed.Load() == int64(i+1) && b().inflight.Load() == 0
 			})
 			t.Logf("backend released %v after the client left", d)
@@ -94,12 +94,12 @@ func TestStaleIdleDeadlineDoesNotDropConnection(t *testing.T) {
 	e.register("idle-web", "j", b.addr())
 	e.putRoute(types.Route{Domain: "idle.test", App: "idle", Service: "idle-web"})
 	client := httpClient(t)
-	waitFor(t, "route", 5*time.Second, func() bool {
+	waitFor(t, "route", 30*time.Second, func() bool {
 		status, _, _, _ := tr.get(t, client, "idle.test", "/")
 		return status == 200
 	})
 	be := tr.table.Load().lookup("idle.test").backends[0]
-	waitFor(t, "pooled connection's deadline passed", 5*time.Second, func() bool {
+	waitFor(t, "pooled connection's deadline passed", 30*time.Second, func() bool {
 		be.mu.Lock()
 		defer be.mu.Unlock()
 		return len(be.idle) == 1 && tr.now()-be.idle[0].idleAt > int64(cancelCheck+100*time.Millisecond)
@@ -163,7 +163,7 @@ func TestStreamedBodyFailures(t *testing.T) {
 		stuck := newRawBackend(t, func(c *net.TCPConn, req *http.Request) { <-release })
 		e.register("stuck-web", "job-stuck", stuck.addr())
 		e.putRoute(types.Route{Domain: "stuck.test", App: "stuck", Service: "stuck-web"})
-		waitFor(t, "route stuck.test", 5*time.Second, func() bool {
+		waitFor(t, "route stuck.test", 30*time.Second, func() bool {
 			tg := tr.table.Load().lookup("stuck.test")
 			return tg != nil && len(tg.backends) > 0
 		})
