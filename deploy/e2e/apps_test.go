@@ -172,13 +172,13 @@ func TestImageApp(t *testing.T) {
 
 	// A custom domain, then HTTPS with its certificate chosen by SNI.
 	p.ok("route", "add", "-a", "web1", "www.example.test")
-	eventually(t, 10*time.Second, "the custom domain routed", func() bool {
+	eventually(t, time.Minute, "the custom domain routed", func() bool {
 		code, _, err := p.get("www.example.test", "/")
 		return err == nil && code == http.StatusOK
 	})
 	certFile, keyFile, pool := selfSigned(t, "secure.example.test")
 	p.ok("route", "add", "-a", "web1", "secure.example.test", "--cert", certFile, "--key", keyFile)
-	eventually(t, 10*time.Second, "HTTPS for secure.example.test", func() bool {
+	eventually(t, time.Minute, "HTTPS for secure.example.test", func() bool {
 		// The name resolves to the router's loopback address, as DNS
 		// would point it at the platform.
 		var d net.Dialer
