@@ -248,14 +248,7 @@ func (p *platform) run(dir string, env []string, args ...string) result {
 		dir = p.home
 	}
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"HOME="+p.home,
-		"GANTRY_CONFIG="+filepath.Join(p.home, "gantry-config.json"),
-		"GANTRY_URL="+p.apiURL,
-		"GANTRY_TOKEN="+p.token,
-		"GANTRY_APP=",
-	)
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(p.cliEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Stdin = strings.NewReader("")
@@ -269,6 +262,18 @@ func (p *platform) run(dir string, env []string, args ...string) result {
 		code = ee.ExitCode()
 	}
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+// cliEnv is the environment of the CLI: the process's, with the
+// platform's URL and token.
+func (p *platform) cliEnv() []string {
+	return append(os.Environ(),
+		"HOME="+p.home,
+		"GANTRY_CONFIG="+filepath.Join(p.home, "gantry-config.json"),
+		"GANTRY_URL="+p.apiURL,
+		"GANTRY_TOKEN="+p.token,
+		"GANTRY_APP=",
+	)
 }
 
 // ok runs the CLI and fails the test unless it exits 0.
