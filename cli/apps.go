@@ -153,6 +153,10 @@ func (r *runner) info(c *urfave.Context) error {
 	if err != nil {
 		return err
 	}
+	deploy, err := cl.GetDeploySettings(c.Context, name)
+	if err != nil {
+		return err
+	}
 	urls := app.URLs
 	if len(urls) == 0 {
 		urls = []string{orDash(app.WebURL)}
@@ -163,6 +167,7 @@ func (r *runner) info(c *urfave.Context) error {
 	writeList(tw, "Web URL:", urls)
 	writeList(tw, "Routes:", routes)
 	fmt.Fprintf(tw, "Release:\t%s\n", formatRelease(app.Release))
+	fmt.Fprintf(tw, "Deploy:\t%s, timeout %s\n", deploy.Strategy, formatTimeout(deploy))
 	fmt.Fprintf(tw, "Created:\t%s\n", formatTime(app.CreatedAt))
 	fmt.Fprintf(tw, "ID:\t%s\n", orDash(app.ID))
 	return tw.Flush()

@@ -57,20 +57,37 @@ type testFormation struct {
 }
 
 type testJob struct {
-	ID        string    `json:"id"`
-	App       string    `json:"app"`
-	Release   int       `json:"release"`
-	Type      string    `json:"type"`
-	Index     int       `json:"index"`
-	Host      string    `json:"host"`
-	State     string    `json:"state"`
-	Addr      string    `json:"addr,omitempty"`
-	StartedAt time.Time `json:"started_at,omitzero"`
-	UpdatedAt time.Time `json:"updated_at"`
-	Restarts  int       `json:"restarts"`
+	ID        string       `json:"id"`
+	App       string       `json:"app"`
+	Release   int          `json:"release"`
+	Type      string       `json:"type"`
+	Index     int          `json:"index"`
+	Host      string       `json:"host"`
+	State     string       `json:"state"`
+	Addr      string       `json:"addr,omitempty"`
+	StartedAt time.Time    `json:"started_at,omitzero"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Restarts  int          `json:"restarts"`
+	ExitCode  *int         `json:"exit_code,omitempty"`
+	Error     string       `json:"error,omitempty"`
+	LastLines []string     `json:"last_lines,omitempty"`
+	OneOff    bool         `json:"one_off,omitempty"`
+	RestartAt time.Time    `json:"restart_at,omitzero"`
+	LastExit  *testJobExit `json:"last_exit,omitempty"`
+}
+
+type testJobExit struct {
 	ExitCode  *int      `json:"exit_code,omitempty"`
 	Error     string    `json:"error,omitempty"`
+	At        time.Time `json:"at"`
 	LastLines []string  `json:"last_lines,omitempty"`
+}
+
+// crash makes j crashed now with an exit code and last lines, as the
+// controller shows a crashed job.
+func (j *testJob) crash(code int, lines ...string) {
+	j.State, j.ExitCode, j.Addr, j.UpdatedAt, j.LastLines = types.JobCrashed, &code, "", testNow, lines
+	j.LastExit = &testJobExit{ExitCode: &code, At: testNow, LastLines: lines}
 }
 
 type testRoute struct {
@@ -176,13 +193,32 @@ func (tc *testController) seedShop() {
 		st.jobs = append(st.jobs, j)
 	}
 	add(7, "web", 1, types.JobUp, 3*time.Minute, 3*time.Minute, nil)
-	add(7, "web", 2, types.JobStarting, 5*time.Second, 5*time.Second, nil)
+	add(7, "web", 2, types.JobStarting, 5*time.Second, 5*time.Second, func(j *testJob) {
+		exit137 := 137
+		j.Restarts = 3
+		j.LastExit = &testJobExit{ExitCode: &exit137, Error: "out of memory", At: testNow.Add(-8 * time.Second),
+			LastLines: []string{"l1", "l2", "loading 2 GB of fixtures", "\x1b[31mallocating\tcache\x1b[0m", "", "killed"}}
+	})
 	add(7, "web", 3, types.JobPending, 0, 2*time.Second, func(j *testJob) { j.Host = "host-9f8e" })
 	add(6, "web", 1, types.JobStopping, 26*time.Hour, 1*time.Second, nil)
 	add(7, "worker", 1, types.JobCrashed, 0, 40*time.Second, func(j *testJob) {
-		j.Restarts, j.ExitCode, j.LastLines = 2, &exit1, []string{"connecting to redis", "fatal: REDIS_URL is not set"}
+		j.Restarts, j.ExitCode, j.LastLines = 5, &exit1, []string{"connecting to redis", "fatal: REDIS_URL is not set"}
+		j.RestartAt = testNow.Add(20 * time.Second)
+		j.LastExit = &testJobExit{ExitCode: &exit1, At: j.UpdatedAt, LastLines: j.LastLines}
 	})
-	add(7, "clock", 1, types.JobCrashed, 0, 10*time.Second, func(j *testJob) { j.Error = "image not found: shop:v7" })
+	add(7, "worker", 2, types.JobCrashed, 0, 5*time.Minute, func(j *testJob) {
+		j.Restarts, j.ExitCode, j.RestartAt = 9, &exit1, testNow.Add(-time.Second)
+		j.LastExit = &testJobExit{ExitCode: &exit1, At: j.UpdatedAt}
+	})
+	add(7, "clock", 1, types.JobCrashed, 0, 10*time.Second, func(j *testJob) {
+		j.Error = "image not found: shop:v7"
+		j.LastExit = &testJobExit{Error: j.Error, At: j.UpdatedAt}
+	})
+	add(0, "build", 1, types.JobUp, 30*time.Second, 30*time.Second, func(j *testJob) { j.OneOff, j.Addr = true, "" })
+	add(6, "web", 3, types.JobCrashed, 0, 2*time.Minute, func(j *testJob) {
+		j.ExitCode, j.LastLines = &exit1, []string{"old release failing"}
+		j.LastExit = &testJobExit{ExitCode: &exit1, At: j.UpdatedAt, LastLines: j.LastLines}
+	})
 	add(5, "web", 2, types.JobDown, 0, 30*time.Second, func(j *testJob) { j.StartedAt = testNow.Add(-30 * time.Hour) })
 }
 
@@ -210,14 +246,14 @@ func (tc *testController) tick(a *testApp) {
 			j.Addr = fmt.Sprintf("127.0.0.1:%d", 49152+tc.jobSeq)
 		case types.JobStarting:
 			if p, ok := st.releases[j.Release].Processes[j.Type]; ok && strings.Contains(p.Command, "crash") {
-				code := 2
-				j.State, j.ExitCode, j.Addr, j.UpdatedAt = types.JobCrashed, &code, "", testNow
-				j.LastLines = []string{"loading schedule", "panic: no schedule in $CLOCK_SCHEDULE"}
+				j.crash(2, "loading schedule", "panic: no schedule in $CLOCK_SCHEDULE")
 			} else {
 				j.State, j.UpdatedAt = types.JobUp, testNow
 			}
 		case types.JobCrashed:
+			exit := j.LastExit
 			j = tc.newJob(a.Name, j.Release, j.Type, j.Index, j.Restarts+1)
+			j.LastExit = exit
 		case types.JobStopping:
 			continue
 		}

@@ -71,6 +71,7 @@ func newTestController(t *testing.T) *testController {
 	mux.HandleFunc("GET /v1/apps", tc.listApps)
 	mux.HandleFunc("GET /v1/apps/{app}", tc.getApp)
 	mux.HandleFunc("DELETE /v1/apps/{app}", tc.deleteApp)
+	mux.HandleFunc("GET /v1/apps/{app}/deploy", tc.getDeploySettings)
 	mux.HandleFunc("GET /v1/apps/{app}/config", tc.getConfig)
 	mux.HandleFunc("PATCH /v1/apps/{app}/config", tc.patchConfig)
 	mux.HandleFunc("POST /v1/keys", tc.addKey)
@@ -233,6 +234,16 @@ func (tc *testController) getApp(w http.ResponseWriter, r *http.Request) {
 	defer tc.mu.Unlock()
 	if a, ok := tc.lookup(w, r); ok {
 		writeTestJSON(w, http.StatusOK, a)
+	}
+}
+
+// getDeploySettings answers the defaults: every test app deploys one by
+// one with the controller's timeout.
+func (tc *testController) getDeploySettings(w http.ResponseWriter, r *http.Request) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if a, ok := tc.lookup(w, r); ok {
+		writeTestJSON(w, http.StatusOK, types.DeploySettings{App: a.Name, Strategy: types.StrategyOneByOne, Timeout: 120, TimeoutDefault: true})
 	}
 }
 

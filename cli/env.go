@@ -27,14 +27,14 @@ func (r *runner) envCommand() *urfave.Command {
 				Name:      "set",
 				Usage:     "set config vars",
 				ArgsUsage: "KEY=VALUE...",
-				Flags:     []urfave.Flag{clusterFlag(), appFlag()},
+				Flags:     []urfave.Flag{clusterFlag(), appFlag(), noWaitFlag()},
 				Action:    r.envSet,
 			},
 			{
 				Name:      "unset",
 				Usage:     "remove config vars",
 				ArgsUsage: "KEY...",
-				Flags:     []urfave.Flag{clusterFlag(), appFlag()},
+				Flags:     []urfave.Flag{clusterFlag(), appFlag(), noWaitFlag()},
 				Action:    r.envUnset,
 			},
 		},
@@ -126,8 +126,9 @@ func (r *runner) envUnset(c *urfave.Context) error {
 	return r.updateConfig(c, changes, "Unset")
 }
 
-// updateConfig applies changes to the app's config and says what it did
-// ("Set A, B on demo").
+// updateConfig applies changes to the app's config, says what it did
+// ("Set A, B on demo"), and follows the deployment of the release the
+// change made, if it made one.
 func (r *runner) updateConfig(c *urfave.Context, changes map[string]*string, verb string) error {
 	app, err := r.app(c)
 	if err != nil {
@@ -137,10 +138,14 @@ func (r *runner) updateConfig(c *urfave.Context, changes map[string]*string, ver
 	if err != nil {
 		return err
 	}
-	if _, err := cl.UpdateConfig(c.Context, app, changes); err != nil {
+	_, deployment, err := cl.UpdateConfigDeployment(c.Context, app, changes)
+	if err != nil {
 		return err
 	}
 	keys := slices.Sorted(maps.Keys(changes))
 	fmt.Fprintf(r.stdout, "%s %s on %s\n", verb, strings.Join(keys, ", "), app)
-	return nil
+	if deployment == "" || c.Bool("no-wait") {
+		return nil
+	}
+	return r.followDeployment(c.Context, cl, app, deployment)
 }

@@ -170,6 +170,7 @@ func TestGolden(t *testing.T) {
 		{name: "error_release_show_unknown", args: []string{"release", "show", "v7", "-a", "demo"}},
 		{name: "kill", args: []string{"kill", "web.2", "-a", "demo"}},
 		{name: "kill_id", args: []string{"kill", "-a", "demo", "demo.web.1.0000000a0001"}},
+		{name: "kill_one_off", args: []string{"kill", "build.1", "-a", "shop"}, shop: true},
 		{name: "restart_type", args: []string{"restart", "web", "-a", "demo"}},
 		{name: "restart_all", args: []string{"restart", "-a", "demo"}},
 		{name: "route_add", args: []string{"route", "add", "api.example.test", "-a", "demo"}},

@@ -20,7 +20,8 @@ func (r *runner) releaseCommand() *urfave.Command {
 				Usage: "create a release of a Docker image present on the hosts and deploy it",
 				Description: "The release takes the app's current config vars. Each --process gives a\n" +
 					"process type and its command, split into arguments with shell quoting rules\n" +
-					"and run without a shell; $PORT is set in its environment. Example:\n\n" +
+					"and run without a shell; $PORT is set in its environment. It follows the\n" +
+					"deployment until it ends (see gantry deploy). Example:\n\n" +
 					"   gantry release create --image demo:v2 --process web='/server -port $PORT' --health web=/healthz",
 				Flags: []urfave.Flag{
 					clusterFlag(), appFlag(),
@@ -28,6 +29,7 @@ func (r *runner) releaseCommand() *urfave.Command {
 					&urfave.StringSliceFlag{Name: "process", Usage: "a process type and its command, `TYPE=COMMAND` (repeat for each type)", KeepSpace: true},
 					&urfave.StringSliceFlag{Name: "health", Usage: "the HTTP health check path of a process type, `TYPE=/PATH` (repeatable)", KeepSpace: true},
 					&urfave.StringFlag{Name: "description", Usage: "what the release is, `TEXT` (default: image IMAGE)"},
+					noWaitFlag(),
 				},
 				Action: r.releaseCreate,
 			},
@@ -53,13 +55,12 @@ func (r *runner) releaseCreate(c *urfave.Context) error {
 	if err != nil {
 		return err
 	}
-	rel, err := cl.CreateRelease(c.Context, app, req)
+	rel, deployment, err := cl.CreateReleaseDeployment(c.Context, app, req)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(r.stdout, "Created release v%d of %s (%s)\n", rel.Version, app, strings.Join(slices.Sorted(maps.Keys(rel.Processes)), ", "))
-	fmt.Fprintf(r.stdout, "Deploying v%d: gantry ps shows its processes\n", rel.Version)
-	return nil
+	return r.followMade(c, cl, app, deployment, rel.Version)
 }
 
 // releaseRequest builds the body of a release from the values of --image,

@@ -52,8 +52,9 @@ func (r *runner) rollbackCommand() *urfave.Command {
 		Description: "Makes a new release that copies release vN: its image or slug, its process\n" +
 			"types and its config vars (which become the app's config vars again), and\n" +
 			"deploys it like any release. Without vN it goes back to the release that\n" +
-			"was serving before the current one. gantry releases lists the versions.",
-		Flags:  []urfave.Flag{clusterFlag(), appFlag()},
+			"was serving before the current one. gantry releases lists the versions.\n" +
+			"It follows the deployment until it ends (see gantry deploy).",
+		Flags:  []urfave.Flag{clusterFlag(), appFlag(), noWaitFlag()},
 		Action: r.rollback,
 	}
 }
@@ -180,7 +181,7 @@ func (r *runner) rollback(c *urfave.Context) error {
 	if err != nil {
 		return err
 	}
-	rel, err := cl.Rollback(c.Context, app, version)
+	rel, deployment, err := cl.RollbackDeployment(c.Context, app, version)
 	if err != nil {
 		return err
 	}
@@ -195,8 +196,7 @@ func (r *runner) rollback(c *urfave.Context) error {
 	} else {
 		fmt.Fprintf(r.stdout, "Rolled back %s as v%d (%s)\n", app, rel.Version, oneLine(rel.Description))
 	}
-	fmt.Fprintf(r.stdout, "Deploying v%d: gantry ps shows its processes, gantry releases marks it current once it is up\n", rel.Version)
-	return nil
+	return r.followMade(c, cl, app, deployment, rel.Version)
 }
 
 // parseVersion reads a release version typed as "v3" or "3".

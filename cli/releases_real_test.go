@@ -9,8 +9,9 @@ import (
 )
 
 // TestRealControllerReleases runs gantry releases, release show and
-// rollback against the real controller. No job ever comes up, so every
-// deployment after the first stays pending and v1 stays current.
+// rollback against the real controller. No job ever comes up, so the
+// first release's deployment runs on, every later one stays pending and v1
+// stays current; --no-wait returns without following them.
 func TestRealControllerReleases(t *testing.T) {
 	url, token := startController(t)
 	isolate(t, url)
@@ -25,11 +26,11 @@ func TestRealControllerReleases(t *testing.T) {
 		{args: []string{"releases", "-a", "web1"}, want: []string{"web1 has no releases yet"}},
 		{args: []string{"rollback", "-a", "web1"}, fail: true, want: []string{`app "web1" has no release yet`}},
 		{args: []string{"env", "set", "-a", "web1", "GREETING=hi"}, want: []string{"Set GREETING on web1"}},
-		{args: []string{"release", "create", "-a", "web1", "--image", "demo:v1", "--process", "web=/app"}, want: []string{"Created release v1"}},
+		{args: []string{"release", "create", "-a", "web1", "--image", "demo:v1", "--process", "web=/app", "--no-wait"}, want: []string{"Created release v1"}},
 		{args: []string{"rollback", "-a", "web1"}, fail: true, want: []string{`app "web1" has no release before v1 to roll back to`}},
-		{args: []string{"env", "set", "-a", "web1", "GREETING=hello"}, want: []string{"Set GREETING on web1"}},
+		{args: []string{"env", "set", "-a", "web1", "GREETING=hello", "--no-wait"}, want: []string{"Set GREETING on web1"}},
 		{args: []string{"rollback", "v9", "-a", "web1"}, fail: true, want: []string{`app "web1" has no release v9`}},
-		{args: []string{"rollback", "v1", "-a", "web1"}, want: []string{"Rolled back web1 to v1 as v3\n", "Deploying v3"}},
+		{args: []string{"rollback", "v1", "-a", "web1", "--no-wait"}, want: []string{"Rolled back web1 to v1 as v3\n", "Deploying v3"}},
 		{args: []string{"env", "-a", "web1"}, want: []string{"GREETING=hi\n"}},
 		{args: []string{"releases", "-a", "web1"}, want: []string{
 			"VERSION  CREATED",

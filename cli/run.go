@@ -20,7 +20,8 @@ const errorPrefix = " !    "
 
 // Run runs the gantry command line args (args[0] is the program name) with
 // the process environment and working directory, and returns the exit
-// status: 0 on success, 1 after printing an error to stderr.
+// status: 0 on success, 1 after printing an error to stderr, or the status
+// a command asks for (gantry run exits with the job's).
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	r := &runner{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
 	return r.run(ctx, args)
@@ -50,7 +51,14 @@ func (r *runner) run(ctx context.Context, args []string) (code int) {
 		}
 	}()
 	app := r.newApp()
-	if err := app.RunContext(ctx, hoistFlags(app, args)); err != nil {
+	if err := app.RunContext(ctx, hoistFlags(app, protectRunArgs(app, args))); err != nil {
+		var status *exitStatusError
+		if errors.As(err, &status) {
+			if status.err != nil {
+				r.printError(status.err)
+			}
+			return status.code
+		}
 		r.printError(err)
 		return 1
 	}
@@ -85,10 +93,14 @@ func (r *runner) newApp() *urfave.App {
 			r.releaseCommand(),
 			r.releasesCommand(),
 			r.rollbackCommand(),
+			r.deployCommand(),
+			r.deploymentsCommand(),
 			r.scaleCommand(),
 			r.psCommand(),
 			r.killCommand(),
 			r.restartCommand(),
+			r.oneOffCommand(),
+			r.logCommand(),
 			r.routeCommand(),
 			r.keyCommand(),
 			r.clusterCommand(),

@@ -21,10 +21,12 @@ import (
 // last byte going out. Lines are formatted into pooled buffers without
 // fmt or slog (the date and time up to the second once a second) and
 // written under a mutex into a buffered writer that is flushed every second
-// and when full. A nil *accessLog logs nothing.
+// and when full. The lines of requests routed to an app also go to the app
+// log sink, if any (see AppLogSink). A nil *accessLog logs nothing.
 type accessLog struct {
 	mu     sync.Mutex
-	bw     *bufio.Writer
+	bw     *bufio.Writer // nil when only the sink gets lines
+	sink   AppLogSink
 	err    error // the first write error, reported once
 	logger *slog.Logger
 	second atomic.Pointer[logSecond]
@@ -36,11 +38,15 @@ type logSecond struct {
 	text string // "2006-01-02T15:04:05"
 }
 
-func newAccessLog(w io.Writer, log *slog.Logger) *accessLog {
-	if w == nil {
+func newAccessLog(w io.Writer, sink AppLogSink, log *slog.Logger) *accessLog {
+	if w == nil && sink == nil {
 		return nil
 	}
-	return &accessLog{bw: bufio.NewWriterSize(w, 64<<10), logger: log}
+	l := &accessLog{sink: sink, logger: log}
+	if w != nil {
+		l.bw = bufio.NewWriterSize(w, 64<<10)
+	}
+	return l
 }
 
 var linePool = sync.Pool{New: func() any {
@@ -53,6 +59,10 @@ func (l *accessLog) log(x *exchange) {
 		return
 	}
 	end := time.Now()
+	l.shipAppLine(x, end)
+	if l.bw == nil {
+		return
+	}
 	bp := linePool.Get().(*[]byte)
 	b := l.appendLine((*bp)[:0], x, end)
 	l.mu.Lock()
@@ -133,7 +143,7 @@ func appendMillis(b []byte, d time.Duration) []byte {
 
 // flushEvery flushes the log every interval until ctx is done.
 func (l *accessLog) flushEvery(ctx context.Context, interval time.Duration) {
-	if l == nil {
+	if l == nil || l.bw == nil {
 		return
 	}
 	t := time.NewTicker(interval)
@@ -149,7 +159,7 @@ func (l *accessLog) flushEvery(ctx context.Context, interval time.Duration) {
 }
 
 func (l *accessLog) flush() {
-	if l == nil {
+	if l == nil || l.bw == nil {
 		return
 	}
 	l.mu.Lock()

@@ -35,6 +35,9 @@ type Config struct {
 	// AccessLog receives one line per request; nil means no access log.
 	// Lines are buffered and written at least once a second.
 	AccessLog io.Writer
+	// AppLog receives, for each request routed to an app, the line it adds
+	// to the app's log (see AppLogSink); nil means none.
+	AppLog AppLogSink
 
 	// DialTimeout bounds connecting to a backend; zero means 5 s.
 	DialTimeout time.Duration

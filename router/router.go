@@ -66,7 +66,7 @@ func New(cfg Config) (*Router, error) {
 		pool:        pool{dialTimeout: cfg.DialTimeout, idleTimeout: int64(cfg.BackendIdleTimeout), maxIdle: cfg.MaxIdlePerBackend},
 		base:        time.Now(),
 		defaultCert: cert,
-		access:      newAccessLog(cfg.AccessLog, cfg.Logger),
+		access:      newAccessLog(cfg.AccessLog, cfg.AppLog, cfg.Logger),
 		backends:    map[string]*backend{},
 		ready:       make(chan struct{}),
 		upgrades:    map[*upgraded]struct{}{},

@@ -39,7 +39,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"GANTRY_LOG_LEVEL"}},
 		},
-		Commands: []*cli.Command{upCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(), gitreceiverCommand()},
+		Commands: []*cli.Command{upCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(), gitreceiverCommand(), logaggregatorCommand()},
 	}
 	if err := app.RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "gantryd: %v\n", err)
@@ -74,6 +74,8 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "router HTTPS listen address"},
 			&cli.StringFlag{Name: "ssh-addr", Value: "127.0.0.1:2222", Usage: "git-over-SSH listen address"},
 			&cli.StringFlag{Name: "host-api-addr", Value: "127.0.0.1:7071", Usage: "host agent API listen address"},
+			&cli.StringFlag{Name: "log-addr", Value: "127.0.0.1:0", Usage: "log aggregator listen address (port 0: a free port)"},
+			&cli.IntFlag{Name: "log-lines", Value: 10000, Usage: "lines of log history kept per app"},
 			&cli.StringFlag{Name: "etcd-client-addr", Value: "127.0.0.1:7379", Usage: "embedded etcd client listen address"},
 			&cli.StringFlag{Name: "etcd-peer-addr", Value: "127.0.0.1:7380", Usage: "embedded etcd peer listen address"},
 			&cli.StringFlag{Name: "etcd", Usage: "comma-separated URLs of an external etcd cluster (instead of the embedded one)"},
@@ -117,6 +119,8 @@ func upCommand() *cli.Command {
 				HTTPSAddr:      c.String("https-addr"),
 				SSHAddr:        c.String("ssh-addr"),
 				HostAPIAddr:    c.String("host-api-addr"),
+				LogAddr:        c.String("log-addr"),
+				LogLines:       c.Int("log-lines"),
 				EtcdClientAddr: c.String("etcd-client-addr"),
 				EtcdPeerAddr:   c.String("etcd-peer-addr"),
 				EtcdEndpoints:  endpoints,

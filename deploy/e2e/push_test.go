@@ -62,7 +62,7 @@ func TestGitPush(t *testing.T) {
 	wantLines(t, out,
 		"remote: -----> Compiled slug size is",
 		"remote: -----> Creating release v1",
-		"remote: -----> Deploying v1: web 1/1 up",
+		"remote: -----> Deployed v1",
 		"remote: =====> Application deployed: "+appURL)
 	eventually(t, time.Minute, "the router to serve the site", func() bool {
 		code, body, err := p.get("site.localhost", "/")

@@ -125,6 +125,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("docker client: %w", err)
 	}
 	defer dk.Close()
+	logs, err := startLogs(cfg, dataDir, hostToken, log.With("component", "logaggregator"))
+	if err != nil {
+		return err
+	}
+	defer logs.stop()
 
 	stackImage, builderImage := stack.StackRef(stack.DefaultVersion), stack.BuilderRef(stack.DefaultVersion)
 	missingImages := checkImages(ctx, dk, log, stackImage, builderImage)
@@ -146,6 +151,7 @@ func Run(ctx context.Context, cfg Config) error {
 			APIAddr:       cfg.HostAPIAddr,
 			APIToken:      hostToken,
 			StateDir:      filepath.Join(dataDir, "host"),
+			LogURL:        logs.url,
 			Version:       cfg.Version,
 			Logger:        log.With("component", "host"),
 		})
@@ -157,6 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 			HTTPAddr:  cfg.HTTPAddr,
 			HTTPSAddr: cfg.HTTPSAddr,
 			AccessLog: cfg.AccessLog,
+			AppLog:    logs.router,
 			Logger:    log.With("component", "router"),
 		})
 	})
@@ -178,6 +185,8 @@ func Run(ctx context.Context, cfg Config) error {
 			Cluster:     space.Cluster(),
 			Etcd:        etcd,
 			HostToken:   hostToken,
+			LogURL:      logs.url,
+			Events:      logs.controller,
 			Domain:      cfg.Domain,
 			GitURL:      sshBaseURL(cfg.SSHAddr),
 			RouterHTTP:  publicURL("http", cfg.HTTPAddr),

@@ -34,6 +34,13 @@ type Config struct {
 	SSHAddr string
 	// HostAPIAddr is the host agent's API listen address; required.
 	HostAPIAddr string
+	// LogAddr is the log aggregator's listen address; required. Port 0
+	// picks a free port (the aggregator is the node's own: the roles
+	// reach it at the address it got).
+	LogAddr string
+	// LogLines is the log history kept per app, in lines; zero means the
+	// aggregator's default (10,000).
+	LogLines int
 	// EtcdClientAddr and EtcdPeerAddr are the embedded etcd's listen
 	// addresses; unused when EtcdEndpoints is set.
 	EtcdClientAddr string
@@ -70,7 +77,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("no data dir"))
 	}
-	addrs := map[string]string{"api-addr": c.APIAddr, "http-addr": c.HTTPAddr, "https-addr": c.HTTPSAddr, "ssh-addr": c.SSHAddr, "host-api-addr": c.HostAPIAddr}
+	addrs := map[string]string{"api-addr": c.APIAddr, "http-addr": c.HTTPAddr, "https-addr": c.HTTPSAddr, "ssh-addr": c.SSHAddr, "host-api-addr": c.HostAPIAddr, "log-addr": c.LogAddr}
 	if len(c.EtcdEndpoints) == 0 {
 		addrs["etcd-client-addr"] = c.EtcdClientAddr
 		addrs["etcd-peer-addr"] = c.EtcdPeerAddr

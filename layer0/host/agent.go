@@ -54,6 +54,7 @@ type agent struct {
 	artifacts *artifactCache
 	transfers *http.Client // artifact downloads and output uploads
 	gantryd   string       // the executable MountGantryd mounts
+	logs      *logShipper  // nil when no log aggregator is configured
 
 	mu          sync.Mutex
 	jobs        map[string]*job                // every job with a goroutine, by job ID
@@ -103,6 +104,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("host agent: listen on %s: %w", cfg.APIAddr, err)
 	}
+	logs, err := newLogShipper(cfg, cfg.Logger.With("host", cfg.ID, "component", "log-shipper"))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("host agent: %w", err)
+	}
 	a := &agent{
 		cfg:       cfg,
 		space:     keyspace.MustNew(cfg.Cluster),
@@ -122,6 +128,7 @@ func Run(ctx context.Context, cfg Config) error {
 		artifacts: cache,
 		transfers: transfers,
 		gantryd:   gantryd,
+		logs:      logs,
 	}
 	a.disc = discovery.New(a.etcd, a.space, etcdTimeout, a.log)
 	a.lease = &lease{etcd: a.etcd, ttl: cfg.LeaseTTL, path: filepath.Join(cfg.StateDir, leaseFile), timeout: etcdTimeout, log: a.log}
@@ -146,6 +153,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		<-served
 		a.wg.Wait()
+		a.logs.close()
 		a.log.Info("host agent stopped; containers left running")
 	}()
 

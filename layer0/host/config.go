@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
 )
 
 // Defaults applied by Run to zero Config fields and to zero JobSpec fields.
@@ -90,6 +91,11 @@ type Config struct {
 	// LogLines is how many lines of output the agent keeps per job; zero
 	// means 1000.
 	LogLines int
+	// LogURL is the base URL of the log aggregator, e.g.
+	// "http://127.0.0.1:7072": the agent ships its jobs' output and its
+	// events about them (crashes, restarts) there, with APIToken. Empty
+	// ships nothing.
+	LogURL string
 	// Version is the gantryd version advertised in the host record; empty
 	// is allowed.
 	Version string
@@ -143,6 +149,11 @@ func (c Config) Validate() error {
 	}
 	if c.LogLines < 0 {
 		errs = append(errs, errors.New("LogLines must not be negative"))
+	}
+	if c.LogURL != "" {
+		if err := logclient.ValidateURL(c.LogURL); err != nil {
+			errs = append(errs, fmt.Errorf("LogURL: %w", err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)

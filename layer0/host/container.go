@@ -98,6 +98,7 @@ func validateSpec(s keyspace.JobSpec) error {
 		errs = append(errs, fmt.Errorf("user %q is not a user or uid with an optional :group or :gid", s.User))
 	}
 	errs = append(errs, validateFiles(s)...)
+	errs = append(errs, validateAttach(s)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
@@ -302,6 +303,7 @@ func containerConfig(cluster, host, advertise string, a keyspace.Assignment, fil
 			ReadOnly: true,
 		})
 	}
+	attachConfig(s, cfg, hc)
 	if s.Port > 0 {
 		p := containerPort(s)
 		cfg.ExposedPorts = nat.PortSet{p: struct{}{}}

@@ -28,6 +28,10 @@ const (
 	failThreshold = 3
 	// lastLines is how many lines of output a crashed job's state keeps.
 	lastLines = 20
+	// firstCheckInterval is the pace of the readiness checks of a job
+	// until its first pass (at most the job's own interval), so that a
+	// new instance joins discovery soon after it listens.
+	firstCheckInterval = 100 * time.Millisecond
 	// maxLastLineLen bounds each of those lines, so the state stays small.
 	maxLastLineLen = 1024
 	// logDrainWait bounds the wait for the rest of a dead container's output.
@@ -58,6 +62,7 @@ type job struct {
 	stopCh   chan struct{}
 	stopOnce sync.Once
 	wakeCh   chan struct{}
+	gate     *attachGate // where the client of an attached job meets it; nil for others
 
 	// Owned by the job's goroutine.
 	phase     phase
@@ -95,6 +100,10 @@ func newJob(a *agent, as keyspace.Assignment, containerID string, prev *keyspace
 		stopCh:      make(chan struct{}),
 		wakeCh:      make(chan struct{}, 1),
 		containerID: containerID,
+	}
+	j.logs.ship = a.logs.jobLines(as, orphan)
+	if as.Spec.Attach != nil && !orphan {
+		j.gate = newAttachGate()
 	}
 	now := time.Now().UTC()
 	j.state = keyspace.JobState{
@@ -147,6 +156,7 @@ func (j *job) run(ctx context.Context) {
 	resync := time.NewTicker(resyncInterval)
 	defer resync.Stop()
 	var health *time.Ticker
+	healthFast := false // health ticks at firstCheckInterval
 	defer func() {
 		if health != nil {
 			health.Stop()
@@ -194,8 +204,13 @@ func (j *job) run(ctx context.Context) {
 			j.checkHealth(ctx)
 		}
 		if j.phase == phaseRunning && j.spec().Port > 0 && health == nil {
-			health = time.NewTicker(checkInterval(j.spec().Health))
+			health = time.NewTicker(min(firstCheckInterval, checkInterval(j.spec().Health)))
+			healthFast = true
 			j.checkHealth(ctx)
+		}
+		if health != nil && healthFast && j.passed() {
+			health.Reset(checkInterval(j.spec().Health))
+			healthFast = false
 		}
 		if j.phase != phaseRunning && health != nil {
 			health.Stop()
@@ -251,9 +266,13 @@ func (j *job) create(ctx context.Context) error {
 		return fmt.Errorf("inspect container: %w", err)
 	}
 	if info.State != nil && info.State.Status == container.StateCreated {
+		if start, err := j.awaitAttach(ctx, id); !start {
+			return err
+		}
 		tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
 		err := j.a.docker.ContainerStart(tctx, id, container.StartOptions{})
 		cancel()
+		j.attachStarted(err)
 		if err != nil {
 			if ctx.Err() != nil || client.IsErrConnectionFailed(err) ||
 				errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
@@ -316,6 +335,7 @@ func (j *job) createContainer(ctx context.Context) (string, error) {
 	case err == nil:
 		id = resp.ID
 		j.log.Info("container created", "container", shortID(id), "name", name, "image", spec.Image)
+		j.shipStart()
 	case cerrdefs.IsConflict(err):
 		// A create whose answer was lost: take the container if it is ours.
 		tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
@@ -428,6 +448,7 @@ func (j *job) exitCode(ctx context.Context, id string) *int {
 func (j *job) crash(ctx context.Context, code *int, msg string) {
 	j.phase = phaseExited
 	j.drainLogs(ctx)
+	j.shipCrash(code, msg)
 	j.mu.Lock()
 	j.registered = false
 	j.mu.Unlock()
@@ -490,6 +511,14 @@ func (j *job) checkHealth(ctx context.Context) {
 		return
 	}
 	j.log.Debug("health check failed", "err", err, "failures", j.fails)
+}
+
+// passed reports whether the job has passed a readiness check since it
+// last started.
+func (j *job) passed() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.state.State == keyspace.StateUp
 }
 
 func (j *job) isRegistered() bool {

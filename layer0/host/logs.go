@@ -22,6 +22,8 @@ type ring struct {
 	next    uint64           // sequence number of the next line
 	changed chan struct{}    // closed and replaced on every append and on close
 	closed  bool
+	// ship also gets every line added (see logShipper); nil for none.
+	ship func(client.LogLine)
 }
 
 func newRing(capacity int) *ring {
@@ -29,6 +31,9 @@ func newRing(capacity int) *ring {
 }
 
 func (r *ring) add(l client.LogLine) {
+	if r.ship != nil {
+		r.ship(l)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {

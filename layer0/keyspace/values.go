@@ -110,6 +110,25 @@ type JobSpec struct {
 	// when it exits it is down (status 0) or crashed, and it is never
 	// replaced. Its owner removes its formation when done with it.
 	OneOff bool `json:"one_off,omitempty"`
+	// Attach, for a one-off job only, makes it an attached job (`gantry
+	// run`): its container is created with stdin open and started only
+	// once a client has attached through the host agent's API; nil means
+	// a job nobody attaches to.
+	Attach *Attach `json:"attach,omitempty"`
+}
+
+// Attach says how a client attaches to a one-off job (JobSpec.Attach).
+type Attach struct {
+	// TTY gives the job a terminal; without it stdout and stderr stay
+	// apart.
+	TTY bool `json:"tty,omitempty"`
+	// Rows and Cols are the terminal's size at start; zero means the
+	// engine's default (TTY only).
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// Wait bounds the wait for the client once the container is created;
+	// the job then crashes without running. Zero means one minute.
+	Wait time.Duration `json:"wait,omitempty"`
 }
 
 // Artifact is a blob the host agent fetches (with its platform token),
@@ -165,6 +184,27 @@ type Assignment struct {
 	Restarts int `json:"restarts"`
 	// CreatedAt is when the scheduler placed the job.
 	CreatedAt time.Time `json:"created_at"`
+	// RestartAt is when the scheduler replaces this job: set while the job
+	// is crashed and waits for its back-off; zero otherwise. The host agent
+	// ignores it (a changed assignment value does not restart a job).
+	RestartAt time.Time `json:"restart_at,omitzero"`
+	// LastExit is the crash of the job of this index that this job
+	// replaced (carried on when a job moves off a lost host); nil when
+	// the job replaced no crashed job.
+	LastExit *Exit `json:"last_exit,omitempty"`
+}
+
+// Exit is how a job ended, as its host reported it; an assignment carries
+// the last one of its index across replacements.
+type Exit struct {
+	// ExitCode is the exit status; nil when the job could not start.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Error explains a crash that is not an exit ("image not found").
+	Error string `json:"error,omitempty"`
+	// LastLines are the last lines of output before the exit.
+	LastLines []string `json:"last_lines,omitempty"`
+	// At is when the host reported the exit.
+	At time.Time `json:"at"`
 }
 
 // Job states, in JobState.State.

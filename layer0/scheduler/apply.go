@@ -35,7 +35,7 @@ func (g guard) cmp() clientv3.Cmp {
 
 // apply writes plan to etcd in transactions of at most maxTxnOps, each
 // guarded by g. A replacement's new assignment and the deletion of the old
-// one go in the same transaction. It returns errNotLeader when the guard
+// one go in the same transaction. Updated assignments are put again. It returns errNotLeader when the guard
 // fails; transactions already committed stay.
 func apply(ctx context.Context, etcd *clientv3.Client, space keyspace.Space, g guard, plan placement.Plan, timeout time.Duration) error {
 	replaced := make(map[string]bool, len(plan.Start))
@@ -65,6 +65,13 @@ func apply(ctx context.Context, etcd *clientv3.Client, space keyspace.Space, g g
 			ops = append(ops, clientv3.OpDelete(space.Assignment(old.HostID, old.JobID)))
 		}
 		groups = append(groups, ops)
+	}
+	for _, a := range plan.Update {
+		val, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("encode assignment %s: %w", a.JobID, err)
+		}
+		groups = append(groups, []clientv3.Op{clientv3.OpPut(space.Assignment(a.HostID, a.JobID), string(val))})
 	}
 
 	var batch []clientv3.Op

@@ -177,12 +177,16 @@ func (l *leader) converge(ctx context.Context) (time.Time, error) {
 		l.log.Info("start job", "job", a.JobID, "host", a.HostID, "app", a.Spec.App, "release", a.Spec.Release,
 			"type", a.Spec.Type, "index", a.Index, "restarts", a.Restarts, "reason", string(st.Reason), "replaces", st.Replaces)
 	}
+	for _, a := range plan.Update {
+		l.log.Info("crashed job waits for its back-off", "job", a.JobID, "host", a.HostID, "app", a.Spec.App,
+			"release", a.Spec.Release, "type", a.Spec.Type, "index", a.Index, "restarts", a.Restarts, "restart_at", a.RestartAt)
+	}
 	// Whatever happens, the next plan must see what this one wrote.
 	l.stale = true
 	if err := apply(ctx, l.cfg.Etcd, l.space, l.g, plan, l.cfg.RequestTimeout); err != nil {
 		return time.Time{}, fmt.Errorf("apply plan: %w", err)
 	}
-	attrs := []any{"starts", len(plan.Start), "stops", len(plan.Stop), "unplaced", len(plan.Unplaced)}
+	attrs := []any{"starts", len(plan.Start), "stops", len(plan.Stop), "updates", len(plan.Update), "unplaced", len(plan.Unplaced)}
 	if !plan.NextWake.IsZero() {
 		attrs = append(attrs, "next_wake", plan.NextWake)
 	}

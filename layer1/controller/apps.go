@@ -116,6 +116,10 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 	if err := s.deleteAppBlobs(context.WithoutCancel(r.Context()), app); err != nil {
 		s.log.Warn("delete the blobs of a deleted app", "app", app, "err", err)
 	}
+	// Its log goes too, so that a new app of the same name starts afresh.
+	if err := s.deleteAppLog(context.WithoutCancel(r.Context()), app); err != nil {
+		s.log.Warn("delete the log of a deleted app", "app", app, "err", err)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -175,7 +179,8 @@ func (s *Server) updateConfig(w http.ResponseWriter, r *http.Request) {
 		// The new release is deployed like any other.
 		s.log.Info("release created", "app", app, "release", change.Release.Version,
 			"description", change.Release.Description, "deployment", change.Deployment.Status)
-		s.syncApp(r, app)
+		s.events.emit(app, configEvent(names, changes))
+		s.deploymentMade(w, r, app, change.Deployment)
 	}
 	writeJSON(w, http.StatusOK, change.Config)
 }

@@ -298,9 +298,9 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 	if ctx.Err() != nil {
 		return store.Deployment{}, ctx.Err()
 	}
-	description := "Deploy build " + b.id
+	description := "push (build " + b.id + ")"
 	if b.commit != "" {
-		description = "Deploy " + b.commit[:min(7, len(b.commit))]
+		description = "push of commit " + b.commit[:min(7, len(b.commit))]
 	}
 	rel, dep, err := b.s.store.DeployRelease(ctx, b.app, store.NewRelease{
 		Description: description,

@@ -244,14 +244,14 @@ func TestBuild(t *testing.T) {
 	wantInOrder(t, res.lines,
 		"-----> Compiled slug size is",
 		"-----> Creating release v1",
-		"-----> Deploying v1: web 1/1 up",
+		"-----> Deployed v1",
 		"=====> Application deployed: http://site.localhost:8080")
 	rel, err := p.c.GetRelease(ctx, "site", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(rel.Slug, "sha256:") || rel.Image != stack.StackRef(stack.DefaultVersion) ||
-		rel.Description != "Deploy 0123456" || rel.Processes["web"].Command == "" {
+		rel.Description != "push of commit 0123456" || rel.Processes["web"].Command == "" {
 		t.Errorf("release v1 = %+v", rel)
 	}
 	up := upJobs(t, p.api, "site")
@@ -278,7 +278,7 @@ func TestBuild(t *testing.T) {
 		t.Errorf("no slug stored: %v", p.blobPaths(t))
 	}
 
-	// An invalid Procfile fails the build: no release, v1 keeps serving.
+	// An invalid Procfile fails the build: no release, v1 keeps running.
 	res = p.build(ctx, "site", "", sourceTar(t, filepath.Join(appsDir, "static"), map[string][]byte{
 		"Procfile": []byte("this line is not a process\n"),
 	}), &lines{})
@@ -296,12 +296,12 @@ func TestBuild(t *testing.T) {
 	}
 
 	// A web process that never listens on $PORT: v2 is made, its
-	// deployment fails, v1 keeps serving.
+	// deployment fails, v1 keeps running.
 	res = p.build(ctx, "site", "", sourceTar(t, filepath.Join(appsDir, "no-port"), nil), &lines{})
 	if !errors.Is(res.err, types.ErrDeployFailed) || res.build == nil || res.build.Release != 2 {
 		t.Fatalf("build of no-port: %v %+v\n%s", res.err, res.build, res.output())
 	}
-	for _, want := range []string{"nothing answered on $PORT", "v1 keeps serving"} {
+	for _, want := range []string{"nothing answered on $PORT", "v1 keeps running"} {
 		if !strings.Contains(res.err.Error(), want) {
 			t.Errorf("error %q lacks %q", res.err, want)
 		}

@@ -9,30 +9,6 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 )
 
-func TestProgressOf(t *testing.T) {
-	tests := []struct {
-		name     string
-		want, up map[string]int
-		progress string
-		allUp    bool
-	}{
-		{"web up", map[string]int{"web": 1, "worker": 0}, map[string]int{"web": 1}, "web 1/1 up", true},
-		{"waiting", map[string]int{"web": 2, "worker": 1}, map[string]int{"web": 1}, "web 1/2 up, worker 0/1 up", false},
-		{"more up than wanted", map[string]int{"web": 1}, map[string]int{"web": 2}, "web 1/1 up", true},
-		{"nothing scaled", map[string]int{"worker": 0}, nil, "no process is scaled up", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := progressOf(tt.want, tt.up); got != tt.progress {
-				t.Errorf("progressOf = %q, want %q", got, tt.progress)
-			}
-			if got := allUp(tt.want, tt.up); got != tt.allUp {
-				t.Errorf("allUp = %v, want %v", got, tt.allUp)
-			}
-		})
-	}
-}
-
 func TestDescribeJob(t *testing.T) {
 	one := 1
 	started := time.Now()

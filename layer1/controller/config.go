@@ -17,6 +17,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/types"
+	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
 )
 
 // Defaults of the Config fields whose zero value means a default.
@@ -121,6 +122,10 @@ type Config struct {
 	// Events receives the platform events of the apps (deploys, scales,
 	// restarts) for their logs. Nil discards them.
 	Events EventSink
+	// LogURL is the base URL of the log aggregator, e.g.
+	// "http://127.0.0.1:7072", which GET /v1/apps/{app}/log queries with
+	// HostToken. Empty makes that endpoint answer 503.
+	LogURL string
 	// Version is the version /v1/info reports.
 	Version string
 	// Logger receives the request log and errors. Nil discards them.
@@ -168,6 +173,11 @@ func (c Config) validateForNew() error {
 		return fmt.Errorf("controller: BuildMemory %d is negative", c.BuildMemory)
 	case c.SlugsKept < 0:
 		return fmt.Errorf("controller: SlugsKept %d is negative", c.SlugsKept)
+	}
+	if c.LogURL != "" {
+		if err := logclient.ValidateURL(c.LogURL); err != nil {
+			return fmt.Errorf("controller: LogURL: %w", err)
+		}
 	}
 	if c.InternalURL != "" {
 		u, err := url.Parse(c.InternalURL)

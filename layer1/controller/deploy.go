@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -24,18 +24,20 @@ const (
 	// deployRetry is the pause after a failed look (PostgreSQL or etcd
 	// unreachable).
 	deployRetry = 5 * time.Second
+	// maxReasonLines bounds the last lines of output a failed deployment
+	// keeps.
+	maxReasonLines = 20
 )
 
-// deployer ends the running deployments (see store.DeployRelease): once
-// the new release has as many jobs up as its formation asks for, it
-// finishes the deployment (the new release becomes current, the old one's
-// formations go, so the scheduler stops the old jobs); when DeployTimeout
-// passes first, it fails it (the new release's formations go and the old
-// release keeps running). Either way it mirrors the app into etcd at once.
+// deployer moves the active deployments (see store.AdvanceDeployment) a
+// step at a time: at each look it reads a deployment's steps from
+// PostgreSQL and the job states from etcd, decides the next step (decide),
+// stores it if no other deployer stored one first, and mirrors the app
+// into etcd at once. The formation counts in etcd derive from PostgreSQL
+// only, and the deployer keeps no state of its own: a restarted
+// controller resumes the deployments where PostgreSQL says they are.
 //
-// It polls while deployments run and sleeps otherwise until poked. It
-// keeps no state of its own: a restarted controller resumes the
-// deployments PostgreSQL says are running.
+// It polls while deployments are active and sleeps otherwise until poked.
 type deployer struct {
 	store   *store.Store
 	etcd    *clientv3.Client
@@ -44,20 +46,81 @@ type deployer struct {
 	timeout time.Duration
 	log     *slog.Logger
 	events  events
+	// lastLines returns the last lines of output of a job (from its state
+	// or its host agent); nil reads only the state.
+	lastLines func(context.Context, keyspace.JobState) []string
 
 	// wake holds a pending poke.
 	wake chan struct{}
+	// changed tells the followers of deployments that one changed.
+	changed notifier
+	// stopMu guards stop, closed when the server shuts down.
+	stopMu sync.Mutex
+	stop   chan struct{}
 }
 
-// poke makes the deployer look at the deployments soon.
+// closing returns a channel closed when the server shuts down: the streams
+// that follow deployments end then.
+func (d *deployer) closing() <-chan struct{} {
+	d.stopMu.Lock()
+	defer d.stopMu.Unlock()
+	if d.stop == nil {
+		d.stop = make(chan struct{})
+	}
+	return d.stop
+}
+
+// shutdown closes the channel of closing. It is idempotent.
+func (d *deployer) shutdown() {
+	d.stopMu.Lock()
+	defer d.stopMu.Unlock()
+	if d.stop == nil {
+		d.stop = make(chan struct{})
+	}
+	select {
+	case <-d.stop:
+	default:
+		close(d.stop)
+	}
+}
+
+// notifier wakes every waiter at once.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next notify.
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+// notify wakes the waiters.
+func (n *notifier) notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}
+
+// poke makes the deployer look at the deployments soon, and tells the
+// followers of deployments to look again.
 func (d *deployer) poke() {
+	d.changed.notify()
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
 }
 
-// run ends deployments until ctx ends.
+// run moves deployments until ctx ends.
 func (d *deployer) run(ctx context.Context) {
 	timer := time.NewTimer(deployPoll)
 	defer timer.Stop()
@@ -68,23 +131,23 @@ func (d *deployer) run(ctx context.Context) {
 		case <-d.wake:
 		case <-timer.C:
 		}
-		running, err := d.step(ctx)
+		active, err := d.step(ctx)
 		if err != nil && ctx.Err() == nil {
 			d.log.Warn("check deployments", "err", err)
 		}
 		switch {
 		case err != nil:
 			timer.Reset(deployRetry)
-		case running:
+		case active:
 			timer.Reset(deployPoll)
 		}
 	}
 }
 
-// step looks at every running deployment once and ends those that are
-// done or late. It reports whether some are still running.
+// step looks at every active deployment once and moves those that can
+// move. It reports whether some are still active.
 func (d *deployer) step(ctx context.Context) (bool, error) {
-	deps, err := d.store.RunningDeployments(ctx)
+	deps, err := d.store.ActiveDeployments(ctx)
 	if err != nil || len(deps) == 0 {
 		return false, err
 	}
@@ -92,86 +155,268 @@ func (d *deployer) step(ctx context.Context) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	running := false
+	active := false
 	var errs []error
 	for _, dep := range deps {
 		still, err := d.check(ctx, dep, states)
-		running = running || still
+		active = active || still
 		if err != nil {
 			errs = append(errs, fmt.Errorf("deployment of %s v%d: %w", dep.App, dep.New.Version, err))
 		}
 	}
-	return running, errors.Join(errs...)
+	return active, errors.Join(errs...)
 }
 
-// check ends one deployment when its new release's jobs are up or it is
-// late, and reports whether it is still running.
+// check decides the next step of dep and applies it. It reports whether
+// the app still has an active deployment.
 func (d *deployer) check(ctx context.Context, dep store.Deployment, states []keyspace.JobState) (bool, error) {
-	dep, want, err := d.store.DeploymentProgress(ctx, dep.ID)
+	change, culprit, changed := decide(dep, viewJobs(dep, states), time.Now(), d.timeoutOf(dep))
+	if !changed {
+		return true, nil
+	}
+	if culprit != nil {
+		change.FailedJob = culprit.JobID
+		change.LastLines = culprit.LastLines
+		if len(change.LastLines) == 0 && d.lastLines != nil {
+			change.LastLines = d.lastLines(ctx, *culprit)
+		}
+		if n := len(change.LastLines); n > maxReasonLines {
+			change.LastLines = change.LastLines[n-maxReasonLines:]
+		}
+	}
+	adv, err := d.store.AdvanceDeployment(ctx, dep.ID, dep.Step, change)
 	if errors.Is(err, store.ErrDeploymentNotFound) {
 		return false, nil // the app is gone
 	}
 	if err != nil {
 		return true, err
 	}
-	if dep.Status != store.DeployRunning {
-		return false, nil
+	if adv.Applied {
+		d.report(dep, adv)
+		d.changed.notify()
 	}
-	up := map[string]int{}
-	var crashes []string
-	for _, st := range states {
-		if st.App != dep.App || st.Release != dep.New.ID {
-			continue
-		}
-		switch st.State {
-		case keyspace.StateUp:
-			up[st.Type]++
-		case keyspace.StateCrashed:
-			crashes = append(crashes, crashSummary(st))
-		}
-	}
-	missing := missingJobs(want, up)
-	if len(missing) == 0 {
-		ended, err := d.store.FinishDeployment(ctx, dep.ID)
-		if err != nil {
-			return true, err
-		}
-		if ended {
-			d.log.Info("deployed", "app", dep.App, "release", dep.New.Version, "previous", dep.Old.Version)
-			d.events.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
-		}
-		return false, d.mirror.syncApp(ctx, dep.App)
-	}
-	if time.Since(dep.CreatedAt) < d.timeout {
-		return true, nil
-	}
-	reason := fmt.Sprintf("v%d did not come up within %s: %s", dep.New.Version, d.timeout, strings.Join(missing, ", "))
-	if len(crashes) > 0 {
-		slices.Sort(crashes)
-		reason += "; " + strings.Join(slices.Compact(crashes), "; ")
-	}
-	ended, err := d.store.FailDeployment(ctx, dep.ID, reason)
-	if err != nil {
+	if err := d.mirror.syncApp(ctx, dep.App); err != nil {
 		return true, err
 	}
-	if ended {
-		d.log.Warn("deployment failed; the previous release keeps running", "app", dep.App,
-			"release", dep.New.Version, "previous", dep.Old.Version, "reason", reason)
-		d.events.emit(dep.App, fmt.Sprintf("deploy of v%d failed, v%d keeps running: %s", dep.New.Version, dep.Old.Version, reason))
-	}
-	return false, d.mirror.syncApp(ctx, dep.App)
+	return adv.Deployment.Active() || adv.Next != nil, nil
 }
 
-// missingJobs describes the process types with fewer jobs up than wanted,
-// "web: 1 of 2 up", sorted by type.
-func missingJobs(want, up map[string]int) []string {
-	var out []string
-	for _, typ := range slices.Sorted(maps.Keys(want)) {
-		if up[typ] < want[typ] {
-			out = append(out, fmt.Sprintf("%s: %d of %d up", typ, up[typ], want[typ]))
+// report logs what a step did and emits the app's events.
+func (d *deployer) report(before store.Deployment, adv store.Advance) {
+	dep := adv.Deployment
+	log := d.log.With("app", dep.App, "release", dep.New.Version, "deployment", dep.ID)
+	switch {
+	case dep.Status == store.DeployRollingBack && before.Status != store.DeployRollingBack:
+		log.Warn("deployment failed; rolling back", "previous", dep.Old.Version, "reason", dep.Error)
+		d.events.emit(dep.App, fmt.Sprintf("deploy of v%d failed, rolling back to v%d: %s", dep.New.Version, dep.Old.Version, dep.Error))
+	case dep.Status == store.DeployComplete:
+		log.Info("deployed", "previous", dep.Old.Version)
+		d.events.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
+	case dep.Status == store.DeployRolledBack:
+		log.Warn("deployment rolled back; the previous release runs", "previous", dep.Old.Version, "reason", dep.Error)
+		d.events.emit(dep.App, fmt.Sprintf("rolled back to v%d", dep.Old.Version))
+	case dep.Status == store.DeployFailed:
+		log.Warn("deployment failed", "reason", dep.Error)
+		d.events.emit(dep.App, fmt.Sprintf("deploy of v%d failed: %s", dep.New.Version, dep.Error))
+	default:
+		log.Debug("deployment step", "processes", dep.Processes)
+	}
+	if next := adv.Next; next != nil {
+		d.announce(*next)
+	}
+}
+
+// announce logs and emits the start of a deployment (or its completion
+// when it had nothing to run).
+func (d *deployer) announce(dep store.Deployment) {
+	switch dep.Status {
+	case store.DeployRunning:
+		d.log.Info("deploying", "app", dep.App, "release", dep.New.Version, "strategy", dep.Strategy, "deployment", dep.ID)
+		d.events.emit(dep.App, fmt.Sprintf("deploying v%d (%s)", dep.New.Version, dep.Strategy))
+	case store.DeployComplete:
+		d.log.Info("deployed", "app", dep.App, "release", dep.New.Version, "deployment", dep.ID)
+		d.events.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
+	case store.DeployPending:
+		d.events.emit(dep.App, fmt.Sprintf("v%d waits for the running deployment", dep.New.Version))
+	}
+}
+
+// timeoutOf is the deploy timeout of dep.
+func (d *deployer) timeoutOf(dep store.Deployment) time.Duration {
+	if dep.Timeout > 0 {
+		return time.Duration(dep.Timeout) * time.Second
+	}
+	return d.timeout
+}
+
+// jobView is what the job states say about one deployment.
+type jobView struct {
+	// upNew and upOld count the jobs up of the new and the old release, by
+	// type.
+	upNew, upOld map[string]int
+	// crashed are the new release's crashed jobs, by job ID.
+	crashed []keyspace.JobState
+	// notUp are the new release's jobs that are neither up nor crashed,
+	// by job ID.
+	notUp []keyspace.JobState
+}
+
+func viewJobs(dep store.Deployment, states []keyspace.JobState) jobView {
+	v := jobView{upNew: map[string]int{}, upOld: map[string]int{}}
+	for _, st := range states {
+		if st.App != dep.App {
+			continue
+		}
+		switch {
+		case st.Release == dep.New.ID && st.State == keyspace.StateUp:
+			v.upNew[st.Type]++
+		case st.Release == dep.New.ID && st.State == keyspace.StateCrashed:
+			v.crashed = append(v.crashed, st)
+		case st.Release == dep.New.ID && st.State == keyspace.StateStarting:
+			v.notUp = append(v.notUp, st)
+		case st.Release == dep.Old.ID && dep.Old.ID != "" && st.State == keyspace.StateUp:
+			v.upOld[st.Type]++
 		}
 	}
-	return out
+	byID := func(a, b keyspace.JobState) int { return strings.Compare(a.JobID, b.JobID) }
+	slices.SortFunc(v.crashed, byID)
+	slices.SortFunc(v.notUp, byID)
+	return v
+}
+
+// decide returns the next step of the active deployment dep, given the
+// jobs and the time: its new status and steps, and the job that made it
+// fail (nil when none did or none is known). changed is false when there
+// is nothing to store.
+//
+// Running, a crashed job of the new release fails the deployment at once,
+// and so do new jobs not up within timeout of their start. Otherwise each
+// process type moves one step, to a new count of the new release (N) and
+// of the old one (L), for a count W of the new release:
+//
+//   - all-at-once, or nothing to replace: N = W at once; the old jobs stop
+//     when the deployment completes.
+//   - one-by-one: while N+L == W, one new job starts (N+1); once all N
+//     new jobs are up and N+L > W, one old job stops (L-1). So the jobs
+//     asked for are never fewer than W and never more than W+1, and an old
+//     job stops only once a new one is up in its place.
+//
+// The deployment completes when every type has its W new jobs up (the last
+// old jobs stop then). Failing, a deployment from a running release rolls
+// back: the old release gets its counts again, and once its jobs are up
+// (or timeout has passed) the new release's jobs stop. Without a running
+// release to fall back to, it fails and the new release stays.
+func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duration) (store.DeploymentChange, *keyspace.JobState, bool) {
+	change := store.DeploymentChange{Status: dep.Status, Processes: slices.Clone(dep.Processes)}
+	for i := range change.Processes {
+		p := &change.Processes[i]
+		p.Want = p.NewCount
+		p.Up = min(v.upNew[p.Type], p.NewCount)
+	}
+	fail := func(reason string, culprit *keyspace.JobState) (store.DeploymentChange, *keyspace.JobState, bool) {
+		change.Status = store.DeployFailed
+		if dep.FromRunning {
+			change.Status = store.DeployRollingBack
+		}
+		change.Error = reason
+		return change, culprit, true
+	}
+	if dep.Status == store.DeployRollingBack {
+		ready := true
+		for _, p := range dep.Processes {
+			if v.upOld[p.Type] < p.OldCount {
+				ready = false
+			}
+		}
+		if ready || now.Sub(dep.RollbackAt) >= timeout {
+			change.Status = store.DeployRolledBack
+			return change, nil, true
+		}
+		return change, nil, progressChanged(dep.Processes, change.Processes)
+	}
+
+	if len(v.crashed) > 0 {
+		st := v.crashed[0]
+		return fail(fmt.Sprintf("v%d did not come up: %s", dep.New.Version, jobCrash(st)), &st)
+	}
+	for _, p := range dep.Processes {
+		if min(p.Started, p.NewCount) > v.upNew[p.Type] && now.Sub(p.StepAt) >= timeout {
+			reason := fmt.Sprintf("v%d did not come up within %s: %s: %d of %d new jobs up", dep.New.Version, timeout,
+				p.Type, v.upNew[p.Type], min(p.Started, p.NewCount))
+			for _, st := range v.notUp {
+				if st.Type == p.Type {
+					return fail(fmt.Sprintf("v%d did not come up within %s: %s", dep.New.Version, timeout, describeJob(st)), &st)
+				}
+			}
+			return fail(reason, nil)
+		}
+	}
+	done := true
+	for _, p := range dep.Processes {
+		if p.NewCount > 0 && (p.Started < p.NewCount || v.upNew[p.Type] < p.NewCount) {
+			done = false
+		}
+	}
+	if done {
+		change.Status = store.DeployComplete
+		return change, nil, true
+	}
+	stepped := false
+	for i := range change.Processes {
+		p := &change.Processes[i]
+		n, l, w := min(p.Started, p.NewCount), p.OldLeft, p.NewCount
+		switch {
+		case !dep.FromRunning || dep.Strategy == store.StrategyAllAtOnce:
+			n = w
+		case v.upNew[p.Type] >= n && n+l > w && l > 0:
+			l--
+		case n+l < w:
+			n = w - l
+		case n+l == w && n < w:
+			n++
+		}
+		if n > p.Started {
+			p.StepAt = now
+		}
+		if n != p.Started || l != p.OldLeft {
+			p.Started, p.OldLeft = n, l
+			stepped = true
+		}
+	}
+	return change, nil, stepped || progressChanged(dep.Processes, change.Processes)
+}
+
+// progressChanged reports whether the progress of some type differs.
+func progressChanged(before, after []store.DeploymentProcess) bool {
+	for i := range before {
+		if before[i].Up != after[i].Up || before[i].Want != after[i].Want {
+			return true
+		}
+	}
+	return false
+}
+
+// jobCrash says which job crashed and why, "web.1 (demo.web.1.3fa9c2d1e0b4)
+// crashed: exit status 1".
+func jobCrash(st keyspace.JobState) string {
+	name := jobName(st)
+	switch {
+	case st.Error != "":
+		return name + " crashed: " + st.Error
+	case st.ExitCode != nil:
+		return fmt.Sprintf("%s crashed: exit status %d", name, *st.ExitCode)
+	}
+	return name + " crashed"
+}
+
+// jobName is "web.1 (demo.web.1.3fa9c2d1e0b4)": the type and index of a
+// job and its ID.
+func jobName(st keyspace.JobState) string {
+	parts := strings.Split(st.JobID, ".")
+	if len(parts) == 4 {
+		return fmt.Sprintf("%s.%s (%s)", parts[1], parts[2], st.JobID)
+	}
+	return fmt.Sprintf("%s (%s)", st.Type, st.JobID)
 }
 
 // crashSummary says why a job crashed, "web crashed: image not found: x".

@@ -11,9 +11,10 @@
 // The controller is the only writer of the etcd key families formations/
 // and routes/ of its cluster: every change is mirrored there at once, and
 // a full re-sync from PostgreSQL runs at start and every ResyncInterval. A
-// deployer finishes each deployment once the new release's jobs are up (see
-// store.DeployRelease). Jobs are listed from etcd and killed through the
-// host agents' API.
+// deployer moves each deployment a step at a time, replacing the old
+// release's jobs one by one or all at once and rolling back when a new job
+// fails (see decide and store.AdvanceDeployment). Jobs are listed from etcd
+// and killed through the host agents' API.
 //
 // Builds (POST /v1/apps/{app}/builds) turn a source archive into a slug in
 // a one-off job on the builder image, make a release of it and deploy it,

@@ -57,6 +57,7 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(counts) > 0 {
 		s.log.Info("scaled", "app", app, "release", f.Release, "counts", counts)
+		s.events.emit(app, scaleEvent(counts))
 		s.syncApp(r, app)
 	}
 	writeJSON(w, http.StatusOK, f)
@@ -107,6 +108,7 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("restart asked", "app", app, "type", req.Type)
+	s.events.emit(app, restartEvent(req.Type))
 	s.syncApp(r, app)
 	w.WriteHeader(http.StatusAccepted)
 }

@@ -42,6 +42,7 @@ var storeErrors = []struct {
 	{store.ErrReleaseNotFound, types.ErrReleaseNotFound},
 	{store.ErrKeyNotFound, types.ErrKeyNotFound},
 	{store.ErrRouteNotFound, types.ErrRouteNotFound},
+	{store.ErrDeploymentNotFound, types.ErrDeploymentNotFound},
 	{store.ErrNoRelease, types.ErrNoRelease},
 	{store.ErrConflict, types.ErrConflict},
 	{store.ErrUnavailable, types.ErrUnavailable},
@@ -96,6 +97,8 @@ func describe(e *types.Error, r *http.Request) string {
 		return fmt.Sprintf("no SSH key with fingerprint %q", r.PathValue("fingerprint"))
 	case types.ErrRouteNotFound:
 		return fmt.Sprintf("app %q has no route %q", r.PathValue("app"), r.PathValue("domain"))
+	case types.ErrDeploymentNotFound:
+		return fmt.Sprintf("app %q has no deployment %q", r.PathValue("app"), r.PathValue("id"))
 	case types.ErrNoRelease:
 		return fmt.Sprintf("app %q has no release yet; deploy one first (git push, or gantry release create --image)", r.PathValue("app"))
 	case types.ErrUnavailable:

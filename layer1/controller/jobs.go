@@ -66,7 +66,11 @@ func (s *Server) readJobs(ctx context.Context, app string) (appJobs, error) {
 
 // listJobs answers the jobs of an app: the jobs the scheduler placed
 // (pending until their host reports them) and the jobs their hosts still
-// report after the placement is gone (stopping, down).
+// report after the placement is gone (stopping, down). A crashed job says
+// when the scheduler replaces it (the restart time it records in the
+// assignment), and every job its index's last exit: its own when it
+// crashed, else the one its assignment carries from the job it replaced.
+// Build jobs are one-off jobs of type build with release 0.
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	app := r.PathValue("app")
 	releases, err := s.store.ListReleases(r.Context(), app)
@@ -88,9 +92,16 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		j := types.Job{
 			ID: id, App: app, Release: a.Spec.ReleaseVersion, Type: a.Spec.Type, Index: a.Index,
 			Host: a.HostID, State: types.JobPending, UpdatedAt: a.CreatedAt.UTC(), Restarts: a.Restarts,
+			OneOff: a.Spec.OneOff,
+		}
+		if e := a.LastExit; e != nil {
+			j.LastExit = &types.JobExit{ExitCode: e.ExitCode, Error: e.Error, At: e.At.UTC(), LastLines: e.LastLines}
 		}
 		if st, ok := recs.states[id]; ok {
 			withState(&j, st)
+			if j.State == types.JobCrashed && !a.Spec.OneOff && !a.RestartAt.IsZero() {
+				j.RestartAt = a.RestartAt.UTC()
+			}
 		}
 		jobs = append(jobs, j)
 	}
@@ -98,7 +109,9 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		if _, ok := recs.assignments[id]; ok {
 			continue
 		}
-		j := types.Job{ID: id, App: app, Release: versions[st.Release], Type: st.Type, Index: jobIndex(id)}
+		// Only one-off jobs (builds, runs) carry release IDs of no release.
+		version, known := versions[st.Release]
+		j := types.Job{ID: id, App: app, Release: version, Type: st.Type, Index: jobIndex(id), OneOff: !known}
 		withState(&j, st)
 		jobs = append(jobs, j)
 	}
@@ -109,7 +122,8 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, jobs)
 }
 
-// withState fills j from the state its host reports.
+// withState fills j from the state its host reports; a crashed job's own
+// exit is its last.
 func withState(j *types.Job, st keyspace.JobState) {
 	j.Host = st.HostID
 	j.State = st.State
@@ -119,6 +133,9 @@ func withState(j *types.Job, st keyspace.JobState) {
 	j.ExitCode = st.ExitCode
 	j.Error = st.Error
 	j.LastLines = st.LastLines
+	if st.State == keyspace.StateCrashed {
+		j.LastExit = &types.JobExit{ExitCode: st.ExitCode, Error: st.Error, At: st.UpdatedAt.UTC(), LastLines: st.LastLines}
+	}
 }
 
 // jobIndex returns the index of a job ID "<app>.<type>.<index>.<hex>", or

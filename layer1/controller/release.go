@@ -53,7 +53,7 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("release created", "app", app, "release", rel.Version, "image", rel.Image, "deployment", d.Status)
-	s.syncApp(r, app)
+	s.deploymentMade(w, r, app, d)
 	writeJSON(w, http.StatusCreated, rel)
 }
 

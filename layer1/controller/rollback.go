@@ -42,7 +42,7 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("release created", "app", app, "release", rel.Version, "description", rel.Description, "deployment", d.Status)
-	s.syncApp(r, app)
+	s.deploymentMade(w, r, app, d)
 	writeJSON(w, http.StatusCreated, rel)
 }
 

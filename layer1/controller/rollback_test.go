@@ -61,6 +61,7 @@ func TestRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.deployed(t, v1)
 	_, err = a.c.Rollback(ctx, "demo", 0)
 	wantAPIError(t, err, types.ErrNoRelease, `app "demo" has no release before v1 to roll back to`)
 	_, err = a.c.Rollback(ctx, "demo", 9)
@@ -99,10 +100,11 @@ func TestRollback(t *testing.T) {
 	if env, err := a.c.GetConfig(ctx, "demo"); err != nil || !maps.Equal(env, map[string]string{"A": "1"}) {
 		t.Errorf("config after the rollback = %v, %v; want v2's", env, err)
 	}
+	// One by one: the deployer asks for v4's job next to v3's.
+	waitFor(t, "v3 and v4 web=1 in etcd", func() bool {
+		return maps.Equal(counts(a.formations(t, "demo")), map[string]int{"v3/web": 1, "v4/web": 1})
+	})
 	fs := a.formations(t, "demo")
-	if c := counts(fs); !maps.Equal(c, map[string]int{"v3/web": 1, "v4/web": 1}) {
-		t.Fatalf("etcd during the rollback = %v, want v3 and v4 web=1", c)
-	}
 	if tpl := fs["v4/web"].Template; tpl.Image != "demo:v2" || tpl.Env["A"] != "1" || tpl.Env["B"] != "" ||
 		strings.Join(tpl.Cmd, " ") != "/server2" {
 		t.Errorf("v4 web template = %+v, want v2's image, command and config", tpl)
@@ -115,15 +117,20 @@ func TestRollback(t *testing.T) {
 		t.Errorf("etcd after the rollback = %v, want v4 web=1", c)
 	}
 
-	// A release that never became current (v5, superseded by v6) is
-	// skipped by the default.
-	if _, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v5")); err != nil {
+	// A release that never became current (v5, whose job crashed, so
+	// its deployment rolled back) is skipped by the default. v6 waits
+	// for v5's deployment to end.
+	v5, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v5"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	v6, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v6"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	exit := 1
+	a.reportJob(t, keyspace.JobState{JobID: "demo.web.1.00000000f005", App: "demo", Release: v5.ID, Type: "web",
+		State: keyspace.StateCrashed, ExitCode: &exit})
 	a.deployed(t, v6)
 	v7, err := a.c.Rollback(ctx, "demo", 0)
 	if err != nil {
@@ -174,9 +181,11 @@ func TestRollbackSlug(t *testing.T) {
 	if _, err := a.c.CreateApp(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v1")); err != nil {
+	v1, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v1"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	a.deployed(t, v1)
 	// Make v1 a release built from source, as a build would.
 	const slugPath = "slugs/demo/b1.tgz"
 	content := "a slug"
@@ -203,7 +212,7 @@ func TestRollbackSlug(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1, err := a.c.GetRelease(ctx, "demo", 1)
+	v1, err = a.c.GetRelease(ctx, "demo", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +222,8 @@ func TestRollbackSlug(t *testing.T) {
 	if path != slugPath {
 		t.Errorf("v3's slug path = %q, want %q", path, slugPath)
 	}
+	// One by one: v3's first job is asked for at the deployer's first step.
+	waitFor(t, "v3's formation in etcd", func() bool { _, ok := a.formations(t, "demo")["v3/web"]; return ok })
 	tpl := a.formations(t, "demo")["v3/web"].Template
 	if len(tpl.Artifacts) != 1 || tpl.Artifacts[0].Digest != digest || !strings.HasSuffix(tpl.Artifacts[0].URL, "/v1/blobs/"+slugPath) ||
 		tpl.Image != "gantry/stack:test" {

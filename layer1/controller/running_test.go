@@ -348,115 +348,6 @@ func (a *api) reportJob(t *testing.T, st keyspace.JobState) {
 	a.put(t, a.space.Job(st.JobID), st)
 }
 
-func TestDeploySucceeds(t *testing.T) {
-	t.Parallel()
-	a := newAPI(t)
-	ctx := t.Context()
-	if _, err := a.c.CreateApp(ctx, "demo"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v1")); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := a.deployment(t, "demo", 1); st != "complete" {
-		t.Errorf("the first release's deployment is %s, want complete", st)
-	}
-	if _, err := a.c.Scale(ctx, "demo", map[string]int{"web": 2}); err != nil {
-		t.Fatal(err)
-	}
-
-	// A config change makes v2 and deploys it next to v1.
-	if _, err := a.c.UpdateConfig(ctx, "demo", map[string]*string{"GREETING": ptr("hello")}); err != nil {
-		t.Fatal(err)
-	}
-	v2, err := a.c.GetRelease(ctx, "demo", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v2.Image != "demo:v1" || v2.Config["GREETING"] != "hello" || v2.Description != "env set GREETING" {
-		t.Errorf("config release = %+v", v2)
-	}
-	if app, _ := a.c.GetApp(ctx, "demo"); app.Release != 1 {
-		t.Errorf("current release during the deployment = %d, want 1", app.Release)
-	}
-	if f, _ := a.c.GetFormation(ctx, "demo"); f.Release != 2 || f.Processes["web"] != 2 {
-		t.Errorf("formation during the deployment = %+v, want v2 web=2", f)
-	}
-	fs := a.formations(t, "demo")
-	if c := counts(fs); !maps.Equal(c, map[string]int{"v1/web": 2, "v2/web": 2}) {
-		t.Fatalf("etcd during the deployment = %v, want v1 and v2 web=2", c)
-	}
-	if env := fs["v2/web"].Template.Env; env["GREETING"] != "hello" {
-		t.Errorf("v2 template env = %v", env)
-	}
-
-	// The hosts report v2's jobs up: v2 becomes current, v1's formation goes.
-	for i := 1; i <= 2; i++ {
-		a.reportJob(t, keyspace.JobState{JobID: fmt.Sprintf("demo.web.%d.00000000000%d", i, i), App: "demo",
-			Release: v2.ID, Type: "web", State: keyspace.StateUp})
-	}
-	waitFor(t, "v2 to become current", func() bool {
-		app, err := a.c.GetApp(ctx, "demo")
-		return err == nil && app.Release == 2
-	})
-	waitFor(t, "v1's formation to go", func() bool {
-		return maps.Equal(counts(a.formations(t, "demo")), map[string]int{"v2/web": 2})
-	})
-	if st, _ := a.deployment(t, "demo", 2); st != "complete" {
-		t.Errorf("v2's deployment is %s, want complete", st)
-	}
-
-	// A release deployed while another deploys supersedes it.
-	if _, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v3")); err != nil {
-		t.Fatal(err)
-	}
-	if c := counts(a.formations(t, "demo")); !maps.Equal(c, map[string]int{"v2/web": 2, "v3/web": 2}) {
-		t.Fatalf("etcd while v3 deploys = %v", c)
-	}
-	if _, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v4")); err != nil {
-		t.Fatal(err)
-	}
-	if c := counts(a.formations(t, "demo")); !maps.Equal(c, map[string]int{"v2/web": 2, "v4/web": 2}) {
-		t.Fatalf("etcd after v4 superseded v3 = %v", c)
-	}
-	if st, _ := a.deployment(t, "demo", 3); st != "superseded" {
-		t.Errorf("v3's deployment is %s, want superseded", st)
-	}
-}
-
-func TestDeployFails(t *testing.T) {
-	t.Parallel()
-	a := newAPI(t, func(c *controller.Config) { c.DeployTimeout = time.Second })
-	ctx := t.Context()
-	if _, err := a.c.CreateApp(ctx, "demo"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v1")); err != nil {
-		t.Fatal(err)
-	}
-	v2, err := a.c.CreateRelease(ctx, "demo", webRelease("missing:v2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.reportJob(t, keyspace.JobState{JobID: "demo.web.1.0000000000aa", App: "demo", Release: v2.ID, Type: "web",
-		State: keyspace.StateCrashed, Error: "image not found: missing:v2"})
-	waitFor(t, "v2's deployment to fail", func() bool {
-		return maps.Equal(counts(a.formations(t, "demo")), map[string]int{"v1/web": 1})
-	})
-	status, reason := a.deployment(t, "demo", 2)
-	if status != "failed" || !strings.Contains(reason, "v2 did not come up within 1s: web: 0 of 1 up") ||
-		!strings.Contains(reason, "web crashed: image not found: missing:v2") {
-		t.Errorf("v2's deployment: %s %q", status, reason)
-	}
-	if app, _ := a.c.GetApp(ctx, "demo"); app.Release != 1 {
-		t.Errorf("current release after the failed deployment = %d, want 1", app.Release)
-	}
-	jobs, err := a.c.ListJobs(ctx, "demo")
-	if err != nil || len(jobs) != 1 || jobs[0].State != types.JobCrashed || jobs[0].Error != "image not found: missing:v2" || jobs[0].Release != 2 {
-		t.Errorf("ListJobs = %+v, %v; want v2's crashed job", jobs, err)
-	}
-}
-
 func TestJobs(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
@@ -503,7 +394,8 @@ func TestJobs(t *testing.T) {
 		{ID: "demo.web.3.eeeeeeeeeeee", App: "demo", Release: 1, Type: "web", Index: 3, Host: "host-2", State: types.JobStopping,
 			StartedAt: started, UpdatedAt: started},
 		{ID: "demo.worker.1.cccccccccccc", App: "demo", Release: 1, Type: "worker", Index: 1, Host: "host-1", State: types.JobCrashed,
-			StartedAt: started, UpdatedAt: started, Restarts: 3, ExitCode: &exit, LastLines: []string{"boom"}},
+			StartedAt: started, UpdatedAt: started, Restarts: 3, ExitCode: &exit, LastLines: []string{"boom"},
+			LastExit: &types.JobExit{ExitCode: &exit, At: started, LastLines: []string{"boom"}}},
 	}
 	if got, w := mustMarshal(t, jobs), mustMarshal(t, want); got != w {
 		t.Errorf("ListJobs\n got %s\nwant %s", got, w)

@@ -50,6 +50,7 @@ type Server struct {
 	hosts    *hostClients
 	blobs    *blobs
 	events   events
+	logs     logStreams
 	handler  http.Handler
 
 	closeOnce sync.Once
@@ -89,6 +90,7 @@ func New(cfg Config) (*Server, error) {
 		blobs:  &blobs{databaseURL: cfg.DatabaseURL},
 		events: events{cfg.Events},
 	}
+	s.deployer.lastLines = s.jobLastLines
 	s.handler = s.logRequests(s.authenticate(s.routes()))
 	return s, nil
 }
@@ -122,6 +124,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(s.deployer.shutdown)
+	srv.RegisterOnShutdown(s.logs.end)
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	defer func() {
@@ -130,6 +134,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	workers.Go(func() { s.resyncLoop(wctx) })
 	workers.Go(func() { s.deployer.run(wctx) })
+	workers.Go(func() { s.sweepRuns(wctx) })
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -298,11 +303,18 @@ func (s *Server) routes() *http.ServeMux {
 		{"POST", "/v1/apps/{app}/releases", s.createRelease, false},
 		{"GET", "/v1/apps/{app}/releases/{version}", s.getRelease, false},
 		{"POST", "/v1/apps/{app}/rollback", s.rollback, false},
+		{"GET", "/v1/apps/{app}/deploy", s.getDeploySettings, false},
+		{"PATCH", "/v1/apps/{app}/deploy", s.updateDeploySettings, false},
+		{"GET", "/v1/apps/{app}/deployments", s.listDeployments, false},
+		{"GET", "/v1/apps/{app}/deployments/{id}", s.getDeployment, false},
+		{"GET", "/v1/apps/{app}/deployments/{id}/events", s.deploymentEvents, false},
 		{"GET", "/v1/apps/{app}/formation", s.getFormation, false},
 		{"PUT", "/v1/apps/{app}/formation", s.scale, false},
 		{"GET", "/v1/apps/{app}/jobs", s.listJobs, false},
 		{"DELETE", "/v1/apps/{app}/jobs/{job}", s.killJob, false},
 		{"POST", "/v1/apps/{app}/restart", s.restart, false},
+		{"POST", "/v1/apps/{app}/run", s.runJob, false},
+		{"GET", "/v1/apps/{app}/log", s.appLog, false},
 		{"GET", "/v1/apps/{app}/routes", s.listRoutes, false},
 		{"POST", "/v1/apps/{app}/routes", s.addRoute, false},
 		{"DELETE", "/v1/apps/{app}/routes/{domain}", s.removeRoute, false},

@@ -9,6 +9,8 @@
 //	                                          last N kept lines (0: all), then with
 //	                                          follow=1 new ones until the container stops
 //	POST /v1/jobs/{id}/kill                   204; 404 job_not_found; 409 conflict
+//	POST /v1/jobs/{id}/attach                 101 (Upgrade: gantry-attach/1), then the
+//	                                          frames of package attach; see Attach
 //
 // Errors have the shape {"error": {"code": "...", "message": "..."}}.
 package client

@@ -3,7 +3,7 @@
 // Place is a pure function: it reads a Snapshot (the registered hosts, the
 // formations, the current assignments, the job states and the time) and
 // returns a Plan (assignments to create, assignments to delete, jobs that
-// cannot be placed, and when to plan again). It does no I/O and keeps no
+// cannot be placed, restart times to record, and when to plan again). It does no I/O and keeps no
 // state, so the same snapshot always yields the same plan; the scheduler
 // leader builds snapshots from etcd and applies the plans.
 //
@@ -21,7 +21,10 @@
 //     ID, so each app/type spreads evenly when capacity allows.
 //   - A crashed job is replaced by a job with the same index after an
 //     exponential back-off (see Backoff); the replacement's Restarts is one
-//     more, or zero when the crashed job had been up for Backoff.Reset.
+//     more, or zero when the crashed job had been up for Backoff.Reset,
+//     and its LastExit is the crash. Until then the plan's Update sets the
+//     crashed job's RestartAt to the time it is replaced. The jobs of a new
+//     release (another formation) start at zero restarts.
 //   - The jobs of a host that has been gone for longer than the host grace
 //     are replaced on live hosts with the same index and restart count. When
 //     no host can take a replacement, the old assignment stays, so a host

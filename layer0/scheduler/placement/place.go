@@ -20,6 +20,7 @@ func Place(s Snapshot) Plan {
 	p := newPlanner(s)
 	p.place(p.reconcile())
 	slices.SortFunc(p.plan.Stop, func(a, b Stop) int { return compareStops(a.Assignment, b.Assignment) })
+	slices.SortFunc(p.plan.Update, func(a, b keyspace.Assignment) int { return cmp.Compare(a.JobID, b.JobID) })
 	return p.plan
 }
 
@@ -49,6 +50,10 @@ type request struct {
 	restarts int
 	reason   Reason
 	old      *keyspace.Assignment
+	// due is when the crashed job old is to be replaced; lastExit is what
+	// the new job carries of the exit before it.
+	due      time.Time
+	lastExit *keyspace.Exit
 	// outgoing is the stale job a restart job is meant to take over
 	// from; it stops in a later plan, so the host choice counts it as
 	// gone already.
@@ -408,14 +413,40 @@ func (p *planner) replacement(f *formation, a *keyspace.Assignment) (request, bo
 		due := st.UpdatedAt.Add(p.backoff.Delay(restarts))
 		if p.s.Now.Before(due) {
 			p.wake(due)
+			p.restartAt(a, due)
 			return request{}, false
 		}
-		return request{form: f, index: a.Index, restarts: next, reason: ReasonCrashed, old: a}, true
+		return request{form: f, index: a.Index, restarts: next, reason: ReasonCrashed, old: a, due: due, lastExit: exitOf(st)}, true
 	}
 	if p.hostLost(a.HostID) {
-		return request{form: f, index: a.Index, restarts: a.Restarts, reason: ReasonHostLost, old: a}, true
+		return request{form: f, index: a.Index, restarts: a.Restarts, reason: ReasonHostLost, old: a, lastExit: a.LastExit}, true
 	}
 	return request{}, false
+}
+
+// restartAt records, unless a already says so, that the crashed job of a
+// is replaced at due.
+func (p *planner) restartAt(a *keyspace.Assignment, due time.Time) {
+	if a.RestartAt.Equal(due) {
+		return
+	}
+	u := *a
+	u.RestartAt = due
+	p.plan.Update = append(p.plan.Update, u)
+}
+
+// exitOf returns the exit a crashed job's state reports, with at most
+// ExitLines of its last lines.
+func exitOf(st keyspace.JobState) *keyspace.Exit {
+	e := &keyspace.Exit{Error: st.Error, At: st.UpdatedAt}
+	if st.ExitCode != nil {
+		code := *st.ExitCode
+		e.ExitCode = &code
+	}
+	if n := len(st.LastLines); n > 0 {
+		e.LastLines = slices.Clone(st.LastLines[max(0, n-ExitLines):])
+	}
+	return e
 }
 
 // stop deletes a and gives its memory back to its host.
@@ -472,6 +503,9 @@ func (p *planner) place(reqs []request) {
 			if r.old != nil {
 				p.reserve(r.old)
 			}
+			if r.reason == ReasonCrashed {
+				p.restartAt(r.old, r.due) // due, waiting for room
+			}
 			p.plan.Unplaced = append(p.plan.Unplaced, Unplaced{
 				App: f.key.app, Release: f.key.release, Type: f.key.typ,
 				Index: r.index, Reason: r.reason, Replaces: oldID(r.old),
@@ -487,6 +521,7 @@ func (p *planner) place(reqs []request) {
 			Index:     r.index,
 			Restarts:  r.restarts,
 			CreatedAt: p.s.Now,
+			LastExit:  r.lastExit,
 		}
 		p.plan.Start = append(p.plan.Start, Start{Assignment: a, Reason: r.reason, Replaces: oldID(r.old)})
 		if r.old != nil {

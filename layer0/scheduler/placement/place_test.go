@@ -61,8 +61,15 @@ func applied(s Snapshot, p Plan) []keyspace.Assignment {
 	for _, st := range p.Stop {
 		stopped[st.Assignment.JobID] = true
 	}
+	updated := map[string]keyspace.Assignment{}
+	for _, a := range p.Update {
+		updated[a.JobID] = a
+	}
 	var out []keyspace.Assignment
 	for _, a := range s.Assignments {
+		if u, ok := updated[a.JobID]; ok {
+			a = u
+		}
 		if !stopped[a.JobID] {
 			out = append(out, a)
 		}
@@ -357,10 +364,14 @@ func TestPlace(t *testing.T) {
 				}
 			}(),
 			check: func(t *testing.T, s Snapshot, p Plan) {
-				if !p.Empty() {
+				want := t0.Add(DefaultReset - time.Second + 64*time.Second)
+				if len(p.Start)+len(p.Stop) != 0 {
 					t.Errorf("plan %+v, want to wait", p)
 				}
-				if want := t0.Add(DefaultReset - time.Second + 64*time.Second); !p.NextWake.Equal(want) {
+				if len(p.Update) != 1 || p.Update[0].JobID != "w1" || !p.Update[0].RestartAt.Equal(want) || p.Update[0].Restarts != 9 {
+					t.Errorf("updates %+v, want w1 to restart at %s", p.Update, want)
+				}
+				if !p.NextWake.Equal(want) {
 					t.Errorf("next wake %s, want %s", p.NextWake, want)
 				}
 			},
@@ -536,7 +547,9 @@ func TestBackoffValidate(t *testing.T) {
 }
 
 // TestCrashBackoffSchedule follows one job index through repeated crashes:
-// each replacement waits Backoff.Delay of the crashed job's restart count.
+// each replacement waits Backoff.Delay of the crashed job's restart count,
+// growing to the cap; while it waits, the crashed job's assignment says
+// when it is replaced, and each replacement carries the crash before it.
 func TestCrashBackoffSchedule(t *testing.T) {
 	web := form("blog", "r1", 1, "web", 1)
 	want := []time.Duration{0, 0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300}
@@ -546,30 +559,270 @@ func TestCrashBackoffSchedule(t *testing.T) {
 		t.Run(fmt.Sprintf("restart %d", i+1), func(t *testing.T) {
 			w *= time.Second
 			crashAt := now.Add(time.Second) // up for a second, then crashed
+			st := crashed(a, now, crashAt)
+			code := i + 1
+			st.ExitCode = &code
+			st.LastLines = []string{"l1", "l2", "l3", "l4", "l5", "l6", fmt.Sprintf("crash %d", i+1)}
 			s := Snapshot{
 				Hosts:       []keyspace.Host{host("a", 8*gib)},
 				Formations:  []keyspace.Formation{web},
 				Assignments: []keyspace.Assignment{a},
-				Jobs:        map[string]keyspace.JobState{a.JobID: crashed(a, now, crashAt)},
+				Jobs:        map[string]keyspace.JobState{a.JobID: st},
 				Seed:        uint64(i),
 			}
 			if w > 0 {
 				s.Now = crashAt.Add(w - time.Nanosecond)
 				p := Place(s)
-				if !p.Empty() || !p.NextWake.Equal(crashAt.Add(w)) {
+				if len(p.Start)+len(p.Stop) != 0 || !p.NextWake.Equal(crashAt.Add(w)) {
 					t.Fatalf("just before the back-off: plan %+v, want a wake at %s", p, crashAt.Add(w))
+				}
+				if len(p.Update) != 1 || p.Update[0].JobID != a.JobID || !p.Update[0].RestartAt.Equal(crashAt.Add(w)) {
+					t.Fatalf("just before the back-off: updates %+v, want %s to restart at %s", p.Update, a.JobID, crashAt.Add(w))
+				}
+				s.Assignments = applied(s, p)
+				if p := Place(s); !p.Empty() {
+					t.Fatalf("with the restart time recorded: plan %+v, want nothing", p)
 				}
 			}
 			s.Now = crashAt.Add(w)
 			p := Place(s)
-			if len(p.Start) != 1 || p.Start[0].Replaces != a.JobID {
+			if len(p.Start) != 1 || p.Start[0].Replaces != a.JobID || len(p.Update) != 0 {
 				t.Fatalf("at the end of the back-off: plan %+v, want a replacement", p)
 			}
 			next := p.Start[0].Assignment
-			if next.Restarts != i+1 || next.Index != 1 {
-				t.Fatalf("replacement restarts %d index %d, want %d and 1", next.Restarts, next.Index, i+1)
+			if next.Restarts != i+1 || next.Index != 1 || !next.RestartAt.IsZero() {
+				t.Fatalf("replacement restarts %d index %d restart at %s, want %d, 1 and none", next.Restarts, next.Index, next.RestartAt, i+1)
+			}
+			wantExit := &keyspace.Exit{ExitCode: &code, At: crashAt, LastLines: []string{"l3", "l4", "l5", "l6", fmt.Sprintf("crash %d", i+1)}}
+			if !reflect.DeepEqual(next.LastExit, wantExit) {
+				t.Fatalf("replacement's last exit %+v, want %+v", next.LastExit, wantExit)
 			}
 			a, now = next, s.Now
+		})
+	}
+}
+
+// TestBackoffRecorded covers how the back-off of a crashed job shows in
+// plans: the cap, a restart time already recorded or out of date, one-off
+// jobs, replacements that fit nowhere, the reset after a job was up a
+// while and on a new release, and the last exit carried to a lost host's
+// replacement.
+func TestBackoffRecorded(t *testing.T) {
+	web := form("blog", "r1", 1, "web", 1)
+	webV2 := form("blog", "r2", 2, "web", 1)
+	exit1 := 1
+	crashedWith := func(a keyspace.Assignment, started, at time.Time) keyspace.JobState {
+		st := crashed(a, started, at)
+		st.ExitCode, st.LastLines = &exit1, []string{"boom"}
+		return st
+	}
+	withRestarts := func(a keyspace.Assignment, n int, restartAt time.Time) keyspace.Assignment {
+		a.Restarts, a.RestartAt = n, restartAt
+		return a
+	}
+	tests := []struct {
+		name string
+		snap Snapshot
+		// want* describe the plan: the starts as "release/restarts",
+		// the job IDs updated and their restart times, the wake.
+		wantStarts  []string
+		wantUpdates map[string]time.Time
+		wantWake    time.Time
+		check       func(t *testing.T, p Plan)
+	}{
+		{
+			name: "the delay stops growing at the default cap",
+			snap: Snapshot{
+				Hosts:       []keyspace.Host{host("a", 8*gib)},
+				Formations:  []keyspace.Formation{web},
+				Assignments: []keyspace.Assignment{withRestarts(assign(web, "a", "w1", 1, t0), 40, time.Time{})},
+				Jobs:        map[string]keyspace.JobState{"w1": crashedWith(assign(web, "a", "w1", 1, t0), t0, t0.Add(time.Second))},
+				Now:         t0.Add(2 * time.Second),
+			},
+			wantUpdates: map[string]time.Time{"w1": t0.Add(time.Second + DefaultCap)},
+			wantWake:    t0.Add(time.Second + DefaultCap),
+		},
+		{
+			name: "a configured cap",
+			snap: Snapshot{
+				Hosts:       []keyspace.Host{host("a", 8*gib)},
+				Backoff:     Backoff{Free: -1, Base: 10 * time.Second, Cap: 30 * time.Second},
+				Formations:  []keyspace.Formation{web},
+				Assignments: []keyspace.Assignment{withRestarts(assign(web, "a", "w1", 1, t0), 5, time.Time{})},
+				Jobs:        map[string]keyspace.JobState{"w1": crashedWith(assign(web, "a", "w1", 1, t0), t0, t0.Add(time.Second))},
+				Now:         t0.Add(2 * time.Second),
+			},
+			wantUpdates: map[string]time.Time{"w1": t0.Add(31 * time.Second)},
+			wantWake:    t0.Add(31 * time.Second),
+		},
+		{
+			name: "a recorded restart time is not written again",
+			snap: Snapshot{
+				Hosts:       []keyspace.Host{host("a", 8*gib)},
+				Formations:  []keyspace.Formation{web},
+				Assignments: []keyspace.Assignment{withRestarts(assign(web, "a", "w1", 1, t0), 40, t0.Add(time.Second+DefaultCap))},
+				Jobs:        map[string]keyspace.JobState{"w1": crashedWith(assign(web, "a", "w1", 1, t0), t0, t0.Add(time.Second))},
+				Now:         t0.Add(2 * time.Second),
+			},
+			wantWake: t0.Add(time.Second + DefaultCap),
+		},
+		{
+			name: "a restart time out of date is corrected",
+			snap: Snapshot{
+				Hosts:       []keyspace.Host{host("a", 8*gib)},
+				Formations:  []keyspace.Formation{web},
+				Assignments: []keyspace.Assignment{withRestarts(assign(web, "a", "w1", 1, t0), 4, t0.Add(time.Second))},
+				Jobs:        map[string]keyspace.JobState{"w1": crashedWith(assign(web, "a", "w1", 1, t0), t0, t0.Add(10*time.Second))},
+				Now:         t0.Add(10 * time.Second),
+			},
+			wantUpdates: map[string]time.Time{"w1": t0.Add(12 * time.Second)},
+			wantWake:    t0.Add(12 * time.Second),
+		},
+		{
+			name: "a crashed one-off job gets no restart time",
+			snap: func() Snapshot {
+				run := form("blog", "r1", 1, "run", 1)
+				run.Template.OneOff = true
+				a := withRestarts(assign(run, "a", "o1", 1, t0), 5, time.Time{})
+				return Snapshot{
+					Hosts:       []keyspace.Host{host("a", 8*gib)},
+					Formations:  []keyspace.Formation{run},
+					Assignments: []keyspace.Assignment{a},
+					Jobs:        map[string]keyspace.JobState{"o1": crashedWith(a, t0, t0.Add(time.Second))},
+					Now:         t0.Add(2 * time.Second),
+				}
+			}(),
+		},
+		{
+			name: "a replacement that fits nowhere records that it is due",
+			snap: Snapshot{
+				Hosts:       []keyspace.Host{{ID: "a", Memory: 8 * gib}},
+				Formations:  []keyspace.Formation{web},
+				Assignments: []keyspace.Assignment{assign(web, "a", "w1", 1, t0)},
+				Jobs:        map[string]keyspace.JobState{"w1": crashedWith(assign(web, "a", "w1", 1, t0), t0, t0.Add(time.Second))},
+				Now:         t0.Add(2 * time.Second),
+			},
+			wantUpdates: map[string]time.Time{"w1": t0.Add(time.Second)},
+			check: func(t *testing.T, p Plan) {
+				if len(p.Unplaced) != 1 || p.Unplaced[0].Replaces != "w1" {
+					t.Errorf("unplaced %+v, want the replacement of w1", p.Unplaced)
+				}
+			},
+		},
+		{
+			name: "the count starts again after the job was up a while",
+			snap: Snapshot{
+				Hosts:       []keyspace.Host{host("a", 8*gib)},
+				Formations:  []keyspace.Formation{web},
+				Assignments: []keyspace.Assignment{withRestarts(assign(web, "a", "w1", 1, t0), 12, time.Time{})},
+				Jobs:        map[string]keyspace.JobState{"w1": crashedWith(assign(web, "a", "w1", 1, t0), t0, t0.Add(DefaultReset))},
+				Now:         t0.Add(DefaultReset),
+			},
+			wantStarts: []string{"r1/0"},
+			check: func(t *testing.T, p Plan) {
+				if e := p.Start[0].Assignment.LastExit; e == nil || e.ExitCode == nil || *e.ExitCode != 1 || !e.At.Equal(t0.Add(DefaultReset)) {
+					t.Errorf("last exit %+v, want exit 1 at the crash", e)
+				}
+			},
+		},
+		{
+			name: "a new release starts from zero restarts while the old one waits",
+			snap: Snapshot{
+				Hosts:       []keyspace.Host{host("a", 8*gib)},
+				Formations:  []keyspace.Formation{web, webV2},
+				Assignments: []keyspace.Assignment{withRestarts(assign(web, "a", "w1", 1, t0), 12, t0.Add(time.Second+DefaultCap))},
+				Jobs:        map[string]keyspace.JobState{"w1": crashedWith(assign(web, "a", "w1", 1, t0), t0, t0.Add(time.Second))},
+				Now:         t0.Add(time.Minute),
+			},
+			wantStarts: []string{"r2/0"},
+			wantWake:   t0.Add(time.Second + DefaultCap),
+			check: func(t *testing.T, p Plan) {
+				if a := p.Start[0].Assignment; a.LastExit != nil || a.Index != 1 || p.Start[0].Reason != ReasonNew {
+					t.Errorf("start %+v, want a new web.1 with no last exit", p.Start[0])
+				}
+			},
+		},
+		{
+			name: "a new release starts from zero restarts and the old one stops",
+			snap: Snapshot{
+				Hosts:       []keyspace.Host{host("a", 8*gib)},
+				Formations:  []keyspace.Formation{webV2},
+				Assignments: []keyspace.Assignment{withRestarts(assign(web, "a", "w1", 1, t0), 12, t0.Add(time.Second+DefaultCap))},
+				Jobs:        map[string]keyspace.JobState{"w1": crashedWith(assign(web, "a", "w1", 1, t0), t0, t0.Add(time.Second))},
+				Now:         t0.Add(time.Minute),
+			},
+			wantStarts: []string{"r2/0"},
+			check: func(t *testing.T, p Plan) {
+				if got := stopIDs(p); !slices.Equal(got, []string{"w1"}) || p.Stop[0].Reason != ReasonNoFormation {
+					t.Errorf("stops %+v, want w1 (no formation)", p.Stop)
+				}
+				if a := p.Start[0].Assignment; a.LastExit != nil {
+					t.Errorf("start %+v, want no last exit", a)
+				}
+			},
+		},
+		{
+			name: "a lost host's replacement keeps the last exit and the count",
+			snap: func() Snapshot {
+				a := withRestarts(assign(web, "gone", "w1", 1, t0), 4, time.Time{})
+				a.LastExit = &keyspace.Exit{ExitCode: &exit1, At: t0, LastLines: []string{"boom"}}
+				return Snapshot{
+					Hosts:       []keyspace.Host{host("a", 8*gib)},
+					Formations:  []keyspace.Formation{web},
+					Assignments: []keyspace.Assignment{a},
+					Now:         t0.Add(time.Hour),
+				}
+			}(),
+			wantStarts: []string{"r1/4"},
+			check: func(t *testing.T, p Plan) {
+				want := &keyspace.Exit{ExitCode: &exit1, At: t0, LastLines: []string{"boom"}}
+				if got := p.Start[0].Assignment.LastExit; !reflect.DeepEqual(got, want) || p.Start[0].Reason != ReasonHostLost {
+					t.Errorf("start %+v, last exit %+v; want %+v", p.Start[0], got, want)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Place(tt.snap)
+			var starts []string
+			for _, st := range p.Start {
+				starts = append(starts, fmt.Sprintf("%s/%d", st.Assignment.Spec.Release, st.Assignment.Restarts))
+			}
+			if !slices.Equal(starts, tt.wantStarts) {
+				t.Errorf("starts %v, want %v", starts, tt.wantStarts)
+			}
+			updates := map[string]time.Time{}
+			for _, a := range p.Update {
+				updates[a.JobID] = a.RestartAt
+				var orig keyspace.Assignment
+				for _, b := range tt.snap.Assignments {
+					if b.JobID == a.JobID {
+						orig = b
+					}
+				}
+				orig.RestartAt = a.RestartAt
+				if !reflect.DeepEqual(a, orig) {
+					t.Errorf("update %+v changes more than the restart time of %+v", a, orig)
+				}
+			}
+			if len(updates) != len(tt.wantUpdates) {
+				t.Errorf("updates %v, want %v", updates, tt.wantUpdates)
+			}
+			for id, at := range tt.wantUpdates {
+				if !updates[id].Equal(at) {
+					t.Errorf("update of %s: restart at %s, want %s", id, updates[id], at)
+				}
+			}
+			if !p.NextWake.Equal(tt.wantWake) {
+				t.Errorf("next wake %s, want %s", p.NextWake, tt.wantWake)
+			}
+			if tt.check != nil && !t.Failed() {
+				tt.check(t, p)
+			}
+			if again := Place(tt.snap); !reflect.DeepEqual(p, again) {
+				t.Errorf("second plan differs:\n%+v\n%+v", p, again)
+			}
 		})
 	}
 }

@@ -266,13 +266,41 @@ func lostHost(s Snapshot, id string) bool {
 
 // checkChanges: starts have fresh unique IDs and go to healthy matching
 // hosts; stops name existing jobs once; each replaced job is stopped in the
-// same plan and replaced once.
+// same plan and replaced once; updates name existing crashed jobs that are
+// not stopped, once, and change only their restart time.
 func checkChanges(t *testing.T, s Snapshot, p Plan) {
 	t.Helper()
 	existing := map[string]bool{}
+	byID := map[string]keyspace.Assignment{}
 	for _, a := range s.Assignments {
 		existing[a.JobID] = true
+		if _, dup := byID[a.JobID]; !dup {
+			byID[a.JobID] = a
+		}
 	}
+	defer func() {
+		updated := map[string]bool{}
+		for _, a := range p.Update {
+			orig, ok := byID[a.JobID]
+			if !ok || updated[a.JobID] || s.Jobs[a.JobID].State != keyspace.StateCrashed || a.Spec.OneOff {
+				t.Errorf("update of %s: unknown, twice, not crashed or one-off", a.JobID)
+				continue
+			}
+			updated[a.JobID] = true
+			for _, st := range p.Stop {
+				if st.Assignment.JobID == a.JobID {
+					t.Errorf("%s is both updated and stopped", a.JobID)
+				}
+			}
+			if a.RestartAt.Equal(orig.RestartAt) {
+				t.Errorf("update of %s changes nothing", a.JobID)
+			}
+			orig.RestartAt = a.RestartAt
+			if !reflect.DeepEqual(a, orig) {
+				t.Errorf("update %+v changes more than the restart time of %+v", a, orig)
+			}
+		}
+	}()
 	hosts := map[string]keyspace.Host{}
 	for _, h := range s.Hosts {
 		hosts[h.ID] = h

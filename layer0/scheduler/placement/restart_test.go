@@ -260,8 +260,12 @@ func TestRestart(t *testing.T) {
 			}
 			fresh := c.set(1, keyspace.StateCrashed)
 			p := c.step()
-			if !p.Empty() || !p.NextWake.Equal(c.s.Now.Add(9*time.Second)) {
-				t.Fatalf("plan %+v during the back-off, want nothing until %s", p, c.s.Now.Add(9*time.Second))
+			due := c.s.Now.Add(9 * time.Second)
+			if len(p.Start)+len(p.Stop) != 0 || !p.NextWake.Equal(due) {
+				t.Fatalf("plan %+v during the back-off, want nothing until %s", p, due)
+			}
+			if len(p.Update) != 1 || p.Update[0].JobID != fresh.JobID || !p.Update[0].RestartAt.Equal(due) {
+				t.Fatalf("updates %+v during the back-off, want %s to restart at %s", p.Update, fresh.JobID, due)
 			}
 			c.s.Now = p.NextWake
 			p = c.step()

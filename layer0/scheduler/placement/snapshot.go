@@ -13,6 +13,10 @@ const DefaultMemory int64 = 512 << 20
 // DefaultHostGrace is the host grace used when Snapshot.HostGrace is zero.
 const DefaultHostGrace = 15 * time.Second
 
+// ExitLines is how many of a crashed job's last lines of output the
+// assignment of its replacement carries in LastExit.
+const ExitLines = 5
+
 // Snapshot is everything Place looks at. Place does not modify it.
 type Snapshot struct {
 	// Now is the time the plan is made at; back-offs and the host grace are
@@ -115,6 +119,10 @@ type Plan struct {
 	Stop []Stop
 	// Unplaced lists the jobs no host can take now.
 	Unplaced []Unplaced
+	// Update lists assignments to rewrite in place, by job ID: crashed
+	// jobs waiting for their back-off, with RestartAt set to when they
+	// are replaced, so that readers can tell when that is.
+	Update []keyspace.Assignment
 	// NextWake is the earliest time after Now at which a back-off, a host
 	// grace or the wait for a future RestartedAt ends, so that planning
 	// again then changes the plan; zero when nothing is waiting.
@@ -122,4 +130,4 @@ type Plan struct {
 }
 
 // Empty reports whether the plan changes nothing.
-func (p Plan) Empty() bool { return len(p.Start) == 0 && len(p.Stop) == 0 }
+func (p Plan) Empty() bool { return len(p.Start) == 0 && len(p.Stop) == 0 && len(p.Update) == 0 }

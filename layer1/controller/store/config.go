@@ -30,9 +30,9 @@ type ConfigChange struct {
 // UpdateConfig applies changes to the config vars of app in one
 // transaction: a non-nil value sets the var, nil unsets it. When the config
 // changed and the app has a release, the same transaction makes a new
-// release with description: a copy of the release the app is moving to (the
-// one being deployed, else the current one) with the new config, and
-// deploys it like DeployRelease. It returns ErrAppNotFound for a missing
+// release with description: a copy of the newest release the app has or
+// is moving to (the pending one, else the one being deployed, else the
+// current one) with the new config, and deploys it like DeployRelease. It returns ErrAppNotFound for a missing
 // app. The caller validates names and values.
 func (s *Store) UpdateConfig(ctx context.Context, app string, changes map[string]*string, description string) (ConfigChange, error) {
 	ctx, cancel := s.deadline(ctx)
@@ -65,7 +65,7 @@ func (s *Store) UpdateConfig(ctx context.Context, app string, changes map[string
 		if maps.Equal(before, change.Config) {
 			return nil
 		}
-		base, _, ok, err := a.target(ctx, tx)
+		base, ok, err := a.target(ctx, tx)
 		if err != nil || !ok {
 			return err
 		}

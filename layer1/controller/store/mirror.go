@@ -32,7 +32,8 @@ type MirrorState struct {
 	// Apps are the names of the apps covered.
 	Apps []string
 	// Formations are the formation rows of those apps (counts of 0
-	// included), by app, release version and type.
+	// included), by app, release version and type, with the counts etcd
+	// gets (see effectiveCount).
 	Formations []MirrorFormation
 	// WebApps are the apps whose current release has a web process, which
 	// gives them their default route.
@@ -40,6 +41,18 @@ type MirrorState struct {
 	// Routes are the custom routes of those apps, by domain.
 	Routes []Route
 }
+
+// effectiveCount is the count of formation f that etcd gets: its own,
+// except while a deployment d from a running release is active, when the
+// deployment's step p bounds it: the new release has p.started jobs, the
+// old one p.old_left (or its own count again while rolling back).
+// A pending deployment's release has none yet.
+const effectiveCount = `CASE
+		WHEN pd.id IS NOT NULL THEN 0
+		WHEN d.id IS NULL THEN f.count
+		WHEN f.release_id = d.new_release_id THEN LEAST(f.count, COALESCE(p.started, 0))
+		WHEN f.release_id = d.old_release_id AND d.status = 'running' THEN LEAST(f.count, COALESCE(p.old_left, f.count))
+		ELSE f.count END`
 
 // Mirror returns the mirrored state of app, or of every app when app is
 // "". A missing app gives an empty state (its etcd keys are to be removed),
@@ -67,9 +80,12 @@ func (s *Store) Mirror(ctx context.Context, app string) (MirrorState, error) {
 		}); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `SELECT a.name, r.id::text, r.version, f.type, f.count, r.image, r.slug, r.slug_path,
+		rows, err = tx.Query(ctx, `SELECT a.name, r.id::text, r.version, f.type, `+effectiveCount+`, r.image, r.slug, r.slug_path,
 				r.config, r.processes -> f.type, COALESCE(f.restarted_at, 'epoch'), f.updated_at
 			FROM formations f JOIN apps a ON a.id = f.app_id JOIN releases r ON r.id = f.release_id
+			LEFT JOIN deployments d ON d.app_id = f.app_id AND d.status IN ('running', 'rolling_back') AND d.from_running
+			LEFT JOIN deployment_processes p ON p.deployment_id = d.id AND p.type = f.type
+			LEFT JOIN deployments pd ON pd.new_release_id = f.release_id AND pd.status = 'pending'
 			WHERE $1 = '' OR a.name = $1 ORDER BY a.name, r.version, f.type`, app)
 		if err != nil {
 			return err

@@ -103,14 +103,15 @@ func (s *Store) Rollback(ctx context.Context, app string, version int, check Slu
 
 // previousVersion returns the version a rollback of the locked app a goes
 // back to by default: the newest release older than the current one that a
-// deployment made current.
+// deployment made current (complete, or failed with nothing to fall back
+// to, which leaves the release current).
 func previousVersion(ctx context.Context, tx pgx.Tx, a appRow) (int, error) {
 	var current int
 	var previous *int
 	err := tx.QueryRow(ctx, `SELECT c.version, (
 			SELECT max(r.version) FROM releases r
 			WHERE r.app_id = $1 AND r.version < c.version AND EXISTS (
-				SELECT 1 FROM deployments d WHERE d.new_release_id = r.id AND d.status = 'complete'))
+				SELECT 1 FROM deployments d WHERE d.new_release_id = r.id AND d.status IN ('complete', 'failed')))
 		FROM releases c WHERE c.id = $2`, a.id, a.current).Scan(&current, &previous)
 	if err != nil {
 		return 0, err

@@ -80,6 +80,7 @@ var errorTable = []*Error{
 	ErrReleaseNotFound,
 	ErrJobNotFound,
 	ErrRouteNotFound,
+	ErrDeploymentNotFound,
 	ErrMethodNotAllowed,
 	ErrConflict,
 	ErrTooLarge,

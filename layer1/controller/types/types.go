@@ -69,7 +69,8 @@ type Release struct {
 	App       string    `json:"app"`
 	Version   int       `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
-	// Description says what made the release, e.g. "Deploy 1a2b3c4".
+	// Description says what made the release, e.g. "push of commit
+	// 1a2b3c4", "env set FOO", "rollback to v3".
 	Description string `json:"description"`
 	// Image is the container image the release runs.
 	Image string `json:"image"`
@@ -171,6 +172,28 @@ type Job struct {
 	// Error explains a crash that is not an exit, e.g. a missing image.
 	Error string `json:"error,omitempty"`
 	// LastLines are the last lines of output of a crashed job.
+	LastLines []string `json:"last_lines,omitempty"`
+	// OneOff marks a job that runs once and is never replaced: a build
+	// (type "build", release 0) or a one-off process.
+	OneOff bool `json:"one_off,omitempty"`
+	// RestartAt is when the scheduler replaces this crashed job, at the
+	// end of its back-off; absent when no replacement is waiting.
+	RestartAt time.Time `json:"restart_at,omitzero"`
+	// LastExit is the latest exit of a job of this index: this job's own
+	// when it crashed, else that of the crashed job it replaced; absent
+	// when there was none since the release's first job of the index.
+	LastExit *JobExit `json:"last_exit,omitempty"`
+}
+
+// JobExit is how a job ended.
+type JobExit struct {
+	// ExitCode is the exit status; absent when the job could not start.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Error explains a crash that is not an exit, e.g. a missing image.
+	Error string `json:"error,omitempty"`
+	// At is when the job's host reported the exit.
+	At time.Time `json:"at"`
+	// LastLines are the last lines of output before the exit.
 	LastLines []string `json:"last_lines,omitempty"`
 }
 

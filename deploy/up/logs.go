@@ -1,0 +1,87 @@
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	"github.com/gantryhq/gantry/layer1/controller"
+	"github.com/gantryhq/gantry/layer1/logaggregator"
+	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
+	"github.com/gantryhq/gantry/router"
+)
+
+// The router and the controller ship to the aggregator with a Shipper each.
+var (
+	_ router.AppLogSink    = (*logclient.Shipper)(nil)
+	_ controller.EventSink = (*logclient.Shipper)(nil)
+)
+
+// logPlane is the node's log aggregator, which starts before the other
+// roles and stops after them so that their last lines reach it, and the
+// shippers of the router and the controller (the host agent has its own).
+type logPlane struct {
+	url        string
+	router     *logclient.Shipper
+	controller *logclient.Shipper
+
+	srv    *logaggregator.Server
+	cancel context.CancelFunc
+	served chan error
+	log    *slog.Logger
+}
+
+// startLogs starts the aggregator on cfg.LogAddr with its files under
+// <data>/logs, for the platform token.
+func startLogs(cfg Config, dataDir, token string, log *slog.Logger) (*logPlane, error) {
+	srv, err := logaggregator.New(logaggregator.Config{
+		DataDir: filepath.Join(dataDir, "logs"),
+		Token:   token,
+		Lines:   cfg.LogLines,
+		Logger:  log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.LogAddr)
+	if err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("log aggregator: listen on %s: %w", cfg.LogAddr, err)
+	}
+	p := &logPlane{url: "http://" + ln.Addr().String(), srv: srv, served: make(chan error, 1), log: log}
+	var ctx context.Context
+	ctx, p.cancel = context.WithCancel(context.Background())
+	go func() { p.served <- srv.Serve(ctx, ln) }()
+	shipper := func(component string) (*logclient.Shipper, error) {
+		return logclient.NewShipper(logclient.ShipperConfig{URL: p.url, Token: token, Logger: log.With("shipper", component)})
+	}
+	if p.router, err = shipper("router"); err == nil {
+		p.controller, err = shipper("controller")
+	}
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// stop ships what the router and the controller hold, then stops the
+// aggregator and closes its files.
+func (p *logPlane) stop() {
+	for _, s := range []*logclient.Shipper{p.router, p.controller} {
+		if s == nil {
+			continue
+		}
+		if err := s.Close(); err != nil {
+			p.log.Warn("log lines lost at shutdown", "err", err)
+		}
+	}
+	p.cancel()
+	if err := <-p.served; err != nil && !errors.Is(err, context.Canceled) {
+		p.log.Error("log aggregator", "err", err)
+	}
+	p.srv.Close()
+}

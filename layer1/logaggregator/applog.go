@@ -1,0 +1,365 @@
+package logaggregator
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gantryhq/gantry/layer1/logaggregator/types"
+)
+
+// fileSuffix ends the name of every app's log file.
+const fileSuffix = ".ndjson"
+
+// followBuffer is how many lines a follower may fall behind by before the
+// next ones are dropped (and counted) for it.
+const followBuffer = 1024
+
+// appLog is the bounded history of one app's log, oldest first by time, and
+// its append-only file.
+type appLog struct {
+	app  string
+	max  int
+	path string
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	buf  []types.Line // buf[head:] are the kept lines, in time order
+	head int
+	// file is opened at the first line written; nil before and after close.
+	file      *os.File
+	w         *bufio.Writer
+	fileLines int  // lines the file holds
+	dirty     bool // w holds lines not yet written to the file
+	closed    bool
+	failed    bool // a write failed; reported once until one succeeds
+	subs      map[*follower]struct{}
+}
+
+// follower is one reader of a followed log.
+type follower struct {
+	q       types.Query
+	ch      chan types.Line
+	dropped atomic.Int64 // lines dropped because ch was full
+}
+
+func newAppLog(dir, app string, max int, log *slog.Logger) *appLog {
+	return &appLog{
+		app:  app,
+		max:  max,
+		path: filepath.Join(dir, app+fileSuffix),
+		log:  log.With("app", app),
+		buf:  make([]types.Line, 0, min(max, 1024)),
+		subs: map[*follower]struct{}{},
+	}
+}
+
+// lines returns the kept lines; l.mu is held.
+func (l *appLog) lines() []types.Line { return l.buf[l.head:] }
+
+// add keeps line in time order and reports whether it was new: a line
+// equal to a kept one is not kept twice, and one older than every kept
+// line of a full history is dropped. l.mu is held.
+func (l *appLog) add(line types.Line) bool {
+	kept := l.lines()
+	n := len(kept)
+	// Usually the newest line: search from the end.
+	p := n
+	if n > 0 && !line.Time.After(kept[n-1].Time) {
+		p = sort.Search(n, func(i int) bool { return kept[i].Time.After(line.Time) })
+	}
+	for i := p - 1; i >= 0 && kept[i].Time.Equal(line.Time); i-- {
+		if same(kept[i], line) {
+			return false
+		}
+	}
+	if n >= l.max && p == 0 {
+		return false
+	}
+	if p == n {
+		l.buf = append(l.buf, line)
+	} else {
+		l.buf = append(l.buf, types.Line{})
+		copy(l.buf[l.head+p+1:], l.buf[l.head+p:])
+		l.buf[l.head+p] = line
+	}
+	if len(l.buf)-l.head > l.max {
+		l.buf[l.head] = types.Line{}
+		l.head++
+		if l.head >= l.max {
+			m := copy(l.buf, l.buf[l.head:])
+			clear(l.buf[m:])
+			l.buf = l.buf[:m]
+			l.head = 0
+		}
+	}
+	return true
+}
+
+// same reports whether a and b are the same line.
+func same(a, b types.Line) bool {
+	return a.Msg == b.Msg && a.Source == b.Source && a.Job == b.Job && a.Type == b.Type && a.Index == b.Index
+}
+
+// insert keeps line, writes it to the file and hands it to the followers.
+// It reports whether the line was new.
+func (l *appLog) insert(line types.Line) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.add(line) {
+		return false
+	}
+	for f := range l.subs {
+		if !f.q.Match(line) {
+			continue
+		}
+		select {
+		case f.ch <- line:
+		default:
+			f.dropped.Add(1)
+		}
+	}
+	l.write(line)
+	return true
+}
+
+// write appends line to the file, and rewrites the file to the kept lines
+// once it holds twice as many. l.mu is held.
+func (l *appLog) write(line types.Line) {
+	if l.closed {
+		return
+	}
+	if l.file == nil {
+		if err := l.open(); err != nil {
+			l.noteErr(err)
+			return
+		}
+	}
+	b, err := json.Marshal(line)
+	if err != nil {
+		l.noteErr(fmt.Errorf("encode line: %w", err))
+		return
+	}
+	b = append(b, '\n')
+	if _, err := l.w.Write(b); err != nil {
+		l.noteErr(fmt.Errorf("write %s: %w", l.path, err))
+		return
+	}
+	l.dirty = true
+	l.fileLines++
+	if l.fileLines >= 2*l.max {
+		if err := l.rewrite(); err != nil {
+			l.noteErr(err)
+		}
+	}
+}
+
+// open opens the file for appending. l.mu is held.
+func (l *appLog) open() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", l.path, err)
+	}
+	l.file, l.w = f, bufio.NewWriterSize(f, 64<<10)
+	return nil
+}
+
+// noteErr logs a failed write once until a flush succeeds again. l.mu is
+// held.
+func (l *appLog) noteErr(err error) {
+	if !l.failed {
+		l.failed = true
+		l.log.Error("cannot write the app's log file; lines are kept in memory only", "err", err)
+	}
+}
+
+// flush writes buffered lines to the file. l.mu is held.
+func (l *appLog) flush() {
+	if !l.dirty || l.w == nil {
+		return
+	}
+	if err := l.w.Flush(); err != nil {
+		l.noteErr(fmt.Errorf("write %s: %w", l.path, err))
+		return
+	}
+	l.dirty, l.failed = false, false
+}
+
+// rewrite replaces the file with the kept lines: a new file renamed into
+// place, so a crash leaves either file whole. l.mu is held.
+func (l *appLog) rewrite() error {
+	tmp, err := os.CreateTemp(filepath.Dir(l.path), "."+l.app+".*")
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	defer os.Remove(tmp.Name()) // fails once renamed
+	w := bufio.NewWriterSize(tmp, 64<<10)
+	enc := json.NewEncoder(w)
+	for _, line := range l.lines() {
+		if err := enc.Encode(line); err != nil {
+			tmp.Close()
+			return fmt.Errorf("compact %s: %w", l.path, err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	if l.file != nil {
+		l.file.Close()
+		l.file, l.w = nil, nil
+	}
+	if err := os.Rename(tmp.Name(), l.path); err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	l.fileLines, l.dirty = len(l.lines()), false
+	return l.open()
+}
+
+// load reads the app's file into memory: lines that do not parse (a torn
+// last line after a crash) are skipped, and the file is rewritten when it
+// had any, did not end with a line break, or holds more than the bound.
+func (l *appLog) load() error {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", l.path, err)
+	}
+	defer f.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	br := bufio.NewReaderSize(f, 64<<10)
+	var buf []byte
+	read, bad, torn := 0, 0, false
+	for {
+		b, err := readLine(br, buf, types.MaxWireLine)
+		buf = b[:0]
+		if errors.Is(err, errLineTooLong) {
+			bad++
+			if err = skipLine(br); err == io.EOF {
+				torn = true
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("load %s: %w", l.path, err)
+			}
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("load %s: %w", l.path, err)
+		}
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			torn = true
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			line, perr := ParseLine(b)
+			if perr != nil || line.App != l.app {
+				bad++
+			} else {
+				read++
+				l.add(line)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	l.fileLines = read
+	if bad > 0 || torn || read > l.max {
+		if bad > 0 || torn {
+			l.log.Warn("skipped unreadable lines of the app's log file", "path", l.path, "lines", bad, "torn_end", torn)
+		}
+		return l.rewrite()
+	}
+	return nil
+}
+
+// tail returns the last q.Lines kept lines that match q.
+func (l *appLog) tail(q types.Query) []types.Line {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tailLocked(q)
+}
+
+func (l *appLog) tailLocked(q types.Query) []types.Line {
+	if q.Lines <= 0 {
+		return nil
+	}
+	kept := l.lines()
+	var out []types.Line
+	for i := len(kept) - 1; i >= 0 && len(out) < q.Lines; i-- {
+		if !q.Since.IsZero() && kept[i].Time.Before(q.Since) {
+			break
+		}
+		if q.Match(kept[i]) {
+			out = append(out, kept[i])
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+// follow returns the last q.Lines matching lines and a follower that gets
+// the matching lines kept from then on; the caller must unfollow it.
+func (l *appLog) follow(q types.Query) ([]types.Line, *follower) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := &follower{q: q, ch: make(chan types.Line, followBuffer)}
+	l.subs[f] = struct{}{}
+	return l.tailLocked(q), f
+}
+
+func (l *appLog) unfollow(f *follower) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.subs, f)
+}
+
+// remove forgets the history: the lines go, the file is deleted and the
+// followers' streams end (their channels are closed).
+func (l *appLog) remove() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.file != nil {
+		_ = l.file.Close() // the file is deleted next
+		l.file, l.w = nil, nil
+	}
+	l.closed, l.dirty = true, false
+	l.buf, l.head = nil, 0
+	for f := range l.subs {
+		close(f.ch)
+		delete(l.subs, f)
+	}
+	if err := os.Remove(l.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// close flushes and closes the file; lines inserted later are kept in
+// memory only.
+func (l *appLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flush()
+	if l.file != nil {
+		if err := l.file.Close(); err != nil {
+			l.log.Error("close the app's log file", "path", l.path, "err", err)
+		}
+		l.file, l.w = nil, nil
+	}
+	l.closed = true
+}

@@ -1,0 +1,19 @@
+package client
+
+import (
+	"time"
+
+	"github.com/gantryhq/gantry/layer1/logaggregator/types"
+)
+
+// Event ships msg as a platform event of app (source gantry), timed now.
+// It makes a Shipper the controller's EventSink.
+func (s *Shipper) Event(app, msg string) {
+	s.Ship(types.Line{App: app, Source: types.SourceGantry, Time: time.Now().UTC(), Msg: types.CleanMsg(msg)})
+}
+
+// RouterLine ships line as the router's line of a request to app. It makes
+// a Shipper the router's AppLogSink.
+func (s *Shipper) RouterLine(app string, at time.Time, line []byte) {
+	s.Ship(types.Line{App: app, Source: types.SourceRouter, Time: at.UTC(), Msg: types.CleanMsg(string(line))})
+}
