@@ -71,6 +71,7 @@ func TestAgent(t *testing.T) {
 		{"DockerUnreachable", testDockerUnreachable},
 		{"LeaseLost", testLeaseLost},
 		{"OneOff", testOneOff},
+		{"Volumes", testVolumes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -730,20 +731,22 @@ func testRestart(t *testing.T, f *fixture) {
 	if _, lease, _ := e.hostRecord("h1"); lease != leaseBefore {
 		t.Errorf("lease %x after restart, want the saved %x reused", lease, leaseBefore)
 	}
+	// The host record comes first; the jobs are adopted right after it.
+	api := e.api("h1")
 	for _, before := range []keyspace.JobState{webBefore, workerBefore} {
-		jobs, err := e.api("h1").ListJobs(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st hostclient.Job
-		for _, j := range jobs {
-			if j.JobID == before.JobID {
-				st = j
+		waitFor(t, "job "+before.JobID+" adopted, up in container "+before.ContainerID, func() (bool, string) {
+			jobs, err := api.ListJobs(t.Context())
+			if err != nil {
+				return false, err.Error()
 			}
-		}
-		if st.ContainerID != before.ContainerID || st.State != keyspace.StateUp {
-			t.Errorf("after restart job %s = %+v, want up in container %s", before.JobID, st.JobState, before.ContainerID)
-		}
+			var st hostclient.Job
+			for _, j := range jobs {
+				if j.JobID == before.JobID {
+					st = j
+				}
+			}
+			return st.ContainerID == before.ContainerID && st.State == keyspace.StateUp, fmt.Sprintf("%+v", st.JobState)
+		})
 	}
 	for id, started := range startedBefore {
 		info := e.inspect(id)

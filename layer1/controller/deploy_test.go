@@ -173,6 +173,18 @@ func (a *api) recordCounts(t *testing.T, app, typ string) *countsRecorder {
 
 // steps returns the recorded counts as [old, new] pairs of releases old
 // and new.
+// stepsUntil waits until the recorded steps end with last (the watch that
+// records them may lag behind a direct read of etcd), and returns them.
+func (r *countsRecorder) stepsUntil(t *testing.T, old, new int, last [2]int) [][2]int {
+	t.Helper()
+	var got [][2]int
+	waitFor(t, fmt.Sprintf("the recorded counts to reach %v", last), func() bool {
+		got = r.steps(old, new)
+		return len(got) > 0 && got[len(got)-1] == last
+	})
+	return got
+}
+
 func (r *countsRecorder) steps(old, new int) [][2]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -254,7 +266,7 @@ func TestDeployOneByOne(t *testing.T) {
 	// A new job, up, then an old one goes: never fewer than 3 jobs asked
 	// for, never more than 4.
 	want := [][2]int{{3, 0}, {3, 1}, {2, 1}, {2, 2}, {1, 2}, {1, 3}, {0, 3}}
-	if got := rec.steps(1, 2); !slices.Equal(got, want) {
+	if got := rec.stepsUntil(t, 1, 2, want[len(want)-1]); !slices.Equal(got, want) {
 		t.Errorf("v1, v2 web counts in etcd = %v, want %v", got, want)
 	}
 	deps, err := a.c.ListDeployments(ctx, "demo")
@@ -293,7 +305,7 @@ func TestDeployAllAtOnce(t *testing.T) {
 	a.waitState(t, "demo", 2, types.DeployComplete)
 	waitFor(t, "only v2 in etcd", func() bool { return maps.Equal(counts(a.formations(t, "demo")), map[string]int{"v2/web": 2}) })
 	want := [][2]int{{2, 0}, {2, 2}, {0, 2}}
-	if got := rec.steps(1, 2); !slices.Equal(got, want) {
+	if got := rec.stepsUntil(t, 1, 2, want[len(want)-1]); !slices.Equal(got, want) {
 		t.Errorf("v1, v2 web counts in etcd = %v, want %v", got, want)
 	}
 }
@@ -320,7 +332,7 @@ func TestDeployCrashRollsBack(t *testing.T) {
 	waitFor(t, "only v1 in etcd", func() bool { return maps.Equal(counts(a.formations(t, "demo")), map[string]int{"v1/web": 2}) })
 	// v1 is back at 2 jobs before v2's go.
 	want := [][2]int{{2, 0}, {2, 1}, {1, 1}, {1, 2}, {2, 2}, {2, 0}}
-	if got := rec.steps(1, 2); !slices.Equal(got, want) {
+	if got := rec.stepsUntil(t, 1, 2, want[len(want)-1]); !slices.Equal(got, want) {
 		t.Errorf("v1, v2 web counts in etcd = %v, want %v", got, want)
 	}
 	if app, _ := a.c.GetApp(ctx, "demo"); app.Release != 1 {
@@ -387,7 +399,7 @@ func TestDeployTimeout(t *testing.T) {
 	a.waitState(t, "demo", 2, types.DeployRolledBack)
 	waitFor(t, "only v1 in etcd", func() bool { return maps.Equal(counts(a.formations(t, "demo")), map[string]int{"v1/web": 1}) })
 	want := [][2]int{{1, 0}, {1, 1}, {1, 0}}
-	if got := rec.steps(1, 2); !slices.Equal(got, want) {
+	if got := rec.stepsUntil(t, 1, 2, want[len(want)-1]); !slices.Equal(got, want) {
 		t.Errorf("v1, v2 web counts in etcd = %v, want %v", got, want)
 	}
 	_, reason := a.deployment(t, "demo", 2)
@@ -543,7 +555,7 @@ func TestDeployResumesAfterRestart(t *testing.T) {
 	a.waitState(t, "demo", 2, types.DeployComplete)
 	waitFor(t, "only v2 in etcd", func() bool { return maps.Equal(counts(a.formations(t, "demo")), map[string]int{"v2/web": 3}) })
 	want := [][2]int{{3, 0}, {3, 1}, {2, 1}, {2, 2}, {1, 2}, {1, 3}, {0, 3}}
-	if got := rec.steps(1, 2); !slices.Equal(got, want) {
+	if got := rec.stepsUntil(t, 1, 2, want[len(want)-1]); !slices.Equal(got, want) {
 		t.Errorf("v1, v2 web counts in etcd = %v, want %v", got, want)
 	}
 	if app, err := second.GetApp(ctx, "demo"); err != nil || app.Release != 2 {
