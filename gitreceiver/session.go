@@ -192,7 +192,9 @@ func (s *Server) handleHook(ctx context.Context, conn net.Conn) {
 			reason = rej.Reason
 		}
 		s.log.Info("push rejected", "app", p.app, "err", err)
-		fmt.Fprintf(out, " !     %v\n", err)
+		if rej == nil || !rej.Shown {
+			fmt.Fprintf(out, " !     %v\n", err)
+		}
 	}
 	out.finish(code, reason)
 }
@@ -315,6 +317,9 @@ type Rejection struct {
 	// (Reason)".
 	Reason string
 	Err    error
+	// Shown is set when the build's output already ends with the error's
+	// message, so that it is not written twice.
+	Shown bool
 }
 
 func (e *Rejection) Error() string { return e.Err.Error() }

@@ -293,6 +293,9 @@ func TestZeroDowntime(t *testing.T) {
 			if err == nil || !strings.Contains(out, "(deploy failed)") {
 				t.Errorf("%s: %v, want a refused push:\n%s", bad.name, err, out)
 			}
+			if n := strings.Count(out, "keeps running"); n != 1 {
+				t.Errorf("%s: the outcome is told %d times, want once:\n%s", bad.name, n, out)
+			}
 			if v := p.current(app); v != 4 {
 				t.Errorf("after the %s: current release v%d, want v4", bad.name, v)
 			}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -87,15 +88,19 @@ func (b *Backend) Build(ctx context.Context, req gitreceiver.BuildRequest, out i
 		return fmt.Errorf("archive the commit: %w", err)
 	}
 	defer src.Close()
+	shown := map[string]bool{} // the problem lines of the output
 	_, err = b.c.Build(ctx, req.App, req.Commit, src, func(line string) {
 		fmt.Fprintln(out, line)
+		if msg, ok := strings.CutPrefix(line, " !     "); ok {
+			shown[msg] = true
+		}
 	})
 	var apiErr *types.Error
 	if errors.As(err, &apiErr) {
 		// The message alone: the code is for programs.
 		err = errors.New(apiErr.Message)
 		if apiErr.Code == types.ErrDeployFailed.Code {
-			return &gitreceiver.Rejection{Reason: "deploy failed", Err: err}
+			return &gitreceiver.Rejection{Reason: "deploy failed", Err: err, Shown: shown[apiErr.Message]}
 		}
 		return err
 	}
