@@ -75,7 +75,12 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	if _, _, err := readProcfile(s.buildDir); err != nil {
 		return nil, err
 	}
-	restored := b.restoreCache(s.cacheDir)
+	restored := ""
+	if b.cfg.CacheDir != "" {
+		b.useCacheDir(s.cacheDir)
+	} else {
+		restored = b.restoreCache(s.cacheDir)
+	}
 
 	packs, err := b.selectBuildpacks(ctx, s)
 	if err != nil {
@@ -238,7 +243,16 @@ func (b *builder) prepare() (*stage, func(), error) {
 		http:           b.cfg.HTTPClient,
 		compileTimeout: b.cfg.CompileTimeout,
 	}
-	for _, dir := range []string{s.cacheDir, s.envDir, s.homeDir, s.packsDir} {
+	fresh := []string{s.envDir, s.homeDir, s.packsDir}
+	if b.cfg.CacheDir != "" {
+		s.cacheDir = b.cfg.CacheDir
+		if err := checkWritable(s.cacheDir); err != nil {
+			return fail(fmt.Errorf("cache dir: %w", err))
+		}
+	} else {
+		fresh = append(fresh, s.cacheDir)
+	}
+	for _, dir := range fresh {
 		if err := os.RemoveAll(dir); err != nil {
 			return fail(fmt.Errorf("clear %s: %w", dir, err))
 		}
@@ -309,6 +323,16 @@ func (b *builder) unpackSource(dir string) error {
 		return fmt.Errorf("%w: %w", ErrSource, err)
 	}
 	return nil
+}
+
+// useCacheDir says whether the kept cache dir holds a cache.
+func (b *builder) useCacheDir(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		b.out.step("No build cache yet")
+		return
+	}
+	b.out.step("Using the build cache kept on this host")
 }
 
 // restoreCache unpacks the build cache into dir and returns the fingerprint

@@ -206,6 +206,30 @@ func TestUnchangedCacheNotSaved(t *testing.T) {
 	}
 }
 
+// TestCacheDir builds twice with a kept cache dir: it is CACHE_DIR itself,
+// never cleared, and nothing is restored or saved.
+func TestCacheDir(t *testing.T) {
+	needsTools(t)
+	t.Parallel()
+	dir := t.TempDir()
+	first := build(t, filepath.Join("testdata", "apps", "static"), func(c *Config) { c.CacheDir = dir })
+	if first.err != nil || !strings.Contains(first.out, "-----> No build cache yet") ||
+		strings.Contains(first.out, "Saved build cache") || first.res.CacheSaved {
+		t.Fatalf("first build: %v\n%s", first.err, first.out)
+	}
+	// What a buildpack left in CACHE_DIR.
+	if err := os.WriteFile(filepath.Join(dir, "kept"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second := build(t, filepath.Join("testdata", "apps", "static"), func(c *Config) { c.CacheDir = dir })
+	if second.err != nil || !strings.Contains(second.out, "-----> Using the build cache kept on this host") {
+		t.Fatalf("second build: %v\n%s", second.err, second.out)
+	}
+	if !exists(t, filepath.Join(dir, "kept")) {
+		t.Error("the kept cache dir was cleared")
+	}
+}
+
 func TestProcfileShellKeepsModes(t *testing.T) {
 	needsTools(t)
 	t.Parallel()

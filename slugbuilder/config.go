@@ -74,6 +74,10 @@ const (
 	// build: tools such as the go command key their caches by path, so a
 	// build cache restored at the same place stays valid.
 	WorkDir = "/tmp/gantry-work"
+	// CacheDir is where build jobs mount the app's build-cache volume of
+	// the building host (see Config.CacheDir). The images have it, owned
+	// by the app user, so that a new volume is the build's to write.
+	CacheDir = "/var/cache/gantry-build"
 )
 
 // Defaults of the zero Config fields.
@@ -101,6 +105,12 @@ type Config struct {
 	// ResultPath receives the JSON Result after a successful build. Empty
 	// means the Result is only returned.
 	ResultPath string
+	// CacheDir is a directory kept from one build of the app to the next
+	// (the app's build-cache volume on the building host): it is CACHE_DIR
+	// itself, so nothing is restored or saved. It excludes CacheInPath and
+	// CacheOutPath. Empty means CACHE_DIR is a new directory of WorkDir,
+	// filled from CacheInPath.
+	CacheDir string
 	// Env holds the app's config vars. They are written to ENV_DIR, one file
 	// per variable, for bin/compile; they are not in the environment of the
 	// buildpacks. Names must match ^[A-Za-z_][A-Za-z0-9_]*$.
@@ -184,6 +194,14 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.CacheDir != "" {
+		if c.CacheInPath != "" || c.CacheOutPath != "" {
+			errs = append(errs, errors.New("a cache dir excludes the cache input and output paths"))
+		}
+		if !filepath.IsAbs(c.CacheDir) || strings.ContainsRune(c.CacheDir, 0) {
+			errs = append(errs, fmt.Errorf("cache dir %q is not an absolute path", c.CacheDir))
+		}
+	}
 	if c.MaxSlugSize < 0 {
 		errs = append(errs, fmt.Errorf("max slug size %d is negative", c.MaxSlugSize))
 	}
@@ -261,6 +279,7 @@ const (
 	EnvSlugOut        = "SLUG_OUT"
 	EnvCacheOut       = "CACHE_OUT"
 	EnvResultOut      = "RESULT_OUT"
+	EnvCacheDir       = "CACHE_DIR"
 	EnvBuildpackURL   = "BUILDPACK_URL"
 	EnvSlugMaxSize    = "SLUG_MAX_SIZE"
 	EnvCompileTimeout = "COMPILE_TIMEOUT"
@@ -278,6 +297,8 @@ const (
 //     ResultPath. Set to the empty string, CACHE_IN, CACHE_OUT and
 //     RESULT_OUT turn off restoring the cache, saving it and writing the
 //     result.
+//   - CACHE_DIR: Config.CacheDir; with it, CACHE_IN and CACHE_OUT default
+//     to empty.
 //   - CONFIG_VAR_<NAME>=value: the config var NAME (see EnvConfigVarPrefix).
 //   - BUILDPACK_URL, SLUG_MAX_SIZE (bytes), COMPILE_TIMEOUT (a Go duration
 //     such as "20m").
@@ -305,7 +326,7 @@ func ConfigFromEnv(environ []string) (Config, error) {
 			continue
 		}
 		switch k {
-		case EnvSource, EnvCacheIn, EnvSlugOut, EnvCacheOut, EnvResultOut,
+		case EnvSource, EnvCacheIn, EnvSlugOut, EnvCacheOut, EnvResultOut, EnvCacheDir,
 			EnvBuildpackURL, EnvSlugMaxSize, EnvCompileTimeout:
 			env[k] = v
 		default:
@@ -319,9 +340,14 @@ func ConfigFromEnv(environ []string) (Config, error) {
 		return def
 	}
 	c.SourcePath = path(EnvSource, SourcePath)
-	c.CacheInPath = path(EnvCacheIn, CacheInPath)
+	c.CacheDir = env[EnvCacheDir]
+	cacheIn, cacheOut := CacheInPath, CacheOutPath
+	if c.CacheDir != "" {
+		cacheIn, cacheOut = "", ""
+	}
+	c.CacheInPath = path(EnvCacheIn, cacheIn)
 	c.SlugPath = path(EnvSlugOut, SlugPath)
-	c.CacheOutPath = path(EnvCacheOut, CacheOutPath)
+	c.CacheOutPath = path(EnvCacheOut, cacheOut)
 	c.ResultPath = path(EnvResultOut, ResultPath)
 	c.BuildpackURL = env[EnvBuildpackURL]
 	if s := env[EnvSlugMaxSize]; s != "" {

@@ -27,6 +27,15 @@ func TestConfigFromEnv(t *testing.T) {
 			},
 		},
 		{
+			name:    "a kept cache dir",
+			environ: []string{"PATH=/usr/bin", "CACHE_DIR=/var/cache/gantry-build"},
+			want: Config{
+				SourcePath: SourcePath, CacheDir: "/var/cache/gantry-build", SlugPath: SlugPath, ResultPath: ResultPath,
+				Env: map[string]string{}, Environ: []string{"PATH=/usr/bin"},
+				AppDir: AppDir, WorkDir: WorkDir,
+			},
+		},
+		{
 			name: "everything set",
 			environ: []string{
 				"PATH=/usr/bin",
@@ -103,6 +112,8 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		{[]string{"CONFIG_VAR_1ABC=1"}, `config var name "1ABC"`},
 		{[]string{"CONFIG_VAR_A-B=1"}, `config var name "A-B"`},
 		{[]string{"BUILDPACK_URL=ssh://git@x/y"}, "refused buildpack URL"},
+		{[]string{"CACHE_DIR=/c", "CACHE_IN=/in/c.tgz"}, "a cache dir excludes the cache input and output paths"},
+		{[]string{"CACHE_DIR=relative/c"}, `cache dir "relative/c" is not an absolute path`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			_, err := ConfigFromEnv(tc.env)

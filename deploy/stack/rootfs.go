@@ -29,6 +29,11 @@ const (
 	appHome = "/app"
 )
 
+// BuildCacheDir is where build jobs mount their app's build-cache volume;
+// it is slugbuilder.CacheDir (this package cannot import slugbuilder, whose
+// tests import this package).
+const BuildCacheDir = "/var/cache/gantry-build"
+
 // chrootScript runs "$@" chrooted into $1. It runs in a private mount
 // namespace of its own and mounts there /proc, a tmpfs /dev with the usual
 // device nodes, /dev/pts and, when $2 is not empty, $2 on
@@ -99,6 +104,15 @@ func (b *build) configure(ctx context.Context, rootfs string) (string, error) {
 	}
 	if err := os.Chown(home, appUID, appUID); err != nil {
 		return "", fmt.Errorf("chown %s: %w", appHome, err)
+	}
+	// The build-cache volume of a build job takes the owner of the
+	// directory it is first mounted on: the app user, who builds.
+	cacheDir := filepath.Join(rootfs, BuildCacheDir)
+	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+		return "", fmt.Errorf("make %s: %w", BuildCacheDir, err)
+	}
+	if err := os.Chown(cacheDir, appUID, appUID); err != nil {
+		return "", fmt.Errorf("chown %s: %w", BuildCacheDir, err)
 	}
 	added, err := b.addHostCAs(ctx, rootfs)
 	if err != nil {

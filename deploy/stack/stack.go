@@ -72,7 +72,7 @@ var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 // DefaultVersion is the version of the base images this gantryd builds and
 // runs apps on. Bump it when the recipe of either image changes.
-const DefaultVersion = "bookworm-1"
+const DefaultVersion = "bookworm-2"
 
 // StackRef returns the reference of the stack image of version, e.g.
 // "gantry/stack:0.1.0".

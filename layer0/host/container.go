@@ -132,6 +132,7 @@ func validateFiles(s keyspace.JobSpec) []error {
 		}
 		targets[a.Path] = true
 	}
+	errs = append(errs, validateVolumes(s, targets)...)
 	for _, o := range s.Outputs {
 		if err := validateURL(o.URL); err != nil {
 			errs = append(errs, fmt.Errorf("output %s: %w", o.Path, err))
@@ -245,10 +246,11 @@ var droppedCaps = []string{"NET_RAW", "MKNOD", "AUDIT_WRITE"}
 
 // containerConfig builds the create request of a job: its limits, its
 // user, its environment with PORT, its port published on a free port of
-// advertise, the given read-only file mounts (artifacts, gantryd), and no
+// advertise, the given read-only file mounts (artifacts, gantryd) and
+// volumes (see volumeMounts), and no
 // privileges, capabilities or other host paths beyond Docker's defaults
 // minus droppedCaps.
-func containerConfig(cluster, host, advertise string, a keyspace.Assignment, files []fileMount) (*container.Config, *container.HostConfig) {
+func containerConfig(cluster, host, advertise string, a keyspace.Assignment, files []fileMount, volumes []mount.Mount) (*container.Config, *container.HostConfig) {
 	s := a.Spec
 	env := make([]string, 0, len(s.Env)+1)
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
@@ -303,6 +305,7 @@ func containerConfig(cluster, host, advertise string, a keyspace.Assignment, fil
 			ReadOnly: true,
 		})
 	}
+	hc.Mounts = append(hc.Mounts, volumes...)
 	attachConfig(s, cfg, hc)
 	if s.Port > 0 {
 		p := containerPort(s)

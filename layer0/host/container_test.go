@@ -81,7 +81,7 @@ func TestContainerConfig(t *testing.T) {
 		Env:         map[string]string{"B": "2", "A": "1", "PORT": "9999"},
 		StopTimeout: 1500 * time.Millisecond,
 	}}
-	cfg, hc := containerConfig("c1", "h1", "10.0.0.5", as, nil)
+	cfg, hc := containerConfig("c1", "h1", "10.0.0.5", as, nil, nil)
 	if want := []string{"A=1", "B=2", "PORT=5000"}; !slices.Equal(cfg.Env, want) {
 		t.Errorf("env = %q, want %q (sorted, PORT from the spec's port)", cfg.Env, want)
 	}
@@ -102,7 +102,7 @@ func TestContainerConfig(t *testing.T) {
 	}
 
 	as.Spec.Port = 0
-	cfg, hc = containerConfig("c1", "h1", "10.0.0.5", as, nil)
+	cfg, hc = containerConfig("c1", "h1", "10.0.0.5", as, nil, nil)
 	if slices.Contains(cfg.Env, "PORT=0") || !slices.Contains(cfg.Env, "PORT=9999") || len(hc.PortBindings) != 0 {
 		t.Errorf("job without a port: env %q, bindings %v", cfg.Env, hc.PortBindings)
 	}
@@ -113,7 +113,7 @@ func TestContainerConfig(t *testing.T) {
 	// A one-off build: its user, and its files mounted read-only.
 	as.Spec.User, as.Spec.OneOff = "1000:1000", true
 	files := []fileMount{{"/var/lib/gantry/gantryd", GantrydMountPath}, {"/state/artifacts/sha256-ab", "/tmp/src.tgz"}}
-	cfg, hc = containerConfig("c1", "h1", "10.0.0.5", as, files)
+	cfg, hc = containerConfig("c1", "h1", "10.0.0.5", as, files, nil)
 	if cfg.User != "1000:1000" {
 		t.Errorf("user = %q", cfg.User)
 	}
@@ -160,6 +160,24 @@ func TestValidateFiles(t *testing.T) {
 		{"artifact path twice", func(s *keyspace.JobSpec) { s.Artifacts = append(s.Artifacts, s.Artifacts[0]) }, false},
 		{"output path with a trailing slash", func(s *keyspace.JobSpec) { s.Outputs[0].Path = "/tmp/" }, false},
 		{"output URL not a URL", func(s *keyspace.JobSpec) { s.Outputs[0].URL = "::" }, false},
+		{"a volume", func(s *keyspace.JobSpec) {
+			s.App, s.Volumes = "demo", []keyspace.Volume{{Name: "build-cache", Path: "/var/cache/b"}}
+		}, true},
+		{"a volume of an app with a bad name", func(s *keyspace.JobSpec) {
+			s.Volumes = []keyspace.Volume{{Name: "build-cache", Path: "/var/cache/b"}}
+		}, false},
+		{"a volume name with an underscore", func(s *keyspace.JobSpec) {
+			s.App, s.Volumes = "demo", []keyspace.Volume{{Name: "build_cache", Path: "/var/cache/b"}}
+		}, false},
+		{"a volume at a relative path", func(s *keyspace.JobSpec) {
+			s.App, s.Volumes = "demo", []keyspace.Volume{{Name: "c", Path: "var/cache"}}
+		}, false},
+		{"a volume over an artifact", func(s *keyspace.JobSpec) {
+			s.App, s.Volumes = "demo", []keyspace.Volume{{Name: "c", Path: "/tmp/src.tgz"}}
+		}, false},
+		{"a volume twice", func(s *keyspace.JobSpec) {
+			s.App, s.Volumes = "demo", []keyspace.Volume{{Name: "c", Path: "/a"}, {Name: "c", Path: "/b"}}
+		}, false},
 		{"too many outputs", func(s *keyspace.JobSpec) {
 			for range maxFiles {
 				s.Outputs = append(s.Outputs, s.Outputs[0])

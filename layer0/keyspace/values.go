@@ -106,6 +106,9 @@ type JobSpec struct {
 	// /usr/local/bin/gantryd, for the in-container roles (slugbuilder,
 	// slugrunner).
 	MountGantryd bool `json:"mount_gantryd,omitempty"`
+	// Volumes are named volumes of the host, kept from one job to the next
+	// (an app's build cache), mounted read-write.
+	Volumes []Volume `json:"volumes,omitempty"`
 	// OneOff marks a job that runs to completion (a build, `gantry run`):
 	// when it exits it is down (status 0) or crashed, and it is never
 	// replaced. Its owner removes its formation when done with it.
@@ -140,6 +143,17 @@ type Artifact struct {
 	// Digest is "sha256:<hex>"; the fetched bytes must match it.
 	Digest string `json:"digest"`
 	// Path is the absolute path of the file inside the container.
+	Path string `json:"path"`
+}
+
+// Volume is a named volume of the host a job runs on. The agent creates it
+// on first use, scoped to the cluster and the job's app (two apps never
+// share one), and keeps it until the app's volumes are removed: a job on
+// another host finds that host's volume, or an empty one.
+type Volume struct {
+	// Name names the volume within the app: ^[a-z][a-z0-9-]{0,29}$.
+	Name string `json:"name"`
+	// Path is the absolute path of the mount in the container.
 	Path string `json:"path"`
 }
 

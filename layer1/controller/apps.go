@@ -116,6 +116,10 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 	if err := s.deleteAppBlobs(context.WithoutCancel(r.Context()), app); err != nil {
 		s.log.Warn("delete the blobs of a deleted app", "app", app, "err", err)
 	}
+	// Its build cache on the hosts goes too.
+	if err := s.deleteAppVolumes(context.WithoutCancel(r.Context()), app); err != nil {
+		s.log.Warn("delete the volumes of a deleted app", "app", app, "err", err)
+	}
 	// Its log goes too, so that a new app of the same name starts afresh.
 	if err := s.deleteAppLog(context.WithoutCancel(r.Context()), app); err != nil {
 		s.log.Warn("delete the log of a deleted app", "app", app, "err", err)

@@ -27,12 +27,11 @@ const (
 // deleting an app deletes its blobs by prefix.
 const (
 	slugsPrefix  = "slugs/"  // slugs/<app>/<build>.tgz, referenced by releases
-	cachesPrefix = "caches/" // caches/<app>/cache.tgz, the app's build cache
+	cachesPrefix = "caches/" // caches/<app>/cache.tgz, the build caches of earlier versions (now a volume)
 	buildsPrefix = "builds/" // builds/<app>/<build>/{source.tar,result.json}, deleted after the build
 )
 
 func slugPath(app, build string) string   { return slugsPrefix + app + "/" + build + ".tgz" }
-func cachePath(app string) string         { return cachesPrefix + app + "/cache.tgz" }
 func buildDir(app, build string) string   { return buildsPrefix + app + "/" + build + "/" }
 func sourcePath(app, build string) string { return buildDir(app, build) + "source.tar" }
 func resultPath(app, build string) string { return buildDir(app, build) + "result.json" }

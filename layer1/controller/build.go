@@ -40,6 +40,9 @@ const (
 	buildPIDs = 4096
 	// buildStopTimeout is the grace period of a cancelled build job.
 	buildStopTimeout = 5 * time.Second
+	// buildCacheVolume is the volume, on the building host, that keeps an
+	// app's build cache from one build to the next.
+	buildCacheVolume = "build-cache"
 	// placeTimeout bounds the wait for the scheduler to place a build job.
 	placeTimeout = 2 * time.Minute
 	// maxResultSize bounds the slugbuilder's result JSON.
@@ -331,18 +334,11 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 // runJob runs the build job and returns the slugbuilder's result, with
 // the slug stored.
 func (b *buildRun) runJob(ctx context.Context) (slugbuilder.Result, error) {
-	var cacheDigest string
-	switch c, err := b.blobs.Stat(ctx, cachePath(b.app)); {
-	case err == nil:
-		cacheDigest = c.Digest
-	case !errors.Is(err, blobstore.ErrNotFound):
-		return slugbuilder.Result{}, err
-	}
 	config, err := b.s.store.Config(ctx, b.app)
 	if err != nil {
 		return slugbuilder.Result{}, err
 	}
-	spec := b.jobSpec(config, cacheDigest)
+	spec := b.jobSpec(config)
 	ctx, cancel := context.WithTimeout(ctx, b.s.cfg.buildTimeout())
 	defer cancel()
 	key := b.s.space.Formation(b.app, spec.Release, BuildType)
@@ -367,9 +363,10 @@ func (b *buildRun) runJob(ctx context.Context) (slugbuilder.Result, error) {
 }
 
 // jobSpec is the build job: `gantryd slugbuilder` on the builder image, as
-// the image's unprivileged user, with the source and the previous cache
-// mounted and the slug, the new cache and the result uploaded afterwards.
-func (b *buildRun) jobSpec(config map[string]string, cacheDigest string) keyspace.JobSpec {
+// the image's unprivileged user, with the source mounted, the app's
+// build-cache volume of the building host as its CACHE_DIR, and the slug
+// and the result uploaded afterwards.
+func (b *buildRun) jobSpec(config map[string]string) keyspace.JobSpec {
 	cfg := b.s.cfg
 	env := map[string]string{}
 	maps.Copy(env, cfg.BuildEnv)
@@ -381,10 +378,8 @@ func (b *buildRun) jobSpec(config map[string]string, cacheDigest string) keyspac
 	if u, ok := config[slugbuilder.EnvBuildpackURL]; ok {
 		env[slugbuilder.EnvBuildpackURL] = u
 	}
+	env[slugbuilder.EnvCacheDir] = slugbuilder.CacheDir
 	artifacts := []keyspace.Artifact{{URL: cfg.blobURL(b.source.Path), Digest: b.source.Digest, Path: slugbuilder.SourcePath}}
-	if cacheDigest != "" {
-		artifacts = append(artifacts, keyspace.Artifact{URL: cfg.blobURL(cachePath(b.app)), Digest: cacheDigest, Path: slugbuilder.CacheInPath})
-	}
 	return keyspace.JobSpec{
 		App:         b.app,
 		Release:     buildReleasePrefix + b.id,
@@ -398,9 +393,9 @@ func (b *buildRun) jobSpec(config map[string]string, cacheDigest string) keyspac
 		Artifacts:   artifacts,
 		Outputs: []keyspace.Output{
 			{Path: slugbuilder.SlugPath, URL: cfg.blobURL(slugPath(b.app, b.id))},
-			{Path: slugbuilder.CacheOutPath, URL: cfg.blobURL(cachePath(b.app)), Optional: true},
 			{Path: slugbuilder.ResultPath, URL: cfg.blobURL(resultPath(b.app, b.id))},
 		},
+		Volumes:      []keyspace.Volume{{Name: buildCacheVolume, Path: slugbuilder.CacheDir}},
 		MountGantryd: true,
 		OneOff:       true,
 	}

@@ -120,13 +120,12 @@ type phase struct {
 // pushPhases are the steps of a push, in order, as the push output and
 // the gantryd log show them.
 var pushPhases = []phase{
-	{name: "build job: schedule, fetch source and cache, start container", source: "gantryd", marks: []string{`msg="container started"`}, also: []string{"type=build"}},
-	{name: "builder start, unpack source, restore cache", source: "push", marks: []string{"Restored build cache", "No build cache yet"}},
+	{name: "build job: schedule, fetch source, start container", source: "gantryd", marks: []string{`msg="container started"`}, also: []string{"type=build"}},
+	{name: "builder start, unpack source", source: "push", marks: []string{"Using the build cache kept on this host", "No build cache yet"}},
 	{name: "detect, toolchain from the cache", source: "push", marks: []string{"Building main packages"}},
 	{name: "go build", source: "push", marks: []string{"Built bin/"}},
 	{name: "compress the slug", source: "push", marks: []string{"Compiled slug size"}},
-	{name: "save the cache", source: "push", marks: []string{"Saved build cache", "Build cache unchanged"}},
-	{name: "copy out and upload slug, cache, result", source: "gantryd", marks: []string{`msg="one-off job done"`}},
+	{name: "copy out and upload slug and result", source: "gantryd", marks: []string{`msg="one-off job done"`}},
 	{name: "create the release", source: "push", marks: []string{"Creating release"}},
 	{name: "deploy: schedule, fetch slug, start container", source: "gantryd", marks: []string{`msg="container started"`}, also: []string{"type=web"}},
 	{name: "unpack slug, start app, health check", source: "gantryd", marks: []string{`msg="job up"`}, also: []string{"type=web"}},
