@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
@@ -163,7 +164,7 @@ func CleanupContainers(t testing.TB, docker *client.Client, cluster string) {
 }
 
 // RemoveContainers force-removes every container labelled with the given
-// cluster ID now.
+// cluster ID now, then the cluster's volumes (the apps' build caches).
 func RemoveContainers(ctx context.Context, docker *client.Client, cluster string) error {
 	lctx, cancel := context.WithTimeout(ctx, dockerTimeout)
 	list, err := docker.ContainerList(lctx, container.ListOptions{
@@ -178,6 +179,28 @@ func RemoveContainers(ctx context.Context, docker *client.Client, cluster string
 	for _, c := range list {
 		if err := removeContainer(ctx, docker, c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove container %s: %w", c.ID, err))
+		}
+	}
+	if err := removeVolumes(ctx, docker, cluster); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// removeVolumes removes every volume labelled with the given cluster ID.
+func removeVolumes(ctx context.Context, docker *client.Client, cluster string) error {
+	ctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	defer cancel()
+	list, err := docker.VolumeList(ctx, volume.ListOptions{
+		Filters: filters.NewArgs(filters.Arg("label", keyspace.LabelCluster+"="+cluster)),
+	})
+	if err != nil {
+		return fmt.Errorf("list volumes: %w", err)
+	}
+	var errs []error
+	for _, v := range list.Volumes {
+		if err := docker.VolumeRemove(ctx, v.Name, true); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove volume %s: %w", v.Name, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer0/keyspace"
@@ -45,6 +46,26 @@ func TestDockerHelpers(t *testing.T) {
 		}
 	}
 
+	for _, cluster := range []string{mine, other} {
+		if _, err := docker.VolumeCreate(ctx, volume.CreateOptions{
+			Name: "gantry_" + cluster + "_app_cache", Labels: map[string]string{keyspace.LabelCluster: cluster},
+		}); err != nil {
+			t.Fatalf("create volume: %v", err)
+		}
+	}
+	volumes := func(cluster string) int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		list, err := docker.VolumeList(ctx, volume.ListOptions{
+			Filters: filters.NewArgs(filters.Arg("label", keyspace.LabelCluster+"="+cluster)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(list.Volumes)
+	}
+
 	count := func(cluster string) int {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -69,6 +90,9 @@ func TestDockerHelpers(t *testing.T) {
 	}
 	if got := count(other); got != 1 {
 		t.Errorf("containers of another cluster after removal = %d, want 1 (untouched)", got)
+	}
+	if got, gotOther := volumes(mine), volumes(other); got != 0 || gotOther != 1 {
+		t.Errorf("volumes after removal: %d of %s (want 0), %d of another cluster (want 1)", got, mine, gotOther)
 	}
 }
 

@@ -241,7 +241,24 @@ func (p *platform) stopNow() {
 		}
 		return
 	}
-	removeContainers(context.Background(), "gantry.cluster="+strings.TrimSpace(string(cluster)))
+	label := "gantry.cluster=" + strings.TrimSpace(string(cluster))
+	removeContainers(context.Background(), label)
+	removeVolumes(context.Background(), label)
+}
+
+// removeVolumes removes every volume carrying label (key=value): the apps'
+// build caches.
+func removeVolumes(ctx context.Context, label string) {
+	out, err := sh(ctx, "docker", "volume", "ls", "-q", "--filter", "label="+label)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench-deploy: list volumes: %v\n", err)
+		return
+	}
+	if names := strings.Fields(out); len(names) > 0 {
+		if _, err := sh(ctx, "docker", append([]string{"volume", "rm", "-f"}, names...)...); err != nil {
+			fmt.Fprintf(os.Stderr, "bench-deploy: remove volumes: %v\n", err)
+		}
+	}
 }
 
 // removeContainers removes every container carrying label (key=value).
