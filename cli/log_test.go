@@ -12,7 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer1/controller"
-	"github.com/gantryhq/gantry/layer1/logaggregator"
+	"github.com/gantryhq/gantry/layer1/logaggregator/logaggtest"
 	logtypes "github.com/gantryhq/gantry/layer1/logaggregator/types"
 )
 
@@ -77,32 +77,14 @@ func TestParseSince(t *testing.T) {
 // URL, an admin token and the aggregator's URL.
 func startLogPlatform(t *testing.T) (url, token, logURL string) {
 	t.Helper()
-	agg, err := logaggregator.New(logaggregator.Config{DataDir: t.TempDir(), Token: "host-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	aln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		agg.Close()
-		t.Fatal(err)
-	}
-	actx, acancel := context.WithCancel(context.Background())
-	adone := make(chan error, 1)
-	go func() { adone <- agg.Serve(actx, aln) }()
-	t.Cleanup(func() {
-		acancel()
-		if err := <-adone; err != nil {
-			t.Errorf("aggregator: %v", err)
-		}
-		agg.Close()
-	})
-	logURL = "http://" + aln.Addr().String()
+	logURL = logaggtest.Start(t, "host-token")
 
 	db := testenv.NewDatabase(t)
 	if err := controller.Migrate(t.Context(), db, nil); err != nil {
 		t.Fatal(err)
 	}
-	if token, err = controller.CreateAdminToken(t.Context(), db); err != nil {
+	token, err := controller.CreateAdminToken(t.Context(), db)
+	if err != nil {
 		t.Fatal(err)
 	}
 	srv, err := controller.New(controller.Config{

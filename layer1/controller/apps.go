@@ -174,7 +174,7 @@ func (s *Server) updateConfig(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	app := r.PathValue("app")
-	change, err := s.store.UpdateConfig(r.Context(), app, changes, configDescription(names, changes))
+	change, err := s.store.UpdateConfig(r.Context(), app, changes, configChange("env ", names, changes))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -183,7 +183,7 @@ func (s *Server) updateConfig(w http.ResponseWriter, r *http.Request) {
 		// The new release is deployed like any other.
 		s.log.Info("release created", "app", app, "release", change.Release.Version,
 			"description", change.Release.Description, "deployment", change.Deployment.Status)
-		s.events.emit(app, configEvent(names, changes))
+		s.events.emit(app, configChange("", names, changes))
 		s.deploymentMade(w, r, app, change.Deployment)
 	}
 	writeJSON(w, http.StatusOK, change.Config)
@@ -216,9 +216,11 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rel)
 }
 
-// configDescription says what a config change did, for the release it
-// makes: "env set A, B; env unset C".
-func configDescription(names []string, changes map[string]*string) string {
+// configChange says what a config change of the names did, each verb
+// after prefix: with prefix "env ", "env set A, B; env unset C", the
+// description of the release it makes; with "", "set A, B; unset C", its
+// event in the app's log.
+func configChange(prefix string, names []string, changes map[string]*string) string {
 	var set, unset []string
 	for _, name := range names {
 		if changes[name] == nil {
@@ -229,10 +231,10 @@ func configDescription(names []string, changes map[string]*string) string {
 	}
 	var parts []string
 	if len(set) > 0 {
-		parts = append(parts, "env set "+strings.Join(set, ", "))
+		parts = append(parts, prefix+"set "+strings.Join(set, ", "))
 	}
 	if len(unset) > 0 {
-		parts = append(parts, "env unset "+strings.Join(unset, ", "))
+		parts = append(parts, prefix+"unset "+strings.Join(unset, ", "))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -185,24 +185,3 @@ func restartEvent(typ string) string {
 	}
 	return "restarting " + typ
 }
-
-// configEvent is the app's log event of a config change: "set FOO, BAR",
-// "unset BAZ", or both separated by "; ". Names are sorted.
-func configEvent(names []string, changes map[string]*string) string {
-	var set, unset []string
-	for _, name := range names {
-		if changes[name] == nil {
-			unset = append(unset, name)
-		} else {
-			set = append(set, name)
-		}
-	}
-	var parts []string
-	if len(set) > 0 {
-		parts = append(parts, "set "+strings.Join(set, ", "))
-	}
-	if len(unset) > 0 {
-		parts = append(parts, "unset "+strings.Join(unset, ", "))
-	}
-	return strings.Join(parts, "; ")
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,36 +12,10 @@ import (
 
 	"github.com/gantryhq/gantry/layer1/controller"
 	"github.com/gantryhq/gantry/layer1/controller/types"
-	"github.com/gantryhq/gantry/layer1/logaggregator"
 	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
+	"github.com/gantryhq/gantry/layer1/logaggregator/logaggtest"
 	logtypes "github.com/gantryhq/gantry/layer1/logaggregator/types"
 )
-
-// startAggregator serves a real log aggregator on a loopback port until the
-// test ends, with the controller tests' host token, and returns its URL.
-func startAggregator(t *testing.T) string {
-	t.Helper()
-	srv, err := logaggregator.New(logaggregator.Config{DataDir: t.TempDir(), Token: "host-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		srv.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("aggregator: %v", err)
-		}
-		srv.Close()
-	})
-	return "http://" + ln.Addr().String()
-}
 
 // logMsgs reads the app's whole log through the controller.
 func logMsgs(t *testing.T, a *api, app string, q logtypes.Query) []string {
@@ -60,7 +33,7 @@ func logMsgs(t *testing.T, a *api, app string, q logtypes.Query) []string {
 
 func TestAppLog(t *testing.T) {
 	t.Parallel()
-	logURL := startAggregator(t)
+	logURL := logaggtest.Start(t, "host-token")
 	shipper, err := logclient.NewShipper(logclient.ShipperConfig{URL: logURL, Token: "host-token"})
 	if err != nil {
 		t.Fatal(err)

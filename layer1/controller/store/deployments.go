@@ -400,25 +400,33 @@ func (s *Store) ListDeployments(ctx context.Context, app string, limit int) ([]D
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT id::text FROM deployments WHERE app_id = $1 ORDER BY created_at DESC, id LIMIT $2`, appID, limit)
-		if err != nil {
-			return err
-		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			d, err := getDeployment(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			out = append(out, d)
-		}
-		return nil
+		out, err = deploymentsOf(ctx, tx, `SELECT id::text FROM deployments WHERE app_id = $1 ORDER BY created_at DESC, id LIMIT $2`, appID, limit)
+		return err
 	})
 	if err != nil {
 		return nil, appErr("list the deployments of app", app, err)
+	}
+	return out, nil
+}
+
+// deploymentsOf returns the deployments whose IDs query selects, in its
+// order.
+func deploymentsOf(ctx context.Context, tx pgx.Tx, query string, args ...any) ([]Deployment, error) {
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Deployment, 0, len(ids))
+	for _, id := range ids {
+		d, err := getDeployment(ctx, tx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }
@@ -430,22 +438,9 @@ func (s *Store) ActiveDeployments(ctx context.Context) ([]Deployment, error) {
 	defer cancel()
 	var out []Deployment
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id::text FROM deployments WHERE status IN ('running', 'rolling_back') ORDER BY created_at, id`)
-		if err != nil {
-			return err
-		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			d, err := getDeployment(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			out = append(out, d)
-		}
-		return nil
+		var err error
+		out, err = deploymentsOf(ctx, tx, `SELECT id::text FROM deployments WHERE status IN ('running', 'rolling_back') ORDER BY created_at, id`)
+		return err
 	})
 	return out, wrap("list the active deployments", err)
 }
