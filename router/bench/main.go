@@ -11,7 +11,7 @@
 // listens on 127.0.0.1 and is stopped, and its temporary directory removed,
 // at the end, also on an error or Ctrl-C.
 //
-//	go run ./router/bench [-duration 15s] [-rounds 3] [-connections 64] [-threads 2] [-access-log=true]
+//	go run ./router/bench [-duration 15s] [-rounds 3] [-connections 64] [-threads 2] [-access-log=true] [-app-log]
 //	    [-router-cpuprofile cpu.out] [-router-memprofile allocs.out]
 //
 // The same binary also runs the backend and the router as child processes
@@ -54,6 +54,8 @@ import (
 	"github.com/gantryhq/gantry/deploy/etcdserver"
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/logaggregator"
+	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
 	"github.com/gantryhq/gantry/router"
 	"github.com/gantryhq/gantry/router/types"
 )
@@ -70,12 +72,15 @@ func main() {
 	listen := flag.String("listen", "", "internal: listen address of the backend or router")
 	etcdURL := flag.String("etcd", "", "internal: etcd endpoint for the router")
 	accessPath := flag.String("access-file", "", "internal: router access log file")
+	logURL := flag.String("log-url", "", "internal: the log aggregator the router ships its app lines to")
+	dataDir := flag.String("data", "", "internal: the log aggregator's data dir")
 	duration := flag.Duration("duration", 15*time.Second, "wrk duration per target and round")
 	rounds := flag.Int("rounds", 3, "rounds; each measures every target once, in a rotating order")
 	warmup := flag.Duration("warmup", 3*time.Second, "wrk warm-up per target before the first round, not measured")
 	conns := flag.Int("connections", 64, "wrk connections")
 	threads := flag.Int("threads", 2, "wrk threads")
 	accessLog := flag.Bool("access-log", true, "access log on for both the router and nginx (buffered, to a file); false turns it off for both")
+	appLog := flag.Bool("app-log", false, "the router also ships its line for each request to a log aggregator in a process of its own, as under gantryd up")
 	cpuProfile := flag.String("router-cpuprofile", "", "write a CPU profile of the router process to this file")
 	memProfile := flag.String("router-memprofile", "", "write an allocation profile of the router process to this file")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary (looked up in PATH, then /usr/sbin)")
@@ -89,10 +94,12 @@ func main() {
 	case "backend":
 		err = runBackend(ctx, *listen)
 	case "router":
-		err = runRouter(ctx, *listen, *etcdURL, *accessPath, *cpuProfile, *memProfile)
+		err = runRouter(ctx, *listen, *etcdURL, *accessPath, *logURL, *cpuProfile, *memProfile)
+	case "logaggregator":
+		err = runAggregator(ctx, *listen, *dataDir)
 	case "":
 		err = orchestrate(ctx, benchConfig{duration: *duration, rounds: *rounds, warmup: *warmup, conns: *conns, threads: *threads,
-			accessLog: *accessLog, cpuProfile: *cpuProfile, memProfile: *memProfile, nginx: *nginxBin, hold: *hold})
+			accessLog: *accessLog, appLog: *appLog, cpuProfile: *cpuProfile, memProfile: *memProfile, nginx: *nginxBin, hold: *hold})
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
@@ -127,7 +134,7 @@ func runBackend(ctx context.Context, addr string) error {
 // runRouter runs Gantry's router against the benchmark's etcd. The CPU
 // profile covers the router's whole life (it is idle while the other
 // targets are measured); the allocation profile is written at the end.
-func runRouter(ctx context.Context, addr, endpoint, accessPath, cpuProfile, memProfile string) error {
+func runRouter(ctx context.Context, addr, endpoint, accessPath, logURL, cpuProfile, memProfile string) error {
 	if memProfile != "" {
 		defer writeAllocs(memProfile)
 	}
@@ -163,7 +170,34 @@ func runRouter(ctx context.Context, addr, endpoint, accessPath, cpuProfile, memP
 		defer f.Close()
 		cfg.AccessLog = f
 	}
+	if logURL != "" {
+		shipper, err := logclient.NewShipper(logclient.ShipperConfig{URL: logURL, Token: aggregatorToken, Logger: cfg.Logger})
+		if err != nil {
+			return err
+		}
+		defer shipper.Close()
+		cfg.AppLog = shipper
+	}
 	return router.Run(ctx, cfg)
+}
+
+// aggregatorToken is the token of the benchmark's log aggregator.
+const aggregatorToken = "bench-token"
+
+// runAggregator serves a log aggregator with its data in dir until ctx is
+// done.
+func runAggregator(ctx context.Context, addr, dir string) error {
+	srv, err := logaggregator.New(logaggregator.Config{DataDir: dir, Token: aggregatorToken,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ctx, ln)
 }
 
 // writeAllocs writes the allocation profile (every allocation sampled
@@ -183,7 +217,7 @@ func writeAllocs(file string) {
 type benchConfig struct {
 	duration, warmup       time.Duration
 	rounds, conns, threads int
-	accessLog              bool
+	accessLog, appLog      bool
 	cpuProfile, memProfile string
 	nginx                  string
 	hold                   bool
@@ -220,7 +254,7 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 	if err != nil {
 		return err
 	}
-	ports, err := freePorts(5)
+	ports, err := freePorts(6)
 	if err != nil {
 		return err
 	}
@@ -246,7 +280,7 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 		return err
 	}
 	defer stopBackend()
-	if err := waitHTTP(ctx, backendAddr, ""); err != nil {
+	if err := waitHTTP(ctx, backendAddr, "", "/"); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
 
@@ -256,6 +290,19 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 	}
 
 	routerArgs := []string{"-role", "router", "-listen", routerAddr, "-etcd", ports[3]}
+	if bc.appLog {
+		aggAddr := ports[5]
+		fmt.Printf("==> log aggregator on %s (the router ships its app lines to it)\n", aggAddr)
+		_, stopAgg, err := startChild(ctx, dir, "logaggregator", self, "-role", "logaggregator", "-listen", aggAddr, "-data", filepath.Join(dir, "logs"))
+		if err != nil {
+			return err
+		}
+		defer stopAgg()
+		if err := waitHTTP(ctx, aggAddr, "", "/healthz"); err != nil {
+			return fmt.Errorf("log aggregator: %w", err)
+		}
+		routerArgs = append(routerArgs, "-log-url", "http://"+aggAddr)
+	}
 	for flagName, file := range map[string]string{"-router-cpuprofile": bc.cpuProfile, "-router-memprofile": bc.memProfile} {
 		if file == "" {
 			continue
@@ -278,7 +325,7 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 		return err
 	}
 	defer stopRouter()
-	if err := waitHTTP(ctx, routerAddr, domain); err != nil {
+	if err := waitHTTP(ctx, routerAddr, domain, "/"); err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
 
@@ -292,7 +339,7 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 		return err
 	}
 	defer stopNginx()
-	if err := waitHTTP(ctx, nginxAddr, domain); err != nil {
+	if err := waitHTTP(ctx, nginxAddr, domain, "/"); err != nil {
 		return fmt.Errorf("nginx: %w (see %s)", err, filepath.Join(dir, "nginx-error.log"))
 	}
 
@@ -539,13 +586,13 @@ func startChild(ctx context.Context, dir, name, bin string, args ...string) (int
 	}, nil
 }
 
-// waitHTTP polls addr until a GET with host answers 200.
-func waitHTTP(ctx context.Context, addr, host string) error {
+// waitHTTP polls addr until a GET of path with host answers 200.
+func waitHTTP(ctx context.Context, addr, host, path string) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(20 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 		if host != "" {
 			req.Host = host
 		}

@@ -39,6 +39,11 @@ const (
 	streamAge = 30 * time.Second
 	// streamLines ends a stream that carried this many lines.
 	streamLines = 5000
+	// streamLinger is the pause after each write to a stream, so that the
+	// lines of a busy shipper (the router's, one per request) go out in
+	// batches rather than one system call each; a line that comes after a
+	// quiet spell goes at once.
+	streamLinger = 10 * time.Millisecond
 	// streamTimeout bounds one stream from its start to its answer.
 	streamTimeout = streamAge + 30*time.Second
 	// dialTimeout and headerTimeout bound connecting and the answer once
@@ -320,6 +325,10 @@ func (s *Shipper) stream() (int, error) {
 				break
 			}
 			idle.Reset(streamIdle)
+			select {
+			case <-time.After(streamLinger):
+			case <-ctx.Done():
+			}
 			continue
 		}
 		if closing {
