@@ -432,10 +432,12 @@ func testOneOff(t *testing.T, f *fixture) {
 	late.Env = map[string]string{"EXIT_AFTER": "4s", "EXIT_CODE": "0"}
 	e.assign("h1", "job-late", late)
 	var lateID string
-	waitFor(t, "the container of job-late", func() (bool, string) {
+	// Up, not only created: a container the agent created but had not
+	// started when it stopped would never exit.
+	waitFor(t, "the container of job-late to run", func() (bool, string) {
 		st, _ := e.jobState("job-late")
 		lateID = st.ContainerID
-		return lateID != "", fmt.Sprintf("%+v", st)
+		return lateID != "" && st.State == keyspace.StateUp, fmt.Sprintf("%+v", st)
 	})
 	gets, puts := blobs.counts()
 	before, _, _ := e.hostRecord("h1")
