@@ -280,27 +280,11 @@ func (c *Client) Build(ctx context.Context, app, commit string, source io.Reader
 	if commit != "" {
 		path += "?" + url.Values{"commit": {commit}}.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, source)
+	resp, err := c.openStream(ctx, http.MethodPost, path, "application/x-ndjson", "application/x-tar", source)
 	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", path, err)
-	}
-	req.Header.Set("Content-Type", "application/x-tar")
-	req.Header.Set("Accept", "application/x-ndjson")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.stream.Do(req)
-	if err != nil {
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) {
-			err = urlErr.Err
-		}
-		return nil, fmt.Errorf("cannot reach the controller at %s: %w", c.base, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		return nil, decodeError(resp)
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), maxEventLine)
 	for sc.Scan() {
@@ -341,45 +325,85 @@ func appPath(app string) string {
 // do sends a request with body as JSON (nil: no body) and decodes a
 // successful answer into out (nil: ignored).
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	_, err := c.doHeader(ctx, method, path, body, out)
+	return err
+}
+
+// doHeader is do that also returns the answer's header.
+func (c *Client) doHeader(ctx context.Context, method, path string, body, out any) (http.Header, error) {
 	var reqBody io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
+			return nil, fmt.Errorf("%s %s: encode request: %w", method, path, err)
 		}
 		reqBody = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, reqBody)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		// url.Error repeats the method and URL; keep the cause only.
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) {
-			err = urlErr.Err
-		}
-		return fmt.Errorf("cannot reach the controller at %s: %w", c.base, err)
+		return nil, transportErr(c.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
-		return decodeError(resp)
+		return nil, decodeError(resp)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
-		return nil
+		return resp.Header, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decode the answer: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: decode the answer: %w", method, path, err)
 	}
-	return nil
+	return resp.Header, nil
+}
+
+// openStream sends a request whose answer is a stream (NDJSON, server-sent
+// events) on the client without a timeout, and returns the answer of a
+// success; the caller closes its body. contentType is body's, "" for none.
+func (c *Client) openStream(ctx context.Context, method, path, accept, contentType string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", accept)
+	c.authorize(req)
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		return nil, transportErr(c.base, err)
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+// authorize adds the client's token to req.
+func (c *Client) authorize(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+}
+
+// transportErr says that the controller at base could not be reached;
+// url.Error repeats the method and URL, so only its cause is kept.
+func transportErr(base string, err error) error {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	return fmt.Errorf("cannot reach the controller at %s: %w", base, err)
 }
 
 // decodeError turns an error answer into a *types.Error. An answer without

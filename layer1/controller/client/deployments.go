@@ -2,7 +2,6 @@ package client
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,22 +98,11 @@ func (c *Client) UpdateConfigDeployment(ctx context.Context, app string, changes
 // stream that breaks off (e.g. the controller restarts) is an error.
 func (c *Client) FollowDeployment(ctx context.Context, app, id string, progress func(types.Deployment)) (*types.Deployment, error) {
 	path := deploymentPath(app, id) + "/events"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	resp, err := c.openStream(ctx, http.MethodGet, path, "text/event-stream", "", nil)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.stream.Do(req)
-	if err != nil {
-		return nil, transportErr(c.base, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		return nil, decodeError(resp)
-	}
 	var last *types.Deployment
 	err = ReadEvents(resp.Body, func(ev Event) error {
 		if ev.Event != types.DeploymentEventProgress && ev.Event != types.DeploymentEventEnd {
@@ -194,42 +182,4 @@ func ReadEvents(r io.Reader, fn func(Event) error) error {
 		return fmt.Errorf("read the event stream: %w", err)
 	}
 	return nil
-}
-
-// doHeader is do that also returns the answer's header.
-func (c *Client) doHeader(ctx context.Context, method, path string, body, out any) (http.Header, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: encode request: %w", method, path, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, transportErr(c.base, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		return nil, decodeError(resp)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return nil, fmt.Errorf("%s %s: decode the answer: %w", method, path, err)
-	}
-	return resp.Header, nil
-}
-
-// transportErr says that the controller at base could not be reached.
-func transportErr(base string, err error) error {
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		err = urlErr.Err
-	}
-	return fmt.Errorf("cannot reach the controller at %s: %w", base, err)
 }

@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 
 	logtypes "github.com/gantryhq/gantry/layer1/logaggregator/types"
 )
@@ -27,26 +25,11 @@ func (c *Client) Log(ctx context.Context, app string, q logtypes.Query, fn func(
 		defer cancel()
 	}
 	path := appPath(app) + "/log?" + q.Values().Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	resp, err := c.openStream(ctx, http.MethodGet, path, "application/x-ndjson", "", nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	req.Header.Set("Accept", "application/x-ndjson")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.stream.Do(req)
-	if err != nil {
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) {
-			err = urlErr.Err
-		}
-		return fmt.Errorf("cannot reach the controller at %s: %w", c.base, err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		return decodeError(resp)
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), maxLogLine)
 	for sc.Scan() {

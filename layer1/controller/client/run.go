@@ -47,12 +47,10 @@ func (c *Client) Run(ctx context.Context, app string, req types.RunRequest) (*at
 		return nil, "", fmt.Errorf("POST %s: %w", path, err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+c.token)
-	}
+	c.authorize(hreq)
 	conn, resp, err := attach.Dial(ctx, hreq, runHandshakeTimeout)
 	if err != nil {
-		return nil, "", fmt.Errorf("cannot reach the controller at %s: %w", c.base, err)
+		return nil, "", transportErr(c.base, err)
 	}
 	if conn == nil {
 		return nil, "", decodeError(resp)
