@@ -96,7 +96,27 @@ func newPlatform(t *testing.T, extraArgs ...string) *platform {
 		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
 	}
 	gantryd, gantry := buildBinaries(t)
-	p := &platform{t: t, gantryd: gantryd, gantry: gantry, data: t.TempDir(), home: t.TempDir()}
+	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir()}
+	t.Cleanup(p.stop)
+	// A free port can be taken by another test between its pick and
+	// gantryd's bind: then new ports, in a new data dir.
+	for attempt := 1; ; attempt++ {
+		p.pickAddrs(extraArgs)
+		err := p.tryStart()
+		if err == nil {
+			return p
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("gantryd could not bind a port picked for it, trying other ports: %v", err)
+	}
+}
+
+// pickAddrs chooses free ports and a new data dir for gantryd up.
+func (p *platform) pickAddrs(extraArgs []string) {
+	t := p.t
+	p.data = t.TempDir()
 	api := testenv.FreeAddr(t)
 	http := testenv.FreeAddr(t)
 	p.httpsAddr = testenv.FreeAddr(t)
@@ -114,45 +134,48 @@ func newPlatform(t *testing.T, extraArgs ...string) *platform {
 	p.args = append(p.args, extraArgs...)
 	p.apiURL = "http://" + api
 	p.httpURL = "http://" + http
-	p.start()
-	t.Cleanup(p.stop)
-	return p
 }
 
 // start runs gantryd up and waits until admin.env exists and the API is
 // healthy.
 func (p *platform) start() {
 	p.t.Helper()
+	if err := p.tryStart(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// tryStart is start that returns what went wrong.
+func (p *platform) tryStart() error {
 	w := &syncWriter{buf: &bytes.Buffer{}}
 	p.logs = w
-	p.cmd = exec.Command(p.gantryd, p.args...)
-	p.cmd.Env = append(os.Environ(), "HOME="+p.home)
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("start gantryd: %v", err)
+	cmd := exec.Command(p.gantryd, p.args...)
+	cmd.Env = append(os.Environ(), "HOME="+p.home)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start gantryd: %v", err)
 	}
-	p.done = make(chan error, 1)
-	go func() { p.done <- p.cmd.Wait() }()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
 
 	deadline := time.Now().Add(90 * time.Second)
-	for {
+	for !p.healthy() {
 		select {
-		case err := <-p.done:
-			p.done <- err
-			p.t.Fatalf("gantryd exited while starting: %v\n%s", err, w.String())
+		case err := <-done:
+			return fmt.Errorf("gantryd exited while starting: %v\n%s", err, w.String())
 		default:
 		}
-		if p.healthy() {
-			break
-		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("gantryd not up after 90s:\n%s", w.String())
+			cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("gantryd not up after 90s:\n%s", w.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	p.cmd, p.done = cmd, done
 	env, err := os.ReadFile(filepath.Join(p.data, "admin.env"))
 	if err != nil {
-		p.t.Fatalf("admin.env: %v", err)
+		return fmt.Errorf("admin.env: %v", err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(env))
 	for sc.Scan() {
@@ -160,12 +183,13 @@ func (p *platform) start() {
 			p.token = v
 		}
 		if v, ok := strings.CutPrefix(sc.Text(), "GANTRY_URL="); ok && v != p.apiURL {
-			p.t.Fatalf("admin.env GANTRY_URL=%s, want %s", v, p.apiURL)
+			return fmt.Errorf("admin.env GANTRY_URL=%s, want %s", v, p.apiURL)
 		}
 	}
 	if p.token == "" {
-		p.t.Fatalf("admin.env has no token:\n%s", env)
+		return fmt.Errorf("admin.env has no token:\n%s", env)
 	}
+	return nil
 }
 
 func (p *platform) healthy() bool {
