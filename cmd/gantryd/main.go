@@ -39,7 +39,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"GANTRY_LOG_LEVEL"}},
 		},
-		Commands: []*cli.Command{upCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(), gitreceiverCommand(), logaggregatorCommand()},
+		Commands: []*cli.Command{upCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(), gitreceiverCommand(), logaggregatorCommand()},
 	}
 	if err := app.RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "gantryd: %v\n", err)

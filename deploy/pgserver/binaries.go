@@ -104,3 +104,19 @@ func versionOf(binDir string) []int {
 	}
 	return v
 }
+
+// Tool returns the path of one of PostgreSQL's client programs (pg_dump,
+// pg_restore, vacuumlo, ...) of the same version as the server binaries:
+// the one next to the real postgres binary (symbolic links resolved). It
+// returns an error wrapping ErrNoBinaries when that directory lacks it.
+func (b Binaries) Tool(name string) (string, error) {
+	dir := filepath.Dir(b.Postgres)
+	if real, err := filepath.EvalSymlinks(b.Postgres); err == nil {
+		dir = filepath.Dir(real)
+	}
+	p := filepath.Join(dir, name)
+	if !isExecutable(p) {
+		return "", fmt.Errorf("%s: %w", p, ErrNoBinaries)
+	}
+	return p, nil
+}

@@ -349,14 +349,27 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 
 // URL returns a pgx connection string for database db on the server's unix
 // socket, as the superuser.
-func (s *Server) URL(db string) string {
+func (s *Server) URL(db string) string { return SocketURL(s.dir, db) }
+
+// SocketURL returns the connection string for database db, as the
+// superuser, of the server whose directory (Config.Dir) is dir, whichever
+// process started it. It works with pgx and with libpq's programs
+// (pg_dump, pg_restore).
+func SocketURL(dir, db string) string {
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.User(Superuser),
 		Path:     "/" + db,
-		RawQuery: url.Values{"host": {s.dir}, "sslmode": {"disable"}}.Encode(),
+		RawQuery: url.Values{"host": {dir}, "sslmode": {"disable"}}.Encode(),
 	}
 	return u.String()
+}
+
+// Running reports whether a live postgres serves the server directory
+// dir (Config.Dir).
+func Running(dir string) bool {
+	pid, _, err := livePostmaster(filepath.Join(dir, dataSubdir))
+	return err == nil && pid > 0
 }
 
 // CreateDatabase creates database name unless it exists.

@@ -236,11 +236,24 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // ensureAdminEnv writes envFile with a new admin token unless it exists.
+// An existing file keeps its token; its GANTRY_URL is brought up to date
+// when the API's address changed (a restore onto another machine, a new
+// --api-addr).
 func ensureAdminEnv(ctx context.Context, envFile, dbURL, api string) error {
-	if _, err := os.Stat(envFile); err == nil {
-		return nil
+	if b, err := os.ReadFile(envFile); err == nil {
+		lines := strings.Split(string(b), "\n")
+		changed := false
+		for i, l := range lines {
+			if v, ok := strings.CutPrefix(l, "GANTRY_URL="); ok && v != api {
+				lines[i], changed = "GANTRY_URL="+api, true
+			}
+		}
+		if !changed {
+			return nil
+		}
+		return writeFileAtomic(envFile, []byte(strings.Join(lines, "\n")), 0o600)
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("stat %s: %w", envFile, err)
+		return fmt.Errorf("read %s: %w", envFile, err)
 	}
 	token, err := controller.CreateAdminToken(ctx, dbURL)
 	if err != nil {
