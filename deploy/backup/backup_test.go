@@ -28,7 +28,7 @@ func newDataDir(t *testing.T) (dir string, loData []byte, srv *pgserver.Server) 
 		hostTokenFile: "host-secret\n",
 		adminEnvFile:  "GANTRY_URL=http://127.0.0.1:7070\nGANTRY_TOKEN=admin-secret\n",
 		gitHostKey:    "-----BEGIN OPENSSH PRIVATE KEY-----\nkey\n",
-		filepath.Join(gitRepos, "demo.git", "HEAD"):                 "ref: refs/heads/main\n",
+		filepath.Join(gitRepos, "demo.git", "HEAD"):                  "ref: refs/heads/main\n",
 		filepath.Join(gitRepos, "demo.git", "refs", "heads", "main"): "0123456789012345678901234567890123456789\n",
 	} {
 		file := filepath.Join(dir, name)
