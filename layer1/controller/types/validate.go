@@ -13,6 +13,19 @@ const (
 	MaxAppName = 30
 	// MaxConfigValue is the largest config var value, in bytes.
 	MaxConfigValue = 32 << 10
+	// MaxConfigName is the longest config var name, in bytes.
+	MaxConfigName = 256
+	// MaxConfigTotal bounds an app's whole config: the sum of the lengths
+	// of its names and values, in bytes (Heroku's limit).
+	MaxConfigTotal = 64 << 10
+	// MaxKeyComment is the longest SSH key comment, in bytes.
+	MaxKeyComment = 256
+	// MaxProcessTypes is the most process types a release may have.
+	MaxProcessTypes = 100
+	// MaxCertChain is the largest PEM certificate chain of a route, in
+	// bytes; MaxCertChainLen is the most certificates it may hold.
+	MaxCertChain    = 64 << 10
+	MaxCertChainLen = 10
 	// MaxDomain is the longest route domain, in bytes.
 	MaxDomain = 253
 	// maxLabel is the longest label of a domain, in bytes.
@@ -55,6 +68,8 @@ func ValidateAppName(name string) error {
 // else an ErrInvalid that names the var and says what is wrong.
 func ValidateConfigVar(name, value string) error {
 	switch {
+	case len(name) > MaxConfigName:
+		return ErrInvalid.WithMessage("config var name %.40q...: the name is %d bytes, the limit is %d", name, len(name), MaxConfigName)
 	case !ConfigVarNameRegexp.MatchString(name):
 		return ErrInvalid.WithMessage("invalid config var name %q: use letters, digits and underscores, not starting with a digit", name)
 	case len(value) > MaxConfigValue:
@@ -65,6 +80,30 @@ func ValidateConfigVar(name, value string) error {
 		return ErrInvalid.WithMessage("config var %s: value is not valid UTF-8", name)
 	}
 	return nil
+}
+
+// ConfigSize is the size of a config that MaxConfigTotal bounds: the sum
+// of the lengths of its names and values, in bytes.
+func ConfigSize(config map[string]string) int {
+	n := 0
+	for k, v := range config {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// ValidateConfigChange returns nil when a change of an app's config from
+// before to after keeps it within MaxConfigTotal, else an ErrInvalid that
+// says so. A change that makes the config smaller is always allowed, so
+// that a config over the limit (made before the limit existed) can be cut
+// down.
+func ValidateConfigChange(before, after map[string]string) error {
+	size := ConfigSize(after)
+	if size <= MaxConfigTotal || size < ConfigSize(before) {
+		return nil
+	}
+	return ErrInvalid.WithMessage("the config would hold %d bytes of names and values, the limit is %d (64 KiB); unset vars or keep large data elsewhere",
+		size, MaxConfigTotal)
 }
 
 // ValidateProcessType returns nil when name is a valid process type, else
