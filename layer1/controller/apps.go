@@ -3,9 +3,9 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"maps"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
