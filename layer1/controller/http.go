@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -138,9 +139,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 	case errors.Is(err, io.EOF):
 		return types.ErrBadRequest.WithMessage("the request body is empty; send JSON")
 	case errors.As(err, &typeErr) && typeErr.Field != "":
-		return types.ErrBadRequest.WithMessage("field %q: got a JSON %s, want %s", typeErr.Field, jsonValue(typeErr.Value), jsonType(typeErr.Type.String()))
+		return types.ErrBadRequest.WithMessage("field %q: got a JSON %s, want %s", typeErr.Field, jsonValue(typeErr.Value), jsonType(typeErr.Type))
 	case errors.As(err, &typeErr):
-		return types.ErrBadRequest.WithMessage("got a JSON %s, want %s", jsonValue(typeErr.Value), jsonType(typeErr.Type.String()))
+		return types.ErrBadRequest.WithMessage("got a JSON %s, want %s", jsonValue(typeErr.Value), jsonType(typeErr.Type))
 	}
 	return types.ErrBadRequest.WithMessage("malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
@@ -178,18 +179,26 @@ func jsonValue(v string) string {
 }
 
 // jsonType names a Go type of the wire types the way a JSON user would.
-func jsonType(goType string) string {
-	switch {
-	case goType == "string", goType == "*string":
-		return "a string"
-	case goType == "int", goType == "*int":
-		return "an integer"
-	case goType == "bool":
-		return "true or false"
-	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "types."):
-		return "an object"
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
-	return goType
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return t.String()
 }
 
 // statusWriter records the status of an answer for the request log.

@@ -290,7 +290,7 @@ func TestCertificateLimits(t *testing.T) {
 	a.runRaw(t, []rawCase{
 		{"not yet valid", "POST", p, route(futureCert, futureKey), 422, "invalid", "not valid before"},
 		{"weak RSA", "POST", p, route(weakCert, weakKey), 422, "invalid", "RSA key has 1024 bits"},
-		{"long chain", "POST", p, route(longCert, longKey), 422, "invalid", "11 certificates, the limit is 10"},
+		{"long chain", "POST", p, route(longCert, longKey), 422, "invalid", "more than 10 certificates, the limit is 10"},
 		{"large chain", "POST", p, route(strings.Repeat(" ", types.MaxCertChain)+okCert, okKey), 422, "invalid", "the limit is 65536"},
 	})
 	if _, err := a.c.AddRoute(t.Context(), "demo", types.RouteRequest{Domain: "www.example.test", TLSCert: okCert, TLSKey: okKey}); err != nil {

@@ -154,3 +154,31 @@ func ValidateDomain(domain string) error {
 	}
 	return nil
 }
+
+// ValidateRouteDomain returns nil when a new custom route may have domain:
+// a valid domain (see ValidateDomain) that is not an IP address (its last
+// label is not a number: no top-level domain is), that has at least two
+// labels below a wildcard ("*.example.com", not "*.test", which would
+// take a whole top-level domain), and that is neither platformDomain nor
+// a name under it, which are the apps' default domains. Otherwise it
+// returns an ErrInvalid that says what is wrong.
+func ValidateRouteDomain(domain, platformDomain string) error {
+	if err := ValidateDomain(domain); err != nil {
+		return err
+	}
+	invalid := func(format string, args ...any) error {
+		return ErrInvalid.WithMessage("invalid domain %q: "+format, append([]any{domain}, args...)...)
+	}
+	name, wildcard := strings.CutPrefix(domain, "*.")
+	labels := strings.Split(name, ".")
+	last := labels[len(labels)-1]
+	switch {
+	case strings.Trim(last, "0123456789") == "":
+		return invalid("an IP address is not a host name; routes are for domain names")
+	case name == platformDomain || strings.HasSuffix(name, "."+platformDomain):
+		return invalid("%s and the names under it are reserved for the apps' default domains (<app>.%s)", platformDomain, platformDomain)
+	case wildcard && len(labels) < 2:
+		return invalid("a wildcard needs at least two labels below the *, as in *.example.com")
+	}
+	return nil
+}
