@@ -286,12 +286,17 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 	if err != nil {
 		return store.Deployment{}, err
 	}
+	if err := types.ValidateProcesses(result.ProcessTypes); err != nil {
+		var e *types.Error
+		msg := err.Error()
+		if errors.As(err, &e) {
+			msg = e.Message
+		}
+		b.out.problem("Invalid process types: %s", msg)
+		return store.Deployment{}, failed(types.ErrBuildFailed, "invalid process types: %s", msg)
+	}
 	processes := map[string]types.Process{}
 	for typ, cmd := range result.ProcessTypes {
-		if err := types.ValidateProcessType(typ); err != nil {
-			b.out.problem("%v", err)
-			return store.Deployment{}, failed(types.ErrBuildFailed, "the app has an invalid process type %q", typ)
-		}
 		processes[typ] = types.Process{Command: cmd}
 	}
 	if len(processes) == 0 {

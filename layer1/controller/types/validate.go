@@ -2,6 +2,8 @@ package types
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -22,6 +24,13 @@ const (
 	MaxKeyComment = 256
 	// MaxProcessTypes is the most process types a release may have.
 	MaxProcessTypes = 100
+	// MaxProcessCommand is the longest command of a process type, in
+	// bytes.
+	MaxProcessCommand = 32 << 10
+	// MaxProcfile bounds the process types of a release together: the sum
+	// of the lengths of their names and commands, in bytes (a Procfile of
+	// that size).
+	MaxProcfile = 64 << 10
 	// MaxCertChain is the largest PEM certificate chain of a route, in
 	// bytes; MaxCertChainLen is the most certificates it may hold.
 	MaxCertChain    = 64 << 10
@@ -179,6 +188,37 @@ func ValidateRouteDomain(domain, platformDomain string) error {
 		return invalid("%s and the names under it are reserved for the apps' default domains (<app>.%s)", platformDomain, platformDomain)
 	case wildcard && len(labels) < 2:
 		return invalid("a wildcard needs at least two labels below the *, as in *.example.com")
+	}
+	return nil
+}
+
+// ValidateProcesses returns nil when a release's process types, by name
+// with their commands, are within the limits: at most MaxProcessTypes
+// types, valid names (see ValidateProcessType), commands of at most
+// MaxProcessCommand bytes of UTF-8 text without NUL, and MaxProcfile bytes
+// in all. Otherwise it returns an ErrInvalid that names the problem. It
+// does not check that a command splits into arguments, which only image
+// releases need.
+func ValidateProcesses(commands map[string]string) error {
+	if n := len(commands); n > MaxProcessTypes {
+		return ErrInvalid.WithMessage("%d process types, the limit is %d", n, MaxProcessTypes)
+	}
+	total := 0
+	for _, typ := range slices.Sorted(maps.Keys(commands)) {
+		if err := ValidateProcessType(typ); err != nil {
+			return err
+		}
+		cmd := commands[typ]
+		switch {
+		case len(cmd) > MaxProcessCommand:
+			return ErrInvalid.WithMessage("process %s: the command is %d bytes, the limit is %d", typ, len(cmd), MaxProcessCommand)
+		case strings.ContainsRune(cmd, 0) || !utf8.ValidString(cmd):
+			return ErrInvalid.WithMessage("process %s: the command holds a NUL byte or invalid UTF-8", typ)
+		}
+		total += len(typ) + len(cmd)
+	}
+	if total > MaxProcfile {
+		return ErrInvalid.WithMessage("the process types and their commands are %d bytes, the limit is %d (64 KiB)", total, MaxProcfile)
 	}
 	return nil
 }
