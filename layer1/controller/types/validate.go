@@ -3,8 +3,8 @@ package types
 import (
 	"fmt"
 	"maps"
-	"slices"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
