@@ -267,7 +267,7 @@ func (b *buildRun) run(ctx context.Context) types.Build {
 		res.Error = f.err
 	case ctx.Err() != nil:
 		res.Error = types.ErrBuildFailed.WithMessage("the build was cancelled")
-	case errors.Is(err, errEtcd):
+	case errors.Is(err, errEtcdUnreachable):
 		b.log.Warn("build failed: etcd unreachable", "err", err)
 		res.Error = types.ErrUnavailable.WithMessage("etcd is unreachable; try again when it is back")
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, blobstore.ErrUnavailable):

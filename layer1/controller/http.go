@@ -69,7 +69,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, types.ErrConflict.WithMessage("the domain is taken: %s", taken.Error()))
 		return
 	}
-	if errors.Is(err, errEtcd) {
+	if errors.Is(err, errEtcdUnreachable) {
 		s.log.Warn("etcd unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, types.ErrUnavailable.WithMessage("etcd is unreachable; the controller answers again when it is back"))
 		return

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantryhq/gantry/layer1/controller"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -328,5 +329,39 @@ func TestInputCaps(t *testing.T) {
 		if _, err := a.c.CreateRelease(t.Context(), "demo", types.ReleaseRequest{Image: image, Processes: web}); err != nil {
 			t.Errorf("image %q: %v", image, err)
 		}
+	}
+}
+
+// TestMirrorIsolatesApps gives one app a release whose config is far over
+// the limits (stored before they existed): its formation cannot go to
+// etcd, which the log says as such, and the periodic re-sync still
+// repairs every other app's keys.
+func TestMirrorIsolatesApps(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, func(c *controller.Config) { c.ResyncInterval = 100 * time.Millisecond })
+	ctx := t.Context()
+	for _, app := range []string{"big", "small"} {
+		if _, err := a.c.CreateApp(ctx, app); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.c.CreateRelease(ctx, app, webRelease(app+":v1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.sql(t, `UPDATE releases SET config = jsonb_build_object('A', repeat('x', 1500000), 'B', repeat('y', 1500000))
+		WHERE app_id = (SELECT id FROM apps WHERE name = 'big')`)
+	// A change of big makes the mirror write its formation again.
+	if _, err := a.c.Scale(ctx, "big", map[string]int{"web": 2}); err != nil {
+		t.Fatal(err)
+	}
+	route := a.space.Route("small.localhost")
+	a.del(t, route)
+	waitFor(t, "the re-sync to put back small's route", func() bool { return len(a.kvs(t, route)) == 1 })
+	waitFor(t, "the log to say why big's formation is not mirrored", func() bool {
+		return strings.Contains(a.logs.String(), "formation not mirrored") &&
+			strings.Contains(a.logs.String(), "too large for etcd: the formation is")
+	})
+	if strings.Contains(a.logs.String(), "etcd is unreachable") {
+		t.Errorf("the log calls a refused value an unreachable etcd:\n%s", a.logs)
 	}
 }
