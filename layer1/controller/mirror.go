@@ -111,7 +111,7 @@ func (m *mirror) syncApp(ctx context.Context, app string) error {
 	if err != nil {
 		return err
 	}
-	formations, err := m.listFormations(ctx, m.space.AppFormations(app))
+	formations, err := m.listFormations(ctx, m.space.AppFormations(app), liveApps(st))
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func (m *mirror) resync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	existing, err := m.listFormations(ctx, m.space.Formations())
+	existing, err := m.listFormations(ctx, m.space.Formations(), liveApps(st))
 	if err != nil {
 		return err
 	}
@@ -240,21 +240,32 @@ func (m *mirror) apply(ctx context.Context, want, existing map[string][]byte) er
 }
 
 // listFormations returns the formation keys and values under prefix that
-// the mirror owns: all but those of one-off jobs (keyspace.JobSpec.OneOff),
-// which belong to whoever runs the job (a build) and are never removed
-// here.
-func (m *mirror) listFormations(ctx context.Context, prefix string) (map[string][]byte, error) {
+// the mirror owns: all but those of one-off jobs (keyspace.JobSpec.OneOff)
+// of the apps in live, which belong to whoever runs the job (a build, a
+// run) and are never removed here. The one-off formations of an app that
+// no longer exists are the mirror's to remove, so that deleting an app
+// stops its builds and runs too.
+func (m *mirror) listFormations(ctx context.Context, prefix string, live map[string]bool) (map[string][]byte, error) {
 	kvs, err := m.list(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}
 	for k, v := range kvs {
 		var f keyspace.Formation
-		if json.Unmarshal(v, &f) == nil && f.Template.OneOff {
+		if json.Unmarshal(v, &f) == nil && f.Template.OneOff && live[f.App] {
 			delete(kvs, k)
 		}
 	}
 	return kvs, nil
+}
+
+// liveApps returns the apps of st as a set.
+func liveApps(st store.MirrorState) map[string]bool {
+	live := make(map[string]bool, len(st.Apps))
+	for _, a := range st.Apps {
+		live[a] = true
+	}
+	return live
 }
 
 // list returns the keys and values under prefix.
