@@ -260,11 +260,17 @@ func (b *buildRun) run(ctx context.Context) types.Build {
 		return b.deploy(ctx, dep, &res)
 	}()
 	var f *buildFailure
+	var invalid *types.Error
 	switch {
 	case err == nil:
 		res.Status = types.BuildSucceeded
 	case errors.As(err, &f):
 		res.Error = f.err
+	case errors.As(err, &invalid) && errors.Is(err, types.ErrInvalid):
+		// The release could not be made of the app's state (a config over
+		// the limit).
+		b.out.problem("%s", invalid.Message)
+		res.Error = types.ErrBuildFailed.WithMessage("%s", invalid.Message)
 	case ctx.Err() != nil:
 		res.Error = types.ErrBuildFailed.WithMessage("the build was cancelled")
 	case errors.Is(err, errEtcdUnreachable):

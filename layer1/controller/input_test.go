@@ -212,9 +212,30 @@ func TestConfigLimits(t *testing.T) {
 	a.sql(t, `INSERT INTO config_vars (app_id, name, value) SELECT id, 'HUGE', repeat('x', 32768) FROM apps WHERE name = 'demo'`)
 	a.sql(t, `INSERT INTO config_vars (app_id, name, value) SELECT id, 'HUGE2', repeat('x', 32768) FROM apps WHERE name = 'demo'`)
 	a.runRaw(t, []rawCase{{"grow over the limit", "PATCH", p, `{"X": "1"}`, 422, "invalid", "the limit is 65536"}})
-	if _, err := a.c.UpdateConfig(t.Context(), "demo", map[string]*string{"HUGE": nil}); err != nil {
-		t.Errorf("unset a var of a config over the limit: %v", err)
+	rels, err := a.c.ListReleases(t.Context(), "demo")
+	if err != nil {
+		t.Fatal(err)
 	}
+	// Still over the limit after the unset: stored, but no release is made
+	// of it (its formations would be too large to run).
+	if _, id, err := a.c.UpdateConfigDeployment(t.Context(), "demo", map[string]*string{"HUGE": nil}); err != nil || id != "" {
+		t.Errorf("unset a var of a config over the limit: deployment %q, %v; want it stored without a release", id, err)
+	}
+	if after, _ := a.c.ListReleases(t.Context(), "demo"); len(after) != len(rels) {
+		t.Errorf("a config over the limit made release v%d", after[0].Version)
+	}
+	_, err = a.c.CreateRelease(t.Context(), "demo", webRelease("demo:v2"))
+	wantAPIError(t, err, types.ErrInvalid, "unset vars of app demo first")
+	// Back within the limit, a change makes a release again.
+	if _, id, err := a.c.UpdateConfigDeployment(t.Context(), "demo", map[string]*string{"HUGE2": nil}); err != nil || id == "" {
+		t.Errorf("unset back within the limit: deployment %q, %v", id, err)
+	}
+	// A release stored with a config over the limit cannot be rolled back
+	// to.
+	a.sql(t, `UPDATE releases SET config = jsonb_build_object('A', repeat('x', 30000), 'B', repeat('x', 30000), 'C', repeat('x', 30000)) WHERE version = 1
+		AND app_id = (SELECT id FROM apps WHERE name = 'demo')`)
+	_, err = a.c.Rollback(t.Context(), "demo", 1)
+	wantAPIError(t, err, types.ErrInvalid, "the limit is 65536")
 }
 
 // TestReservedRoutes checks that custom routes cannot take the platform's

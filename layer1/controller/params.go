@@ -37,7 +37,9 @@ var uuidRegexp = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 // the naming rules) gets the 404 of its object, never reaches SQL or etcd,
 // and never becomes a 500.
 var pathParams = map[string]pathParam{
-	"app":         {func(v string) bool { return types.ValidateAppName(v) == nil }, types.ErrAppNotFound},
+	// The database's rule for app names (ValidateAppName, for new apps,
+	// also refuses a trailing dash).
+	"app":         {types.AppNameRegexp.MatchString, types.ErrAppNotFound},
 	"version":     {func(v string) bool { _, ok := parseVersion(v); return ok }, types.ErrReleaseNotFound},
 	"id":          {uuidRegexp.MatchString, types.ErrDeploymentNotFound},
 	"domain":      {func(v string) bool { return types.ValidateDomain(v) == nil }, types.ErrRouteNotFound},
