@@ -79,8 +79,9 @@ func (s *Store) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	default:
-		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
-		writeError(w, types.ErrMethodNotAllowed)
+		// Sorted, as the controller's other 405 answers list them.
+		w.Header().Set("Allow", "DELETE, GET, HEAD, PUT")
+		writeError(w, types.ErrMethodNotAllowed.WithMessage("%s is not allowed on %s; use DELETE, GET, HEAD, PUT", r.Method, r.URL.Path))
 	}
 }
 

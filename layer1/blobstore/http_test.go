@@ -112,7 +112,7 @@ func TestHandler(t *testing.T) {
 			}
 		})
 	}
-	if resp, _ := e.do(t, "POST", PathPrefix+"a/b", nil, nil); resp.Header.Get("Allow") != "GET, HEAD, PUT, DELETE" {
+	if resp, _ := e.do(t, "POST", PathPrefix+"a/b", nil, nil); resp.Header.Get("Allow") != "DELETE, GET, HEAD, PUT" {
 		t.Errorf("405 Allow = %q", resp.Header.Get("Allow"))
 	}
 

@@ -85,7 +85,7 @@ func testConfig(dbURL string, etcd *clientv3.Client, logs io.Writer) controller.
 
 // serve runs a controller on dbURL (migrated, with an admin token) and a
 // fresh embedded etcd until the test ends; opts change its configuration.
-func serve(t *testing.T, dbURL string, opts ...func(*controller.Config)) *api {
+func serve(t testing.TB, dbURL string, opts ...func(*controller.Config)) *api {
 	t.Helper()
 	etcd := testenv.Etcd(t)
 	if err := controller.Migrate(t.Context(), dbURL, nil); err != nil {
@@ -128,7 +128,7 @@ func serve(t *testing.T, dbURL string, opts ...func(*controller.Config)) *api {
 		etcd: cfg.Etcd, space: keyspace.MustNew(cfg.Cluster), cfg: cfg}
 }
 
-func newAPI(t *testing.T, opts ...func(*controller.Config)) *api {
+func newAPI(t testing.TB, opts ...func(*controller.Config)) *api {
 	t.Helper()
 	return serve(t, testenv.NewDatabase(t), opts...)
 }

@@ -2,11 +2,12 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/gantryhq/gantry/layer1/controller/store"
@@ -147,34 +148,37 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateConfig(w http.ResponseWriter, r *http.Request) {
-	var changes map[string]*string
-	if e := decodeJSON(w, r, &changes, false); e != nil {
+	var body map[string]json.RawMessage
+	if e := decodeJSON(w, r, &body, false); e != nil {
 		writeError(w, e)
 		return
 	}
-	if changes == nil {
+	if body == nil {
 		writeError(w, types.ErrBadRequest.WithMessage("the body must be a JSON object of config vars"))
 		return
 	}
 	// Check every change before applying any, in a stable order so that
 	// the message names the same var each time.
-	names := make([]string, 0, len(changes))
-	for name := range changes {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(body))
+	changes := make(map[string]*string, len(body))
 	for _, name := range names {
-		value := ""
-		if v := changes[name]; v != nil {
-			value = *v
+		value, e := decodeConfigValue(name, body[name])
+		if e != nil {
+			writeError(w, e)
+			return
 		}
-		if err := types.ValidateConfigVar(name, value); err != nil {
+		v := ""
+		if value != nil {
+			v = *value
+		}
+		if err := types.ValidateConfigVar(name, v); err != nil {
 			s.fail(w, r, err)
 			return
 		}
+		changes[name] = value
 	}
 	app := r.PathValue("app")
-	change, err := s.store.UpdateConfig(r.Context(), app, changes, configChange("env ", names, changes))
+	change, err := s.store.UpdateConfig(r.Context(), app, changes, configChange("env ", names, changes), types.ValidateConfigChange)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -187,6 +191,19 @@ func (s *Server) updateConfig(w http.ResponseWriter, r *http.Request) {
 		s.deploymentMade(w, r, app, change.Deployment)
 	}
 	writeJSON(w, http.StatusOK, change.Config)
+}
+
+// decodeConfigValue decodes the value of config var name in a PATCH: a
+// string sets it, null unsets it (nil).
+func decodeConfigValue(name string, raw json.RawMessage) (*string, *types.Error) {
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, types.ErrBadRequest.WithMessage("config var %q: got a JSON %s, want a string or null (to unset it)", name, jsonKind(raw))
+	}
+	return &v, nil
 }
 
 func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
@@ -202,13 +219,9 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) {
-	// "3" or "v3"; anything else names no release, so it gets the same
-	// answers as a missing one (app_not_found first).
-	version, err := strconv.ParseInt(strings.TrimPrefix(r.PathValue("version"), "v"), 10, 32)
-	if err != nil || version < 1 {
-		version = 0
-	}
-	rel, err := s.store.GetRelease(r.Context(), r.PathValue("app"), int(version))
+	// "3" or "v3" (checkParams answered anything else).
+	version, _ := parseVersion(r.PathValue("version"))
+	rel, err := s.store.GetRelease(r.Context(), r.PathValue("app"), version)
 	if err != nil {
 		s.fail(w, r, err)
 		return

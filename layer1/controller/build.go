@@ -260,14 +260,20 @@ func (b *buildRun) run(ctx context.Context) types.Build {
 		return b.deploy(ctx, dep, &res)
 	}()
 	var f *buildFailure
+	var invalid *types.Error
 	switch {
 	case err == nil:
 		res.Status = types.BuildSucceeded
 	case errors.As(err, &f):
 		res.Error = f.err
+	case errors.As(err, &invalid) && errors.Is(err, types.ErrInvalid):
+		// The release could not be made of the app's state (a config over
+		// the limit).
+		b.out.problem("%s", invalid.Message)
+		res.Error = types.ErrBuildFailed.WithMessage("%s", invalid.Message)
 	case ctx.Err() != nil:
 		res.Error = types.ErrBuildFailed.WithMessage("the build was cancelled")
-	case errors.Is(err, errEtcd):
+	case errors.Is(err, errEtcdUnreachable):
 		b.log.Warn("build failed: etcd unreachable", "err", err)
 		res.Error = types.ErrUnavailable.WithMessage("etcd is unreachable; try again when it is back")
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, blobstore.ErrUnavailable):
@@ -286,12 +292,17 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 	if err != nil {
 		return store.Deployment{}, err
 	}
+	if err := types.ValidateProcesses(result.ProcessTypes); err != nil {
+		var e *types.Error
+		msg := err.Error()
+		if errors.As(err, &e) {
+			msg = e.Message
+		}
+		b.out.problem("Invalid process types: %s", msg)
+		return store.Deployment{}, failed(types.ErrBuildFailed, "invalid process types: %s", msg)
+	}
 	processes := map[string]types.Process{}
 	for typ, cmd := range result.ProcessTypes {
-		if err := types.ValidateProcessType(typ); err != nil {
-			b.out.problem("%v", err)
-			return store.Deployment{}, failed(types.ErrBuildFailed, "the app has an invalid process type %q", typ)
-		}
 		processes[typ] = types.Process{Command: cmd}
 	}
 	if len(processes) == 0 {

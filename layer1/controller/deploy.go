@@ -214,7 +214,12 @@ func (d *deployer) report(before store.Deployment, adv store.Advance) {
 		d.events.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
 	case dep.Status == store.DeployRolledBack:
 		log.Warn("deployment rolled back; the previous release runs", "previous", dep.Old.Version, "reason", dep.Error)
-		d.events.emit(dep.App, fmt.Sprintf("rolled back to v%d", dep.Old.Version))
+		msg := fmt.Sprintf("rolled back to v%d", dep.Old.Version)
+		if dep.ConfigRestored {
+			msg += fmt.Sprintf("; the config is v%d's again", dep.Old.Version)
+			log.Warn("config restored to the previous release's", "previous", dep.Old.Version)
+		}
+		d.events.emit(dep.App, msg)
 	case dep.Status == store.DeployFailed:
 		log.Warn("deployment failed", "reason", dep.Error)
 		d.events.emit(dep.App, fmt.Sprintf("deploy of v%d failed: %s", dep.New.Version, dep.Error))

@@ -40,21 +40,22 @@ func (s *Server) deploymentMade(w http.ResponseWriter, r *http.Request, app stri
 func (s *Server) wireDeployment(d store.Deployment) types.Deployment {
 	timeout := s.deployer.timeoutOf(d)
 	out := types.Deployment{
-		ID:         d.ID,
-		App:        d.App,
-		OldRelease: d.Old.Version,
-		NewRelease: d.New.Version,
-		Strategy:   d.Strategy,
-		State:      d.Status,
-		Timeout:    int(timeout / time.Second),
-		Processes:  []types.DeploymentProcess{},
-		Reason:     d.Error,
-		FailedJob:  d.FailedJob,
-		LastLines:  d.LastLines,
-		CreatedAt:  d.CreatedAt,
-		StartedAt:  d.StartedAt,
-		FinishedAt: d.FinishedAt,
-		UpdatedAt:  d.UpdatedAt,
+		ID:             d.ID,
+		App:            d.App,
+		OldRelease:     d.Old.Version,
+		NewRelease:     d.New.Version,
+		Strategy:       d.Strategy,
+		State:          d.Status,
+		Timeout:        int(timeout / time.Second),
+		Processes:      []types.DeploymentProcess{},
+		Reason:         d.Error,
+		FailedJob:      d.FailedJob,
+		LastLines:      d.LastLines,
+		ConfigRestored: d.ConfigRestored,
+		CreatedAt:      d.CreatedAt,
+		StartedAt:      d.StartedAt,
+		FinishedAt:     d.FinishedAt,
+		UpdatedAt:      d.UpdatedAt,
 	}
 	for _, p := range d.Processes {
 		if p.Want == 0 && p.NewCount == 0 && p.Started == 0 {

@@ -665,3 +665,88 @@ func TestDeploySettings(t *testing.T) {
 }
 
 func intPtr(n int) *int { return &n }
+
+// TestFailedConfigDeployRestoresConfig changes a config var to a value
+// that makes the new release crash: the deployment rolls back, the config
+// vars are the running release's again (so the next release does not take
+// the bad value), and the deployment and the app's events say so. A
+// config changed again since is left alone.
+func TestFailedConfigDeployRestoresConfig(t *testing.T) {
+	t.Parallel()
+	events := &eventLog{}
+	a := newAPI(t, func(c *controller.Config) { c.Events = events })
+	ctx := t.Context()
+	exit := 127
+	// Every release from v3 on crashes (PATH=/nonexistent); v4's jobs
+	// only once v5 exists.
+	var v5 atomic.Bool
+	behave := func(version int, typ string, index int) keyspace.JobState {
+		if version == 4 && !v5.Load() {
+			return keyspace.JobState{State: keyspace.StateStarting}
+		}
+		if version >= 3 {
+			return keyspace.JobState{State: keyspace.StateCrashed, ExitCode: &exit, LastLines: []string{"exec: not found"}}
+		}
+		return keyspace.JobState{State: keyspace.StateUp}
+	}
+	deployedApp(t, a, "demo", 1, func() jobBehaviour { return behave })
+	if _, _, err := a.c.UpdateConfigDeployment(ctx, "demo", map[string]*string{"PATH": ptr("/bin")}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitState(t, "demo", 2, types.DeployComplete)
+
+	_, id, err := a.c.UpdateConfigDeployment(ctx, "demo", map[string]*string{"PATH": ptr("/nonexistent"), "NEW": ptr("1")})
+	if err != nil || id == "" {
+		t.Fatalf("UpdateConfigDeployment = %q, %v", id, err)
+	}
+	a.waitState(t, "demo", 3, types.DeployRolledBack)
+	cfg, err := a.c.GetConfig(ctx, "demo")
+	if err != nil || !maps.Equal(cfg, map[string]string{"PATH": "/bin"}) {
+		t.Errorf("config after the failed deploy = %v, %v; want v2's", cfg, err)
+	}
+	d, err := a.c.GetDeployment(ctx, "demo", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.ConfigRestored || !strings.HasSuffix(d.Status(), "; v2 keeps running, and the config is v2's again (the change was undone)") {
+		t.Errorf("deployment = %+v, Status() = %q", d, d.Status())
+	}
+	waitFor(t, "the event of the restored config", func() bool {
+		return slices.Contains(events.list(), "demo: rolled back to v2; the config is v2's again")
+	})
+
+	// A release made while v4 deploys (a change after the failing one)
+	// keeps its config: only a config nobody changed since is restored.
+	if _, err := a.c.UpdateConfig(ctx, "demo", map[string]*string{"PATH": ptr("/nonexistent")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.c.UpdateConfig(ctx, "demo", map[string]*string{"OTHER": ptr("x")}); err != nil {
+		t.Fatal(err)
+	}
+	v5.Store(true)
+	a.waitState(t, "demo", 5, types.DeployRolledBack)
+	cfg, _ = a.c.GetConfig(ctx, "demo")
+	d4 := deploymentOf(t, a, "demo", 4)
+	if d4.ConfigRestored {
+		t.Errorf("v4's deployment restored the config although v5 changed it since: %+v", d4)
+	}
+	if d5 := deploymentOf(t, a, "demo", 5); !d5.ConfigRestored || !maps.Equal(cfg, map[string]string{"PATH": "/bin"}) {
+		t.Errorf("after v5 failed: config %v, deployment %+v", cfg, d5)
+	}
+}
+
+// deploymentOf returns the deployment of release version of app.
+func deploymentOf(t *testing.T, a *api, app string, version int) types.Deployment {
+	t.Helper()
+	deps, err := a.c.ListDeployments(t.Context(), app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range deps {
+		if d.NewRelease == version {
+			return d
+		}
+	}
+	t.Fatalf("no deployment of v%d in %+v", version, deps)
+	return types.Deployment{}
+}

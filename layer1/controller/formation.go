@@ -70,22 +70,32 @@ func decodeCount(typ string, raw json.RawMessage) (int, *types.Error) {
 	if err == nil && string(raw) != "null" {
 		return n, nil
 	}
+	return 0, types.ErrBadRequest.WithMessage("field %q: got a JSON %s, want an integer", typ, jsonKind(raw))
+}
+
+// jsonKind describes the JSON value raw (valid JSON) for a message: "null",
+// "string", "number 100" (its value, however it was written: 1e2 too),
+// "boolean", "array" or "object".
+func jsonKind(raw json.RawMessage) string {
 	var v any
 	_ = json.Unmarshal(raw, &v) // raw is valid JSON: the body decoded
-	kind := "null"
 	switch x := v.(type) {
 	case string:
-		kind = "string"
+		return "string"
 	case float64:
-		kind = "number " + strconv.FormatFloat(x, 'g', -1, 64)
+		return "number " + strconv.FormatFloat(x, 'f', -1, 64)
 	case bool:
-		kind = "boolean"
+		return "boolean"
 	case []any:
-		kind = "array"
+		return "array"
 	case map[string]any:
-		kind = "object"
+		return "object"
 	}
-	return 0, types.ErrBadRequest.WithMessage("field %q: got a JSON %s, want an integer", typ, kind)
+	if len(raw) > 0 && raw[0] != 'n' {
+		// A number too large for a float64.
+		return "number " + string(raw)
+	}
+	return "null"
 }
 
 // restart asks for a rolling restart of one process type, or of all (POST

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,7 +69,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, types.ErrConflict.WithMessage("the domain is taken: %s", taken.Error()))
 		return
 	}
-	if errors.Is(err, errEtcd) {
+	if errors.Is(err, errEtcdUnreachable) {
 		s.log.Warn("etcd unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, types.ErrUnavailable.WithMessage("etcd is unreachable; the controller answers again when it is back"))
 		return
@@ -110,7 +112,8 @@ func describe(e *types.Error, r *http.Request) string {
 // decodeJSON reads the JSON body of r into v. An empty body leaves v alone
 // when allowEmpty is set.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) *types.Error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body := &errReader{r: http.MaxBytesReader(w, r.Body, MaxBodyBytes)}
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil {
@@ -127,31 +130,75 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 	switch {
 	case errors.As(err, &tooLarge):
 		return types.ErrTooLarge.WithMessage("the request body is larger than %d bytes", MaxBodyBytes)
+	case body.err != nil:
+		// Not a JSON problem: reading the body failed (a broken chunked
+		// encoding, a connection cut).
+		return types.ErrBadRequest.WithMessage("could not read the request body: %v", body.err)
 	case errors.Is(err, io.EOF) && allowEmpty:
 		return nil
 	case errors.Is(err, io.EOF):
 		return types.ErrBadRequest.WithMessage("the request body is empty; send JSON")
 	case errors.As(err, &typeErr) && typeErr.Field != "":
-		return types.ErrBadRequest.WithMessage("field %q: got a JSON %s, want %s", typeErr.Field, typeErr.Value, jsonType(typeErr.Type.String()))
+		return types.ErrBadRequest.WithMessage("field %q: got a JSON %s, want %s", typeErr.Field, jsonValue(typeErr.Value), jsonType(typeErr.Type))
 	case errors.As(err, &typeErr):
-		return types.ErrBadRequest.WithMessage("got a JSON %s, want %s", typeErr.Value, jsonType(typeErr.Type.String()))
+		return types.ErrBadRequest.WithMessage("got a JSON %s, want %s", jsonValue(typeErr.Value), jsonType(typeErr.Type))
 	}
 	return types.ErrBadRequest.WithMessage("malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
-// jsonType names a Go type of the wire types the way a JSON user would.
-func jsonType(goType string) string {
-	switch {
-	case goType == "string", goType == "*string":
-		return "a string"
-	case goType == "int", goType == "*int":
-		return "an integer"
-	case goType == "bool":
-		return "true or false"
-	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "types."):
-		return "an object"
+// errReader records the first error of its reader other than io.EOF, so
+// that a failure to read a body is told apart from a body that is not
+// JSON.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	var tooLarge *http.MaxBytesError
+	if err != nil && err != io.EOF && e.err == nil && !errors.As(err, &tooLarge) {
+		e.err = err
 	}
-	return goType
+	return n, err
+}
+
+// jsonValue describes a JSON value of an *json.UnmarshalTypeError: "number
+// 1e2" becomes "number 100", so that a user who did not write the number
+// that way sees its value.
+func jsonValue(v string) string {
+	lit, ok := strings.CutPrefix(v, "number ")
+	if !ok {
+		return v
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil {
+		return v
+	}
+	return "number " + strconv.FormatFloat(f, 'f', -1, 64)
+}
+
+// jsonType names a Go type of the wire types the way a JSON user would.
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return t.String()
 }
 
 // statusWriter records the status of an answer for the request log.
@@ -227,6 +274,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		token, ok := bearerToken(r)
 		if !ok {
 			unauthorized(w, "missing API token: send the header \"Authorization: Bearer <token>\"")
+			return
+		}
+		if strings.ContainsFunc(token, func(c rune) bool { return c <= ' ' || c > '~' }) {
+			unauthorized(w, "malformed API token: it holds a space, a control character or a byte outside ASCII, which no token has")
 			return
 		}
 		sum := sha256.Sum256([]byte(token))

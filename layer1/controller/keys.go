@@ -80,6 +80,9 @@ func parseKey(authorizedKey string) (types.Key, error) {
 		}
 	}
 	comment = strings.TrimSpace(comment)
+	if len(comment) > types.MaxKeyComment {
+		return invalid("the key comment is %d bytes, the limit is %d", len(comment), types.MaxKeyComment)
+	}
 	if !utf8.ValidString(comment) || strings.ContainsFunc(comment, unicode.IsControl) {
 		return invalid("the key comment holds control characters or invalid UTF-8")
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
@@ -23,17 +24,59 @@ import (
 const (
 	// etcdTimeout bounds each etcd request.
 	etcdTimeout = 5 * time.Second
+	// maxMirrorValue is the largest value the mirror puts, in bytes: well
+	// under etcd's request limit (1.5 MiB by default) and the client's (2
+	// MiB). The limits of config vars (types.MaxConfigTotal) and process
+	// commands (types.MaxProcessCommand) keep every formation of a release
+	// made through the API under it, whatever their content; only a
+	// release stored before those limits can exceed it, and its
+	// formations are then not mirrored (see desired).
+	maxMirrorValue = 1 << 20
 	// WebPort is the container port of every process of type web (the
 	// container gets PORT=8080); other process types listen on nothing.
 	WebPort = 8080
 )
 
-// errEtcd marks a failed etcd request; the API answers it with 503.
-var errEtcd = errors.New("etcd is unreachable")
+// errEtcdUnreachable marks an etcd request that got no answer (a timeout,
+// no connection, no leader): the API answers it with 503.
+var errEtcdUnreachable = errors.New("etcd is unreachable")
 
-// etcdErr wraps a failed etcd request with errEtcd and what failed.
+// errEtcdRefused marks an etcd request that etcd answered with an error
+// (e.g. a request over its size limit): retrying it will not help.
+var errEtcdRefused = errors.New("etcd refused the request")
+
+// errTooLarge marks a formation whose etcd value would be over
+// maxMirrorValue.
+var errTooLarge = errors.New("too large for etcd")
+
+// etcdErr wraps a failed etcd request with what failed and the kind of
+// failure: errEtcdUnreachable or errEtcdRefused (see etcdUnreachable).
 func etcdErr(op string, err error) error {
-	return fmt.Errorf("%s: %w: %w", op, errEtcd, err)
+	kind := errEtcdRefused
+	if etcdUnreachable(err) {
+		kind = errEtcdUnreachable
+	}
+	return fmt.Errorf("%s: %w: %w", op, kind, err)
+}
+
+// etcdUnreachable reports whether err, from an etcd request, means that
+// etcd did not answer (or answered that it cannot serve now), as opposed
+// to refusing the request itself.
+func etcdUnreachable(err error) bool {
+	var ee rpctypes.EtcdError
+	if !errors.As(err, &ee) {
+		// No answer from etcd: a deadline, a cancelled request, a
+		// connection that failed.
+		return true
+	}
+	for _, e := range []error{rpctypes.ErrNoLeader, rpctypes.ErrNotLeader, rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail,
+		rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrTimeoutWaitAppliedIndex, rpctypes.ErrLeaderChanged,
+		rpctypes.ErrNotCapable, rpctypes.ErrStopped, rpctypes.ErrTooManyRequests, rpctypes.ErrUnhealthy, rpctypes.ErrCorrupt} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // mirror writes the formations and routes kept in PostgreSQL into etcd,
@@ -68,7 +111,7 @@ func (m *mirror) syncApp(ctx context.Context, app string) error {
 	if err != nil {
 		return err
 	}
-	formations, err := m.listFormations(ctx, m.space.AppFormations(app))
+	formations, err := m.listFormations(ctx, m.space.AppFormations(app), liveApps(st))
 	if err != nil {
 		return err
 	}
@@ -107,7 +150,7 @@ func (m *mirror) resync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	existing, err := m.listFormations(ctx, m.space.Formations())
+	existing, err := m.listFormations(ctx, m.space.Formations(), liveApps(st))
 	if err != nil {
 		return err
 	}
@@ -127,6 +170,9 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 			continue
 		}
 		v, err := m.formationValue(f)
+		if err == nil && len(v) > maxMirrorValue {
+			err = fmt.Errorf("%w: the formation is %d bytes, the limit is %d", errTooLarge, len(v), maxMirrorValue)
+		}
 		if err != nil {
 			// Releases are checked when they are made; this one cannot run.
 			m.log.Error("formation not mirrored", "app", f.App, "release", f.Release.Version, "type", f.Type, "err", err)
@@ -157,14 +203,23 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 }
 
 // apply puts the keys of want whose value differs from existing, then
-// deletes the keys of existing that want does not have.
+// deletes the keys of existing that want does not have. A key that fails
+// does not stop the others, so one app's trouble (say, a value etcd
+// refuses) never keeps the other apps' keys from being repaired; only an
+// unreachable etcd stops the pass, since every other request would wait
+// for it too. It returns the failures, joined.
 func (m *mirror) apply(ctx context.Context, want, existing map[string][]byte) error {
+	var errs []error
 	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if cur, ok := existing[k]; ok && bytes.Equal(cur, want[k]) {
 			continue
 		}
 		if err := m.put(ctx, k, want[k]); err != nil {
-			return err
+			if errors.Is(err, errEtcdUnreachable) {
+				return errors.Join(append(errs, err)...)
+			}
+			errs = append(errs, err)
+			continue
 		}
 		m.log.Debug("mirrored", "key", k)
 	}
@@ -173,29 +228,44 @@ func (m *mirror) apply(ctx context.Context, want, existing map[string][]byte) er
 			continue
 		}
 		if err := m.delete(ctx, k); err != nil {
-			return err
+			if errors.Is(err, errEtcdUnreachable) {
+				return errors.Join(append(errs, err)...)
+			}
+			errs = append(errs, err)
+			continue
 		}
 		m.log.Debug("removed from the mirror", "key", k)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // listFormations returns the formation keys and values under prefix that
-// the mirror owns: all but those of one-off jobs (keyspace.JobSpec.OneOff),
-// which belong to whoever runs the job (a build) and are never removed
-// here.
-func (m *mirror) listFormations(ctx context.Context, prefix string) (map[string][]byte, error) {
+// the mirror owns: all but those of one-off jobs (keyspace.JobSpec.OneOff)
+// of the apps in live, which belong to whoever runs the job (a build, a
+// run) and are never removed here. The one-off formations of an app that
+// no longer exists are the mirror's to remove, so that deleting an app
+// stops its builds and runs too.
+func (m *mirror) listFormations(ctx context.Context, prefix string, live map[string]bool) (map[string][]byte, error) {
 	kvs, err := m.list(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}
 	for k, v := range kvs {
 		var f keyspace.Formation
-		if json.Unmarshal(v, &f) == nil && f.Template.OneOff {
+		if json.Unmarshal(v, &f) == nil && f.Template.OneOff && live[f.App] {
 			delete(kvs, k)
 		}
 	}
 	return kvs, nil
+}
+
+// liveApps returns the apps of st as a set.
+func liveApps(st store.MirrorState) map[string]bool {
+	live := make(map[string]bool, len(st.Apps))
+	for _, a := range st.Apps {
+		live[a] = true
+	}
+	return live
 }
 
 // list returns the keys and values under prefix.
@@ -214,6 +284,9 @@ func (m *mirror) list(ctx context.Context, prefix string) (map[string][]byte, er
 }
 
 func (m *mirror) put(ctx context.Context, key string, value []byte) error {
+	if len(value) > maxMirrorValue {
+		return fmt.Errorf("put %s: %w: the value is %d bytes, the limit is %d", key, errEtcdRefused, len(value), maxMirrorValue)
+	}
 	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
 	defer cancel()
 	if _, err := m.etcd.Put(ctx, key, string(value)); err != nil {

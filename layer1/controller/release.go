@@ -22,8 +22,6 @@ const (
 	maxDescription = 1024
 	// maxHealthPath is the longest health check path, in bytes.
 	maxHealthPath = 1024
-	// maxCommand is the longest process command, in bytes.
-	maxCommand = 32 << 10
 )
 
 // createRelease stores a release of an image with the app's config vars and
@@ -68,10 +66,14 @@ func validateReleaseRequest(req types.ReleaseRequest) error {
 	if len(req.Processes) == 0 {
 		return types.ErrInvalid.WithMessage(`the release has no process; give at least one, e.g. "processes": {"web": {"command": "/server"}}`)
 	}
+	commands := make(map[string]string, len(req.Processes))
+	for typ, p := range req.Processes {
+		commands[typ] = p.Command
+	}
+	if err := types.ValidateProcesses(commands); err != nil {
+		return err
+	}
 	for _, typ := range slices.Sorted(maps.Keys(req.Processes)) {
-		if err := types.ValidateProcessType(typ); err != nil {
-			return err
-		}
 		if err := validateProcess(typ, req.Processes[typ]); err != nil {
 			return err
 		}
@@ -85,14 +87,21 @@ func validateReleaseRequest(req types.ReleaseRequest) error {
 	return nil
 }
 
-// validateImage checks that ref is a Docker image reference
-// ("demo", "demo:v2", "registry.example:5000/team/demo@sha256:...") or an
-// image ID ("sha256:<64 hex>").
+// validateImage checks that ref is a Docker image reference with a
+// repository ("demo", "demo:v2", "registry.example:5000/team/demo@sha256:..."):
+// a digest or image ID alone ("sha256:...") is refused, as is a name that
+// is not in the canonical, lower-case form.
 func validateImage(ref string) error {
 	if ref == "" {
 		return types.ErrInvalid.WithMessage(`no image; name a Docker image present on the hosts, e.g. "image": "demo:v2"`)
 	}
-	if _, err := reference.ParseAnyReference(ref); err != nil {
+	for _, alg := range []string{"sha256:", "sha384:", "sha512:"} {
+		if strings.HasPrefix(ref, alg) {
+			return types.ErrInvalid.WithMessage("invalid image reference %q: a digest or image ID alone has no repository; "+
+				"name the image, e.g. demo:v2 or demo@sha256:<hex> (docker tag <id> demo:v2 names an image ID)", ref)
+		}
+	}
+	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
 		return types.ErrInvalid.WithMessage("invalid image reference %q: %v (want NAME[:TAG][@DIGEST], e.g. demo:v2)", ref, err)
 	}
 	return nil
@@ -102,9 +111,6 @@ func validateImage(ref string) error {
 func validateProcess(typ string, p types.Process) error {
 	if strings.TrimSpace(p.Command) == "" {
 		return types.ErrInvalid.WithMessage("process %s: the command is empty", typ)
-	}
-	if len(p.Command) > maxCommand {
-		return types.ErrInvalid.WithMessage("process %s: the command is %d bytes, the limit is %d", typ, len(p.Command), maxCommand)
 	}
 	if _, err := argv.Split(p.Command); err != nil {
 		hint := ""

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 
 	"github.com/gantryhq/gantry/layer1/blobstore"
@@ -15,24 +16,42 @@ import (
 // slug, config vars and process types) and deploys it
 // (POST /v1/apps/{app}/rollback).
 func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
-	var req types.RollbackRequest
+	// The wire type drops a version of 0 (the default); the body is read
+	// with a pointer so that an explicit 0 is refused, and with 64 bits so
+	// that a version above what PostgreSQL stores names no release rather
+	// than failing.
+	var req struct {
+		Version *int64 `json:"version"`
+	}
 	if e := decodeJSON(w, r, &req, true); e != nil {
 		writeError(w, e)
 		return
 	}
-	if req.Version < 0 {
-		writeError(w, types.ErrInvalid.WithMessage("version %d: a release version is a positive number (or leave it out for the previous release)", req.Version))
-		return
+	version := 0
+	if v := req.Version; v != nil {
+		switch {
+		case *v < 1:
+			writeError(w, types.ErrInvalid.WithMessage("version %d: a release version is a positive number (or leave it out for the previous release)", *v))
+			return
+		case *v > math.MaxInt32:
+			if _, err := s.store.GetApp(r.Context(), r.PathValue("app")); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			writeError(w, types.ErrReleaseNotFound.WithMessage("app %q has no release v%d", r.PathValue("app"), *v))
+			return
+		}
+		version = int(*v)
 	}
 	app := r.PathValue("app")
-	rel, d, err := s.store.Rollback(r.Context(), app, req.Version, s.checkSlug)
+	rel, d, err := s.store.Rollback(r.Context(), app, version, s.checkSlug)
 	var noEarlier *store.NoEarlierReleaseError
 	switch {
 	case errors.As(err, &noEarlier):
 		writeError(w, types.ErrNoRelease.WithMessage("app %q has no release before v%d to roll back to; name one with a version", app, noEarlier.Current))
 		return
 	case errors.Is(err, store.ErrReleaseNotFound):
-		writeError(w, types.ErrReleaseNotFound.WithMessage("app %q has no release v%d", app, req.Version))
+		writeError(w, types.ErrReleaseNotFound.WithMessage("app %q has no release v%d", app, version))
 		return
 	case errors.Is(err, store.ErrNoRelease):
 		writeError(w, types.ErrNoRelease.WithMessage("app %q has no release yet, so nothing to roll back to", app))

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"crypto"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -51,7 +52,7 @@ func (s *Server) addRoute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if err := types.ValidateDomain(req.Domain); err != nil {
+	if err := types.ValidateRouteDomain(req.Domain, s.cfg.domain()); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -101,7 +102,9 @@ func (s *Server) removeRoute(w http.ResponseWriter, r *http.Request) {
 // that says what is wrong: one of the two is missing, a PEM block or
 // certificate does not parse, the key does not parse or does not match the
 // leaf, the leaf does not cover domain (a wildcard route needs a
-// certificate for the same wildcard), or it has expired at now.
+// certificate for the same wildcard), it has expired or is not valid yet at
+// now, its RSA key has fewer than 2048 bits, or the chain holds more than
+// MaxCertChainLen certificates or either PEM is larger than MaxCertChain.
 func checkCertificate(domain, certPEM, keyPEM string, now time.Time) (*x509.Certificate, error) {
 	invalid := func(format string, args ...any) (*x509.Certificate, error) {
 		return nil, types.ErrInvalid.WithMessage(format, args...)
@@ -111,6 +114,12 @@ func checkCertificate(domain, certPEM, keyPEM string, now time.Time) (*x509.Cert
 		return invalid("tls_key needs tls_cert: give both the certificate and its private key, or neither")
 	case keyPEM == "":
 		return invalid("tls_cert needs tls_key: give both the certificate and its private key, or neither")
+	}
+	if len(certPEM) > types.MaxCertChain {
+		return invalid("tls_cert is %d bytes, the limit is %d (64 KiB)", len(certPEM), types.MaxCertChain)
+	}
+	if len(keyPEM) > types.MaxCertChain {
+		return invalid("tls_key is %d bytes, the limit is %d (64 KiB)", len(keyPEM), types.MaxCertChain)
 	}
 	var chain []*x509.Certificate
 	rest := []byte(certPEM)
@@ -125,6 +134,10 @@ func checkCertificate(domain, certPEM, keyPEM string, now time.Time) (*x509.Cert
 			return invalid("tls_cert holds a private key; send the certificate in tls_cert and the key in tls_key")
 		case block.Type != "CERTIFICATE":
 			return invalid("tls_cert holds a PEM %q block; want CERTIFICATE blocks, the leaf first", block.Type)
+		}
+		if len(chain) == types.MaxCertChainLen {
+			return invalid("tls_cert holds more than %d certificates, the limit is %d: send the leaf and its intermediates, not the root or a bundle",
+				types.MaxCertChainLen, types.MaxCertChainLen)
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
@@ -154,6 +167,12 @@ func checkCertificate(domain, certPEM, keyPEM string, now time.Time) (*x509.Cert
 	}
 	if now.After(leaf.NotAfter) {
 		return invalid("the certificate expired on %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(leaf.NotBefore) {
+		return invalid("the certificate is not valid before %s; add it once it is", leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	if k, ok := leaf.PublicKey.(*rsa.PublicKey); ok && k.N.BitLen() < minRSABits {
+		return invalid("the certificate's RSA key has %d bits, fewer than %d", k.N.BitLen(), minRSABits)
 	}
 	return leaf, nil
 }

@@ -477,7 +477,7 @@ func newCert(t *testing.T, names []string, notAfter time.Time) (certPEM, keyPEM 
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: notAfter.Add(-48 * time.Hour), NotAfter: notAfter}
+		NotBefore: time.Now().Add(-72 * time.Hour), NotAfter: notAfter}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
 	if err != nil {
 		t.Fatal(err)
@@ -561,8 +561,8 @@ func TestRoutes(t *testing.T) {
 		{"expired cert", "POST", p, route("old.example.test", oldCert, oldKey), 422, "invalid", "the certificate expired on"},
 		{"domain of another app", "POST", p, route("www.example.test", "", ""), 409, "conflict", "www.example.test is a route of app demo"},
 		{"wildcard of another app", "POST", p, route("*.example.test", "", ""), 409, "conflict", "*.example.test is a route of app demo"},
-		{"default domain of another app", "POST", p, route("demo.localhost", "", ""), 409, "conflict", "demo.localhost is the default domain of app demo"},
-		{"own default domain", "POST", "/v1/apps/demo/routes", route("demo.localhost", "", ""), 409, "conflict", "default domain of app demo"},
+		{"default domain of another app", "POST", p, route("demo.localhost", "", ""), 422, "invalid", "localhost and the names under it are reserved"},
+		{"own default domain", "POST", "/v1/apps/demo/routes", route("demo.localhost", "", ""), 422, "invalid", "localhost and the names under it are reserved"},
 		{"twice", "POST", "/v1/apps/demo/routes", route("plain.example.org", "", ""), 409, "conflict", "is a route of app demo"},
 		{"unknown app", "POST", "/v1/apps/nope/routes", route("x.example.test", "", ""), 404, "app_not_found", `no app named "nope"`},
 		{"remove unknown", "DELETE", "/v1/apps/demo/routes/nope.example.test", "", 404, "route_not_found", `app "demo" has no route "nope.example.test"`},
@@ -621,10 +621,9 @@ func TestRoutes(t *testing.T) {
 		t.Errorf("etcd route of other = %+v", got)
 	}
 
-	// An app whose default domain is a custom route cannot be created.
-	if _, err := a.c.AddRoute(ctx, "demo", types.RouteRequest{Domain: "taken.localhost"}); err != nil {
-		t.Fatal(err)
-	}
+	// An app whose default domain is a custom route (one added before the
+	// platform's domain was reserved) cannot be created.
+	a.sql(t, `INSERT INTO routes (domain, app_id) SELECT 'taken.localhost', id FROM apps WHERE name = 'demo'`)
 	_, err = a.c.CreateApp(ctx, "taken")
 	wantAPIError(t, err, types.ErrConflict, "the domain taken.localhost of an app named \"taken\" is a route of app demo")
 

@@ -326,7 +326,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	for _, rt := range routes {
-		h := rt.handle
+		h := s.checkParams(rt.path, rt.handle)
 		if !rt.platform {
 			h = adminOnly(h)
 		}

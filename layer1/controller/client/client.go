@@ -53,7 +53,7 @@ func New(baseURL, token string) *Client {
 	tr.ResponseHeaderTimeout = buildHeaderTimeout
 	return &Client{
 		base:   strings.TrimRight(baseURL, "/"),
-		token:  token,
+		token:  strings.TrimSpace(token),
 		http:   &http.Client{Timeout: Timeout},
 		stream: &http.Client{Transport: tr},
 	}
@@ -347,7 +347,9 @@ func (c *Client) doHeader(ctx context.Context, method, path string, body, out an
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	c.authorize(req)
+	if err := c.authorize(req); err != nil {
+		return nil, err
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, transportErr(c.base, err)
@@ -377,7 +379,9 @@ func (c *Client) openStream(ctx context.Context, method, path, accept, contentTy
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", accept)
-	c.authorize(req)
+	if err := c.authorize(req); err != nil {
+		return nil, err
+	}
 	resp, err := c.stream.Do(req)
 	if err != nil {
 		return nil, transportErr(c.base, err)
@@ -389,11 +393,19 @@ func (c *Client) openStream(ctx context.Context, method, path, accept, contentTy
 	return resp, nil
 }
 
-// authorize adds the client's token to req.
-func (c *Client) authorize(req *http.Request) {
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+// authorize adds the client's token to req. A token with a byte no token
+// has (a newline, a space, a control character, a byte outside ASCII)
+// cannot be sent in a header; it gets an unauthorized error that says so,
+// without a request.
+func (c *Client) authorize(req *http.Request) error {
+	if c.token == "" {
+		return nil
 	}
+	if i := strings.IndexFunc(c.token, func(r rune) bool { return r <= ' ' || r > '~' }); i >= 0 {
+		return types.ErrUnauthorized.WithMessage("the API token holds %q at byte %d, which no token has (check GANTRY_TOKEN)", c.token[i:i+1], i+1)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	return nil
 }
 
 // transportErr says that the controller at base could not be reached;

@@ -99,3 +99,27 @@ func TestPaths(t *testing.T) {
 		t.Errorf("requests %q, want %q", got, want)
 	}
 }
+
+// TestMalformedToken checks that a token that cannot go into a header gets
+// an error naming the token, not "cannot reach the controller". Spaces
+// around it (a token read from a file with its newline) are trimmed.
+func TestMalformedToken(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte("[]"))
+	}))
+	t.Cleanup(srv.Close)
+	if _, err := New(srv.URL, "tok\n").ListApps(t.Context()); err != nil {
+		t.Errorf("token with a trailing newline: %v", err)
+	}
+	for _, token := range []string{"to\nk", "to k", "t\x00k", "tök"} {
+		_, err := New(srv.URL, token).ListApps(t.Context())
+		var e *types.Error
+		if !errors.As(err, &e) || !errors.Is(err, types.ErrUnauthorized) || !strings.Contains(e.Message, "which no token has (check GANTRY_TOKEN)") {
+			t.Errorf("token %q: err = %v", token, err)
+		}
+	}
+}

@@ -47,7 +47,9 @@ func (c *Client) Run(ctx context.Context, app string, req types.RunRequest) (*at
 		return nil, "", fmt.Errorf("POST %s: %w", path, err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	c.authorize(hreq)
+	if err := c.authorize(hreq); err != nil {
+		return nil, "", err
+	}
 	conn, resp, err := attach.Dial(ctx, hreq, runHandshakeTimeout)
 	if err != nil {
 		return nil, "", transportErr(c.base, err)

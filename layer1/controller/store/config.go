@@ -32,9 +32,12 @@ type ConfigChange struct {
 // changed and the app has a release, the same transaction makes a new
 // release with description: a copy of the newest release the app has or
 // is moving to (the pending one, else the one being deployed, else the
-// current one) with the new config, and deploys it like DeployRelease. It returns ErrAppNotFound for a missing
-// app. The caller validates names and values.
-func (s *Store) UpdateConfig(ctx context.Context, app string, changes map[string]*string, description string) (ConfigChange, error) {
+// current one) with the new config, and deploys it like DeployRelease (not
+// while the config is over types.MaxConfigTotal). It returns ErrAppNotFound for a missing app. The caller validates names and
+// values; check gets the config before and after the change, and an error
+// it returns undoes the change and is returned.
+func (s *Store) UpdateConfig(ctx context.Context, app string, changes map[string]*string, description string,
+	check func(before, after map[string]string) error) (ConfigChange, error) {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	var change ConfigChange
@@ -63,6 +66,15 @@ func (s *Store) UpdateConfig(ctx context.Context, app string, changes map[string
 			return err
 		}
 		if maps.Equal(before, change.Config) {
+			return nil
+		}
+		if err := check(before, change.Config); err != nil {
+			return err
+		}
+		if types.ConfigSize(change.Config) > types.MaxConfigTotal {
+			// A config over the limit (stored before the limit existed)
+			// that a change made smaller: stored, but no release is made
+			// of it until it is within the limit.
 			return nil
 		}
 		base, ok, err := a.target(ctx, tx)

@@ -95,6 +95,9 @@ type Deployment struct {
 	UpdatedAt  time.Time
 	// Processes are the deployment's steps, by process type.
 	Processes []DeploymentProcess
+	// ConfigRestored is true when the deployment rolled back and set the
+	// app's config vars back to the old release's (see AdvanceDeployment).
+	ConfigRestored bool
 }
 
 // Active reports whether the deployment is running or rolling back.
@@ -296,7 +299,8 @@ func mergeKeys(a, b map[string]int) map[string]bool {
 // JOIN releases n (new) LEFT JOIN releases o (old), for scanDeployment.
 const deploymentColumns = `d.id::text, a.name, COALESCE(o.id::text, ''), COALESCE(o.version, 0), n.id::text, n.version,
 	d.status, d.strategy, COALESCE(d.timeout, 0), d.from_running, d.step, d.error, d.failed_job, d.last_lines,
-	d.created_at, COALESCE(d.started_at, 'epoch'), COALESCE(d.rollback_at, 'epoch'), COALESCE(d.finished_at, 'epoch'), d.updated_at`
+	d.created_at, COALESCE(d.started_at, 'epoch'), COALESCE(d.rollback_at, 'epoch'), COALESCE(d.finished_at, 'epoch'), d.updated_at,
+	d.config_restored`
 
 const deploymentFrom = `deployments d JOIN apps a ON a.id = d.app_id JOIN releases n ON n.id = d.new_release_id
 	LEFT JOIN releases o ON o.id = d.old_release_id`
@@ -313,7 +317,7 @@ func scanDeployment(row pgx.Row) (Deployment, error) {
 	var d Deployment
 	err := row.Scan(&d.ID, &d.App, &d.Old.ID, &d.Old.Version, &d.New.ID, &d.New.Version,
 		&d.Status, &d.Strategy, &d.Timeout, &d.FromRunning, &d.Step, &d.Error, &d.FailedJob, &d.LastLines,
-		&d.CreatedAt, &d.StartedAt, &d.RollbackAt, &d.FinishedAt, &d.UpdatedAt)
+		&d.CreatedAt, &d.StartedAt, &d.RollbackAt, &d.FinishedAt, &d.UpdatedAt, &d.ConfigRestored)
 	d.CreatedAt, d.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
 	d.StartedAt, d.RollbackAt, d.FinishedAt = optionalTime(d.StartedAt), optionalTime(d.RollbackAt), optionalTime(d.FinishedAt)
 	return d, err
@@ -562,6 +566,9 @@ func applyChange(ctx context.Context, tx pgx.Tx, a appRow, cur Deployment, chang
 		if _, err := tx.Exec(ctx, `DELETE FROM formations WHERE release_id = $1`, cur.New.ID); err != nil {
 			return err
 		}
+		if err := restoreConfig(ctx, tx, a, cur); err != nil {
+			return err
+		}
 	}
 	lastLines := change.LastLines
 	if lastLines == nil {
@@ -580,6 +587,39 @@ func applyChange(ctx context.Context, tx pgx.Tx, a appRow, cur Deployment, chang
 			finished_at = CASE WHEN $2 IN ('complete', 'failed', 'rolled_back') THEN now() END
 		WHERE id = $1`, cur.ID, change.Status, errText, failedJob, lastLines)
 	return err
+}
+
+// restoreConfig sets the config vars of the locked app a back to those of
+// the old release of deployment cur, which rolled back, when the new
+// release changed them (a config change, or a rollback to a release with
+// other vars) and no later change did: the vars stay those of the release
+// that runs, and the next release (a push) does not take the values that
+// failed. It records that in the deployment's config_restored.
+func restoreConfig(ctx context.Context, tx pgx.Tx, a appRow, cur Deployment) error {
+	if cur.Old.ID == "" {
+		return nil
+	}
+	var newConfig, oldConfig map[string]string
+	if err := tx.QueryRow(ctx, `SELECT n.config, o.config FROM releases n, releases o WHERE n.id = $1 AND o.id = $2`,
+		cur.New.ID, cur.Old.ID).Scan(&newConfig, &oldConfig); err != nil {
+		return err
+	}
+	current, err := readConfig(ctx, tx, a.name)
+	if err != nil {
+		return err
+	}
+	if maps.Equal(newConfig, oldConfig) || !maps.Equal(current, newConfig) {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM config_vars WHERE app_id = $1`, a.id); err != nil {
+		return err
+	}
+	batch := &pgx.Batch{}
+	for name, value := range oldConfig {
+		batch.Queue(`INSERT INTO config_vars (app_id, name, value) VALUES ($1, $2, $3)`, a.id, name, value)
+	}
+	batch.Queue(`UPDATE deployments SET config_restored = true WHERE id = $1`, cur.ID)
+	return tx.SendBatch(ctx, batch).Close()
 }
 
 // GetDeploySettings returns the deploy settings of app, or ErrAppNotFound.

@@ -110,7 +110,23 @@ func sum(counts map[string]int) int {
 	return n
 }
 
+// checkReleaseConfig returns an ErrInvalid when config, the config of a
+// new release of app a, is over types.MaxConfigTotal. The limit is checked
+// when the config changes; only a config stored before the limit existed
+// can be over it, and a release of it could not run (its formations would
+// be too large for etcd).
+func checkReleaseConfig(a appRow, config map[string]string) error {
+	if n := types.ConfigSize(config); n > types.MaxConfigTotal {
+		return types.ErrInvalid.WithMessage("the config of the release would be %d bytes of names and values, "+
+			"the limit is %d (64 KiB); unset vars of app %s first", n, types.MaxConfigTotal, a.name)
+	}
+	return nil
+}
+
 func insertRelease(ctx context.Context, tx pgx.Tx, a appRow, r NewRelease) (types.Release, error) {
+	if err := checkReleaseConfig(a, r.Config); err != nil {
+		return types.Release{}, err
+	}
 	if r.Config == nil {
 		r.Config = map[string]string{}
 	}

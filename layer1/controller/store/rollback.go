@@ -79,6 +79,9 @@ func (s *Store) Rollback(ctx context.Context, app string, version int, check Slu
 				return err
 			}
 		}
+		if err := checkReleaseConfig(a, target.Config); err != nil {
+			return err
+		}
 		if err := replaceConfig(ctx, tx, a.id, target.Config); err != nil {
 			return err
 		}

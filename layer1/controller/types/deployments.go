@@ -66,10 +66,14 @@ type Deployment struct {
 	Processes []DeploymentProcess `json:"processes"`
 	// Reason says why a deployment failed or rolled back; FailedJob is the
 	// job that failed and LastLines its last lines of output, when known.
-	Reason    string    `json:"reason,omitempty"`
-	FailedJob string    `json:"failed_job,omitempty"`
-	LastLines []string  `json:"last_lines,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	Reason    string   `json:"reason,omitempty"`
+	FailedJob string   `json:"failed_job,omitempty"`
+	LastLines []string `json:"last_lines,omitempty"`
+	// ConfigRestored is true when the deployment rolled back and the
+	// app's config vars went back to those of the release that keeps
+	// running: the config change that made the new release was undone.
+	ConfigRestored bool      `json:"config_restored,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
 	// StartedAt is when it stopped being pending; FinishedAt when it
 	// ended. Absent until then.
 	StartedAt  time.Time `json:"started_at,omitzero"`
@@ -162,6 +166,10 @@ func (d Deployment) Status() string {
 	case DeployComplete:
 		return fmt.Sprintf("Deployed v%d", d.NewRelease)
 	case DeployRolledBack:
+		if d.ConfigRestored {
+			return fmt.Sprintf("Deploy of v%d failed: %s; v%d keeps running, and the config is v%d's again (the change was undone)",
+				d.NewRelease, d.Reason, d.OldRelease, d.OldRelease)
+		}
 		return fmt.Sprintf("Deploy of v%d failed: %s; v%d keeps running", d.NewRelease, d.Reason, d.OldRelease)
 	case DeployFailed:
 		return fmt.Sprintf("Deploy of v%d failed: %s", d.NewRelease, d.Reason)

@@ -2,7 +2,9 @@ package types
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -13,6 +15,26 @@ const (
 	MaxAppName = 30
 	// MaxConfigValue is the largest config var value, in bytes.
 	MaxConfigValue = 32 << 10
+	// MaxConfigName is the longest config var name, in bytes.
+	MaxConfigName = 256
+	// MaxConfigTotal bounds an app's whole config: the sum of the lengths
+	// of its names and values, in bytes (Heroku's limit).
+	MaxConfigTotal = 64 << 10
+	// MaxKeyComment is the longest SSH key comment, in bytes.
+	MaxKeyComment = 256
+	// MaxProcessTypes is the most process types a release may have.
+	MaxProcessTypes = 100
+	// MaxProcessCommand is the longest command of a process type, in
+	// bytes.
+	MaxProcessCommand = 32 << 10
+	// MaxProcfile bounds the process types of a release together: the sum
+	// of the lengths of their names and commands, in bytes (a Procfile of
+	// that size).
+	MaxProcfile = 64 << 10
+	// MaxCertChain is the largest PEM certificate chain of a route, in
+	// bytes; MaxCertChainLen is the most certificates it may hold.
+	MaxCertChain    = 64 << 10
+	MaxCertChainLen = 10
 	// MaxDomain is the longest route domain, in bytes.
 	MaxDomain = 253
 	// maxLabel is the longest label of a domain, in bytes.
@@ -55,6 +77,8 @@ func ValidateAppName(name string) error {
 // else an ErrInvalid that names the var and says what is wrong.
 func ValidateConfigVar(name, value string) error {
 	switch {
+	case len(name) > MaxConfigName:
+		return ErrInvalid.WithMessage("config var name %.40q...: the name is %d bytes, the limit is %d", name, len(name), MaxConfigName)
 	case !ConfigVarNameRegexp.MatchString(name):
 		return ErrInvalid.WithMessage("invalid config var name %q: use letters, digits and underscores, not starting with a digit", name)
 	case len(value) > MaxConfigValue:
@@ -65,6 +89,30 @@ func ValidateConfigVar(name, value string) error {
 		return ErrInvalid.WithMessage("config var %s: value is not valid UTF-8", name)
 	}
 	return nil
+}
+
+// ConfigSize is the size of a config that MaxConfigTotal bounds: the sum
+// of the lengths of its names and values, in bytes.
+func ConfigSize(config map[string]string) int {
+	n := 0
+	for k, v := range config {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// ValidateConfigChange returns nil when a change of an app's config from
+// before to after keeps it within MaxConfigTotal, else an ErrInvalid that
+// says so. A change that makes the config smaller is always allowed, so
+// that a config over the limit (made before the limit existed) can be cut
+// down.
+func ValidateConfigChange(before, after map[string]string) error {
+	size := ConfigSize(after)
+	if size <= MaxConfigTotal || size < ConfigSize(before) {
+		return nil
+	}
+	return ErrInvalid.WithMessage("the config would hold %d bytes of names and values, the limit is %d (64 KiB); unset vars or keep large data elsewhere",
+		size, MaxConfigTotal)
 }
 
 // ValidateProcessType returns nil when name is a valid process type, else
@@ -112,6 +160,65 @@ func ValidateDomain(domain string) error {
 				return invalid("use lower-case letters, digits, dashes and dots")
 			}
 		}
+	}
+	return nil
+}
+
+// ValidateRouteDomain returns nil when a new custom route may have domain:
+// a valid domain (see ValidateDomain) that is not an IP address (its last
+// label is not a number: no top-level domain is), that has at least two
+// labels below a wildcard ("*.example.com", not "*.test", which would
+// take a whole top-level domain), and that is neither platformDomain nor
+// a name under it, which are the apps' default domains. Otherwise it
+// returns an ErrInvalid that says what is wrong.
+func ValidateRouteDomain(domain, platformDomain string) error {
+	if err := ValidateDomain(domain); err != nil {
+		return err
+	}
+	invalid := func(format string, args ...any) error {
+		return ErrInvalid.WithMessage("invalid domain %q: "+format, append([]any{domain}, args...)...)
+	}
+	name, wildcard := strings.CutPrefix(domain, "*.")
+	labels := strings.Split(name, ".")
+	last := labels[len(labels)-1]
+	switch {
+	case strings.Trim(last, "0123456789") == "":
+		return invalid("an IP address is not a host name; routes are for domain names")
+	case name == platformDomain || strings.HasSuffix(name, "."+platformDomain):
+		return invalid("%s and the names under it are reserved for the apps' default domains (<app>.%s)", platformDomain, platformDomain)
+	case wildcard && len(labels) < 2:
+		return invalid("a wildcard needs at least two labels below the *, as in *.example.com")
+	}
+	return nil
+}
+
+// ValidateProcesses returns nil when a release's process types, by name
+// with their commands, are within the limits: at most MaxProcessTypes
+// types, valid names (see ValidateProcessType), commands of at most
+// MaxProcessCommand bytes of UTF-8 text without NUL, and MaxProcfile bytes
+// in all. Otherwise it returns an ErrInvalid that names the problem. It
+// does not check that a command splits into arguments, which only image
+// releases need.
+func ValidateProcesses(commands map[string]string) error {
+	if n := len(commands); n > MaxProcessTypes {
+		return ErrInvalid.WithMessage("%d process types, the limit is %d", n, MaxProcessTypes)
+	}
+	total := 0
+	for _, typ := range slices.Sorted(maps.Keys(commands)) {
+		if err := ValidateProcessType(typ); err != nil {
+			return err
+		}
+		cmd := commands[typ]
+		switch {
+		case len(cmd) > MaxProcessCommand:
+			return ErrInvalid.WithMessage("process %s: the command is %d bytes, the limit is %d", typ, len(cmd), MaxProcessCommand)
+		case strings.ContainsRune(cmd, 0) || !utf8.ValidString(cmd):
+			return ErrInvalid.WithMessage("process %s: the command holds a NUL byte or invalid UTF-8", typ)
+		}
+		total += len(typ) + len(cmd)
+	}
+	if total > MaxProcfile {
+		return ErrInvalid.WithMessage("the process types and their commands are %d bytes, the limit is %d (64 KiB)", total, MaxProcfile)
 	}
 	return nil
 }

@@ -209,3 +209,90 @@ func FuzzValidateDomain(f *testing.F) {
 		}
 	})
 }
+
+func TestValidateProcesses(t *testing.T) {
+	many := map[string]string{}
+	for i := range MaxProcessTypes + 1 {
+		many["p"+strconv.Itoa(i)] = "/w"
+	}
+	hundred := map[string]string{}
+	for i := range MaxProcessTypes {
+		hundred["p"+strconv.Itoa(i)] = "/w"
+	}
+	large := map[string]string{}
+	for i := range 3 {
+		large["p"+strconv.Itoa(i)] = strings.Repeat("x", MaxProcessCommand)
+	}
+	tests := []struct {
+		name     string
+		commands map[string]string
+		why      string // "" when valid
+	}{
+		{"one", map[string]string{"web": "./server"}, ""},
+		{"a hundred", hundred, ""},
+		{"too many", many, "101 process types, the limit is 100"},
+		{"bad type", map[string]string{"Web": "x"}, `invalid process type "Web"`},
+		{"long command", map[string]string{"web": strings.Repeat("x", MaxProcessCommand+1)}, "the command is 32769 bytes, the limit is 32768"},
+		{"NUL", map[string]string{"web": "a\x00b"}, "NUL byte"},
+		{"invalid UTF-8", map[string]string{"web": "a\xffb"}, "invalid UTF-8"},
+		{"too large in all", large, "the limit is 65536"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateProcesses(tt.commands)
+			switch {
+			case tt.why == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.why != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.why)):
+				t.Errorf("err = %v, want invalid: ...%s...", err, tt.why)
+			}
+		})
+	}
+}
+
+func TestValidateRouteDomain(t *testing.T) {
+	tests := []struct {
+		domain, why string // why "" when valid
+	}{
+		{"www.example.com", ""},
+		{"*.example.com", ""},
+		{"localhost.example.com", ""},
+		{"example", ""},
+		{"*.com", "at least two labels below the *"},
+		{"localhost", "reserved"},
+		{"*.localhost", "reserved"},
+		{"demo.localhost", "reserved"},
+		{"a.b.localhost", "reserved"},
+		{"127.0.0.1", "IP address"},
+		{"1.2.3.999", "IP address"},
+		{"12", "IP address"},
+		{"::1", "use lower-case letters"},
+		{"Www.example.com", "use lower-case letters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.domain, func(t *testing.T) {
+			err := ValidateRouteDomain(tt.domain, "localhost")
+			switch {
+			case tt.why == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.why != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.why)):
+				t.Errorf("err = %v, want invalid: ...%s...", err, tt.why)
+			}
+		})
+	}
+}
+
+func TestValidateConfigChange(t *testing.T) {
+	big := map[string]string{"A": strings.Repeat("x", MaxConfigTotal)}
+	small := map[string]string{"A": "1"}
+	if err := ValidateConfigChange(small, big); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "65537 bytes") {
+		t.Errorf("growing over the limit: %v", err)
+	}
+	if err := ValidateConfigChange(nil, map[string]string{"A": strings.Repeat("x", MaxConfigTotal-1)}); err != nil {
+		t.Errorf("exactly at the limit: %v", err)
+	}
+	bigger := map[string]string{"A": strings.Repeat("x", MaxConfigTotal), "B": "2"}
+	if err := ValidateConfigChange(bigger, big); err != nil {
+		t.Errorf("shrinking while over the limit: %v", err)
+	}
+}
