@@ -138,10 +138,9 @@ func (x *exchange) idHeader() []string {
 // retried once the response has started. The router's client never retries
 // on its own: this is the only retry.
 //
-// Only the requests that may not be sent again pay for checking that a
-// pooled connection is still open before it is used (see backend.get);
-// the others find out by trying, and a pooled connection that turns out
-// dead has the backend's other idle connections checked before the retry.
+// A pooled connection is checked before it is used (see backend.get), but
+// the backend may still close it in the meantime; one that turns out dead
+// has the backend's other idle connections checked before the retry.
 func (f *frontend) forward(x *exchange, tgt *target) {
 	req := x.req
 	x.mode = bodyMode(req)
@@ -204,7 +203,7 @@ func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame 
 	x.backend = b.addr
 
 	replayable := idempotent(req)
-	c := b.get(x.now, !replayable)
+	c := b.get(x.now)
 	if c == nil {
 		var err error
 		if c, err = b.dial(x.ctx); err != nil {
@@ -311,6 +310,15 @@ func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame 
 		h["Content-Type"] = nil // no sniffing: the client gets what the backend sent
 	}
 	h["X-Request-Id"] = x.idHeader()
+	switch {
+	case hd.status == http.StatusNoContent:
+		delete(h, "Content-Length") // RFC 9110, 8.6: never on a 204
+	case hd.status == http.StatusNotModified && x.peer == nil:
+		// The Content-Length of a 304 tells the size of the
+		// representation, but net/http's server takes it for the size of
+		// the body and cuts the HTTP/2 stream short when none comes.
+		delete(h, "Content-Length")
+	}
 	x.w.WriteHeader(hd.status)
 	x.status = hd.status
 	n, err := copyResponse(x, c, &hd)
