@@ -162,30 +162,21 @@ func (c *h1conn) parseRequest(block string) (int, error) {
 		}
 		return http.StatusBadRequest, errBadRequest
 	}
+	if status := checkTarget(method, target, 1); status != 0 {
+		return status, errBadRequest
+	}
 
 	uri, host, hostInTarget := target, "", false
-	switch {
-	case target[0] == '/':
-	case target == "*":
-		if method != http.MethodOptions {
-			return http.StatusBadRequest, errBadRequest
-		}
-	case method == http.MethodConnect:
-		return http.StatusMethodNotAllowed, errBadRequest
-	default: // absolute-form: its authority is the host (RFC 9112, 3.2.2)
-		scheme, hier, ok := strings.Cut(target, "://")
-		if !ok || !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
-			return http.StatusBadRequest, errBadRequest
-		}
+	if target[0] != '/' && target != "*" {
+		// absolute-form (checked by checkTarget): its authority is the
+		// host (RFC 9112, 3.2.2)
+		_, hier, _ := strings.Cut(target, "://")
 		host, uri = hier, "/"
 		if i := strings.IndexAny(hier, "/?"); i >= 0 {
 			host, uri = hier[:i], hier[i:]
 			if uri[0] == '?' {
 				uri = "/" + uri
 			}
-		}
-		if host == "" || strings.IndexByte(host, '@') >= 0 {
-			return http.StatusBadRequest, errBadRequest
 		}
 		hostInTarget = true
 	}
@@ -196,7 +187,7 @@ func (c *h1conn) parseRequest(block string) (int, error) {
 	hosts := 0
 	length := int64(-1)
 	var te string
-	tes := 0
+	tes, fields := 0, 0
 	for rest != "" {
 		line, rest, _ = strings.Cut(rest, "\n")
 		line = strings.TrimSuffix(line, "\r")
@@ -213,7 +204,7 @@ func (c *h1conn) parseRequest(block string) (int, error) {
 		if !validFieldValue(val) {
 			return http.StatusBadRequest, errBadRequest
 		}
-		if len(vals) == maxHeaderFields {
+		if fields++; fields > maxHeaderFields {
 			return http.StatusRequestHeaderFieldsTooLarge, errRequestHeadTooLarge
 		}
 		key := canonicalKey(line[:colon])
@@ -306,6 +297,73 @@ func (c *h1conn) parseRequest(block string) (int, error) {
 		q.r.Body = &c.body
 	}
 	return 0, nil
+}
+
+// checkTarget applies the rules every request target follows, whichever
+// front end and protocol it came through (protoMajor is the request's HTTP
+// major version): no control characters or spaces; origin-form ("/..."),
+// "*" for OPTIONS only, and, for HTTP/1, absolute-form with an http or
+// https scheme and no user information. CONNECT is refused. It returns the
+// status to refuse the request with, or 0.
+func checkTarget(method, target string, protoMajor int) int {
+	switch {
+	case !validTarget(target):
+		return http.StatusBadRequest
+	case method == http.MethodConnect:
+		return http.StatusMethodNotAllowed
+	case target[0] == '/':
+		return 0
+	case target == "*":
+		if method != http.MethodOptions {
+			return http.StatusBadRequest
+		}
+		return 0
+	case protoMajor != 1:
+		return http.StatusBadRequest
+	}
+	scheme, hier, ok := strings.Cut(target, "://")
+	if !ok || !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
+		return http.StatusBadRequest
+	}
+	host := hier
+	if i := strings.IndexAny(hier, "/?"); i >= 0 {
+		host = hier[:i]
+	}
+	if host == "" || strings.IndexByte(host, '@') >= 0 {
+		return http.StatusBadRequest
+	}
+	return 0
+}
+
+// checkRequest applies the rules of parseRequest that another server's
+// parser may not (net/http's on the HTTPS listener: HTTP/2, and the
+// HTTP/1.1 it parses itself): a token method, the target rules of
+// checkTarget, header values without control characters, and at most
+// maxHeaderFields field lines, every repeated name counted. It returns the
+// status to refuse the request with, or 0.
+func checkRequest(req *http.Request) int {
+	if !validToken(req.Method) || req.Host != "" && !validTarget(req.Host) {
+		return http.StatusBadRequest
+	}
+	if status := checkTarget(req.Method, req.RequestURI, req.ProtoMajor); status != 0 {
+		return status
+	}
+	fields := 0
+	for k, vv := range req.Header {
+		if !validToken(k) {
+			return http.StatusBadRequest
+		}
+		for _, v := range vv {
+			if !validFieldValue(v) {
+				return http.StatusBadRequest
+			}
+		}
+		fields += len(vv)
+	}
+	if fields > maxHeaderFields {
+		return http.StatusRequestHeaderFieldsTooLarge
+	}
+	return 0
 }
 
 // validTarget reports whether a request target (or a Host) has no control

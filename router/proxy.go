@@ -82,6 +82,18 @@ func (f *frontend) serve(x *exchange) {
 	x.start = time.Now()
 	x.now = int64(x.start.Sub(r.base))
 	x.id = requestID(req)
+	if x.peer == nil {
+		// The router's own server checked the request as it parsed it;
+		// net/http's gets the same rules here.
+		if status := checkRequest(req); status != 0 {
+			if req.ProtoMajor == 1 {
+				x.w.Header()["Connection"] = []string{"close"}
+			}
+			x.page(status, refusedPage(status))
+			r.access.log(x)
+			return
+		}
+	}
 	host, ok := parseHost(req.Host)
 	var tgt *target
 	if ok {
@@ -492,9 +504,10 @@ func writeBody(c *upstreamConn, body io.Reader, chunked bool, timeout time.Durat
 // writeHead writes the request line and headers for the backend: the
 // client's headers minus the hop-by-hop ones (Connection and the headers it
 // names, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade unless
-// upgrading) and Expect (the router's server already answered it), then the
-// X-Forwarded-For (appended to), X-Forwarded-Proto, X-Forwarded-Port,
-// X-Request-Id and X-Request-Start headers of the router.
+// upgrading), Expect (the router's server already answered it) and the
+// client's forwarding headers (see ownRequestHeader), then the router's
+// X-Forwarded-For (the client's address only), X-Forwarded-Proto,
+// X-Forwarded-Port, X-Request-Id and X-Request-Start.
 func (f *frontend) writeHead(bw *bufio.Writer, x *exchange, upgrade bool, mode bodyKind) {
 	req := x.req
 	bw.WriteString(req.Method)
@@ -539,10 +552,6 @@ func (f *frontend) writeHead(bw *bufio.Writer, x *exchange, upgrade bool, mode b
 		}
 	}
 	bw.WriteString("X-Forwarded-For: ")
-	for _, v := range req.Header["X-Forwarded-For"] {
-		bw.WriteString(v)
-		bw.WriteString(", ")
-	}
 	bw.WriteString(clientIP(req.RemoteAddr))
 	bw.WriteString("\r\nX-Forwarded-Proto: ")
 	bw.WriteString(f.proto)
@@ -569,15 +578,18 @@ func (f *frontend) writeHead(bw *bufio.Writer, x *exchange, upgrade bool, mode b
 }
 
 // ownRequestHeader reports the headers writeHead does not copy from the
-// client: hop-by-hop ones and those the router writes itself.
+// client: hop-by-hop ones, those the router writes itself, and the
+// forwarding headers an app could take for the router's (Forwarded,
+// X-Real-Ip and every X-Forwarded-*), so that what an app reads there
+// comes from the router.
 func ownRequestHeader(k string) bool {
 	switch k {
 	case "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-		"Host", "Content-Length", "Expect",
-		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Request-Id", "X-Request-Start":
+		"Host", "Content-Length", "Expect", "X-Request-Id", "X-Request-Start",
+		"Forwarded", "X-Real-Ip":
 		return true
 	}
-	return strings.HasPrefix(k, "Proxy-")
+	return strings.HasPrefix(k, "Proxy-") || strings.HasPrefix(k, "X-Forwarded-")
 }
 
 func isListed(listed []string, k string) bool {

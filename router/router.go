@@ -156,6 +156,7 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 			Handler:           r.frontend(httpsLn, true),
 			ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
 			IdleTimeout:       r.cfg.ClientIdleTimeout,
+			MaxHeaderBytes:    maxHeadBytes,
 			ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 			TLSConfig:         r.tlsConfig(),
 		}
