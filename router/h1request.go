@@ -56,9 +56,7 @@ func (c *h1conn) readRequest() (int, error) {
 		return status, err
 	}
 	if c.body.active {
-		// Bodies are read without a time limit, as net/http's server does
-		// with no ReadTimeout; the backend sets the pace.
-		c.setReadDeadline(time.Time{})
+		c.bodyDeadline()
 	}
 	return 0, nil
 }
@@ -415,7 +413,8 @@ func (b *h1body) reset(chunked bool, length int64, expect bool) {
 }
 
 // Read reads the body. The first read sends the 100 Continue the client
-// may wait for, unless the response has started.
+// may wait for, unless the response has started. Each read renews the
+// body's inactivity deadline (see h1conn.bodyDeadline).
 func (b *h1body) Read(p []byte) (int, error) {
 	switch {
 	case b.done:
@@ -428,6 +427,7 @@ func (b *h1body) Read(p []byte) (int, error) {
 	if b.expect && b.c.writeContinue() {
 		b.expect = false
 	}
+	b.c.bodyDeadline()
 	var n int
 	var err error
 	if b.chunked {
@@ -492,6 +492,7 @@ func (c *h1conn) writeContinue() bool {
 	if c.w.started {
 		return false
 	}
+	c.sendDeadline()
 	_, err := c.rwc.Write(continueResponse)
 	return err == nil
 }

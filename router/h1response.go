@@ -80,6 +80,9 @@ func (w *h1writer) WriteHeader(code int) {
 	if q.close || !c.s.keepAlives() {
 		w.closeAfter = true
 	}
+	if v := h["Connection"]; len(v) > 0 && hasToken(v[0], "close") {
+		w.closeAfter = true // the router's own pages ask for it so
+	}
 	if q.expect {
 		c.wmu.Lock()
 		w.started = true
@@ -87,6 +90,7 @@ func (w *h1writer) WriteHeader(code int) {
 	} else {
 		w.started = true
 	}
+	c.sendDeadline()
 
 	bw := c.bw
 	bw.WriteString("HTTP/1.1 ")
@@ -166,6 +170,7 @@ func (w *h1writer) beginWrite(n int) error {
 	case !w.chunked && w.remain >= 0 && int64(n) > w.remain:
 		return http.ErrContentLength
 	}
+	w.c.sendDeadline()
 	if w.chunked && n > 0 {
 		bw := w.c.bw
 		bw.Write(strconv.AppendUint(bw.AvailableBuffer(), uint64(n), 16))
@@ -195,6 +200,7 @@ func (w *h1writer) Flush() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
+	w.c.sendDeadline()
 	if err := w.c.bw.Flush(); err != nil && w.err == nil {
 		w.err = err
 	}
@@ -207,7 +213,28 @@ func (w *h1writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("router: hijack after the response head")
 	}
 	w.hijacked = true
-	return w.c.rwc, bufio.NewReadWriter(w.c.br, w.c.bw), nil
+	return &hijackedConn{Conn: w.c.rwc, c: w.c}, bufio.NewReadWriter(w.c.br, w.c.bw), nil
+}
+
+// hijackedConn is a client connection taken over for an upgrade: closing
+// it counts it out of the connection limit.
+type hijackedConn struct {
+	net.Conn
+	c *h1conn
+}
+
+func (h *hijackedConn) Close() error {
+	err := h.Conn.Close()
+	h.c.release()
+	return err
+}
+
+// CloseWrite half-closes the connection (TCP, TLS).
+func (h *hijackedConn) CloseWrite() error {
+	if cw, ok := h.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return h.Conn.Close()
 }
 
 // finish ends the response: the last chunk and the trailers, and a flush.
@@ -229,6 +256,7 @@ func (w *h1writer) finish() {
 	case !w.noBody && w.remain > 0:
 		w.closeAfter = true
 	}
+	w.c.sendDeadline()
 	if err := bw.Flush(); err != nil && w.err == nil {
 		w.err = err
 	}

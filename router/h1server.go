@@ -3,6 +3,7 @@ package router
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -23,7 +24,11 @@ import (
 // server looks at the socket instead, only while a backend keeps a request
 // waiting), request and response state reused across the requests of a
 // connection, and response heads written without copying the header map.
-// HTTPS (HTTP/2 and HTTP/1.1) stays with net/http.
+//
+// On the HTTPS listener it does the TLS handshake and serves the
+// connections that chose HTTP/1.1, so that HTTP/1 follows one set of rules
+// whatever the listener; those that chose HTTP/2 go to net/http's server
+// through h2 (see connQueue).
 //
 // Its methods mirror http.Server's: Serve, Shutdown, Close,
 // SetKeepAlivesEnabled.
@@ -35,6 +40,18 @@ type h1server struct {
 	// idleSlack is how far short of idleTimeout an idle deadline may be
 	// before it is moved (see waitRequest).
 	idleSlack time.Duration
+	// bodyTimeout and sendTimeout are the inactivity deadlines of reading
+	// a request body and writing a response (Config.ClientBodyTimeout and
+	// SendTimeout); each moves only once it is its slack short.
+	bodyTimeout, bodySlack time.Duration
+	sendTimeout, sendSlack time.Duration
+
+	// limit counts the connections against Config.MaxConns.
+	limit *connLimit
+	// tlsConfig is set on the HTTPS listener; h2 then receives the
+	// connections that negotiated HTTP/2.
+	tlsConfig *tls.Config
+	h2        *connQueue
 
 	// ctx is the context of every request; Close cancels it.
 	ctx    context.Context
@@ -50,18 +67,34 @@ type h1server struct {
 
 var _ httpServer = (*h1server)(nil)
 
-func newH1Server(f *frontend, cfg Config, log *slog.Logger) *h1server {
+// newH1Server returns a server for the plain HTTP listener, or for the
+// HTTPS one when tlsConfig is set, in which case h2 receives the
+// connections that negotiate HTTP/2.
+func newH1Server(f *frontend, cfg Config, log *slog.Logger, limit *connLimit, tlsConfig *tls.Config, h2 *connQueue) *h1server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &h1server{
 		f: f, log: log,
 		readHeaderTimeout: cfg.ReadHeaderTimeout,
 		idleTimeout:       cfg.ClientIdleTimeout,
-		idleSlack:         min(time.Second, cfg.ClientIdleTimeout/10),
+		idleSlack:         slack(cfg.ClientIdleTimeout),
+		bodyTimeout:       cfg.ClientBodyTimeout,
+		bodySlack:         slack(cfg.ClientBodyTimeout),
+		sendTimeout:       cfg.SendTimeout,
+		sendSlack:         slack(cfg.SendTimeout),
+		limit:             limit,
+		tlsConfig:         tlsConfig,
+		h2:                h2,
 		ctx:               ctx,
 		cancel:            cancel,
 		conns:             map[*h1conn]struct{}{},
 	}
 }
+
+// slack is how far short of an inactivity timeout its deadline may be
+// before it is moved: a tenth, at most a second. Moving a deadline is a
+// timer update in the runtime, which a busy connection would otherwise pay
+// for on every read or write.
+func slack(timeout time.Duration) time.Duration { return min(time.Second, timeout/10) }
 
 // Serve accepts connections on ln until Shutdown or Close, which make it
 // return http.ErrServerClosed. It may be called once.
@@ -96,6 +129,13 @@ func (s *h1server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		if !s.limit.acquire() {
+			refuse(nc, s.tlsConfig == nil)
+			continue
+		}
+		if s.tlsConfig != nil {
+			nc = tls.Server(nc, s.tlsConfig)
+		}
 		if c := s.track(nc); c != nil {
 			go c.serve()
 		}
@@ -110,6 +150,7 @@ func (s *h1server) track(nc net.Conn) *h1conn {
 	defer s.mu.Unlock()
 	if s.inShutdown.Load() {
 		nc.Close()
+		s.limit.release()
 		return nil
 	}
 	s.conns[c] = struct{}{}
@@ -226,8 +267,13 @@ type h1conn struct {
 
 	remoteAddr string
 	// idleUntil is the idle deadline in place on rwc; zero when the read
-	// deadline is another one.
+	// deadline is another one. bodyUntil is likewise the body deadline.
 	idleUntil time.Time
+	bodyUntil time.Time
+	// sendUntil is the write deadline in place on rwc.
+	sendUntil time.Time
+	// released is set once the connection is counted out of the limit.
+	released atomic.Bool
 	// vals holds the header values of the current request; the request's
 	// header map points into it.
 	vals []string
@@ -243,7 +289,11 @@ type h1conn struct {
 
 func newH1Conn(s *h1server, nc net.Conn) *h1conn {
 	c := &h1conn{s: s, rwc: nc, remoteAddr: nc.RemoteAddr().String()}
-	if sc, ok := nc.(syscall.Conn); ok {
+	sock := nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		sock = tc.NetConn() // for alive: TLS records waiting count as open
+	}
+	if sc, ok := sock.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 		}
@@ -261,20 +311,28 @@ func newH1Conn(s *h1server, nc net.Conn) *h1conn {
 // serve reads and answers requests until the connection ends. A panic
 // while serving ends the connection, not the process, as with net/http.
 func (c *h1conn) serve() {
-	hijacked, linger := false, false
+	hijacked, linger, handedOff := false, false, false
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			c.s.log.Error("router panic serving a request", "remote", c.remoteAddr, "panic", v, "stack", string(debug.Stack()))
 		}
 		c.s.untrack(c)
 		switch {
-		case hijacked:
+		case hijacked, handedOff:
+			return // closed and counted out by their new owner
 		case linger:
 			c.lingerClose()
 		default:
 			c.rwc.Close()
 		}
+		c.release()
 	}()
+	if tc, ok := c.rwc.(*tls.Conn); ok {
+		var ok bool
+		if handedOff, ok = c.handshake(tc); !ok || handedOff {
+			return
+		}
+	}
 	for {
 		if !c.waitRequest() {
 			return
@@ -297,6 +355,33 @@ func (c *h1conn) serve() {
 			return
 		}
 	}
+}
+
+// release counts the connection out of the limit, once.
+func (c *h1conn) release() {
+	if c.released.CompareAndSwap(false, true) {
+		c.s.limit.release()
+	}
+}
+
+// handshake does the TLS handshake within the read header timeout. A
+// connection that negotiated HTTP/2 goes to net/http's server (handedOff);
+// ok is false when the handshake failed.
+func (c *h1conn) handshake(tc *tls.Conn) (handedOff, ok bool) {
+	tc.SetDeadline(time.Now().Add(c.s.readHeaderTimeout))
+	if err := tc.HandshakeContext(c.s.ctx); err != nil {
+		return false, false
+	}
+	tc.SetDeadline(time.Time{})
+	if tc.ConnectionState().NegotiatedProtocol != "h2" || c.s.h2 == nil {
+		return false, true
+	}
+	c.s.untrack(c)
+	if !c.s.h2.deliver(tc) {
+		tc.Close()
+		c.release()
+	}
+	return true, true
 }
 
 // lingerTime bounds lingerClose.
@@ -337,7 +422,7 @@ func (c *h1conn) waitRequest() bool {
 		return false
 	}
 	if want := time.Now().Add(c.s.idleTimeout); c.idleUntil.IsZero() || want.Sub(c.idleUntil) > c.s.idleSlack {
-		c.idleUntil = want
+		c.idleUntil, c.bodyUntil = want, time.Time{}
 		c.rwc.SetReadDeadline(want)
 	}
 	if _, err := c.br.Peek(1); err != nil {
@@ -380,7 +465,6 @@ func (c *h1conn) discardBody() bool {
 	if b.expect || b.err != nil {
 		return false
 	}
-	c.setReadDeadline(time.Now().Add(c.s.readHeaderTimeout))
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	for total := 0; total <= maxDiscard; {
@@ -396,10 +480,29 @@ func (c *h1conn) discardBody() bool {
 	return false
 }
 
-// setReadDeadline sets a read deadline other than the idle one.
+// setReadDeadline sets a read deadline other than the idle and body ones.
 func (c *h1conn) setReadDeadline(t time.Time) {
-	c.idleUntil = time.Time{}
+	c.idleUntil, c.bodyUntil = time.Time{}, time.Time{}
 	c.rwc.SetReadDeadline(t)
+}
+
+// bodyDeadline renews the inactivity deadline of reading a request body
+// (Config.ClientBodyTimeout); it runs before each read of the body.
+func (c *h1conn) bodyDeadline() {
+	if want := time.Now().Add(c.s.bodyTimeout); want.Sub(c.bodyUntil) > c.s.bodySlack {
+		c.idleUntil, c.bodyUntil = time.Time{}, want
+		c.rwc.SetReadDeadline(want)
+	}
+}
+
+// sendDeadline renews the inactivity deadline of writing to the client
+// (Config.SendTimeout); it runs before each write that may reach the
+// socket.
+func (c *h1conn) sendDeadline() {
+	if want := time.Now().Add(c.s.sendTimeout); want.Sub(c.sendUntil) > c.s.sendSlack {
+		c.sendUntil = want
+		c.rwc.SetWriteDeadline(want)
+	}
 }
 
 // alive reports whether the client is still there: its socket is neither
@@ -418,7 +521,7 @@ func (c *h1conn) alive() bool {
 // connection.
 func (c *h1conn) writeError(status int) {
 	text := http.StatusText(status)
-	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.sendDeadline()
 	bw := c.bw
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(statusLine(status))

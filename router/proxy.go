@@ -65,10 +65,20 @@ type exchange struct {
 	abort bool
 }
 
-// ServeHTTP serves the requests of net/http's server (HTTPS: HTTP/2 and
-// HTTP/1.1).
+// ServeHTTP serves the requests of net/http's server (HTTP/2 on the HTTPS
+// listener).
 func (f *frontend) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	x := exchange{w: w, req: req, ctx: req.Context()}
+	cfg := &f.r.cfg
+	d := &h2Deadlines{
+		ResponseWriter: w, rc: http.NewResponseController(w),
+		bodyTimeout: cfg.ClientBodyTimeout, bodySlack: slack(cfg.ClientBodyTimeout),
+		sendTimeout: cfg.SendTimeout, sendSlack: slack(cfg.SendTimeout),
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		d.body = req.Body
+		req.Body = h2Body{d}
+	}
+	x := exchange{w: d, req: req, ctx: req.Context()}
 	f.serve(&x)
 	if x.abort {
 		panic(http.ErrAbortHandler)
@@ -701,11 +711,18 @@ func (x *exchange) clientGone(err error) {
 	x.err = err
 }
 
-// clientError records a failure to read the client's request body.
+// clientError answers a failure to read the client's request body: 400,
+// or 408 when the client was too slow.
 func (x *exchange) clientError(err error) {
 	x.err = err
 	if x.left() != nil {
 		x.status = statusClientClosed
+		return
+	}
+	if isTimeout(err) {
+		// The client sent nothing of its body for ClientBodyTimeout.
+		x.w.Header()["Connection"] = []string{"close"}
+		x.page(http.StatusRequestTimeout, refusedPage(http.StatusRequestTimeout))
 		return
 	}
 	x.page(http.StatusBadRequest, badBodyPage)
