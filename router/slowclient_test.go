@@ -63,23 +63,24 @@ func TestSlowRequestBody(t *testing.T) {
 	}))
 	backend := func() *backend { return tr.table.Load().lookup("slowbody.test").backends[0] }
 
-	for i, fe := range frontEnds {
+	for _, fe := range frontEnds {
 		t.Run(fe.name, func(t *testing.T) {
+			arrivedBefore, cutBefore := arrived.Load(), cut.Load()
 			if fe.h2 {
-				slowH2Body(t, tr, &arrived, int64(i+1))
+				slowH2Body(t, tr, &arrived, arrivedBefore+1)
 			} else {
 				c := dialFrontEnd(t, tr, fe.https)
 				// More than the router reads ahead, so the body streams
 				// to the backend; the first part comes, then nothing.
 				fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: slowbody.test\r\nContent-Length: %d\r\n\r\n", 1<<20)
 				c.Write(make([]byte, smallBody+1))
-				waitFor(t, "request at the backend", 30*time.Second, func() bool { return arrived.Load() == int64(i+1) })
+				waitFor(t, "request at the backend", 30*time.Second, func() bool { return arrived.Load() == arrivedBefore+1 })
 				if !closedWithin(c, 30*time.Second) {
 					t.Fatal("client sending no body still connected after 30 s")
 				}
 			}
 			waitFor(t, "backend connection closed", 30*time.Second, func() bool {
-				return cut.Load() == int64(i+1) && backend().inflight.Load() == 0
+				return cut.Load() == cutBefore+1 && backend().inflight.Load() == 0
 			})
 		})
 	}
@@ -143,11 +144,13 @@ func TestClientThatStopsReading(t *testing.T) {
 		}
 	}))
 	backend := func() *backend { return tr.table.Load().lookup("stuck.test").backends[0] }
-	for i, fe := range frontEnds {
+	for _, fe := range frontEnds {
 		t.Run(fe.name, func(t *testing.T) {
+			arrivedBefore, cutBefore := arrived.Load(), cut.Load()
 			var c net.Conn
 			if fe.h2 {
 				client, base := frontEndClient(t, tr, true, true)
+				client.Timeout = 0 // the client just stops reading
 				req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
 				req.Host = "stuck.test"
 				resp, err := client.Do(req)
@@ -159,9 +162,9 @@ func TestClientThatStopsReading(t *testing.T) {
 				c = dialFrontEnd(t, tr, fe.https)
 				io.WriteString(c, "GET / HTTP/1.1\r\nHost: stuck.test\r\n\r\n")
 			}
-			waitFor(t, "request at the backend", 30*time.Second, func() bool { return arrived.Load() == int64(i+1) })
+			waitFor(t, "request at the backend", 30*time.Second, func() bool { return arrived.Load() == arrivedBefore+1 })
 			waitFor(t, "backend connection closed", 30*time.Second, func() bool {
-				return cut.Load() == int64(i+1) && backend().inflight.Load() == 0
+				return cut.Load() == cutBefore+1 && backend().inflight.Load() == 0
 			})
 			if c != nil && !closedWithin(c, 30*time.Second) {
 				t.Fatal("client connection still open after 30 s")
