@@ -53,9 +53,31 @@ type Config struct {
 	// means 10 s.
 	ReadHeaderTimeout time.Duration
 	// ClientIdleTimeout closes a client's keep-alive connection idle that
-	// long (on the HTTP listener, give or take a tenth, at most a second);
+	// long (give or take a tenth, at most a second, on HTTP/1);
 	// zero means 60 s.
 	ClientIdleTimeout time.Duration
+	// Limits bounds what one client can hold.
+	Limits
+	// BackendIdleTimeout closes a pooled backend connection idle that long;
+	// zero means 90 s.
+	BackendIdleTimeout time.Duration
+	// MaxIdlePerBackend caps the idle connections kept per backend; zero
+	// means 256.
+	MaxIdlePerBackend int
+	// ShutdownDelay is how long the router keeps accepting after its
+	// context is cancelled (so a load balancer in front can notice), with
+	// keep-alives off; zero means 1 s, negative means none.
+	ShutdownDelay time.Duration
+	// ShutdownGrace bounds the wait for in-flight requests and upgraded
+	// connections after the listeners close; zero means 30 s.
+	ShutdownGrace time.Duration
+}
+
+// Limits are the router's defences against clients that hold connections:
+// the inactivity deadlines of request bodies, responses and upgraded
+// connections, and the cap on client connections. Zero values take the
+// default named on each field.
+type Limits struct {
 	// ClientBodyTimeout bounds each wait for more of a client's request
 	// body: the connection closes (with a 408 when the response has not
 	// started) and its backend connection with it when the client sends
@@ -80,19 +102,6 @@ type Config struct {
 	// count). Keep it below the process's file descriptor limit, which
 	// backend connections share; zero means 10,000.
 	MaxConns int
-	// BackendIdleTimeout closes a pooled backend connection idle that long;
-	// zero means 90 s.
-	BackendIdleTimeout time.Duration
-	// MaxIdlePerBackend caps the idle connections kept per backend; zero
-	// means 256.
-	MaxIdlePerBackend int
-	// ShutdownDelay is how long the router keeps accepting after its
-	// context is cancelled (so a load balancer in front can notice), with
-	// keep-alives off; zero means 1 s, negative means none.
-	ShutdownDelay time.Duration
-	// ShutdownGrace bounds the wait for in-flight requests and upgraded
-	// connections after the listeners close; zero means 30 s.
-	ShutdownGrace time.Duration
 }
 
 // Validate reports missing or malformed fields.
