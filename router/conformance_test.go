@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // conformance is the table of requests the router must refuse, or accept
@@ -73,10 +75,10 @@ var conformance = []struct {
 	{"not http", "GET / FTP/1.0\r\nHost: conf.test\r\n\r\n", 400, ""},
 
 	// Limits.
-	{"head too large", "GET / HTTP/1.1\r\nHost: conf.test\r\nX-Big: " + strings.Repeat("a", maxHeadBytes) + "\r\n\r\n", 431, ""},
-	{"too many fields of one name", "GET / HTTP/1.1\r\nHost: conf.test\r\n" + strings.Repeat("X-A: 1\r\n", maxHeaderFields) + "\r\n", 431, ""},
-	{"too many fields", "GET / HTTP/1.1\r\nHost: conf.test\r\n" + manyFields(maxHeaderFields) + "\r\n", 431, ""},
-	{"most fields allowed", "GET / HTTP/1.1\r\nHost: conf.test\r\n" + manyFields(maxHeaderFields-1) + "\r\n", 200, "GET / 0"},
+	{"head too large", "GET / HTTP/1.1\r\nHost: conf.test\r\nX-Big: " + strings.Repeat("a", h1.MaxHeadBytes) + "\r\n\r\n", 431, ""},
+	{"too many fields of one name", "GET / HTTP/1.1\r\nHost: conf.test\r\n" + strings.Repeat("X-A: 1\r\n", h1.MaxHeaderFields) + "\r\n", 431, ""},
+	{"too many fields", "GET / HTTP/1.1\r\nHost: conf.test\r\n" + manyFields(h1.MaxHeaderFields) + "\r\n", 431, ""},
+	{"most fields allowed", "GET / HTTP/1.1\r\nHost: conf.test\r\n" + manyFields(h1.MaxHeaderFields-1) + "\r\n", 200, "GET / 0"},
 
 	// Timeouts (conformanceTimeout).
 	{"head never finished", "GET / HTTP/1.1\r\nHost: conf", 0, ""},
@@ -181,7 +183,7 @@ func TestConformance(t *testing.T) {
 			return append([][2]string{{":method", method}, {":scheme", "https"}, {":authority", "conf.test"}, {":path", path}}, extra...)
 		}
 		var many [][2]string
-		for i := range maxHeaderFields + 1 {
+		for i := range h1.MaxHeaderFields + 1 {
 			many = append(many, [2]string{"x-a", fmt.Sprint(i)})
 		}
 		for _, tc := range []struct {

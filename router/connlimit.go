@@ -2,9 +2,10 @@ package router
 
 import (
 	"log/slog"
-	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // connLimit caps the client connections open at once (Config.MaxConns),
@@ -24,9 +25,11 @@ type connLimit struct {
 // connections.
 const refuseLogEvery = 10 * time.Second
 
-// acquire counts a new connection in, or reports false (and counts and
+var _ h1.Limiter = (*connLimit)(nil)
+
+// Acquire counts a new connection in, or reports false (and counts and
 // logs the refusal) when the cap is reached.
-func (l *connLimit) acquire() bool {
+func (l *connLimit) Acquire() bool {
 	if l.open.Add(1) <= l.max {
 		return true
 	}
@@ -39,21 +42,5 @@ func (l *connLimit) acquire() bool {
 	return false
 }
 
-// release counts a connection out.
-func (l *connLimit) release() { l.open.Add(-1) }
-
-// tooBusyResponse is what an HTTP connection beyond the cap gets before it
-// is closed.
-const tooBusyResponse = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
-	"Connection: close\r\nRetry-After: 1\r\nContent-Length: 20\r\n\r\nrouter at capacity.\n"
-
-// refuse answers a connection beyond the cap and closes it: HTTP gets a
-// 503 written without waiting (a new socket's send buffer takes it),
-// HTTPS nothing, since a response would need a handshake first.
-func refuse(nc net.Conn, plain bool) {
-	if plain {
-		nc.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
-		nc.Write([]byte(tooBusyResponse))
-	}
-	nc.Close()
-}
+// Release counts a connection out.
+func (l *connLimit) Release() { l.open.Add(-1) }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -9,7 +10,7 @@ import (
 )
 
 // connQueue is the listener of the HTTP/2 server: it yields the TLS
-// connections that the HTTPS listener's h1server accepted, shook hands
+// connections that the HTTPS listener's h1.Server accepted, shook hands
 // with and found to have negotiated HTTP/2.
 type connQueue struct {
 	addr net.Addr
@@ -26,7 +27,7 @@ func newConnQueue(addr net.Addr) *connQueue {
 
 // deliver hands c to the server's Accept, and reports false when the
 // queue is closed.
-func (q *connQueue) deliver(c net.Conn) bool {
+func (q *connQueue) deliver(c *tls.Conn) bool {
 	select {
 	case q.ch <- c:
 		return true

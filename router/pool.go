@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // pool holds the settings shared by every backend's connection pool.
@@ -111,7 +113,7 @@ func (b *backend) dial(ctx context.Context) (*upstreamConn, error) {
 		tc.Close()
 		return nil, &dialError{addr: b.addr, err: err}
 	}
-	c := &upstreamConn{b: b, conn: tc, io: socketIO(tc), raw: raw}
+	c := &upstreamConn{b: b, conn: tc, io: h1.SocketIO(tc), raw: raw}
 	c.br = bufio.NewReaderSize(c, 8<<10)
 	c.bw = bufio.NewWriterSize(c, 4<<10)
 	c.initAlive()

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // maxAttempts bounds the attempts of one request, retries on stale pooled
@@ -45,7 +47,7 @@ type exchange struct {
 	ctx context.Context
 	// peer is the client connection of the router's own HTTP/1.1 server;
 	// nil under net/http.
-	peer     *h1conn
+	peer     *h1.Conn
 	start    time.Time
 	now      int64 // start on the router's clock
 	id       string
@@ -65,14 +67,31 @@ type exchange struct {
 	abort bool
 }
 
+// connHandler serves the requests of one connection of the router's
+// HTTP/1 server; its exchange is reused from one request to the next.
+type connHandler struct {
+	f *frontend
+	x exchange
+}
+
+var _ h1.Handler = (*connHandler)(nil)
+
+func (f *frontend) newConnHandler(*h1.Conn) h1.Handler { return &connHandler{f: f} }
+
+func (h *connHandler) ServeH1(c *h1.Conn) (abort bool) {
+	h.x = exchange{w: c.ResponseWriter(), req: c.Request(), ctx: c.Context(), peer: c}
+	h.f.serve(&h.x)
+	return h.x.abort
+}
+
 // ServeHTTP serves the requests of net/http's server (HTTP/2 on the HTTPS
 // listener).
 func (f *frontend) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	cfg := &f.r.cfg
 	d := &h2Deadlines{
 		ResponseWriter: w, rc: http.NewResponseController(w),
-		bodyTimeout: cfg.ClientBodyTimeout, bodySlack: slack(cfg.ClientBodyTimeout),
-		sendTimeout: cfg.SendTimeout, sendSlack: slack(cfg.SendTimeout),
+		bodyTimeout: cfg.ClientBodyTimeout, bodySlack: h1.Slack(cfg.ClientBodyTimeout),
+		sendTimeout: cfg.SendTimeout, sendSlack: h1.Slack(cfg.SendTimeout),
 	}
 	if req.Body != nil && req.Body != http.NoBody {
 		d.body = req.Body
@@ -95,7 +114,7 @@ func (f *frontend) serve(x *exchange) {
 	if x.peer == nil {
 		// The router's own server checked the request as it parsed it;
 		// net/http's gets the same rules here.
-		if status := checkRequest(req); status != 0 {
+		if status := h1.CheckRequest(req); status != 0 {
 			if req.ProtoMajor == 1 {
 				x.w.Header()["Connection"] = []string{"close"}
 			}
@@ -135,7 +154,7 @@ func (x *exchange) left() error {
 	if err := x.ctx.Err(); err != nil {
 		return err
 	}
-	if x.peer != nil && !x.peer.alive() {
+	if x.peer != nil && !x.peer.Alive() {
 		return errClientLeft
 	}
 	return nil
@@ -302,7 +321,7 @@ func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame 
 	x.err = nil
 	b.succeeded()
 
-	if hd.status == http.StatusSwitchingProtocols {
+	if hd.Status == http.StatusSwitchingProtocols {
 		// A request body still streaming goes up whole before the switch.
 		var bodyErr error
 		if bodyDone != nil {
@@ -333,19 +352,19 @@ func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame 
 	}
 	h["X-Request-Id"] = x.idHeader()
 	switch {
-	case hd.status == http.StatusNoContent:
+	case hd.Status == http.StatusNoContent:
 		delete(h, "Content-Length") // RFC 9110, 8.6: never on a 204
-	case hd.status == http.StatusNotModified && x.peer == nil:
+	case hd.Status == http.StatusNotModified && x.peer == nil:
 		// The Content-Length of a 304 tells the size of the
 		// representation, but net/http's server takes it for the size of
 		// the body and cuts the HTTP/2 stream short when none comes.
 		delete(h, "Content-Length")
 	}
-	x.w.WriteHeader(hd.status)
-	x.status = hd.status
+	x.w.WriteHeader(hd.Status)
+	x.status = hd.Status
 	n, err := copyResponse(x, c, &hd)
 	x.bytes = n
-	reuse := hd.keepAlive && err == nil
+	reuse := hd.KeepAlive && err == nil
 	if bodyDone != nil {
 		reuse = finishBody(c, bodyDone) && reuse
 	}
@@ -368,12 +387,12 @@ func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame 
 // most cancelCheck away, renewed while the client is there and the response
 // header timeout has not passed; for a streamed request body that timeout
 // counts from the end of the body.
-func (f *frontend) awaitHead(x *exchange, c *upstreamConn, h http.Header, sent time.Time, streaming bool) (respHead, error) {
+func (f *frontend) awaitHead(x *exchange, c *upstreamConn, h http.Header, sent time.Time, streaming bool) (h1.ResponseHead, error) {
 	timeout := f.r.cfg.ResponseHeaderTimeout
 	first := min(timeout, cancelCheck)
 	c.readBy(sent.Add(first), first/10)
 	for {
-		hd, err := readHead(c.br, h, x.req.Method)
+		hd, err := h1.ReadResponseHead(c.br, h, x.req.Method)
 		if err == nil || !isTimeout(err) || x.left() != nil {
 			return hd, err
 		}
@@ -618,20 +637,7 @@ func isUpgrade(req *http.Request) bool {
 		return false
 	}
 	for _, v := range req.Header["Connection"] {
-		if hasToken(v, "upgrade") {
-			return true
-		}
-	}
-	return false
-}
-
-// hasToken reports whether the comma-separated list v holds tok (ASCII
-// case-insensitively).
-func hasToken(v, tok string) bool {
-	for v != "" {
-		var t string
-		t, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(strings.TrimSpace(t), tok) {
+		if h1.HasToken(v, "upgrade") {
 			return true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // Router is an HTTP and HTTPS router. Get one from New and run it with
@@ -150,7 +151,7 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 			r.httpsPortSuffix = ":" + port
 		}
 	}
-	plain := newH1Server(r.frontend(httpLn, false), r.cfg, r.log, r.conns, nil, nil)
+	plain := r.h1Server(r.frontend(httpLn, false), nil, nil)
 	servers := []httpServer{plain}
 	errc := make(chan error, 3)
 	go func() { errc <- plain.Serve(httpLn) }()
@@ -160,16 +161,16 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 		// net/http's serves the connections that negotiated HTTP/2.
 		f := r.frontend(httpsLn, true)
 		h2ln := newConnQueue(httpsLn.Addr())
-		secure := newH1Server(f, r.cfg, r.log, r.conns, r.tlsConfig(), h2ln)
+		secure := r.h1Server(f, r.tlsConfig(), h2ln.deliver)
 		h2 := &http.Server{
 			Handler:           f,
 			ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
 			IdleTimeout:       r.cfg.ClientIdleTimeout,
-			MaxHeaderBytes:    maxHeadBytes,
+			MaxHeaderBytes:    h1.MaxHeadBytes,
 			ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 			ConnState: func(_ net.Conn, st http.ConnState) {
 				if st == http.StateClosed {
-					r.conns.release()
+					r.conns.Release()
 				}
 			},
 		}
@@ -209,7 +210,7 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 	return serveErr
 }
 
-// httpServer is what shutdown needs of the HTTP/1 servers (h1server) and
+// httpServer is what shutdown needs of the HTTP/1 servers (h1.Server) and
 // the HTTP/2 one (net/http's).
 type httpServer interface {
 	SetKeepAlivesEnabled(bool)
@@ -248,6 +249,23 @@ func (r *Router) shutdown(servers []httpServer) {
 		<-upDone
 	}
 	r.log.Info("router stopped")
+}
+
+var _ httpServer = (*h1.Server)(nil)
+
+// h1Server returns the router's HTTP/1 server for f's listener; with
+// tlsConfig set, it hands the connections that negotiate HTTP/2 to h2.
+func (r *Router) h1Server(f *frontend, tlsConfig *tls.Config, h2 func(*tls.Conn) bool) *h1.Server {
+	return h1.NewServer(h1.Config{
+		ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
+		IdleTimeout:       r.cfg.ClientIdleTimeout,
+		BodyTimeout:       r.cfg.ClientBodyTimeout,
+		SendTimeout:       r.cfg.SendTimeout,
+		Limit:             r.conns,
+		TLS:               tlsConfig,
+		H2:                h2,
+		Logger:            r.log,
+	}, f.newConnHandler)
 }
 
 func (r *Router) frontend(ln net.Listener, tls bool) *frontend {

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // frontEnds are the ways a client reaches the router, each with a client
@@ -55,11 +57,6 @@ func (e *env) countingBackend(tr *testRouter, domain string) *atomic.Int64 {
 }
 
 func TestEveryHeaderFieldLineCounts(t *testing.T) {
-	head := "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-A: 1\r\n", maxHeaderFields+1) + "\r\n"
-	if status, _ := parseConn(t).parseRequest(head); status != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("parser: %d for %d lines of one name, want 431", status, maxHeaderFields+1)
-	}
-
 	e := newEnv(t)
 	tr := e.startRouter(nil)
 	seen := e.countingBackend(tr, "fields.test")
@@ -68,7 +65,7 @@ func TestEveryHeaderFieldLineCounts(t *testing.T) {
 			client, base := frontEndClient(t, tr, fe.https, fe.h2)
 			req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
 			req.Host = "fields.test"
-			for range maxHeaderFields + 1 {
+			for range h1.MaxHeaderFields + 1 {
 				req.Header.Add("X-A", "1")
 			}
 			before := seen.Load()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // halfCloseTimeout bounds how long an upgraded connection stays open in one
@@ -29,9 +31,9 @@ func (u *upgraded) close() {
 // client's connection, relays the 101 head and copies bytes both ways until
 // both directions end, or until no byte went either way for the tunnel
 // idle timeout.
-func (f *frontend) splice(x *exchange, c *upstreamConn, hd *respHead) {
+func (f *frontend) splice(x *exchange, c *upstreamConn, hd *h1.ResponseHead) {
 	h := x.w.Header()
-	if !upgradeMatches(x.req, hd.upgrade) {
+	if !upgradeMatches(x.req, hd.Upgrade) {
 		c.close()
 		clear(h)
 		x.err = errors.New("backend upgraded to a protocol the client did not ask for")
@@ -78,7 +80,7 @@ func (f *frontend) splice(x *exchange, c *upstreamConn, hd *respHead) {
 	crw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	h.Write(crw)
 	crw.WriteString("Connection: Upgrade\r\nUpgrade: ")
-	crw.WriteString(hd.upgrade)
+	crw.WriteString(hd.Upgrade)
 	crw.WriteString("\r\n\r\n")
 	x.status = http.StatusSwitchingProtocols
 	if err := crw.Flush(); err != nil {

@@ -1,4 +1,4 @@
-package router
+package h1
 
 import (
 	"bufio"
@@ -16,24 +16,65 @@ import (
 	"time"
 )
 
-// h1server is the router's own HTTP/1.1 server, used on the plain HTTP
-// listener, where nearly all of a cluster's traffic arrives. It does what
-// net/http's server does for the router, with less work per request: one
-// goroutine per connection and no other per request (net/http starts a
-// reader goroutine for each request to notice a client leaving; this
-// server looks at the socket instead, only while a backend keeps a request
-// waiting), request and response state reused across the requests of a
-// connection, and response heads written without copying the header map.
+// Config configures a Server. Every timeout is required (non-zero).
+type Config struct {
+	// ReadHeaderTimeout bounds reading a request head and the TLS
+	// handshake.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle that long, give or
+	// take a tenth, at most a second.
+	IdleTimeout time.Duration
+	// BodyTimeout and SendTimeout are the inactivity deadlines of reading
+	// a request body and of writing a response, renewed on progress
+	// (give or take a tenth, at most a second).
+	BodyTimeout, SendTimeout time.Duration
+	// Limit counts the connections in and out; nil means no limit.
+	Limit Limiter
+	// TLS, when set, makes the server do a TLS handshake on each
+	// connection; the connections that negotiate HTTP/2 are then handed
+	// to H2, which reports whether it took them.
+	TLS *tls.Config
+	H2  func(*tls.Conn) bool
+	// Logger receives the server's logs; required.
+	Logger *slog.Logger
+}
+
+// Limiter caps the connections open at once.
+type Limiter interface {
+	// Acquire counts a new connection in, or reports false when there is
+	// no room for it.
+	Acquire() bool
+	// Release counts a connection out.
+	Release()
+}
+
+// Handler serves the requests of one connection, made by the Server's
+// newHandler for each connection so that it can reuse its state from one
+// request to the next.
+type Handler interface {
+	// ServeH1 answers the request of c (c.Request, c.ResponseWriter). It
+	// reports abort when the connection must be closed at once, the
+	// response unfinished (a backend cut it short).
+	ServeH1(c *Conn) (abort bool)
+}
+
+// Server is an HTTP/1.1 server built for a proxy's hot path, used by the
+// router on both listeners. It does what net/http's server does for the
+// router, with less work per request: one goroutine per connection and no
+// other per request (net/http starts a reader goroutine for each request
+// to notice a client leaving; this server looks at the socket instead,
+// only when asked, see Conn.Alive), request and response state reused
+// across the requests of a connection, and response heads written without
+// copying the header map.
 //
-// On the HTTPS listener it does the TLS handshake and serves the
-// connections that chose HTTP/1.1, so that HTTP/1 follows one set of rules
-// whatever the listener; those that chose HTTP/2 go to net/http's server
-// through h2 (see connQueue).
+// With Config.TLS it does the TLS handshake and serves the connections
+// that chose HTTP/1.1, so that HTTP/1 follows one set of rules whatever
+// the listener; those that chose HTTP/2 go to Config.H2.
 //
 // Its methods mirror http.Server's: Serve, Shutdown, Close,
 // SetKeepAlivesEnabled.
-type h1server struct {
-	f                 *frontend
+type Server struct {
+	newHandler        func(*Conn) Handler
 	log               *slog.Logger
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
@@ -41,17 +82,14 @@ type h1server struct {
 	// before it is moved (see waitRequest).
 	idleSlack time.Duration
 	// bodyTimeout and sendTimeout are the inactivity deadlines of reading
-	// a request body and writing a response (Config.ClientBodyTimeout and
-	// SendTimeout); each moves only once it is its slack short.
+	// a request body and writing a response; each moves only once it is
+	// its slack short.
 	bodyTimeout, bodySlack time.Duration
 	sendTimeout, sendSlack time.Duration
 
-	// limit counts the connections against Config.MaxConns.
-	limit *connLimit
-	// tlsConfig is set on the HTTPS listener; h2 then receives the
-	// connections that negotiated HTTP/2.
+	limit     Limiter
 	tlsConfig *tls.Config
-	h2        *connQueue
+	h2        func(*tls.Conn) bool
 
 	// ctx is the context of every request; Close cancels it.
 	ctx    context.Context
@@ -62,43 +100,50 @@ type h1server struct {
 
 	mu    sync.Mutex
 	ln    net.Listener
-	conns map[*h1conn]struct{}
+	conns map[*Conn]struct{}
 }
 
-var _ httpServer = (*h1server)(nil)
-
-// newH1Server returns a server for the plain HTTP listener, or for the
-// HTTPS one when tlsConfig is set, in which case h2 receives the
-// connections that negotiate HTTP/2.
-func newH1Server(f *frontend, cfg Config, log *slog.Logger, limit *connLimit, tlsConfig *tls.Config, h2 *connQueue) *h1server {
+// NewServer returns a server whose connections are each served by a
+// Handler from newHandler.
+func NewServer(cfg Config, newHandler func(*Conn) Handler) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &h1server{
-		f: f, log: log,
+	limit := cfg.Limit
+	if limit == nil {
+		limit = noLimit{}
+	}
+	return &Server{
+		newHandler:        newHandler,
+		log:               cfg.Logger,
 		readHeaderTimeout: cfg.ReadHeaderTimeout,
-		idleTimeout:       cfg.ClientIdleTimeout,
-		idleSlack:         slack(cfg.ClientIdleTimeout),
-		bodyTimeout:       cfg.ClientBodyTimeout,
-		bodySlack:         slack(cfg.ClientBodyTimeout),
+		idleTimeout:       cfg.IdleTimeout,
+		idleSlack:         Slack(cfg.IdleTimeout),
+		bodyTimeout:       cfg.BodyTimeout,
+		bodySlack:         Slack(cfg.BodyTimeout),
 		sendTimeout:       cfg.SendTimeout,
-		sendSlack:         slack(cfg.SendTimeout),
+		sendSlack:         Slack(cfg.SendTimeout),
 		limit:             limit,
-		tlsConfig:         tlsConfig,
-		h2:                h2,
+		tlsConfig:         cfg.TLS,
+		h2:                cfg.H2,
 		ctx:               ctx,
 		cancel:            cancel,
-		conns:             map[*h1conn]struct{}{},
+		conns:             map[*Conn]struct{}{},
 	}
 }
 
-// slack is how far short of an inactivity timeout its deadline may be
+type noLimit struct{}
+
+func (noLimit) Acquire() bool { return true }
+func (noLimit) Release()      {}
+
+// Slack is how far short of an inactivity timeout its deadline may be
 // before it is moved: a tenth, at most a second. Moving a deadline is a
 // timer update in the runtime, which a busy connection would otherwise pay
 // for on every read or write.
-func slack(timeout time.Duration) time.Duration { return min(time.Second, timeout/10) }
+func Slack(timeout time.Duration) time.Duration { return min(time.Second, timeout/10) }
 
 // Serve accepts connections on ln until Shutdown or Close, which make it
 // return http.ErrServerClosed. It may be called once.
-func (s *h1server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.inShutdown.Load() {
 		s.mu.Unlock()
@@ -129,7 +174,7 @@ func (s *h1server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if !s.limit.acquire() {
+		if !s.limit.Acquire() {
 			refuse(nc, s.tlsConfig == nil)
 			continue
 		}
@@ -144,20 +189,20 @@ func (s *h1server) Serve(ln net.Listener) error {
 
 // track registers a new connection, or closes it and returns nil when the
 // server is shutting down.
-func (s *h1server) track(nc net.Conn) *h1conn {
-	c := newH1Conn(s, nc)
+func (s *Server) track(nc net.Conn) *Conn {
+	c := newConn(s, nc)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inShutdown.Load() {
 		nc.Close()
-		s.limit.release()
+		s.limit.Release()
 		return nil
 	}
 	s.conns[c] = struct{}{}
 	return c
 }
 
-func (s *h1server) untrack(c *h1conn) {
+func (s *Server) untrack(c *Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -165,18 +210,18 @@ func (s *h1server) untrack(c *h1conn) {
 
 // SetKeepAlivesEnabled(false) makes every response close its connection
 // and closes the idle connections, as net/http's does.
-func (s *h1server) SetKeepAlivesEnabled(on bool) {
+func (s *Server) SetKeepAlivesEnabled(on bool) {
 	s.keepAlivesOff.Store(!on)
 	if !on {
 		s.closeIdle()
 	}
 }
 
-func (s *h1server) keepAlives() bool { return !s.keepAlivesOff.Load() && !s.inShutdown.Load() }
+func (s *Server) keepAlives() bool { return !s.keepAlivesOff.Load() && !s.inShutdown.Load() }
 
 // Shutdown stops accepting, closes idle connections, and waits for the
 // others to finish their request and close, until ctx is done.
-func (s *h1server) Shutdown(ctx context.Context) error {
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	s.closeListener()
 	wait := time.Millisecond
@@ -199,7 +244,7 @@ func (s *h1server) Shutdown(ctx context.Context) error {
 
 // Close closes the listener and every connection at once, and ends the
 // waits of the requests in flight.
-func (s *h1server) Close() error {
+func (s *Server) Close() error {
 	s.inShutdown.Store(true)
 	s.closeListener()
 	s.cancel()
@@ -212,7 +257,7 @@ func (s *h1server) Close() error {
 	return nil
 }
 
-func (s *h1server) closeListener() {
+func (s *Server) closeListener() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln != nil {
@@ -222,7 +267,7 @@ func (s *h1server) closeListener() {
 
 // closeIdle closes the connections that wait for a request and reports
 // whether none is left.
-func (s *h1server) closeIdle() bool {
+func (s *Server) closeIdle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
@@ -242,23 +287,23 @@ const (
 	connClosed
 )
 
-// Buffer sizes of a client connection. A request head up to maxHeadBytes
+// Buffer sizes of a client connection. A request head up to MaxHeadBytes
 // is read; one that does not fit the read buffer is assembled in a
 // separate buffer.
 const (
-	clientReadBuffer  = 8 << 10
+	ReadBufferSize    = 8 << 10
 	clientWriteBuffer = 4 << 10
-	maxHeadBytes      = 64 << 10
-	maxHeaderFields   = 256
-	// maxDiscard is how much of a request body the router reads and drops
+	MaxHeadBytes      = 64 << 10
+	MaxHeaderFields   = 256
+	// maxDiscard is how much of a request body the server reads and drops
 	// after answering without it, to keep the connection.
 	maxDiscard = 256 << 10
 )
 
-// h1conn is one client connection of an h1server. Its request, response
-// writer, body reader and exchange are reused for each request.
-type h1conn struct {
-	s     *h1server
+// Conn is one client connection of a Server. Its request, response
+// writer, body reader and Handler are reused for each request.
+type Conn struct {
+	s     *Server
 	rwc   net.Conn
 	raw   syscall.RawConn // nil when the connection has no file descriptor
 	br    *bufio.Reader
@@ -277,18 +322,18 @@ type h1conn struct {
 	// vals holds the header values of the current request; the request's
 	// header map points into it.
 	vals []string
-	req  h1request
-	w    h1writer
-	body h1body
-	x    exchange
+	req  request
+	w    writer
+	body body
+	h    Handler
 
 	// wmu orders a 100 Continue written by the body reader against the
-	// response head (see h1body.Read).
+	// response head (see body.Read).
 	wmu sync.Mutex
 }
 
-func newH1Conn(s *h1server, nc net.Conn) *h1conn {
-	c := &h1conn{s: s, rwc: nc, remoteAddr: nc.RemoteAddr().String()}
+func newConn(s *Server, nc net.Conn) *Conn {
+	c := &Conn{s: s, rwc: nc, remoteAddr: nc.RemoteAddr().String()}
 	sock := nc
 	if tc, ok := nc.(*tls.Conn); ok {
 		sock = tc.NetConn() // for alive: TLS records waiting count as open
@@ -298,8 +343,8 @@ func newH1Conn(s *h1server, nc net.Conn) *h1conn {
 			c.raw = raw
 		}
 	}
-	rw := socketIO(nc)
-	c.br = bufio.NewReaderSize(rw, clientReadBuffer)
+	rw := SocketIO(nc)
+	c.br = bufio.NewReaderSize(rw, ReadBufferSize)
 	c.bw = bufio.NewWriterSize(rw, clientWriteBuffer)
 	c.req.r.Header = http.Header{}
 	c.w.c = c
@@ -310,7 +355,7 @@ func newH1Conn(s *h1server, nc net.Conn) *h1conn {
 
 // serve reads and answers requests until the connection ends. A panic
 // while serving ends the connection, not the process, as with net/http.
-func (c *h1conn) serve() {
+func (c *Conn) serve() {
 	hijacked, linger, handedOff := false, false, false
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
@@ -358,16 +403,16 @@ func (c *h1conn) serve() {
 }
 
 // release counts the connection out of the limit, once.
-func (c *h1conn) release() {
+func (c *Conn) release() {
 	if c.released.CompareAndSwap(false, true) {
-		c.s.limit.release()
+		c.s.limit.Release()
 	}
 }
 
 // handshake does the TLS handshake within the read header timeout. A
 // connection that negotiated HTTP/2 goes to net/http's server (handedOff);
 // ok is false when the handshake failed.
-func (c *h1conn) handshake(tc *tls.Conn) (handedOff, ok bool) {
+func (c *Conn) handshake(tc *tls.Conn) (handedOff, ok bool) {
 	tc.SetDeadline(time.Now().Add(c.s.readHeaderTimeout))
 	if err := tc.HandshakeContext(c.s.ctx); err != nil {
 		return false, false
@@ -377,7 +422,7 @@ func (c *h1conn) handshake(tc *tls.Conn) (handedOff, ok bool) {
 		return false, true
 	}
 	c.s.untrack(c)
-	if !c.s.h2.deliver(tc) {
+	if !c.s.h2(tc) {
 		tc.Close()
 		c.release()
 	}
@@ -393,15 +438,15 @@ const lingerTime = 500 * time.Millisecond
 // socket with unread data resets the connection, and the client could lose
 // the response with it (net/http waits likewise, nginx's lingering_close
 // reads likewise).
-func (c *h1conn) lingerClose() {
+func (c *Conn) lingerClose() {
 	defer c.rwc.Close()
 	cw, ok := c.rwc.(interface{ CloseWrite() error })
 	if !ok || cw.CloseWrite() != nil {
 		return
 	}
 	c.rwc.SetReadDeadline(time.Now().Add(lingerTime))
-	buf := bufPool.Get().(*[]byte)
-	defer bufPool.Put(buf)
+	buf := discardPool.Get().(*[]byte)
+	defer discardPool.Put(buf)
 	for {
 		if _, err := c.rwc.Read(*buf); err != nil {
 			return
@@ -414,7 +459,7 @@ func (c *h1conn) lingerClose() {
 // was idle too long, or the server is shutting down. The idle deadline is
 // moved only once it is more than idleSlack short of the idle timeout,
 // which saves a timer update per request on a busy connection.
-func (c *h1conn) waitRequest() bool {
+func (c *Conn) waitRequest() bool {
 	if c.br.Buffered() > 0 {
 		return true // a pipelined request
 	}
@@ -434,16 +479,18 @@ func (c *h1conn) waitRequest() bool {
 // handle answers the request read into c.req. It reports whether the
 // connection can carry another request, and whether the exchange took the
 // connection over (an upgrade).
-func (c *h1conn) handle() (keep, hijacked bool) {
+func (c *Conn) handle() (keep, hijacked bool) {
 	req := &c.req
 	c.w.reset(req)
-	c.x = exchange{w: &c.w, req: &req.r, ctx: c.s.ctx, peer: c}
-	c.s.f.serve(&c.x)
+	if c.h == nil {
+		c.h = c.s.newHandler(c)
+	}
+	abort := c.h.ServeH1(c)
 	switch {
 	case c.w.hijacked:
 		c.s.untrack(c)
 		return false, true
-	case c.x.abort:
+	case abort:
 		return false, false
 	}
 	c.w.finish()
@@ -457,7 +504,7 @@ func (c *h1conn) handle() (keep, hijacked bool) {
 // maxDiscard, so that the connection can carry the next request. A client
 // still waiting for 100 Continue may never send its body: the connection
 // closes instead.
-func (c *h1conn) discardBody() bool {
+func (c *Conn) discardBody() bool {
 	b := &c.body
 	if !b.active || b.done {
 		return true
@@ -465,8 +512,8 @@ func (c *h1conn) discardBody() bool {
 	if b.expect || b.err != nil {
 		return false
 	}
-	buf := bufPool.Get().(*[]byte)
-	defer bufPool.Put(buf)
+	buf := discardPool.Get().(*[]byte)
+	defer discardPool.Put(buf)
 	for total := 0; total <= maxDiscard; {
 		n, err := b.Read(*buf)
 		total += n
@@ -481,14 +528,14 @@ func (c *h1conn) discardBody() bool {
 }
 
 // setReadDeadline sets a read deadline other than the idle and body ones.
-func (c *h1conn) setReadDeadline(t time.Time) {
+func (c *Conn) setReadDeadline(t time.Time) {
 	c.idleUntil, c.bodyUntil = time.Time{}, time.Time{}
 	c.rwc.SetReadDeadline(t)
 }
 
 // bodyDeadline renews the inactivity deadline of reading a request body
 // (Config.ClientBodyTimeout); it runs before each read of the body.
-func (c *h1conn) bodyDeadline() {
+func (c *Conn) bodyDeadline() {
 	if want := time.Now().Add(c.s.bodyTimeout); want.Sub(c.bodyUntil) > c.s.bodySlack {
 		c.idleUntil, c.bodyUntil = time.Time{}, want
 		c.rwc.SetReadDeadline(want)
@@ -498,17 +545,30 @@ func (c *h1conn) bodyDeadline() {
 // sendDeadline renews the inactivity deadline of writing to the client
 // (Config.SendTimeout); it runs before each write that may reach the
 // socket.
-func (c *h1conn) sendDeadline() {
+func (c *Conn) sendDeadline() {
 	if want := time.Now().Add(c.s.sendTimeout); want.Sub(c.sendUntil) > c.s.sendSlack {
 		c.sendUntil = want
 		c.rwc.SetWriteDeadline(want)
 	}
 }
 
-// alive reports whether the client is still there: its socket is neither
+// Request returns the request being served. It and its header map are
+// reused for the next request of the connection.
+func (c *Conn) Request() *http.Request { return &c.req.r }
+
+// ResponseWriter returns the writer of the response being served (an
+// http.Flusher and http.Hijacker too).
+func (c *Conn) ResponseWriter() http.ResponseWriter { return &c.w }
+
+// Context returns the context of the server's requests, done when the
+// server closes its connections. A client leaving does not end it: see
+// Alive.
+func (c *Conn) Context() context.Context { return c.s.ctx }
+
+// Alive reports whether the client is still there: its socket is neither
 // closed nor reset (it may hold a pipelined request). It peeks without
 // blocking and without consuming anything.
-func (c *h1conn) alive() bool {
+func (c *Conn) Alive() bool {
 	if c.raw == nil {
 		return true
 	}
@@ -519,7 +579,7 @@ func (c *h1conn) alive() bool {
 
 // writeError answers a request that could not be read and closes the
 // connection.
-func (c *h1conn) writeError(status int) {
+func (c *Conn) writeError(status int) {
 	text := http.StatusText(status)
 	c.sendDeadline()
 	bw := c.bw

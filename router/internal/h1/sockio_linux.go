@@ -1,6 +1,6 @@
 //go:build linux
 
-package router
+package h1
 
 import (
 	"io"
@@ -39,9 +39,9 @@ type sockIO struct {
 	writeFn func(fd uintptr) bool
 }
 
-// socketIO returns the reader and writer of c: a sockIO when c is a
+// SocketIO returns the reader and writer of c: a sockIO when c is a
 // socket, c itself otherwise.
-func socketIO(c net.Conn) io.ReadWriter {
+func SocketIO(c net.Conn) io.ReadWriter {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c
@@ -121,4 +121,14 @@ func (s *sockIO) doWrite(fd uintptr) bool {
 		return true
 	}
 	return true
+}
+
+// peekOpen reports whether the socket fd is open: neither closed by the
+// peer (EOF) nor failed. Bytes waiting to be read count as open. It does
+// not block and consumes nothing.
+func peekOpen(fd uintptr) bool {
+	var b [1]byte
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return errno == syscall.EAGAIN || errno == syscall.EINTR || errno == 0 && n > 0
 }
