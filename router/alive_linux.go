@@ -46,13 +46,3 @@ func (c *upstreamConn) peek(fd uintptr) bool {
 	}
 	return true
 }
-
-// peekOpen reports whether the socket fd is open: neither closed by the
-// peer (EOF) nor failed. Bytes waiting to be read count as open. It does
-// not block and consumes nothing.
-func peekOpen(fd uintptr) bool {
-	var b [1]byte
-	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-	return errno == syscall.EAGAIN || errno == syscall.EINTR || errno == 0 && n > 0
-}

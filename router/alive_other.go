@@ -10,8 +10,3 @@ package router
 func (c *upstreamConn) alive() bool { return c.br.Buffered() == 0 }
 
 func (c *upstreamConn) initAlive() {}
-
-// peekOpen reports the socket fd as open: only the Linux build can check
-// without blocking, so elsewhere a client that leaves is noticed when its
-// response is written.
-func peekOpen(fd uintptr) bool { return true }

@@ -60,7 +60,7 @@ func BenchmarkHTTP1Proxy(b *testing.B) {
 		serve func(ln net.Listener) httpServer
 	}{
 		{"router server", func(ln net.Listener) httpServer {
-			srv := newH1Server(r.frontend(ln, false), r.cfg, r.log)
+			srv := r.h1Server(r.frontend(ln, false), nil, nil)
 			go srv.Serve(ln)
 			return srv
 		}},

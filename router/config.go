@@ -13,6 +13,9 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 )
 
+// DefaultMaxConns is the default of Config.MaxConns.
+const DefaultMaxConns = 10000
+
 // ErrInvalidConfig is returned by Config.Validate and New.
 var ErrInvalidConfig = errors.New("invalid router config")
 
@@ -50,9 +53,11 @@ type Config struct {
 	// means 10 s.
 	ReadHeaderTimeout time.Duration
 	// ClientIdleTimeout closes a client's keep-alive connection idle that
-	// long (on the HTTP listener, give or take a tenth, at most a second);
+	// long (give or take a tenth, at most a second, on HTTP/1);
 	// zero means 60 s.
 	ClientIdleTimeout time.Duration
+	// Limits bounds what one client can hold.
+	Limits
 	// BackendIdleTimeout closes a pooled backend connection idle that long;
 	// zero means 90 s.
 	BackendIdleTimeout time.Duration
@@ -66,6 +71,37 @@ type Config struct {
 	// ShutdownGrace bounds the wait for in-flight requests and upgraded
 	// connections after the listeners close; zero means 30 s.
 	ShutdownGrace time.Duration
+}
+
+// Limits are the router's defences against clients that hold connections:
+// the inactivity deadlines of request bodies, responses and upgraded
+// connections, and the cap on client connections. Zero values take the
+// default named on each field.
+type Limits struct {
+	// ClientBodyTimeout bounds each wait for more of a client's request
+	// body: the connection closes (with a 408 when the response has not
+	// started) and its backend connection with it when the client sends
+	// nothing of its body for that long. It is an inactivity deadline,
+	// renewed whenever bytes arrive (give or take a tenth, at most a
+	// second), as nginx's client_body_timeout; zero means 60 s.
+	ClientBodyTimeout time.Duration
+	// SendTimeout bounds each wait for a client to take more of its
+	// response: the connection and its backend connection close when the
+	// client reads nothing for that long. It is an inactivity deadline,
+	// renewed whenever the client takes bytes (give or take a tenth, at
+	// most a second), as nginx's send_timeout; zero means 60 s.
+	SendTimeout time.Duration
+	// TunnelIdleTimeout closes an upgraded connection (WebSocket and
+	// others) when no byte has gone either way for that long; zero means
+	// 1 h.
+	TunnelIdleTimeout time.Duration
+	// MaxConns caps the client connections open at once, HTTP and HTTPS
+	// together, upgraded ones included. Beyond it a new HTTP connection
+	// gets a 503 and is closed, a new HTTPS one is closed before the
+	// handshake, and the router logs it (at most every 10 s, with the
+	// count). Keep it below the process's file descriptor limit, which
+	// backend connections share; zero means 10,000.
+	MaxConns int
 }
 
 // Validate reports missing or malformed fields.
@@ -89,6 +125,8 @@ func (c Config) Validate() error {
 		"dial timeout": c.DialTimeout, "response header timeout": c.ResponseHeaderTimeout,
 		"read header timeout": c.ReadHeaderTimeout, "client idle timeout": c.ClientIdleTimeout,
 		"backend idle timeout": c.BackendIdleTimeout, "shutdown grace": c.ShutdownGrace,
+		"client body timeout": c.ClientBodyTimeout, "send timeout": c.SendTimeout,
+		"tunnel idle timeout": c.TunnelIdleTimeout,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v: want zero or more", name, d))
@@ -96,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxIdlePerBackend < 0 {
 		errs = append(errs, fmt.Errorf("max idle per backend %d: want zero or more", c.MaxIdlePerBackend))
+	}
+	if c.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("max conns %d: want zero or more", c.MaxConns))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
@@ -114,6 +155,9 @@ func (c Config) withDefaults() Config {
 	def(&c.ResponseHeaderTimeout, 30*time.Second)
 	def(&c.ReadHeaderTimeout, 10*time.Second)
 	def(&c.ClientIdleTimeout, 60*time.Second)
+	def(&c.ClientBodyTimeout, 60*time.Second)
+	def(&c.SendTimeout, 60*time.Second)
+	def(&c.TunnelIdleTimeout, time.Hour)
 	def(&c.BackendIdleTimeout, 90*time.Second)
 	def(&c.ShutdownDelay, time.Second)
 	def(&c.ShutdownGrace, 30*time.Second)
@@ -122,6 +166,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxIdlePerBackend == 0 {
 		c.MaxIdlePerBackend = 256
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

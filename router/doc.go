@@ -11,12 +11,16 @@
 // more label ("a.example.com", neither "example.com" nor "a.b.example.com").
 // The port and one trailing dot are ignored and matching is case-insensitive.
 //
-// Requests arrive on the HTTP listener through the router's own HTTP/1.1
-// server (h1server), built for the proxy's hot path: one goroutine per
-// connection, state reused across a connection's requests, and the client's
-// socket looked at only while a backend keeps a request waiting. The HTTPS
-// listener uses net/http's server (HTTP/2 and HTTP/1.1). Both hand requests
-// to the same proxy (frontend.serve).
+// HTTP/1 requests arrive, on both listeners, through the router's own
+// HTTP/1.1 server (package router/internal/h1), built for the proxy's hot
+// path: one goroutine per connection, state reused across a connection's
+// requests, and the client's socket looked at only while a backend keeps a
+// request waiting. On the HTTPS listener it does the TLS handshake and
+// hands the connections that negotiate HTTP/2 to net/http's server, whose
+// requests are checked with the same rules (h1.CheckRequest). Both hand
+// requests to the same proxy (frontend.serve). Clients are bounded by
+// inactivity deadlines on request heads, bodies, responses and upgraded
+// connections, and by a cap on open connections (Config.Limits).
 //
 // Requests go to backends over the router's own HTTP/1.1 client: one pool of
 // keep-alive connections per instance, least in-flight requests chosen by

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // rawConn is a client connection to the router's HTTP listener that writes
@@ -187,7 +189,7 @@ func TestHTTP1Server(t *testing.T) {
 
 	t.Run("head larger than the limit", func(t *testing.T) {
 		rc := dialRaw(t, tr.httpAddr)
-		rc.send("GET / HTTP/1.1\r\nHost: h1.test\r\nX-Big: " + strings.Repeat("a", maxHeadBytes) + "\r\n\r\n")
+		rc.send("GET / HTTP/1.1\r\nHost: h1.test\r\nX-Big: " + strings.Repeat("a", h1.MaxHeadBytes) + "\r\n\r\n")
 		if resp, _ := rc.read("GET"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 			t.Errorf("got %d, want 431", resp.StatusCode)
 		}
@@ -195,7 +197,7 @@ func TestHTTP1Server(t *testing.T) {
 
 	t.Run("head larger than the read buffer", func(t *testing.T) {
 		rc := dialRaw(t, tr.httpAddr)
-		big := strings.Repeat("b", 3*clientReadBuffer)
+		big := strings.Repeat("b", 3*h1.ReadBufferSize)
 		rc.send("POST / HTTP/1.1\r\nHost: h1.test\r\nX-Big: " + big + "\r\nContent-Length: 2\r\n\r\nhi")
 		if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "POST / 2" {
 			t.Errorf("got %d %q", resp.StatusCode, body)

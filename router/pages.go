@@ -14,6 +14,13 @@ const (
 	badBodyPage = "<!doctype html>\n<title>400 Bad Request</title>\n<h1>Bad Request</h1>\n<p>The request body could not be read.</p>\n"
 )
 
+// refusedPage is the page of a request refused by the protocol rules.
+func refusedPage(status int) string {
+	text := html.EscapeString(http.StatusText(status))
+	return "<!doctype html>\n<title>" + strconv.Itoa(status) + " " + text + "</title>\n<h1>" + text +
+		"</h1>\n<p>The router does not accept this request.</p>\n"
+}
+
 func notFoundPage(host string) string {
 	return "<!doctype html>\n<title>404 No such app</title>\n<h1>No such app</h1>\n<p>There is no app at <b>" +
 		html.EscapeString(host) + "</b>.</p>\n"

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // pool holds the settings shared by every backend's connection pool.
@@ -111,7 +113,7 @@ func (b *backend) dial(ctx context.Context) (*upstreamConn, error) {
 		tc.Close()
 		return nil, &dialError{addr: b.addr, err: err}
 	}
-	c := &upstreamConn{b: b, conn: tc, io: socketIO(tc), raw: raw}
+	c := &upstreamConn{b: b, conn: tc, io: h1.SocketIO(tc), raw: raw}
 	c.br = bufio.NewReaderSize(c, 8<<10)
 	c.bw = bufio.NewWriterSize(c, 4<<10)
 	c.initAlive()
@@ -119,12 +121,12 @@ func (b *backend) dial(ctx context.Context) (*upstreamConn, error) {
 }
 
 // get returns an idle connection to b, or nil. Expired connections met on
-// the way are closed. With check set, so are the connections the backend
-// closed while they were idle (see alive); without, such a connection is
-// found when the request is written or its response read, which costs a
-// retry and is meant for requests the retry rule sends again (see
-// forward). That check is one system call per request.
-func (b *backend) get(now int64, check bool) *upstreamConn {
+// the way are closed, and so are the ones the backend closed or sent
+// anything on while they were idle (see alive): bytes nobody asked for
+// would be read as the response to the next request, which would hand
+// every later user of the connection the response meant for the one
+// before. The check is one non-blocking system call per request.
+func (b *backend) get(now int64) *upstreamConn {
 	for {
 		b.mu.Lock()
 		n := len(b.idle)
@@ -136,7 +138,7 @@ func (b *backend) get(now int64, check bool) *upstreamConn {
 		b.idle[n-1] = nil
 		b.idle = b.idle[:n-1]
 		b.mu.Unlock()
-		if now-c.idleAt < b.pool.idleTimeout && (!check || c.alive()) {
+		if now-c.idleAt < b.pool.idleTimeout && c.alive() {
 			c.reused = true
 			c.written, c.read = 0, 0
 			return c
@@ -168,9 +170,15 @@ func (b *backend) closeDead() {
 	}
 }
 
-// put returns c to b's idle pool, or closes it when b is draining or the
-// pool is full.
+// put returns c to b's idle pool, or closes it when b is draining, the
+// pool is full, or bytes beyond the response are buffered on it (a body on
+// a HEAD, 204 or 304 answer, more than the Content-Length): those would be
+// read as the next request's response.
 func (b *backend) put(c *upstreamConn, now int64) {
+	if c.br.Buffered() > 0 {
+		c.close()
+		return
+	}
 	c.idleAt = now
 	b.mu.Lock()
 	if b.draining.Load() || len(b.idle) >= b.pool.maxIdle {

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // maxAttempts bounds the attempts of one request, retries on stale pooled
@@ -45,7 +47,7 @@ type exchange struct {
 	ctx context.Context
 	// peer is the client connection of the router's own HTTP/1.1 server;
 	// nil under net/http.
-	peer     *h1conn
+	peer     *h1.Conn
 	start    time.Time
 	now      int64 // start on the router's clock
 	id       string
@@ -65,10 +67,37 @@ type exchange struct {
 	abort bool
 }
 
-// ServeHTTP serves the requests of net/http's server (HTTPS: HTTP/2 and
-// HTTP/1.1).
+// connHandler serves the requests of one connection of the router's
+// HTTP/1 server; its exchange is reused from one request to the next.
+type connHandler struct {
+	f *frontend
+	x exchange
+}
+
+var _ h1.Handler = (*connHandler)(nil)
+
+func (f *frontend) newConnHandler(*h1.Conn) h1.Handler { return &connHandler{f: f} }
+
+func (h *connHandler) ServeH1(c *h1.Conn) (abort bool) {
+	h.x = exchange{w: c.ResponseWriter(), req: c.Request(), ctx: c.Context(), peer: c}
+	h.f.serve(&h.x)
+	return h.x.abort
+}
+
+// ServeHTTP serves the requests of net/http's server (HTTP/2 on the HTTPS
+// listener).
 func (f *frontend) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	x := exchange{w: w, req: req, ctx: req.Context()}
+	cfg := &f.r.cfg
+	d := &h2Deadlines{
+		ResponseWriter: w, rc: http.NewResponseController(w),
+		bodyTimeout: cfg.ClientBodyTimeout, bodySlack: h1.Slack(cfg.ClientBodyTimeout),
+		sendTimeout: cfg.SendTimeout, sendSlack: h1.Slack(cfg.SendTimeout),
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		d.body = req.Body
+		req.Body = h2Body{d}
+	}
+	x := exchange{w: d, req: req, ctx: req.Context()}
 	f.serve(&x)
 	if x.abort {
 		panic(http.ErrAbortHandler)
@@ -82,6 +111,18 @@ func (f *frontend) serve(x *exchange) {
 	x.start = time.Now()
 	x.now = int64(x.start.Sub(r.base))
 	x.id = requestID(req)
+	if x.peer == nil {
+		// The router's own server checked the request as it parsed it;
+		// net/http's gets the same rules here.
+		if status := h1.CheckRequest(req); status != 0 {
+			if req.ProtoMajor == 1 {
+				x.w.Header()["Connection"] = []string{"close"}
+			}
+			x.page(status, refusedPage(status))
+			r.access.log(x)
+			return
+		}
+	}
 	host, ok := parseHost(req.Host)
 	var tgt *target
 	if ok {
@@ -113,7 +154,7 @@ func (x *exchange) left() error {
 	if err := x.ctx.Err(); err != nil {
 		return err
 	}
-	if x.peer != nil && !x.peer.alive() {
+	if x.peer != nil && !x.peer.Alive() {
 		return errClientLeft
 	}
 	return nil
@@ -138,10 +179,9 @@ func (x *exchange) idHeader() []string {
 // retried once the response has started. The router's client never retries
 // on its own: this is the only retry.
 //
-// Only the requests that may not be sent again pay for checking that a
-// pooled connection is still open before it is used (see backend.get);
-// the others find out by trying, and a pooled connection that turns out
-// dead has the backend's other idle connections checked before the retry.
+// A pooled connection is checked before it is used (see backend.get), but
+// the backend may still close it in the meantime; one that turns out dead
+// has the backend's other idle connections checked before the retry.
 func (f *frontend) forward(x *exchange, tgt *target) {
 	req := x.req
 	x.mode = bodyMode(req)
@@ -204,7 +244,7 @@ func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame 
 	x.backend = b.addr
 
 	replayable := idempotent(req)
-	c := b.get(x.now, !replayable)
+	c := b.get(x.now)
 	if c == nil {
 		var err error
 		if c, err = b.dial(x.ctx); err != nil {
@@ -281,7 +321,7 @@ func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame 
 	x.err = nil
 	b.succeeded()
 
-	if hd.status == http.StatusSwitchingProtocols {
+	if hd.Status == http.StatusSwitchingProtocols {
 		// A request body still streaming goes up whole before the switch.
 		var bodyErr error
 		if bodyDone != nil {
@@ -311,11 +351,20 @@ func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame 
 		h["Content-Type"] = nil // no sniffing: the client gets what the backend sent
 	}
 	h["X-Request-Id"] = x.idHeader()
-	x.w.WriteHeader(hd.status)
-	x.status = hd.status
+	switch {
+	case hd.Status == http.StatusNoContent:
+		delete(h, "Content-Length") // RFC 9110, 8.6: never on a 204
+	case hd.Status == http.StatusNotModified && x.peer == nil:
+		// The Content-Length of a 304 tells the size of the
+		// representation, but net/http's server takes it for the size of
+		// the body and cuts the HTTP/2 stream short when none comes.
+		delete(h, "Content-Length")
+	}
+	x.w.WriteHeader(hd.Status)
+	x.status = hd.Status
 	n, err := copyResponse(x, c, &hd)
 	x.bytes = n
-	reuse := hd.keepAlive && err == nil
+	reuse := hd.KeepAlive && err == nil
 	if bodyDone != nil {
 		reuse = finishBody(c, bodyDone) && reuse
 	}
@@ -338,12 +387,12 @@ func (f *frontend) attempt(x *exchange, b *backend, upgrade bool) (retry, blame 
 // most cancelCheck away, renewed while the client is there and the response
 // header timeout has not passed; for a streamed request body that timeout
 // counts from the end of the body.
-func (f *frontend) awaitHead(x *exchange, c *upstreamConn, h http.Header, sent time.Time, streaming bool) (respHead, error) {
+func (f *frontend) awaitHead(x *exchange, c *upstreamConn, h http.Header, sent time.Time, streaming bool) (h1.ResponseHead, error) {
 	timeout := f.r.cfg.ResponseHeaderTimeout
 	first := min(timeout, cancelCheck)
 	c.readBy(sent.Add(first), first/10)
 	for {
-		hd, err := readHead(c.br, h, x.req.Method)
+		hd, err := h1.ReadResponseHead(c.br, h, x.req.Method)
 		if err == nil || !isTimeout(err) || x.left() != nil {
 			return hd, err
 		}
@@ -484,9 +533,10 @@ func writeBody(c *upstreamConn, body io.Reader, chunked bool, timeout time.Durat
 // writeHead writes the request line and headers for the backend: the
 // client's headers minus the hop-by-hop ones (Connection and the headers it
 // names, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade unless
-// upgrading) and Expect (the router's server already answered it), then the
-// X-Forwarded-For (appended to), X-Forwarded-Proto, X-Forwarded-Port,
-// X-Request-Id and X-Request-Start headers of the router.
+// upgrading), Expect (the router's server already answered it) and the
+// client's forwarding headers (see ownRequestHeader), then the router's
+// X-Forwarded-For (the client's address only), X-Forwarded-Proto,
+// X-Forwarded-Port, X-Request-Id and X-Request-Start.
 func (f *frontend) writeHead(bw *bufio.Writer, x *exchange, upgrade bool, mode bodyKind) {
 	req := x.req
 	bw.WriteString(req.Method)
@@ -531,10 +581,6 @@ func (f *frontend) writeHead(bw *bufio.Writer, x *exchange, upgrade bool, mode b
 		}
 	}
 	bw.WriteString("X-Forwarded-For: ")
-	for _, v := range req.Header["X-Forwarded-For"] {
-		bw.WriteString(v)
-		bw.WriteString(", ")
-	}
 	bw.WriteString(clientIP(req.RemoteAddr))
 	bw.WriteString("\r\nX-Forwarded-Proto: ")
 	bw.WriteString(f.proto)
@@ -561,15 +607,18 @@ func (f *frontend) writeHead(bw *bufio.Writer, x *exchange, upgrade bool, mode b
 }
 
 // ownRequestHeader reports the headers writeHead does not copy from the
-// client: hop-by-hop ones and those the router writes itself.
+// client: hop-by-hop ones, those the router writes itself, and the
+// forwarding headers an app could take for the router's (Forwarded,
+// X-Real-Ip and every X-Forwarded-*), so that what an app reads there
+// comes from the router.
 func ownRequestHeader(k string) bool {
 	switch k {
 	case "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-		"Host", "Content-Length", "Expect",
-		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Request-Id", "X-Request-Start":
+		"Host", "Content-Length", "Expect", "X-Request-Id", "X-Request-Start",
+		"Forwarded", "X-Real-Ip":
 		return true
 	}
-	return strings.HasPrefix(k, "Proxy-")
+	return strings.HasPrefix(k, "Proxy-") || strings.HasPrefix(k, "X-Forwarded-")
 }
 
 func isListed(listed []string, k string) bool {
@@ -588,20 +637,7 @@ func isUpgrade(req *http.Request) bool {
 		return false
 	}
 	for _, v := range req.Header["Connection"] {
-		if hasToken(v, "upgrade") {
-			return true
-		}
-	}
-	return false
-}
-
-// hasToken reports whether the comma-separated list v holds tok (ASCII
-// case-insensitively).
-func hasToken(v, tok string) bool {
-	for v != "" {
-		var t string
-		t, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(strings.TrimSpace(t), tok) {
+		if h1.HasToken(v, "upgrade") {
 			return true
 		}
 	}
@@ -681,11 +717,18 @@ func (x *exchange) clientGone(err error) {
 	x.err = err
 }
 
-// clientError records a failure to read the client's request body.
+// clientError answers a failure to read the client's request body: 400,
+// or 408 when the client was too slow.
 func (x *exchange) clientError(err error) {
 	x.err = err
 	if x.left() != nil {
 		x.status = statusClientClosed
+		return
+	}
+	if isTimeout(err) {
+		// The client sent nothing of its body for ClientBodyTimeout.
+		x.w.Header()["Connection"] = []string{"close"}
+		x.page(http.StatusRequestTimeout, refusedPage(http.StatusRequestTimeout))
 		return
 	}
 	x.page(http.StatusBadRequest, badBodyPage)

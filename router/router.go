@@ -14,6 +14,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
 // Router is an HTTP and HTTPS router. Get one from New and run it with
@@ -44,6 +45,8 @@ type Router struct {
 	upWG     sync.WaitGroup
 
 	served atomic.Bool
+	// conns counts the client connections against Config.MaxConns.
+	conns *connLimit
 }
 
 // New checks cfg and prepares a router: it makes the default certificate
@@ -71,6 +74,7 @@ func New(cfg Config) (*Router, error) {
 		ready:       make(chan struct{}),
 		upgrades:    map[*upgraded]struct{}{},
 	}
+	r.conns = &connLimit{max: int64(cfg.MaxConns), log: cfg.Logger, now: r.now}
 	r.table.Store(emptyTable)
 	return r, nil
 }
@@ -100,7 +104,8 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // Serve routes the requests of httpLn (plain HTTP) and httpsLn (TLS with
-// HTTP/2 and HTTP/1.1; nil for none) until ctx is done. It starts accepting
+// HTTP/2 and HTTP/1.1; nil for none) until ctx is done. HTTP/1 goes
+// through the router's own server on both, HTTP/2 through net/http's. It starts accepting
 // once the first routes and services are read from etcd. When ctx is done
 // it keeps serving for ShutdownDelay with keep-alives off, then closes the
 // listeners, waits up to ShutdownGrace for in-flight requests and upgraded
@@ -146,26 +151,40 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 			r.httpsPortSuffix = ":" + port
 		}
 	}
-	plain := newH1Server(r.frontend(httpLn, false), r.cfg, r.log)
+	plain := r.h1Server(r.frontend(httpLn, false), nil, nil)
 	servers := []httpServer{plain}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- plain.Serve(httpLn) }()
 	addrs := []any{"http", httpLn.Addr().String()}
 	if httpsLn != nil {
-		srv := &http.Server{
-			Handler:           r.frontend(httpsLn, true),
+		// The router's server does the handshakes and serves HTTP/1.1;
+		// net/http's serves the connections that negotiated HTTP/2.
+		f := r.frontend(httpsLn, true)
+		h2ln := newConnQueue(httpsLn.Addr())
+		secure := r.h1Server(f, r.tlsConfig(), h2ln.deliver)
+		h2 := &http.Server{
+			Handler:           f,
 			ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
 			IdleTimeout:       r.cfg.ClientIdleTimeout,
+			MaxHeaderBytes:    h1.MaxHeadBytes,
 			ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
-			TLSConfig:         r.tlsConfig(),
+			ConnState: func(_ net.Conn, st http.ConnState) {
+				if st == http.StateClosed {
+					r.conns.Release()
+				}
+			},
 		}
-		servers = append(servers, srv)
-		go func() { errc <- srv.ServeTLS(httpsLn, "", "") }()
+		servers = append(servers, secure, h2)
+		go func() { errc <- secure.Serve(httpsLn) }()
+		go func() { errc <- h2.Serve(h2ln) }()
 		addrs = append(addrs, "https", httpsLn.Addr().String())
 	}
 	r.log.Info("router serving", append(addrs, "cluster", r.cfg.Cluster,
 		"dial_timeout", r.cfg.DialTimeout, "response_header_timeout", r.cfg.ResponseHeaderTimeout,
+		"read_header_timeout", r.cfg.ReadHeaderTimeout, "client_body_timeout", r.cfg.ClientBodyTimeout,
+		"send_timeout", r.cfg.SendTimeout, "tunnel_idle_timeout", r.cfg.TunnelIdleTimeout,
 		"client_idle_timeout", r.cfg.ClientIdleTimeout, "backend_idle_timeout", r.cfg.BackendIdleTimeout,
+		"max_conns", r.cfg.MaxConns,
 		"shutdown_delay", r.cfg.ShutdownDelay, "shutdown_grace", r.cfg.ShutdownGrace,
 		"access_log", r.access != nil)...)
 
@@ -191,8 +210,8 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 	return serveErr
 }
 
-// httpServer is what shutdown needs of the HTTP server (h1server) and the
-// HTTPS one (net/http's).
+// httpServer is what shutdown needs of the HTTP/1 servers (h1.Server) and
+// the HTTP/2 one (net/http's).
 type httpServer interface {
 	SetKeepAlivesEnabled(bool)
 	Shutdown(context.Context) error
@@ -230,6 +249,23 @@ func (r *Router) shutdown(servers []httpServer) {
 		<-upDone
 	}
 	r.log.Info("router stopped")
+}
+
+var _ httpServer = (*h1.Server)(nil)
+
+// h1Server returns the router's HTTP/1 server for f's listener; with
+// tlsConfig set, it hands the connections that negotiate HTTP/2 to h2.
+func (r *Router) h1Server(f *frontend, tlsConfig *tls.Config, h2 func(*tls.Conn) bool) *h1.Server {
+	return h1.NewServer(h1.Config{
+		ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
+		IdleTimeout:       r.cfg.ClientIdleTimeout,
+		BodyTimeout:       r.cfg.ClientBodyTimeout,
+		SendTimeout:       r.cfg.SendTimeout,
+		Limit:             r.conns,
+		TLS:               tlsConfig,
+		H2:                h2,
+		Logger:            r.log,
+	}, f.newConnHandler)
 }
 
 func (r *Router) frontend(ln net.Listener, tls bool) *frontend {

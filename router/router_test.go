@@ -225,7 +225,7 @@ func TestForwardedHeaders(t *testing.T) {
 	h := <-seen
 	_, port, _ := net.SplitHostPort(tr.httpAddr)
 	checks := map[string]string{
-		"X-Forwarded-For":     "203.0.113.7, 127.0.0.1",
+		"X-Forwarded-For":     "127.0.0.1",
 		"X-Forwarded-Proto":   "http",
 		"X-Forwarded-Port":    port,
 		"X-Kept":              "kept",

@@ -5,12 +5,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -39,7 +37,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"GANTRY_LOG_LEVEL"}},
 		},
-		Commands: []*cli.Command{upCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(), gitreceiverCommand(), logaggregatorCommand()},
+		Commands: []*cli.Command{upCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(), gitreceiverCommand(), logaggregatorCommand(), routerCommand()},
 	}
 	if err := app.RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "gantryd: %v\n", err)
@@ -67,7 +65,7 @@ func upCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "up",
 		Usage: "run a single-node Gantry in the foreground",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Value: defaultDataDir(), Usage: "data directory"},
 			&cli.StringFlag{Name: "api-addr", Value: "127.0.0.1:7070", Usage: "controller API listen address"},
 			&cli.StringFlag{Name: "http-addr", Value: "127.0.0.1:8080", Usage: "router HTTP listen address"},
@@ -84,35 +82,20 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "IP address app ports are published on"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- for stdout)"},
 			&cli.DurationFlag{Name: "deploy-timeout", Value: 120 * time.Second, Usage: "how long a deploy waits for the new release's jobs to be up before it fails and the old release keeps serving"},
-		},
+		}, routerLimitFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
 			if err != nil {
 				return err
 			}
-			var endpoints []string
-			if e := c.String("etcd"); e != "" {
-				for _, u := range strings.Split(e, ",") {
-					if u = strings.TrimSpace(u); u != "" {
-						endpoints = append(endpoints, u)
-					}
-				}
+			accessLog, closeAccessLog, err := openAccessLog(c.String("access-log"))
+			if err != nil {
+				return err
 			}
-			var accessLog io.Writer
-			switch path := c.String("access-log"); path {
-			case "":
-			case "-":
-				accessLog = os.Stdout
-			default:
-				f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-				if err != nil {
-					return fmt.Errorf("--access-log: %w", err)
-				}
-				defer f.Close()
-				accessLog = f
-			}
+			defer closeAccessLog()
 			return up.Run(c.Context, up.Config{
 				AccessLog:      accessLog,
+				RouterLimits:   routerLimits(c),
 				DataDir:        c.String("data"),
 				APIAddr:        c.String("api-addr"),
 				HTTPAddr:       c.String("http-addr"),
@@ -123,7 +106,7 @@ func upCommand() *cli.Command {
 				LogLines:       c.Int("log-lines"),
 				EtcdClientAddr: c.String("etcd-client-addr"),
 				EtcdPeerAddr:   c.String("etcd-peer-addr"),
-				EtcdEndpoints:  endpoints,
+				EtcdEndpoints:  splitList(c.String("etcd")),
 				DatabaseURL:    c.String("database-url"),
 				Domain:         c.String("domain"),
 				AdvertiseAddr:  c.String("advertise"),

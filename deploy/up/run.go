@@ -165,6 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 			AccessLog: cfg.AccessLog,
 			AppLog:    logs.router,
 			Logger:    log.With("component", "router"),
+			Limits:    cfg.RouterLimits,
 		})
 	})
 	g.Go(func() error {

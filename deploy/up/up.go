@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gantryhq/gantry/router"
 )
 
 // Config configures Run. Addresses are host:port.
@@ -62,6 +64,9 @@ type Config struct {
 	// AccessLog receives the router's access log, one line per request;
 	// nil means none.
 	AccessLog io.Writer
+	// RouterLimits are the router's client timeouts and connection cap;
+	// zero values mean the router's defaults.
+	RouterLimits router.Limits
 	// Version is gantryd's version.
 	Version string
 	// Logger receives structured logs; required.

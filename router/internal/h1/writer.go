@@ -1,4 +1,4 @@
-package router
+package h1
 
 import (
 	"bufio"
@@ -11,16 +11,16 @@ import (
 	"time"
 )
 
-// h1writer is the http.ResponseWriter of an h1conn. It frames the body by
+// writer is the http.ResponseWriter of an Conn. It frames the body by
 // the Content-Length header when there is one, chunked otherwise (closing
 // the connection instead for HTTP/1.0 clients), adds Date when missing and
 // Connection when the connection is to close, and sends the trailers set
 // under http.TrailerPrefix after a chunked body. The head goes into the
 // connection's write buffer, which Flush and the end of the response send.
-type h1writer struct {
-	c   *h1conn
+type writer struct {
+	c   *Conn
 	h   http.Header
-	req *h1request
+	req *request
 
 	status      int
 	wroteHeader bool
@@ -38,23 +38,23 @@ type h1writer struct {
 }
 
 var (
-	_ http.ResponseWriter = (*h1writer)(nil)
-	_ http.Flusher        = (*h1writer)(nil)
-	_ http.Hijacker       = (*h1writer)(nil)
+	_ http.ResponseWriter = (*writer)(nil)
+	_ http.Flusher        = (*writer)(nil)
+	_ http.Hijacker       = (*writer)(nil)
 )
 
-func (w *h1writer) reset(q *h1request) {
+func (w *writer) reset(q *request) {
 	h := w.h
 	clear(h)
-	*w = h1writer{c: w.c, h: h, req: q, remain: -1}
+	*w = writer{c: w.c, h: h, req: q, remain: -1}
 }
 
-func (w *h1writer) Header() http.Header { return w.h }
+func (w *writer) Header() http.Header { return w.h }
 
 // WriteHeader writes the response head into the write buffer. Later calls
 // do nothing. The router never sends informational (1xx) responses through
 // it: 101 goes through Hijack.
-func (w *h1writer) WriteHeader(code int) {
+func (w *writer) WriteHeader(code int) {
 	if w.wroteHeader || w.hijacked {
 		return
 	}
@@ -80,6 +80,9 @@ func (w *h1writer) WriteHeader(code int) {
 	if q.close || !c.s.keepAlives() {
 		w.closeAfter = true
 	}
+	if v := h["Connection"]; len(v) > 0 && HasToken(v[0], "close") {
+		w.closeAfter = true // the router's own pages ask for it so
+	}
 	if q.expect {
 		c.wmu.Lock()
 		w.started = true
@@ -87,6 +90,7 @@ func (w *h1writer) WriteHeader(code int) {
 	} else {
 		w.started = true
 	}
+	c.sendDeadline()
 
 	bw := c.bw
 	bw.WriteString("HTTP/1.1 ")
@@ -133,7 +137,7 @@ func writeFields(bw *bufio.Writer, key string, vals []string) {
 	}
 }
 
-func (w *h1writer) Write(p []byte) (int, error) {
+func (w *writer) Write(p []byte) (int, error) {
 	if err := w.beginWrite(len(p)); err != nil {
 		return 0, err
 	}
@@ -142,7 +146,7 @@ func (w *h1writer) Write(p []byte) (int, error) {
 }
 
 // WriteString is Write without the copy to a byte slice.
-func (w *h1writer) WriteString(s string) (int, error) {
+func (w *writer) WriteString(s string) (int, error) {
 	if err := w.beginWrite(len(s)); err != nil {
 		return 0, err
 	}
@@ -152,7 +156,7 @@ func (w *h1writer) WriteString(s string) (int, error) {
 
 // beginWrite writes the head if needed, checks that n more body bytes are
 // allowed, and starts a chunk.
-func (w *h1writer) beginWrite(n int) error {
+func (w *writer) beginWrite(n int) error {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -166,6 +170,7 @@ func (w *h1writer) beginWrite(n int) error {
 	case !w.chunked && w.remain >= 0 && int64(n) > w.remain:
 		return http.ErrContentLength
 	}
+	w.c.sendDeadline()
 	if w.chunked && n > 0 {
 		bw := w.c.bw
 		bw.Write(strconv.AppendUint(bw.AvailableBuffer(), uint64(n), 16))
@@ -174,7 +179,7 @@ func (w *h1writer) beginWrite(n int) error {
 	return nil
 }
 
-func (w *h1writer) endWrite(n int, err error) error {
+func (w *writer) endWrite(n int, err error) error {
 	if w.chunked && n > 0 {
 		w.c.bw.WriteString("\r\n")
 	}
@@ -188,13 +193,14 @@ func (w *h1writer) endWrite(n int, err error) error {
 }
 
 // Flush sends what is buffered, the head included.
-func (w *h1writer) Flush() {
+func (w *writer) Flush() {
 	if w.hijacked {
 		return
 	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
+	w.c.sendDeadline()
 	if err := w.c.bw.Flush(); err != nil && w.err == nil {
 		w.err = err
 	}
@@ -202,17 +208,38 @@ func (w *h1writer) Flush() {
 
 // Hijack hands the connection over for an upgrade. The returned
 // ReadWriter holds what the client sent after the request head.
-func (w *h1writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.wroteHeader {
 		return nil, nil, errors.New("router: hijack after the response head")
 	}
 	w.hijacked = true
-	return w.c.rwc, bufio.NewReadWriter(w.c.br, w.c.bw), nil
+	return &hijackedConn{Conn: w.c.rwc, c: w.c}, bufio.NewReadWriter(w.c.br, w.c.bw), nil
+}
+
+// hijackedConn is a client connection taken over for an upgrade: closing
+// it counts it out of the connection limit.
+type hijackedConn struct {
+	net.Conn
+	c *Conn
+}
+
+func (h *hijackedConn) Close() error {
+	err := h.Conn.Close()
+	h.c.release()
+	return err
+}
+
+// CloseWrite half-closes the connection (TCP, TLS).
+func (h *hijackedConn) CloseWrite() error {
+	if cw, ok := h.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return h.Conn.Close()
 }
 
 // finish ends the response: the last chunk and the trailers, and a flush.
 // A Content-Length body cut short leaves the connection unusable.
-func (w *h1writer) finish() {
+func (w *writer) finish() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -229,6 +256,7 @@ func (w *h1writer) finish() {
 	case !w.noBody && w.remain > 0:
 		w.closeAfter = true
 	}
+	w.c.sendDeadline()
 	if err := bw.Flush(); err != nil && w.err == nil {
 		w.err = err
 	}

@@ -1,4 +1,4 @@
-package router
+package h1
 
 import (
 	"net"
@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// parseConn returns an h1conn whose request parser can be called directly.
-func parseConn(t testing.TB) *h1conn {
+// parseConn returns an Conn whose request parser can be called directly.
+func parseConn(t testing.TB) *Conn {
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
-	return newH1Conn(&h1server{}, a)
+	return newConn(&Server{}, a)
 }
 
 func TestParseRequest(t *testing.T) {
@@ -77,6 +77,9 @@ func TestParseRequest(t *testing.T) {
 		{name: "connect", head: "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n", status: 405},
 		{name: "asterisk for get", head: "GET * HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
 		{name: "userinfo in target", head: "GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
+		{name: "every field line counts", head: "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-A: 1\r\n", MaxHeaderFields+1) + "\r\n", status: 431},
+		{name: "fields up to the limit", head: "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-A: 1\r\n", MaxHeaderFields-1) + "\r\n",
+			method: "GET", uri: "/", host: "a"},
 		{name: "unknown expectation", head: "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: later\r\n\r\n", status: 417},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package router
+package h1
 
 import (
 	"bytes"
@@ -17,14 +17,14 @@ var (
 	errRequestHeadTooLarge = errors.New("request head too large")
 )
 
-// h1request is the request being served on an h1conn: the http.Request the
+// request is the request being served on an Conn: the http.Request the
 // exchange reads, and what the server needs to frame the response.
 //
 // Only the fields of r the router reads are set: Method, RequestURI (always
 // origin-form, or "*"), Proto*, Host, Header (canonical keys, without Host
 // and Transfer-Encoding), ContentLength (-1 for a chunked body), Body,
 // Close and RemoteAddr. URL is empty.
-type h1request struct {
+type request struct {
 	r   http.Request
 	url url.URL
 	// proto10 is set for an HTTP/1.0 request.
@@ -42,7 +42,7 @@ type h1request struct {
 // readRequest reads the next request head into c.req and prepares its
 // body. On failure it returns the status to answer with, or 0 when the
 // client went away or sent nothing readable in time.
-func (c *h1conn) readRequest() (int, error) {
+func (c *Conn) readRequest() (int, error) {
 	block, err := c.readHeadBlock()
 	switch {
 	case errors.Is(err, errRequestHeadTooLarge):
@@ -56,9 +56,7 @@ func (c *h1conn) readRequest() (int, error) {
 		return status, err
 	}
 	if c.body.active {
-		// Bodies are read without a time limit, as net/http's server does
-		// with no ReadTimeout; the backend sets the pace.
-		c.setReadDeadline(time.Time{})
+		c.bodyDeadline()
 	}
 	return 0, nil
 }
@@ -67,7 +65,7 @@ func (c *h1conn) readRequest() (int, error) {
 // line that ends it. Up to a few empty lines before the request line are
 // skipped (RFC 9112, section 2.2). When the head is not in the read buffer
 // at once, the rest must come within the read header timeout.
-func (c *h1conn) readHeadBlock() (string, error) {
+func (c *Conn) readHeadBlock() (string, error) {
 	br := c.br
 	for skipped := 0; ; skipped++ {
 		b, err := br.Peek(1)
@@ -105,8 +103,8 @@ func (c *h1conn) readHeadBlock() (string, error) {
 }
 
 // readLongHead assembles a head larger than the read buffer, up to
-// maxHeadBytes.
-func (c *h1conn) readLongHead() (string, error) {
+// MaxHeadBytes.
+func (c *Conn) readLongHead() (string, error) {
 	br := c.br
 	acc := make([]byte, 0, 2*br.Size())
 	for {
@@ -114,14 +112,14 @@ func (c *h1conn) readLongHead() (string, error) {
 		from := max(0, len(acc)-2)
 		acc = append(acc, buf...)
 		if end := headEnd(acc, from); end > 0 {
-			if end > maxHeadBytes {
+			if end > MaxHeadBytes {
 				return "", errRequestHeadTooLarge
 			}
 			br.Discard(end - (len(acc) - len(buf)))
 			return string(acc[:end]), nil
 		}
 		br.Discard(len(buf))
-		if len(acc) > maxHeadBytes {
+		if len(acc) > MaxHeadBytes {
 			return "", errRequestHeadTooLarge
 		}
 		if _, err := br.Peek(1); err != nil {
@@ -142,7 +140,7 @@ func unexpectedEOF(err error) error {
 // request ends: both Content-Length and Transfer-Encoding, differing
 // Content-Lengths, a coding other than chunked, folded or malformed header
 // lines, control characters, and a missing or repeated Host.
-func (c *h1conn) parseRequest(block string) (int, error) {
+func (c *Conn) parseRequest(block string) (int, error) {
 	q := &c.req
 	line, rest, _ := strings.Cut(block, "\n")
 	line = strings.TrimSuffix(line, "\r")
@@ -162,30 +160,21 @@ func (c *h1conn) parseRequest(block string) (int, error) {
 		}
 		return http.StatusBadRequest, errBadRequest
 	}
+	if status := checkTarget(method, target, 1); status != 0 {
+		return status, errBadRequest
+	}
 
 	uri, host, hostInTarget := target, "", false
-	switch {
-	case target[0] == '/':
-	case target == "*":
-		if method != http.MethodOptions {
-			return http.StatusBadRequest, errBadRequest
-		}
-	case method == http.MethodConnect:
-		return http.StatusMethodNotAllowed, errBadRequest
-	default: // absolute-form: its authority is the host (RFC 9112, 3.2.2)
-		scheme, hier, ok := strings.Cut(target, "://")
-		if !ok || !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
-			return http.StatusBadRequest, errBadRequest
-		}
+	if target[0] != '/' && target != "*" {
+		// absolute-form (checked by checkTarget): its authority is the
+		// host (RFC 9112, 3.2.2)
+		_, hier, _ := strings.Cut(target, "://")
 		host, uri = hier, "/"
 		if i := strings.IndexAny(hier, "/?"); i >= 0 {
 			host, uri = hier[:i], hier[i:]
 			if uri[0] == '?' {
 				uri = "/" + uri
 			}
-		}
-		if host == "" || strings.IndexByte(host, '@') >= 0 {
-			return http.StatusBadRequest, errBadRequest
 		}
 		hostInTarget = true
 	}
@@ -196,27 +185,19 @@ func (c *h1conn) parseRequest(block string) (int, error) {
 	hosts := 0
 	length := int64(-1)
 	var te string
-	tes := 0
-	for rest != "" {
-		line, rest, _ = strings.Cut(rest, "\n")
-		line = strings.TrimSuffix(line, "\r")
-		if line == "" {
+	tes, fields := 0, 0
+	for {
+		key, val, after, done, err := nextField(rest)
+		if err != nil {
+			return http.StatusBadRequest, errBadRequest
+		}
+		if done {
 			break
 		}
-		colon := strings.IndexByte(line, ':')
-		// validToken also rejects obs-fold (a leading space) and a space
-		// before the colon.
-		if colon <= 0 || !validToken(line[:colon]) {
-			return http.StatusBadRequest, errBadRequest
-		}
-		val := trimOWS(line[colon+1:])
-		if !validFieldValue(val) {
-			return http.StatusBadRequest, errBadRequest
-		}
-		if len(vals) == maxHeaderFields {
+		rest = after
+		if fields++; fields > MaxHeaderFields {
 			return http.StatusRequestHeaderFieldsTooLarge, errRequestHeadTooLarge
 		}
-		key := canonicalKey(line[:colon])
 		switch key {
 		case "Host":
 			hosts++
@@ -262,8 +243,8 @@ func (c *h1conn) parseRequest(block string) (int, error) {
 
 	closeConn, keepAlive := false, false
 	for _, v := range h["Connection"] {
-		closeConn = closeConn || hasToken(v, "close")
-		keepAlive = keepAlive || hasToken(v, "keep-alive")
+		closeConn = closeConn || HasToken(v, "close")
+		keepAlive = keepAlive || HasToken(v, "keep-alive")
 	}
 	if proto10 && !keepAlive {
 		closeConn = true
@@ -277,7 +258,7 @@ func (c *h1conn) parseRequest(block string) (int, error) {
 		expect = hasBody && !proto10
 	}
 
-	*q = h1request{url: url.URL{}, proto10: proto10, close: closeConn, head: method == http.MethodHead, expect: expect}
+	*q = request{url: url.URL{}, proto10: proto10, close: closeConn, head: method == http.MethodHead, expect: expect}
 	q.r = http.Request{
 		Method:     method,
 		URL:        &q.url,
@@ -308,6 +289,73 @@ func (c *h1conn) parseRequest(block string) (int, error) {
 	return 0, nil
 }
 
+// checkTarget applies the rules every request target follows, whichever
+// front end and protocol it came through (protoMajor is the request's HTTP
+// major version): no control characters or spaces; origin-form ("/..."),
+// "*" for OPTIONS only, and, for HTTP/1, absolute-form with an http or
+// https scheme and no user information. CONNECT is refused. It returns the
+// status to refuse the request with, or 0.
+func checkTarget(method, target string, protoMajor int) int {
+	switch {
+	case !validTarget(target):
+		return http.StatusBadRequest
+	case method == http.MethodConnect:
+		return http.StatusMethodNotAllowed
+	case target[0] == '/':
+		return 0
+	case target == "*":
+		if method != http.MethodOptions {
+			return http.StatusBadRequest
+		}
+		return 0
+	case protoMajor != 1:
+		return http.StatusBadRequest
+	}
+	scheme, hier, ok := strings.Cut(target, "://")
+	if !ok || !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
+		return http.StatusBadRequest
+	}
+	host := hier
+	if i := strings.IndexAny(hier, "/?"); i >= 0 {
+		host = hier[:i]
+	}
+	if host == "" || strings.IndexByte(host, '@') >= 0 {
+		return http.StatusBadRequest
+	}
+	return 0
+}
+
+// CheckRequest applies the rules of parseRequest that another server's
+// parser may not (net/http's on the HTTPS listener: HTTP/2, and the
+// HTTP/1.1 it parses itself): a token method, the target rules of
+// checkTarget, header values without control characters, and at most
+// MaxHeaderFields field lines, every repeated name counted. It returns the
+// status to refuse the request with, or 0.
+func CheckRequest(req *http.Request) int {
+	if !validToken(req.Method) || req.Host != "" && !validTarget(req.Host) {
+		return http.StatusBadRequest
+	}
+	if status := checkTarget(req.Method, req.RequestURI, req.ProtoMajor); status != 0 {
+		return status
+	}
+	fields := 0
+	for k, vv := range req.Header {
+		if !validToken(k) {
+			return http.StatusBadRequest
+		}
+		for _, v := range vv {
+			if !validFieldValue(v) {
+				return http.StatusBadRequest
+			}
+		}
+		fields += len(vv)
+	}
+	if fields > MaxHeaderFields {
+		return http.StatusRequestHeaderFieldsTooLarge
+	}
+	return 0
+}
+
 // validTarget reports whether a request target (or a Host) has no control
 // characters or spaces.
 func validTarget(s string) bool {
@@ -333,10 +381,10 @@ func validFieldValue(s string) bool {
 	return true
 }
 
-// h1body reads the body of a request on an h1conn: Content-Length bytes
+// body reads the body of a request on an Conn: Content-Length bytes
 // or a chunked body, whose trailer section is read and dropped.
-type h1body struct {
-	c *h1conn
+type body struct {
+	c *Conn
 	// active is set when the request has a body.
 	active  bool
 	chunked bool
@@ -350,15 +398,16 @@ type h1body struct {
 	expect bool
 }
 
-var _ io.ReadCloser = (*h1body)(nil)
+var _ io.ReadCloser = (*body)(nil)
 
-func (b *h1body) reset(chunked bool, length int64, expect bool) {
-	*b = h1body{c: b.c, active: chunked || length > 0, chunked: chunked, remain: length, expect: expect}
+func (b *body) reset(chunked bool, length int64, expect bool) {
+	*b = body{c: b.c, active: chunked || length > 0, chunked: chunked, remain: length, expect: expect}
 }
 
 // Read reads the body. The first read sends the 100 Continue the client
-// may wait for, unless the response has started.
-func (b *h1body) Read(p []byte) (int, error) {
+// may wait for, unless the response has started. Each read renews the
+// body's inactivity deadline (see Conn.bodyDeadline).
+func (b *body) Read(p []byte) (int, error) {
 	switch {
 	case b.done:
 		return 0, io.EOF
@@ -370,6 +419,7 @@ func (b *h1body) Read(p []byte) (int, error) {
 	if b.expect && b.c.writeContinue() {
 		b.expect = false
 	}
+	b.c.bodyDeadline()
 	var n int
 	var err error
 	if b.chunked {
@@ -404,18 +454,18 @@ func (b *h1body) Read(p []byte) (int, error) {
 }
 
 // Close does nothing: what is left of the body is read or the connection
-// closed after the response (see h1conn.discardBody).
-func (b *h1body) Close() error { return nil }
+// closed after the response (see Conn.discardBody).
+func (b *body) Close() error { return nil }
 
 // skipTrailers reads the trailer section after the last chunk; the router
 // does not forward request trailers.
-func (b *h1body) skipTrailers() error {
+func (b *body) skipTrailers() error {
 	for total := 0; ; {
 		line, err := b.c.br.ReadSlice('\n')
 		if err != nil {
 			return unexpectedEOF(err)
 		}
-		if total += len(line); total > maxHeadBytes {
+		if total += len(line); total > MaxHeadBytes {
 			return errRequestHeadTooLarge
 		}
 		if len(bytes.TrimRight(line, "\r\n")) == 0 {
@@ -428,12 +478,13 @@ var continueResponse = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 
 // writeContinue sends 100 Continue unless the response has started, and
 // reports whether it did.
-func (c *h1conn) writeContinue() bool {
+func (c *Conn) writeContinue() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.w.started {
 		return false
 	}
+	c.sendDeadline()
 	_, err := c.rwc.Write(continueResponse)
 	return err == nil
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package router
+package h1
 
 import (
 	"io"
@@ -39,9 +39,9 @@ type sockIO struct {
 	writeFn func(fd uintptr) bool
 }
 
-// socketIO returns the reader and writer of c: a sockIO when c is a
+// SocketIO returns the reader and writer of c: a sockIO when c is a
 // socket, c itself otherwise.
-func socketIO(c net.Conn) io.ReadWriter {
+func SocketIO(c net.Conn) io.ReadWriter {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c
@@ -121,4 +121,48 @@ func (s *sockIO) doWrite(fd uintptr) bool {
 		return true
 	}
 	return true
+}
+
+// peekOpen reports whether the socket fd is open: neither closed by the
+// peer (EOF, even behind bytes not read yet) nor failed. Bytes waiting to
+// be read with the peer's side still open (a pipelined request) count as
+// open. It does not block and consumes nothing.
+func peekOpen(fd uintptr) bool {
+	var b [1]byte
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	switch {
+	case errno == syscall.EAGAIN || errno == syscall.EINTR:
+		return true
+	case errno != 0 || n == 0:
+		return false
+	}
+	// Bytes are waiting, and the peer may have closed after sending them:
+	// a TLS client that leaves sends its close_notify alert first.
+	return !peerClosed(fd)
+}
+
+// tcpCloseWait and the states after it are those of a TCP socket whose
+// peer has closed its side (include/net/tcp_states.h).
+const (
+	tcpClose     = 7
+	tcpCloseWait = 8
+	tcpLastAck   = 9
+)
+
+// peerClosed reports whether the peer of the TCP socket fd has closed its
+// side of the connection, from the state in TCP_INFO.
+func peerClosed(fd uintptr) bool {
+	var info [8]byte // tcpi_state is the first byte; the kernel copies what fits
+	size := uint32(len(info))
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 || size < 1 {
+		return false
+	}
+	switch info[0] {
+	case tcpClose, tcpCloseWait, tcpLastAck:
+		return true
+	}
+	return false
 }

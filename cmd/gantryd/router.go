@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
+	"github.com/gantryhq/gantry/router"
+)
+
+// routerLimitFlags are the router's client timeouts and connection cap,
+// flags of both `gantryd up` and `gantryd router`.
+func routerLimitFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.DurationFlag{Name: "client-body-timeout", Value: 60 * time.Second, Usage: "router: close a client connection that sends nothing of its request body for this long (renewed as bytes arrive)"},
+		&cli.DurationFlag{Name: "send-timeout", Value: 60 * time.Second, Usage: "router: close a client connection that takes nothing of its response for this long (renewed as bytes leave)"},
+		&cli.DurationFlag{Name: "tunnel-idle-timeout", Value: time.Hour, Usage: "router: close an upgraded (WebSocket) connection when no byte went either way for this long"},
+		&cli.IntFlag{Name: "max-conns", Value: router.DefaultMaxConns, Usage: "router: client connections open at once, HTTP and HTTPS together; beyond it HTTP gets a 503 and HTTPS a close"},
+	}
+}
+
+// routerLimits returns the values of the flags of routerLimitFlags.
+func routerLimits(c *cli.Context) router.Limits {
+	return router.Limits{
+		ClientBodyTimeout: c.Duration("client-body-timeout"),
+		SendTimeout:       c.Duration("send-timeout"),
+		TunnelIdleTimeout: c.Duration("tunnel-idle-timeout"),
+		MaxConns:          c.Int("max-conns"),
+	}
+}
+
+// openAccessLog opens the --access-log file ("-" for stdout, "" for
+// none); close closes what it opened.
+func openAccessLog(path string) (w io.Writer, close func(), err error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--access-log: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// routerCommand runs the router on its own, for clusters: `gantryd up`
+// runs the same router in its process.
+func routerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "router",
+		Usage: "route HTTP and HTTPS requests to the apps' instances (part of `gantryd up`)",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "etcd", Value: "http://127.0.0.1:7379", Usage: "comma-separated URLs of the etcd cluster", EnvVars: []string{"GANTRY_ETCD"}},
+			&cli.StringFlag{Name: "cluster", Usage: "cluster ID (required; on a single node, the content of <data>/cluster-id)", EnvVars: []string{"GANTRY_CLUSTER"}},
+			&cli.StringFlag{Name: "http-addr", Value: "127.0.0.1:8080", Usage: "HTTP listen address"},
+			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "HTTPS listen address (empty: none)"},
+			&cli.StringFlag{Name: "access-log", Usage: "write the access log to this file (- for stdout)"},
+			&cli.StringFlag{Name: "log-url", Usage: "log aggregator URL: add each request's line to its app's log (empty: none)", EnvVars: []string{"GANTRY_LOG_URL"}},
+			&cli.StringFlag{Name: "token", Usage: "the platform's host token, for --log-url", EnvVars: []string{"GANTRY_HOST_TOKEN"}},
+		}, routerLimitFlags()...),
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			log = log.With("component", "router")
+			endpoints := splitList(c.String("etcd"))
+			if len(endpoints) == 0 {
+				return errors.New("--etcd is required")
+			}
+			etcd, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+			if err != nil {
+				return fmt.Errorf("etcd client: %w", err)
+			}
+			defer etcd.Close()
+			accessLog, closeAccessLog, err := openAccessLog(c.String("access-log"))
+			if err != nil {
+				return err
+			}
+			defer closeAccessLog()
+			cfg := router.Config{
+				Cluster:   c.String("cluster"),
+				Etcd:      etcd,
+				HTTPAddr:  c.String("http-addr"),
+				HTTPSAddr: c.String("https-addr"),
+				AccessLog: accessLog,
+				Logger:    log,
+				Limits:    routerLimits(c),
+			}
+			if u := c.String("log-url"); u != "" {
+				shipper, err := logclient.NewShipper(logclient.ShipperConfig{URL: u, Token: c.String("token"), Logger: log.With("shipper", "router")})
+				if err != nil {
+					return err
+				}
+				defer func() {
+					if err := shipper.Close(); err != nil {
+						log.Warn("log lines lost at shutdown", "err", err)
+					}
+				}()
+				cfg.AppLog = shipper
+			}
+			return router.Run(c.Context, cfg)
+		},
+	}
+}
