@@ -3,7 +3,6 @@ package logaggregator
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -115,6 +114,24 @@ func same(a, b types.Line) bool {
 func (l *appLog) insert(line types.Line) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.insertLocked(line)
+}
+
+// insertAll inserts lines under one lock and returns how many were new.
+func (l *appLog) insertAll(lines []types.Line) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range lines {
+		if l.insertLocked(line) {
+			n++
+		}
+	}
+	return n
+}
+
+// insertLocked is insert with l.mu held.
+func (l *appLog) insertLocked(line types.Line) bool {
 	if !l.add(line) {
 		return false
 	}
@@ -144,7 +161,7 @@ func (l *appLog) write(line types.Line) {
 			return
 		}
 	}
-	b, err := json.Marshal(line)
+	b, err := types.AppendJSON(l.w.AvailableBuffer(), line)
 	if err != nil {
 		l.noteErr(fmt.Errorf("encode line: %w", err))
 		return
@@ -203,9 +220,12 @@ func (l *appLog) rewrite() error {
 	}
 	defer os.Remove(tmp.Name()) // fails once renamed
 	w := bufio.NewWriterSize(tmp, 64<<10)
-	enc := json.NewEncoder(w)
 	for _, line := range l.lines() {
-		if err := enc.Encode(line); err != nil {
+		b, err := types.AppendJSON(w.AvailableBuffer(), line)
+		if err == nil {
+			_, err = w.Write(append(b, '\n'))
+		}
+		if err != nil {
 			tmp.Close()
 			return fmt.Errorf("compact %s: %w", l.path, err)
 		}
