@@ -76,18 +76,20 @@ func (f *Frame) Line() Line {
 
 // AppendFrame appends l's frame to b. l must be valid (see Line.Validate).
 func AppendFrame(b []byte, l Line) []byte {
-	return appendFrame(b, &l, l.Msg)
+	return append(appendFrameHead(b, &l, len(l.Msg)), l.Msg...)
 }
 
 // AppendFrameMsg appends the frame of l with msg as its text (l.Msg is
 // ignored) to b. The line must be valid with msg (see ValidMsg).
 func AppendFrameMsg(b []byte, l Line, msg []byte) []byte {
-	return appendFrame(b, &l, msg)
+	return append(appendFrameHead(b, &l, len(msg)), msg...)
 }
 
-func appendFrame[T string | []byte](b []byte, l *Line, msg T) []byte {
+// appendFrameHead appends the frame of l up to its text, which is msgLen
+// bytes long.
+func appendFrameHead(b []byte, l *Line, msgLen int) []byte {
 	n := 1 + uvarintLen(uint64(len(l.App))) + len(l.App) + uvarintLen(uint64(len(l.Type))) + len(l.Type) +
-		uvarintLen(uint64(len(l.Job))) + len(l.Job) + uvarintLen(uint64(l.Index)) + 12 + len(msg)
+		uvarintLen(uint64(len(l.Job))) + len(l.Job) + uvarintLen(uint64(l.Index)) + 12 + msgLen
 	b = binary.AppendUvarint(b, uint64(n))
 	switch l.Source {
 	case SourceApp:
@@ -105,8 +107,7 @@ func appendFrame[T string | []byte](b []byte, l *Line, msg T) []byte {
 	b = append(b, l.Job...)
 	b = binary.AppendUvarint(b, uint64(l.Index))
 	b = binary.LittleEndian.AppendUint64(b, uint64(l.Time.Unix()))
-	b = binary.LittleEndian.AppendUint32(b, uint32(l.Time.Nanosecond()))
-	return append(b, msg...)
+	return binary.LittleEndian.AppendUint32(b, uint32(l.Time.Nanosecond()))
 }
 
 func uvarintLen(v uint64) int {
