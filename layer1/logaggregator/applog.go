@@ -38,6 +38,11 @@ type appLog struct {
 	file      *os.File
 	w         *bufio.Writer
 	fileLines int  // lines the file holds
+	// ordered is true while the file's last len(lines()) lines are the
+	// kept lines, byte for byte: since the file was last written whole,
+	// every kept line was new, the newest, and written. Then the file is
+	// compacted by copying its tail rather than encoding the lines again.
+	ordered bool
 	dirty     bool // w holds lines not yet written to the file
 	closed    bool
 	failed    bool // a write failed; reported once until one succeeds
@@ -59,6 +64,8 @@ func newAppLog(dir, app string, max int, log *slog.Logger) *appLog {
 		log:  log.With("app", app),
 		buf:  make([]types.Line, 0, min(max, 1024)),
 		subs: map[*follower]struct{}{},
+		// A new history has no file yet: its tail is empty, as the lines.
+		ordered: true,
 	}
 }
 
@@ -83,6 +90,9 @@ func (l *appLog) add(line types.Line) bool {
 	}
 	if n >= l.max && p == 0 {
 		return false
+	}
+	if p != n {
+		l.ordered = false
 	}
 	if p == n {
 		l.buf = append(l.buf, line)
@@ -174,7 +184,11 @@ func (l *appLog) write(line types.Line) {
 	l.dirty = true
 	l.fileLines++
 	if l.fileLines >= 2*l.max {
-		if err := l.rewrite(); err != nil {
+		compact := l.rewrite
+		if l.ordered {
+			compact = l.rewriteTail
+		}
+		if err := compact(); err != nil {
 			l.noteErr(err)
 		}
 	}
@@ -193,6 +207,7 @@ func (l *appLog) open() error {
 // noteErr logs a failed write once until a flush succeeds again. l.mu is
 // held.
 func (l *appLog) noteErr(err error) {
+	l.ordered = false // the file may lack lines
 	if !l.failed {
 		l.failed = true
 		l.log.Error("cannot write the app's log file; lines are kept in memory only", "err", err)
@@ -244,8 +259,86 @@ func (l *appLog) rewrite() error {
 	if err := os.Rename(tmp.Name(), l.path); err != nil {
 		return fmt.Errorf("compact %s: %w", l.path, err)
 	}
-	l.fileLines, l.dirty = len(l.lines()), false
+	l.fileLines, l.dirty, l.ordered = len(l.lines()), false, true
 	return l.open()
+}
+
+// rewriteTail replaces the file with its last len(l.lines()) lines, which
+// are the kept lines when l.ordered, copied as they are (in the kernel,
+// where it can) into a new file renamed into place. l.mu is held.
+func (l *appLog) rewriteTail() error {
+	n := len(l.lines())
+	if err := l.w.Flush(); err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	src, err := os.Open(l.path)
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	defer src.Close()
+	off, err := tailOffset(src, n)
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(l.path), "."+l.app+".*")
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	defer os.Remove(tmp.Name()) // fails once renamed
+	if _, err := src.Seek(off, io.SeekStart); err != nil {
+		tmp.Close()
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	if _, err := io.Copy(tmp, src); err != nil {
+		tmp.Close()
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	l.file.Close()
+	l.file, l.w = nil, nil
+	if err := os.Rename(tmp.Name(), l.path); err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	l.fileLines, l.dirty = n, false
+	return l.open()
+}
+
+// tailOffset returns the offset in f, a file of whole lines, where its
+// last n lines start.
+func tailOffset(f *os.File, n int) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	end := st.Size()
+	if n <= 0 {
+		return end, nil
+	}
+	// The last byte ends the last line; count n more line breaks back.
+	buf := make([]byte, 64<<10)
+	pos, need := end-1, n
+	for pos > 0 {
+		size := min(int64(len(buf)), pos)
+		chunk := buf[:size]
+		if _, err := f.ReadAt(chunk, pos-size); err != nil {
+			return 0, err
+		}
+		if c := bytes.Count(chunk, []byte{'\n'}); c < need {
+			need -= c
+			pos -= size
+			continue
+		}
+		for i := len(chunk) - 1; i >= 0; i-- {
+			if chunk[i] == '\n' {
+				if need--; need == 0 {
+					return pos - size + int64(i) + 1, nil
+				}
+			}
+		}
+	}
+	return 0, nil
 }
 
 // load reads the app's file into memory: lines that do not parse (a torn
@@ -288,7 +381,9 @@ func (l *appLog) load() error {
 				bad++
 			} else {
 				read++
-				l.add(line)
+				if !l.add(line) {
+					l.ordered = false // the file holds a line not kept
+				}
 			}
 		}
 		if err == io.EOF {

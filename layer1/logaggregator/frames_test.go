@@ -2,11 +2,13 @@ package logaggregator_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -193,4 +195,89 @@ func BenchmarkIngest(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestCompactionKeepsHistory ships sequences of lines, in order and not,
+// through a history of 3 lines, whose file is compacted (by copying its
+// tail while the lines came in order, by writing the kept lines again
+// otherwise) every few lines, and checks the history after a restart
+// against a model of the history's rules, and the file's bound.
+func TestCompactionKeepsHistory(t *testing.T) {
+	seq := func(from, to int) []int {
+		var out []int
+		for i := from; i < to; i++ {
+			out = append(out, i*10)
+		}
+		return out
+	}
+	cases := []struct {
+		name  string
+		at    []int // tenths of a second after t0
+		bound int
+		pad   int // bytes added to each text
+	}{
+		{"in order", seq(0, 20), 3, 0},
+		{"late line in the middle", append(append(seq(0, 10), 75), seq(10, 20)...), 3, 0},
+		{"late line, then in order again for long", append(append(seq(0, 10), 85), seq(10, 40)...), 3, 0},
+		{"duplicates", append(seq(0, 10), seq(5, 13)...), 3, 0},
+		{"older than all kept", append(append(seq(0, 10), -10), seq(10, 14)...), 3, 0},
+		{"long lines: a file of several reads", seq(0, 50), 10, 15000},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bound := tc.bound
+			a := startAggregator(t, logaggregator.Config{DataDir: dir, Lines: bound}, "")
+			var lines []types.Line
+			for _, tenths := range tc.at {
+				lines = append(lines, line("demo", "app", "web", 1, t0.Add(time.Duration(tenths)*100*time.Millisecond), fmt.Sprintf("at %d", tenths)+strings.Repeat(".", tc.pad)))
+			}
+			for i := 0; i < len(lines); i += 4 {
+				if code, body := a.postFrames(bytes.NewReader(frames(lines[i:min(i+4, len(lines))]...))); code != 200 {
+					t.Fatalf("ingest: %d %s", code, body)
+				}
+			}
+			want := modelHistory(lines, bound)
+			if got := msgs(a.query("demo", nil)); !slices.Equal(got, want) {
+				t.Fatalf("history %q, want %q", got, want)
+			}
+			a.stop()
+			data, err := os.ReadFile(filepath.Join(dir, "demo.ndjson"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := bytes.Count(data, []byte("\n")); n >= 2*bound {
+				t.Fatalf("the file holds %d lines, want under %d", n, 2*bound)
+			}
+			b := startAggregator(t, logaggregator.Config{DataDir: dir, Lines: bound}, "")
+			if got := msgs(b.query("demo", nil)); !slices.Equal(got, want) {
+				t.Fatalf("after a restart: history %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// modelHistory returns the texts of the lines a history of bound lines
+// keeps of lines, by its rules: in time order, a line equal to a kept one
+// not kept again, one older than every kept line of a full history
+// dropped, the oldest going past the bound.
+func modelHistory(lines []types.Line, bound int) []string {
+	var kept []types.Line
+	for _, l := range lines {
+		if slices.ContainsFunc(kept, func(k types.Line) bool { return k.Time.Equal(l.Time) && k.Msg == l.Msg }) {
+			continue
+		}
+		p := len(kept)
+		for p > 0 && kept[p-1].Time.After(l.Time) {
+			p--
+		}
+		if len(kept) >= bound && p == 0 {
+			continue
+		}
+		kept = slices.Insert(kept, p, l)
+		if len(kept) > bound {
+			kept = kept[1:]
+		}
+	}
+	return msgs(kept)
 }

@@ -210,7 +210,7 @@ func ValidMsg(msg []byte) error {
 	switch {
 	case len(msg) > MaxMsg:
 		return invalidf("msg is %d bytes, longer than %d", len(msg), MaxMsg)
-	case bytes.ContainsAny(msg, "\n\r"):
+	case bytes.IndexByte(msg, '\n') >= 0 || bytes.IndexByte(msg, '\r') >= 0:
 		return invalidf("msg holds a line break; send one line per line")
 	case !utf8.Valid(msg):
 		return invalidf("msg is not valid UTF-8")

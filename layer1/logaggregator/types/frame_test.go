@@ -190,6 +190,9 @@ func TestAppendJSON(t *testing.T) {
 		{App: "demo", Source: types.SourceGantry, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Msg: ""},
 		{App: "demo", Source: types.SourceApp, Time: frameTime.In(time.FixedZone("x", -7200)), Msg: "zone"},
 		{App: "demo", Source: types.SourceApp, Time: frameTime, Msg: "bad \xff utf-8 \xe2\x82"},
+		{App: "demo", Source: types.SourceApp, Time: time.Date(2026, 1, 1, 0, 0, 0, 120000000, time.UTC), Msg: "tenths"},
+		{App: "demo", Source: types.SourceApp, Time: time.Date(2026, 1, 1, 0, 0, 0, 1, time.UTC), Msg: "a nanosecond"},
+		{App: "demo", Source: types.SourceApp, Time: time.Date(987, 1, 1, 0, 0, 0, 0, time.UTC), Msg: "year 987"},
 	}
 	for _, l := range cases {
 		t.Run(l.Msg, func(t *testing.T) {

@@ -3,6 +3,7 @@ package types
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -36,13 +37,61 @@ func AppendJSON(b []byte, l Line) ([]byte, error) {
 		b = strconv.AppendInt(b, int64(l.Index), 10)
 	}
 	b = append(b, `,"time":"`...)
-	b = l.Time.AppendFormat(b, time.RFC3339Nano)
+	b = appendTime(b, l.Time)
 	b = append(b, `","msg":`...)
 	b = appendJSONString(b, l.Msg)
 	return append(b, '}'), nil
 }
 
 const hexDigits = "0123456789abcdef"
+
+// jsonSecond is one second formatted as "2006-01-02T15:04:05", in UTC.
+type jsonSecond struct {
+	unix int64
+	text string
+}
+
+// lastSecond is the second AppendJSON formatted last: the lines of a busy
+// app mostly share it.
+var lastSecond atomic.Pointer[jsonSecond]
+
+// appendTime appends t as t.AppendFormat(b, time.RFC3339Nano) does, with
+// the part up to the second of a UTC time formatted once per second.
+func appendTime(b []byte, t time.Time) []byte {
+	if t.Location() != time.UTC {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	sec := t.Unix()
+	s := lastSecond.Load()
+	if s == nil || s.unix != sec {
+		s = &jsonSecond{unix: sec, text: t.Format("2006-01-02T15:04:05")}
+		lastSecond.Store(s)
+	}
+	b = append(b, s.text...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z')
+}
+
+// jsonPlain marks the ASCII bytes encoding/json writes as they are, with
+// HTML escaping on.
+var jsonPlain = func() (t [utf8.RuneSelf]bool) {
+	for c := ' '; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 // appendJSONString appends s quoted as encoding/json does with HTML
 // escaping on.
@@ -52,7 +101,7 @@ func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= ' ' && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if jsonPlain[c] {
 				i++
 				continue
 			}
