@@ -37,16 +37,16 @@ type appLog struct {
 	// file is opened at the first line written; nil before and after close.
 	file      *os.File
 	w         *bufio.Writer
-	fileLines int  // lines the file holds
+	fileLines int // lines the file holds
 	// ordered is true while the file's last len(lines()) lines are the
 	// kept lines, byte for byte: since the file was last written whole,
 	// every kept line was new, the newest, and written. Then the file is
 	// compacted by copying its tail rather than encoding the lines again.
 	ordered bool
-	dirty     bool // w holds lines not yet written to the file
-	closed    bool
-	failed    bool // a write failed; reported once until one succeeds
-	subs      map[*follower]struct{}
+	dirty   bool // w holds lines not yet written to the file
+	closed  bool
+	failed  bool // a write failed; reported once until one succeeds
+	subs    map[*follower]struct{}
 }
 
 // follower is one reader of a followed log.
