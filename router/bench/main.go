@@ -9,12 +9,14 @@
 // a keep-alive reverse proxy in front of the same backend with its access
 // log, on HTTP and on HTTPS with HTTP/2, with the same certificate as the
 // router; and the backend alone. wrk drives HTTP/1.1 (plain and TLS 1.3
-// with keep-alive), h2load HTTP/2, each target with the same settings. The
-// targets take turns over several rounds in a rotating order, so that a
-// burst of other load on the machine hits all of them alike; it prints the
-// 1-minute load average before and after, the median and the spread
-// (min–max) of each target's figures, and for each row (access log,
-// app log, HTTPS, HTTP/2) the router/nginx ratios of the rounds. Everything
+// with keep-alive), h2load HTTP/2, each target with the same settings.
+// Each round measures, for each row (access log, app log, HTTPS, HTTP/2),
+// the router and nginx back to back, which of the two first alternating
+// and the rows in a rotating order, so that a burst of other load on the
+// machine hits both sides of a row alike; it prints the 1-minute load
+// average before and after, the median and the spread (min–max) of each
+// target's figures, and for each row the router/nginx ratios of the
+// rounds. Everything
 // listens on 127.0.0.1 and is stopped, and its temporary directory removed,
 // at the end, also on an error or Ctrl-C.
 //
@@ -111,7 +113,7 @@ func main() {
 	cpuFile := flag.String("cpuprofile", "", "internal: the child's CPU profile")
 	memFile := flag.String("memprofile", "", "internal: the child's allocation profile")
 	duration := flag.Duration("duration", 10*time.Second, "load generator duration per target and round")
-	rounds := flag.Int("rounds", 5, "rounds; each measures every target once, in a rotating order")
+	rounds := flag.Int("rounds", 5, "rounds; each measures every row's router and nginx back to back")
 	rows := flag.String("rows", strings.Join(allRows, ","), "comma-separated rows to measure: "+strings.Join(allRows, ", "))
 	warmup := flag.Duration("warmup", 3*time.Second, "warm-up per target before the first round, not measured")
 	conns := flag.Int("connections", 64, "connections of wrk and h2load")
@@ -565,21 +567,53 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 			}
 		}
 	}
-	runs := map[string][]result{}
+	// Each round measures the backend alone, then each row's router and
+	// nginx back to back (the first of the two alternating from round to
+	// round, the rows in a rotating order), so that the ratio of a row in
+	// a round compares two runs a few seconds apart. nginx on HTTP is
+	// measured once for each of the two rows it is in.
+	byName := map[string]target{}
+	for _, tg := range targets {
+		byName[tg.name] = tg
+	}
+	runs := map[string][]result{}     // by target
+	pairs := map[string][][2]result{} // by row: router, nginx
+	run := func(round int, tg target) (result, error) {
+		res, err := measure(ctx, bc, dir, tg, backendPID)
+		if err != nil {
+			return result{}, fmt.Errorf("%s: %w", tg.name, err)
+		}
+		fmt.Printf("    round %d/%d %-14s %8.0f requests/s  p50 %-9v p99 %-9v errors: %s\n",
+			round+1, bc.rounds, tg.name, res.rps, res.p50, res.p99, orNone(res.errors))
+		runs[tg.name] = append(runs[tg.name], res)
+		return res, nil
+	}
 	for round := range bc.rounds {
-		for i := range targets {
-			tg := targets[(round+i)%len(targets)]
-			res, err := measure(ctx, bc, dir, tg, backendPID)
-			if err != nil {
-				return fmt.Errorf("%s: %w", tg.name, err)
+		if tg, ok := byName["direct"]; ok {
+			if _, err := run(round, tg); err != nil {
+				return err
 			}
-			fmt.Printf("    round %d/%d %-14s %8.0f requests/s  p50 %-9v p99 %-9v errors: %s\n",
-				round+1, bc.rounds, tg.name, res.rps, res.p50, res.p99, orNone(res.errors))
-			runs[tg.name] = append(runs[tg.name], res)
+		}
+		for i := range rows {
+			r := rows[(round+i)%len(rows)]
+			var pair [2]result
+			for k := range 2 {
+				side := (k + round) % 2 // 0 router, 1 nginx
+				name := r.router
+				if side == 1 {
+					name = r.nginx
+				}
+				res, err := run(round, byName[name])
+				if err != nil {
+					return err
+				}
+				pair[side] = res
+			}
+			pairs[r.name] = append(pairs[r.name], pair)
 		}
 	}
 	load := loadAvg()
-	printTable(os.Stdout, bc, targets, rows, runs)
+	printTable(os.Stdout, bc, targets, rows, runs, pairs)
 	fmt.Printf("\nload average after the run (1, 5, 15 min): %s\n", load)
 	if bc.accessLog {
 		// Stop the proxies first, so that their buffered lines are out.
@@ -764,7 +798,7 @@ func logPercentiles(file string) (p50, p99 time.Duration, err error) {
 	return at(0.50), at(0.99), nil
 }
 
-func printTable(w io.Writer, bc benchConfig, targets []target, rows []row, runs map[string][]result) {
+func printTable(w io.Writer, bc benchConfig, targets []target, rows []row, runs map[string][]result, pairs map[string][][2]result) {
 	host, _ := os.Hostname()
 	fmt.Fprintf(w, "\nRouter benchmark: %d CPUs (%s/%s, %s); %d rounds of %v per target; wrk -t%d -c%d --latency (HTTP/1.1), h2load -t%d -c%d -m1 (HTTP/2);\n"+
 		"access log %s for the routers and nginx. Figures: median [min-max] over the rounds.\n\n",
@@ -797,16 +831,15 @@ func printTable(w io.Writer, bc benchConfig, targets []target, rows []row, runs 
 	}
 	tw.Flush()
 
-	fmt.Fprintf(w, "\nrouter/nginx, round by round (each round measures both within a few seconds): median [min-max]\n\n")
+	fmt.Fprintf(w, "\nrouter/nginx, round by round (each round measures a row's two targets back to back): median [min-max]\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "row\trouter\tnginx\trequests/s\tp50\tp99\tproxy CPU/req")
 	for _, r := range rows {
-		rt, ng := runs[r.router], runs[r.nginx]
 		ratio := func(get func(result) float64) string {
 			var v []float64
-			for i := range min(len(rt), len(ng)) {
-				if d := get(ng[i]); d > 0 {
-					v = append(v, get(rt[i])/d)
+			for _, p := range pairs[r.name] {
+				if d := get(p[1]); d > 0 {
+					v = append(v, get(p[0])/d)
 				}
 			}
 			s := spreadOf(v)
