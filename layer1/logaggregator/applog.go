@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gantryhq/gantry/layer1/logaggregator/types"
 )
@@ -38,15 +40,14 @@ type appLog struct {
 	file      *os.File
 	w         *bufio.Writer
 	fileLines int // lines the file holds
-	// ordered is true while the file's last len(lines()) lines are the
-	// kept lines, byte for byte: since the file was last written whole,
-	// every kept line was new, the newest, and written. Then the file is
-	// compacted by copying its tail rather than encoding the lines again.
-	ordered bool
-	dirty   bool // w holds lines not yet written to the file
-	closed  bool
-	failed  bool // a write failed; reported once until one succeeds
-	subs    map[*follower]struct{}
+	// tail follows the times of the lines the file holds, so that a
+	// compaction can copy the file's last lines when they are the kept
+	// ones rather than encode the kept lines again.
+	fileTail tailTimes
+	dirty    bool // w holds lines not yet written to the file
+	closed   bool
+	failed   bool // a write failed; reported once until one succeeds
+	subs     map[*follower]struct{}
 }
 
 // follower is one reader of a followed log.
@@ -58,14 +59,13 @@ type follower struct {
 
 func newAppLog(dir, app string, max int, log *slog.Logger) *appLog {
 	return &appLog{
-		app:  app,
-		max:  max,
-		path: filepath.Join(dir, app+fileSuffix),
-		log:  log.With("app", app),
-		buf:  make([]types.Line, 0, min(max, 1024)),
-		subs: map[*follower]struct{}{},
-		// A new history has no file yet: its tail is empty, as the lines.
-		ordered: true,
+		app:      app,
+		max:      max,
+		path:     filepath.Join(dir, app+fileSuffix),
+		log:      log.With("app", app),
+		buf:      make([]types.Line, 0, min(max, 1024)),
+		subs:     map[*follower]struct{}{},
+		fileTail: newTailTimes(max),
 	}
 }
 
@@ -90,9 +90,6 @@ func (l *appLog) add(line types.Line) bool {
 	}
 	if n >= l.max && p == 0 {
 		return false
-	}
-	if p != n {
-		l.ordered = false
 	}
 	if p == n {
 		l.buf = append(l.buf, line)
@@ -183,9 +180,10 @@ func (l *appLog) write(line types.Line) {
 	}
 	l.dirty = true
 	l.fileLines++
+	l.fileTail.record(line.Time)
 	if l.fileLines >= 2*l.max {
 		compact := l.rewrite
-		if l.ordered {
+		if l.fileTail.lastAreNewest(len(l.lines())) {
 			compact = l.rewriteTail
 		}
 		if err := compact(); err != nil {
@@ -207,7 +205,7 @@ func (l *appLog) open() error {
 // noteErr logs a failed write once until a flush succeeds again. l.mu is
 // held.
 func (l *appLog) noteErr(err error) {
-	l.ordered = false // the file may lack lines
+	l.fileTail.ok = false // the file may lack lines
 	if !l.failed {
 		l.failed = true
 		l.log.Error("cannot write the app's log file; lines are kept in memory only", "err", err)
@@ -259,12 +257,16 @@ func (l *appLog) rewrite() error {
 	if err := os.Rename(tmp.Name(), l.path); err != nil {
 		return fmt.Errorf("compact %s: %w", l.path, err)
 	}
-	l.fileLines, l.dirty, l.ordered = len(l.lines()), false, true
+	l.fileLines, l.dirty = len(l.lines()), false
+	l.fileTail.reset()
+	for _, line := range l.lines() {
+		l.fileTail.record(line.Time)
+	}
 	return l.open()
 }
 
 // rewriteTail replaces the file with its last len(l.lines()) lines, which
-// are the kept lines when l.ordered, copied as they are (in the kernel,
+// are the kept lines when l.fileTail says so, copied as they are (in the kernel,
 // where it can) into a new file renamed into place. l.mu is held.
 func (l *appLog) rewriteTail() error {
 	n := len(l.lines())
@@ -302,6 +304,7 @@ func (l *appLog) rewriteTail() error {
 		return fmt.Errorf("compact %s: %w", l.path, err)
 	}
 	l.fileLines, l.dirty = n, false
+	l.fileTail.keepLast(n)
 	return l.open()
 }
 
@@ -381,8 +384,10 @@ func (l *appLog) load() error {
 				bad++
 			} else {
 				read++
-				if !l.add(line) {
-					l.ordered = false // the file holds a line not kept
+				if l.add(line) {
+					l.fileTail.record(line.Time)
+				} else {
+					l.fileTail.ok = false // the file holds a line not kept
 				}
 			}
 		}
@@ -477,4 +482,86 @@ func (l *appLog) close() {
 		l.file, l.w = nil, nil
 	}
 	l.closed = true
+}
+
+// tailTimes follows the times of the lines an app's file holds, in the
+// order they were written, since the file was last written whole: the
+// last max of them, and the newest of those before. The file's last n
+// lines are then exactly the n newest lines it holds, and so the kept
+// lines when n are kept, if each of them is newer than every line written
+// before them.
+type tailTimes struct {
+	// ok is false when the file may hold lines that were not kept (a
+	// duplicate read at load) or may lack some (a failed write), or a time
+	// out of the range of Unix nanoseconds: then only a full rewrite
+	// tells.
+	ok     bool
+	max    int
+	times  []int64 // Unix nanoseconds; circular once len(times) == max
+	next   int     // where the next time goes once times is full
+	before int64   // the newest time of the lines written before times
+}
+
+func newTailTimes(max int) tailTimes {
+	return tailTimes{ok: true, max: max, before: math.MinInt64}
+}
+
+// reset follows an empty file.
+func (t *tailTimes) reset() {
+	t.ok, t.times, t.next, t.before = true, t.times[:0], 0, math.MinInt64
+}
+
+// record follows a line of time at written at the end of the file.
+func (t *tailTimes) record(at time.Time) {
+	if !t.ok {
+		return
+	}
+	if y := at.Year(); y < 1678 || y > 2261 {
+		t.ok = false
+		return
+	}
+	ns := at.UnixNano()
+	if len(t.times) < t.max {
+		t.times = append(t.times, ns)
+		return
+	}
+	t.before = max(t.before, t.times[t.next])
+	t.times[t.next] = ns
+	t.next = (t.next + 1) % t.max
+}
+
+// at returns the time of the i-th followed line, oldest first.
+func (t *tailTimes) at(i int) int64 {
+	if len(t.times) < t.max {
+		return t.times[i]
+	}
+	return t.times[(t.next+i)%t.max]
+}
+
+// lastAreNewest reports whether the file's last n lines are newer than
+// all the lines before them.
+func (t *tailTimes) lastAreNewest(n int) bool {
+	if !t.ok || n > len(t.times) {
+		return false
+	}
+	split := len(t.times) - n
+	newestBefore := t.before
+	for i := range split {
+		newestBefore = max(newestBefore, t.at(i))
+	}
+	for i := split; i < len(t.times); i++ {
+		if t.at(i) <= newestBefore {
+			return false
+		}
+	}
+	return true
+}
+
+// keepLast follows a file cut to its last n lines.
+func (t *tailTimes) keepLast(n int) {
+	last := make([]int64, 0, n)
+	for i := len(t.times) - n; i < len(t.times); i++ {
+		last = append(last, t.at(i))
+	}
+	t.times, t.next, t.before = append(t.times[:0], last...), 0, math.MinInt64
 }

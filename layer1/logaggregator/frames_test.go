@@ -222,6 +222,11 @@ func TestCompactionKeepsHistory(t *testing.T) {
 		{"duplicates", append(seq(0, 10), seq(5, 13)...), 3, 0},
 		{"older than all kept", append(append(seq(0, 10), -10), seq(10, 14)...), 3, 0},
 		{"long lines: a file of several reads", seq(0, 50), 10, 15000},
+		// Lines of concurrent requests reach the Shipper a little out of
+		// order: neighbours swapped.
+		{"neighbours swapped", swapped(seq(0, 60)), 3, 0},
+		{"neighbours swapped, larger bound", swapped(seq(0, 200)), 16, 0},
+		{"one line very late", append(append(seq(0, 30), 5), seq(30, 60)...), 8, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -255,6 +260,15 @@ func TestCompactionKeepsHistory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// swapped returns at with each pair of neighbours swapped.
+func swapped(at []int) []int {
+	out := slices.Clone(at)
+	for i := 0; i+1 < len(out); i += 2 {
+		out[i], out[i+1] = out[i+1], out[i]
+	}
+	return out
 }
 
 // modelHistory returns the texts of the lines a history of bound lines
