@@ -3,16 +3,17 @@ package logaggregator
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gantryhq/gantry/layer1/logaggregator/types"
 )
@@ -38,11 +39,15 @@ type appLog struct {
 	// file is opened at the first line written; nil before and after close.
 	file      *os.File
 	w         *bufio.Writer
-	fileLines int  // lines the file holds
-	dirty     bool // w holds lines not yet written to the file
-	closed    bool
-	failed    bool // a write failed; reported once until one succeeds
-	subs      map[*follower]struct{}
+	fileLines int // lines the file holds
+	// tail follows the times of the lines the file holds, so that a
+	// compaction can copy the file's last lines when they are the kept
+	// ones rather than encode the kept lines again.
+	fileTail tailTimes
+	dirty    bool // w holds lines not yet written to the file
+	closed   bool
+	failed   bool // a write failed; reported once until one succeeds
+	subs     map[*follower]struct{}
 }
 
 // follower is one reader of a followed log.
@@ -54,12 +59,13 @@ type follower struct {
 
 func newAppLog(dir, app string, max int, log *slog.Logger) *appLog {
 	return &appLog{
-		app:  app,
-		max:  max,
-		path: filepath.Join(dir, app+fileSuffix),
-		log:  log.With("app", app),
-		buf:  make([]types.Line, 0, min(max, 1024)),
-		subs: map[*follower]struct{}{},
+		app:      app,
+		max:      max,
+		path:     filepath.Join(dir, app+fileSuffix),
+		log:      log.With("app", app),
+		buf:      make([]types.Line, 0, min(max, 1024)),
+		subs:     map[*follower]struct{}{},
+		fileTail: newTailTimes(max),
 	}
 }
 
@@ -115,6 +121,24 @@ func same(a, b types.Line) bool {
 func (l *appLog) insert(line types.Line) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.insertLocked(line)
+}
+
+// insertAll inserts lines under one lock and returns how many were new.
+func (l *appLog) insertAll(lines []types.Line) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range lines {
+		if l.insertLocked(line) {
+			n++
+		}
+	}
+	return n
+}
+
+// insertLocked is insert with l.mu held.
+func (l *appLog) insertLocked(line types.Line) bool {
 	if !l.add(line) {
 		return false
 	}
@@ -144,7 +168,7 @@ func (l *appLog) write(line types.Line) {
 			return
 		}
 	}
-	b, err := json.Marshal(line)
+	b, err := types.AppendJSON(l.w.AvailableBuffer(), line)
 	if err != nil {
 		l.noteErr(fmt.Errorf("encode line: %w", err))
 		return
@@ -156,8 +180,13 @@ func (l *appLog) write(line types.Line) {
 	}
 	l.dirty = true
 	l.fileLines++
+	l.fileTail.record(line.Time)
 	if l.fileLines >= 2*l.max {
-		if err := l.rewrite(); err != nil {
+		compact := l.rewrite
+		if l.fileTail.lastAreNewest(len(l.lines())) {
+			compact = l.rewriteTail
+		}
+		if err := compact(); err != nil {
 			l.noteErr(err)
 		}
 	}
@@ -176,6 +205,7 @@ func (l *appLog) open() error {
 // noteErr logs a failed write once until a flush succeeds again. l.mu is
 // held.
 func (l *appLog) noteErr(err error) {
+	l.fileTail.ok = false // the file may lack lines
 	if !l.failed {
 		l.failed = true
 		l.log.Error("cannot write the app's log file; lines are kept in memory only", "err", err)
@@ -203,9 +233,12 @@ func (l *appLog) rewrite() error {
 	}
 	defer os.Remove(tmp.Name()) // fails once renamed
 	w := bufio.NewWriterSize(tmp, 64<<10)
-	enc := json.NewEncoder(w)
 	for _, line := range l.lines() {
-		if err := enc.Encode(line); err != nil {
+		b, err := types.AppendJSON(w.AvailableBuffer(), line)
+		if err == nil {
+			_, err = w.Write(append(b, '\n'))
+		}
+		if err != nil {
 			tmp.Close()
 			return fmt.Errorf("compact %s: %w", l.path, err)
 		}
@@ -225,7 +258,90 @@ func (l *appLog) rewrite() error {
 		return fmt.Errorf("compact %s: %w", l.path, err)
 	}
 	l.fileLines, l.dirty = len(l.lines()), false
+	l.fileTail.reset()
+	for _, line := range l.lines() {
+		l.fileTail.record(line.Time)
+	}
 	return l.open()
+}
+
+// rewriteTail replaces the file with its last len(l.lines()) lines, which
+// are the kept lines when l.fileTail says so, copied as they are (in the kernel,
+// where it can) into a new file renamed into place. l.mu is held.
+func (l *appLog) rewriteTail() error {
+	n := len(l.lines())
+	if err := l.w.Flush(); err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	src, err := os.Open(l.path)
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	defer src.Close()
+	off, err := tailOffset(src, n)
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(l.path), "."+l.app+".*")
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	defer os.Remove(tmp.Name()) // fails once renamed
+	if _, err := src.Seek(off, io.SeekStart); err != nil {
+		tmp.Close()
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	if _, err := io.Copy(tmp, src); err != nil {
+		tmp.Close()
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	l.file.Close()
+	l.file, l.w = nil, nil
+	if err := os.Rename(tmp.Name(), l.path); err != nil {
+		return fmt.Errorf("compact %s: %w", l.path, err)
+	}
+	l.fileLines, l.dirty = n, false
+	l.fileTail.keepLast(n)
+	return l.open()
+}
+
+// tailOffset returns the offset in f, a file of whole lines, where its
+// last n lines start.
+func tailOffset(f *os.File, n int) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	end := st.Size()
+	if n <= 0 {
+		return end, nil
+	}
+	// The last byte ends the last line; count n more line breaks back.
+	buf := make([]byte, 64<<10)
+	pos, need := end-1, n
+	for pos > 0 {
+		size := min(int64(len(buf)), pos)
+		chunk := buf[:size]
+		if _, err := f.ReadAt(chunk, pos-size); err != nil {
+			return 0, err
+		}
+		if c := bytes.Count(chunk, []byte{'\n'}); c < need {
+			need -= c
+			pos -= size
+			continue
+		}
+		for i := len(chunk) - 1; i >= 0; i-- {
+			if chunk[i] == '\n' {
+				if need--; need == 0 {
+					return pos - size + int64(i) + 1, nil
+				}
+			}
+		}
+	}
+	return 0, nil
 }
 
 // load reads the app's file into memory: lines that do not parse (a torn
@@ -268,7 +384,11 @@ func (l *appLog) load() error {
 				bad++
 			} else {
 				read++
-				l.add(line)
+				if l.add(line) {
+					l.fileTail.record(line.Time)
+				} else {
+					l.fileTail.ok = false // the file holds a line not kept
+				}
 			}
 		}
 		if err == io.EOF {
@@ -362,4 +482,86 @@ func (l *appLog) close() {
 		l.file, l.w = nil, nil
 	}
 	l.closed = true
+}
+
+// tailTimes follows the times of the lines an app's file holds, in the
+// order they were written, since the file was last written whole: the
+// last max of them, and the newest of those before. The file's last n
+// lines are then exactly the n newest lines it holds, and so the kept
+// lines when n are kept, if each of them is newer than every line written
+// before them.
+type tailTimes struct {
+	// ok is false when the file may hold lines that were not kept (a
+	// duplicate read at load) or may lack some (a failed write), or a time
+	// out of the range of Unix nanoseconds: then only a full rewrite
+	// tells.
+	ok     bool
+	max    int
+	times  []int64 // Unix nanoseconds; circular once len(times) == max
+	next   int     // where the next time goes once times is full
+	before int64   // the newest time of the lines written before times
+}
+
+func newTailTimes(max int) tailTimes {
+	return tailTimes{ok: true, max: max, before: math.MinInt64}
+}
+
+// reset follows an empty file.
+func (t *tailTimes) reset() {
+	t.ok, t.times, t.next, t.before = true, t.times[:0], 0, math.MinInt64
+}
+
+// record follows a line of time at written at the end of the file.
+func (t *tailTimes) record(at time.Time) {
+	if !t.ok {
+		return
+	}
+	if y := at.Year(); y < 1678 || y > 2261 {
+		t.ok = false
+		return
+	}
+	ns := at.UnixNano()
+	if len(t.times) < t.max {
+		t.times = append(t.times, ns)
+		return
+	}
+	t.before = max(t.before, t.times[t.next])
+	t.times[t.next] = ns
+	t.next = (t.next + 1) % t.max
+}
+
+// at returns the time of the i-th followed line, oldest first.
+func (t *tailTimes) at(i int) int64 {
+	if len(t.times) < t.max {
+		return t.times[i]
+	}
+	return t.times[(t.next+i)%t.max]
+}
+
+// lastAreNewest reports whether the file's last n lines are newer than
+// all the lines before them.
+func (t *tailTimes) lastAreNewest(n int) bool {
+	if !t.ok || n > len(t.times) {
+		return false
+	}
+	split := len(t.times) - n
+	newestBefore := t.before
+	for i := range split {
+		newestBefore = max(newestBefore, t.at(i))
+	}
+	for i := split; i < len(t.times); i++ {
+		if t.at(i) <= newestBefore {
+			return false
+		}
+	}
+	return true
+}
+
+// keepLast follows a file cut to its last n lines.
+func (t *tailTimes) keepLast(n int) {
+	last := make([]int64, 0, n)
+	for i := len(t.times) - n; i < len(t.times); i++ {
+		last = append(last, t.at(i))
+	}
+	t.times, t.next, t.before = append(t.times[:0], last...), 0, math.MinInt64
 }

@@ -3,9 +3,9 @@
 // controller the platform's events, and `gantry log` reads them back
 // through the controller.
 //
-//	host agents ──┐  POST /v1/ingest (NDJSON, streamed)
+//	host agents ──┐  POST /v1/ingest/frames (binary frames, streamed)
 //	router ───────┼──────────────────────────────────> aggregator ── <data>/<app>.ndjson
-//	controller ───┘                                        │
+//	controller ───┘  (or POST /v1/ingest, NDJSON)          │
 //	gantry log ──> controller GET /v1/apps/{app}/log ──────┘ (proxied, streamed)
 //
 // Each app has a bounded history (Config.Lines, 10,000 lines by default)
@@ -19,6 +19,8 @@
 // Deleting an app deletes its history (DELETE /v1/apps/{app}/log, called by
 // the controller).
 //
-// Shippers use the Shipper of package client; the wire types are in package
-// types.
+// Shippers use the Shipper of package client, which sends the compact
+// frames of types.AppendFrame; NDJSON on POST /v1/ingest stays for other
+// producers and older shippers. Both keep the same lines, and the files are
+// NDJSON either way. The wire types are in package types.
 package logaggregator

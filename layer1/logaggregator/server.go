@@ -96,6 +96,7 @@ func New(cfg Config) (*Server, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("POST /v1/ingest", s.ingest)
+	mux.HandleFunc("POST /v1/ingest/frames", s.ingestFrames)
 	mux.HandleFunc("GET /v1/apps/{app}/log", s.query)
 	mux.HandleFunc("DELETE /v1/apps/{app}/log", s.deleteApp)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -313,6 +314,122 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 				res.Duplicates++
 			}
 		}
+	}
+}
+
+// frameReadBuffer is the read buffer of a frames ingest request: room for
+// the largest frame and more.
+const frameReadBuffer = 128 << 10
+
+// ingestFrames keeps the lines of a frames body (POST /v1/ingest/frames;
+// see types.FrameMagic) as they arrive, a read's worth at a time: each
+// app's lines of one read are kept under one lock, and the bytes are
+// decoded in place, with the app, type and job of a line shared with the
+// line before when they are the same, so a line costs one allocation (its
+// text). It answers as ingest does.
+func (s *Server) ingestFrames(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	var res ingestResult
+	kept := func() string {
+		if n := res.Accepted + res.Duplicates; n > 0 {
+			return fmt.Sprintf("; the %d lines before it were kept", n)
+		}
+		return ""
+	}
+	buf := make([]byte, 0, frameReadBuffer)
+	var lines []types.Line
+	var f types.Frame
+	var prev types.Line
+	magic := false
+	frames := 0
+	for {
+		_ = rc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		p := buf
+		if !magic && len(p) >= len(types.FrameMagic) {
+			if string(p[:len(types.FrameMagic)]) != types.FrameMagic {
+				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("the body does not start with %q: not frames of this version", types.FrameMagic))
+				return
+			}
+			p, magic = p[len(types.FrameMagic):], true
+		}
+		var derr error
+		for magic && len(p) > 0 {
+			m, e := types.DecodeFrame(p, &f)
+			if e != nil {
+				if !errors.Is(e, types.ErrShortFrame) {
+					derr = fmt.Errorf("line %d: %w", frames+1, e)
+				}
+				break
+			}
+			frames++
+			prev = frameLine(&f, &prev)
+			lines = append(lines, prev)
+			p = p[m:]
+		}
+		s.keep(lines, &res)
+		clear(lines)
+		lines = lines[:0]
+		buf = buf[:copy(buf, p)]
+		var tooLarge *http.MaxBytesError
+		var netErr net.Error
+		switch {
+		case derr != nil:
+			writeError(w, http.StatusBadRequest, "bad_request", derr.Error()+kept())
+			return
+		case errors.As(err, &tooLarge):
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes; start a new request%s", s.cfg.MaxBodyBytes, kept()))
+			return
+		case errors.As(err, &netErr) && netErr.Timeout():
+			s.log.Debug("ingest request idle; ended", "remote", r.RemoteAddr, "idle", s.cfg.IdleTimeout)
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("no line came for %s%s", s.cfg.IdleTimeout, kept()))
+			return
+		case err != nil && !errors.Is(err, io.EOF):
+			s.log.Debug("ingest request broken off", "remote", r.RemoteAddr, "err", err, "accepted", res.Accepted)
+			return
+		case err != nil && len(buf) > 0 && !magic:
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("the body does not start with %q: not frames of this version", types.FrameMagic))
+			return
+		case err != nil && len(buf) > 0:
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("line %d: the body ends inside it%s", frames+1, kept()))
+			return
+		case err != nil:
+			writeJSON(w, http.StatusOK, res)
+			return
+		}
+	}
+}
+
+// frameLine returns f as a Line, with the strings of prev where f has the
+// same app, type or job.
+func frameLine(f *types.Frame, prev *types.Line) types.Line {
+	l := types.Line{App: prev.App, Source: f.Source, Type: prev.Type, Job: prev.Job, Index: f.Index, Time: f.Time, Msg: string(f.Msg)}
+	if string(f.App) != l.App {
+		l.App = string(f.App)
+	}
+	if string(f.Type) != l.Type {
+		l.Type = string(f.Type)
+	}
+	if string(f.Job) != l.Job {
+		l.Job = string(f.Job)
+	}
+	return l
+}
+
+// keep keeps lines, each run of lines of one app under one lock of its
+// history, and counts them in res.
+func (s *Server) keep(lines []types.Line, res *ingestResult) {
+	for len(lines) > 0 {
+		n := 1
+		for n < len(lines) && lines[n].App == lines[0].App {
+			n++
+		}
+		accepted := s.appLog(lines[0].App).insertAll(lines[:n])
+		res.Accepted += accepted
+		res.Duplicates += n - accepted
+		lines = lines[n:]
 	}
 }
 

@@ -4,9 +4,7 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -104,20 +102,29 @@ func ValidateURL(s string) error {
 }
 
 // Shipper sends lines to the log aggregator from a goroutine of its own:
-// Ship never blocks. Lines go over a streaming POST that stays open while
-// lines keep coming; the lines of a stream are held until the aggregator
-// confirms it, and sent again on a new stream when it fails (the
-// aggregator keeps a line once, so nothing doubles). A failed stream is
-// retried with a growing pause.
+// Ship never blocks. Lines are held as frames (see types.AppendFrame) in
+// a buffer that is reused, so shipping a line allocates nothing, and go
+// over a streaming POST to /v1/ingest/frames that stays open while lines
+// keep coming, a batch of frames per write. The lines of a stream are held
+// until the aggregator confirms them, and sent again on a new stream when
+// it fails (the aggregator keeps a line once, so nothing doubles). A failed
+// stream is retried with a growing pause. An aggregator without the frames
+// endpoint (an older version answers 404) gets NDJSON on /v1/ingest
+// instead, from then on.
 type Shipper struct {
-	cfg    ShipperConfig
-	log    *slog.Logger
-	ingest string
-	http   *http.Client
+	cfg     ShipperConfig
+	log     *slog.Logger
+	base    string
+	http    *http.Client
+	ndjson  bool   // the aggregator has no frames endpoint; owned by the goroutine
+	sent    []byte // frames of the current stream; owned by the goroutine
+	encoded []byte // NDJSON of a batch; owned by the goroutine
 
 	mu       sync.Mutex
-	pending  []types.Line // not yet sent
-	inflight int          // sent on the current stream, not yet confirmed
+	pending  []byte // frames not yet sent
+	npending int    // lines in pending
+	spare    []byte // the buffer pending had before the last batch, for reuse
+	inflight int    // sent on the current stream, not yet confirmed
 	closing  bool
 
 	wake     chan struct{}
@@ -152,12 +159,13 @@ func NewShipper(cfg ShipperConfig) (*Shipper, error) {
 		ResponseHeaderTimeout: headerTimeout,
 		MaxIdleConnsPerHost:   1,
 		IdleConnTimeout:       time.Minute,
+		WriteBufferSize:       64 << 10,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Shipper{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		ingest: strings.TrimRight(cfg.URL, "/") + "/v1/ingest",
+		base:   strings.TrimRight(cfg.URL, "/"),
 		http:   &http.Client{Transport: tr},
 		wake:   make(chan struct{}, 1),
 		ctx:    ctx,
@@ -176,14 +184,40 @@ func (s *Shipper) Ship(l types.Line) {
 		s.invalid.Add(1)
 		return
 	}
+	s.queue(&l, nil)
+}
+
+// shipMsg queues l with msg as its text, which must be a valid Msg (see
+// types.ValidMsg); l.Msg is ignored. l's other fields must be valid.
+func (s *Shipper) shipMsg(l types.Line, msg []byte) {
+	s.queue(&l, msg)
+}
+
+// queue appends the frame of l (with msg as its text when msg is not nil)
+// to the pending lines, or drops it when the buffer is full or the Shipper
+// closed. It wakes the goroutine when the line is the first pending one.
+func (s *Shipper) queue(l *types.Line, msg []byte) {
 	s.mu.Lock()
-	if s.closing || len(s.pending)+s.inflight >= s.cfg.Buffer {
+	if s.closing || s.npending+s.inflight >= s.cfg.Buffer {
 		s.mu.Unlock()
 		s.dropped.Add(1)
 		return
 	}
-	s.pending = append(s.pending, l)
+	if msg != nil {
+		s.pending = types.AppendFrameMsg(s.pending, *l, msg)
+	} else {
+		s.pending = types.AppendFrame(s.pending, *l)
+	}
+	s.npending++
+	first := s.npending == 1
 	s.mu.Unlock()
+	if first {
+		s.signal()
+	}
+}
+
+// signal wakes the goroutine without blocking.
+func (s *Shipper) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -234,7 +268,7 @@ func (s *Shipper) run() {
 	backoff := minBackoff
 	for {
 		s.mu.Lock()
-		empty, closing := len(s.pending) == 0, s.closing
+		empty, closing := s.npending == 0, s.closing
 		s.mu.Unlock()
 		s.reportDrops(false)
 		if empty {
@@ -249,12 +283,16 @@ func (s *Shipper) run() {
 			continue
 		}
 		sent, err := s.stream()
-		if err == nil {
+		switch {
+		case err == nil:
 			backoff = minBackoff
 			continue
-		}
-		if s.ctx.Err() != nil {
+		case s.ctx.Err() != nil:
 			return
+		case errors.Is(err, errNoFrames) && !s.ndjson:
+			s.log.Info("the log aggregator has no frames endpoint; shipping NDJSON", "url", s.cfg.URL)
+			s.ndjson = true
+			continue
 		}
 		s.log.Warn("cannot ship log lines; retrying", "url", s.cfg.URL, "lines", sent, "err", err, "in", backoff)
 		select {
@@ -266,6 +304,22 @@ func (s *Shipper) run() {
 	}
 }
 
+// take moves the pending lines to the end of s.sent and returns them.
+// The pending buffer and a spare one take turns, so that neither is
+// allocated again.
+func (s *Shipper) take() (batch []byte, lines int, closing bool) {
+	s.mu.Lock()
+	batch, lines, closing = s.pending, s.npending, s.closing
+	s.pending, s.npending, s.spare = s.spare[:0], 0, nil
+	s.inflight += lines
+	s.mu.Unlock()
+	s.sent = append(s.sent, batch...)
+	s.mu.Lock()
+	s.spare = batch[:0]
+	s.mu.Unlock()
+	return s.sent[len(s.sent)-len(batch):], lines, closing
+}
+
 // stream sends the pending lines, and those that come while it is open,
 // on one POST, and waits for the answer. Sent lines are forgotten when the
 // aggregator confirms them, and put back in front of the pending ones when
@@ -274,11 +328,15 @@ func (s *Shipper) stream() (int, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, streamTimeout)
 	defer cancel()
 	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.ingest, pr)
+	url, contentType := s.base+"/v1/ingest/frames", types.FrameContentType
+	if s.ndjson {
+		url, contentType = s.base+"/v1/ingest", "application/x-ndjson"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, pr)
 	if err != nil {
 		return 0, fmt.Errorf("ingest request: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
 	answer := make(chan error, 1)
 	go func() {
@@ -291,6 +349,8 @@ func (s *Shipper) stream() (int, error) {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		switch {
+		case resp.StatusCode == http.StatusNotFound && !s.ndjson:
+			err = errNoFrames
 		case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestEntityTooLarge:
 			err = &rejectedError{fmt.Sprintf("aggregator refused the lines: %s: %s", resp.Status, strings.TrimSpace(string(body)))}
 		case resp.StatusCode != http.StatusOK:
@@ -300,28 +360,17 @@ func (s *Shipper) stream() (int, error) {
 		answer <- err
 	}()
 
-	var sent []types.Line
-	var buf bytes.Buffer
+	s.sent = s.sent[:0]
+	sent := 0
 	started := time.Now()
 	idle := time.NewTimer(streamIdle)
 	defer idle.Stop()
-	var werr error
-	for werr == nil && len(sent) < streamLines && time.Since(started) < streamAge {
-		s.mu.Lock()
-		batch := s.pending
-		s.pending = nil
-		s.inflight += len(batch)
-		closing := s.closing
-		s.mu.Unlock()
-		if len(batch) > 0 {
-			sent = append(sent, batch...)
-			buf.Reset()
-			for _, l := range batch {
-				b, _ := json.Marshal(l) // a valid Line always encodes
-				buf.Write(b)
-				buf.WriteByte('\n')
-			}
-			if _, werr = pw.Write(buf.Bytes()); werr != nil {
+	werr := s.write(pw, []byte(types.FrameMagic))
+	for werr == nil && sent < streamLines && time.Since(started) < streamAge {
+		batch, lines, closing := s.take()
+		if lines > 0 {
+			sent += lines
+			if werr = s.write(pw, batch); werr != nil {
 				break
 			}
 			idle.Reset(streamIdle)
@@ -348,24 +397,49 @@ func (s *Shipper) stream() (int, error) {
 		err = werr
 	}
 	s.mu.Lock()
-	s.inflight -= len(sent)
+	s.inflight -= sent
 	var rejected *rejectedError
 	switch {
 	case errors.As(err, &rejected):
 		// Sending them again would fail again: the stream is lost.
-		s.invalid.Add(uint64(len(sent)))
+		s.invalid.Add(uint64(sent))
 	case err != nil:
 		// Put the sent lines back first, dropping the oldest past the
 		// buffer's bound.
-		requeued := append(sent, s.pending...)
-		if over := len(requeued) - s.cfg.Buffer; over > 0 {
-			requeued = requeued[over:]
+		requeued := append(s.sent, s.pending...)
+		n := sent + s.npending
+		if over := n - s.cfg.Buffer; over > 0 {
+			requeued = types.SkipFrames(requeued, over)
+			n -= over
 			s.dropped.Add(uint64(over))
 		}
-		s.pending = requeued
+		s.sent, s.pending, s.npending = s.pending[:0], requeued, n
 	}
 	s.mu.Unlock()
-	return len(sent), err
+	return sent, err
+}
+
+// write writes frames to the stream: as they are, or, to an aggregator
+// without the frames endpoint, as NDJSON (the magic is left out then).
+func (s *Shipper) write(w io.Writer, frames []byte) error {
+	if !s.ndjson {
+		_, err := w.Write(frames)
+		return err
+	}
+	if string(frames) == types.FrameMagic {
+		return nil
+	}
+	s.encoded = s.encoded[:0]
+	err := types.Frames(frames, func(f *types.Frame) error {
+		b, err := types.AppendJSON(s.encoded, f.Line())
+		s.encoded = append(b, '\n')
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("encode lines: %w", err)
+	}
+	_, err = w.Write(s.encoded)
+	return err
 }
 
 // rejectedError is an answer that refused a stream's lines as invalid.
@@ -373,8 +447,13 @@ type rejectedError struct{ msg string }
 
 func (e *rejectedError) Error() string { return e.msg }
 
-// errIdle ends a stream that had no line for streamIdle.
-var errIdle = errors.New("stream idle")
+var (
+	// errIdle ends a stream that had no line for streamIdle.
+	errIdle = errors.New("stream idle")
+	// errNoFrames is the answer of an aggregator without the frames
+	// endpoint.
+	errNoFrames = errors.New("the aggregator has no frames endpoint")
+)
 
 // reportDrops logs the lines dropped since the last report, at most every
 // dropReportInterval unless final.

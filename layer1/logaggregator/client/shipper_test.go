@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +211,109 @@ func TestShipperConfig(t *testing.T) {
 				t.Fatalf("Validate() = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestShipperFallsBackToNDJSON runs the Shipper against an aggregator
+// without the frames endpoint, as one of an older version: the Shipper
+// finds the 404 and ships NDJSON to /v1/ingest from then on, losing
+// nothing.
+func TestShipperFallsBackToNDJSON(t *testing.T) {
+	srv, err := logaggregator.New(logaggregator.Config{DataDir: t.TempDir(), Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	var mu sync.Mutex
+	requests := map[string]int{}
+	old := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests[r.Method+" "+r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/v1/ingest/frames" {
+			http.Error(w, `{"error":{"code":"not_found","message":"no endpoint"}}`, http.StatusNotFound)
+			return
+		}
+		srv.Handler().ServeHTTP(w, r)
+	})
+	ln := listen(t, "127.0.0.1:0")
+	hs := &http.Server{Handler: old, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	base := "http://" + ln.Addr().String()
+
+	s := newShipper(t, client.ShipperConfig{URL: base})
+	for i := range 50 {
+		s.Ship(appLine(i))
+	}
+	s.RouterLine("demo", time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC), []byte(`at=info path="/" status=200`))
+	waitCount(t, base, "demo", 51)
+	for i := 51; i < 100; i++ {
+		s.Ship(appLine(i))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, base, "demo"); got != 100 {
+		t.Fatalf("the aggregator keeps %d lines, want 100", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if requests["POST /v1/ingest/frames"] != 1 || requests["POST /v1/ingest"] < 1 {
+		t.Fatalf("requests %v: want one frames attempt, then NDJSON", requests)
+	}
+}
+
+// query returns the lines the aggregator at base keeps for app.
+func query(t *testing.T, base, app string) []types.Line {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/v1/apps/"+app+"/log?lines=100000", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []types.Line
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var l types.Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func TestShipperRouterLine(t *testing.T) {
+	ln := listen(t, "127.0.0.1:0")
+	base := "http://" + ln.Addr().String()
+	serve(t, ln, t.TempDir())
+	s := newShipper(t, client.ShipperConfig{URL: base})
+	at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.FixedZone("x", 3600))
+	cases := []struct {
+		name, app, line, want string
+	}{
+		{"plain", "demo", `at=info method=GET path="/" status=200`, `at=info method=GET path="/" status=200`},
+		{"line break cleaned", "demo", "at=error desc=\"a\nb\"", `at=error desc="a b"`},
+		{"invalid UTF-8 cleaned", "demo", "path=\"/\xff\"", "path=\"/\uFFFD\""},
+		{"invalid app dropped", "Demo", "at=info", ""},
+	}
+	for i, tc := range cases {
+		s.RouterLine(tc.app, at.Add(time.Duration(i)*time.Second), []byte(tc.line))
+	}
+	waitCount(t, base, "demo", 3)
+	got := query(t, base, "demo")
+	for i, tc := range cases[:3] {
+		t.Run(tc.name, func(t *testing.T) {
+			l := got[i]
+			if l.Msg != tc.want || l.Source != types.SourceRouter || !l.Time.Equal(at.Add(time.Duration(i)*time.Second)) || l.Type != "" || l.Job != "" {
+				t.Fatalf("kept %+v, want msg %q from the router", l, tc.want)
+			}
+		})
+	}
+	if _, invalid := s.Dropped(); invalid != 1 {
+		t.Fatalf("%d lines dropped as invalid, want 1", invalid)
 	}
 }

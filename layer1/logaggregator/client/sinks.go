@@ -14,6 +14,17 @@ func (s *Shipper) Event(app, msg string) {
 
 // RouterLine ships line as the router's line of a request to app. It makes
 // a Shipper the router's AppLogSink.
+// The line is copied into the Shipper's buffer as a frame, without
+// allocating, unless it needs cleaning (see types.CleanMsg).
 func (s *Shipper) RouterLine(app string, at time.Time, line []byte) {
-	s.Ship(types.Line{App: app, Source: types.SourceRouter, Time: at.UTC(), Msg: types.CleanMsg(string(line))})
+	l := types.Line{App: app, Source: types.SourceRouter, Time: at.UTC()}
+	switch {
+	case !types.ValidApp(app) || at.IsZero():
+		s.invalid.Add(1)
+	case types.ValidMsg(line) != nil:
+		l.Msg = types.CleanMsg(string(line))
+		s.Ship(l)
+	default:
+		s.shipMsg(l, line)
+	}
 }

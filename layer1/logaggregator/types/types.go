@@ -101,7 +101,9 @@ func (l Line) Validate() error {
 
 // ValidApp reports whether s is an app name: 2 to 30 lower-case letters,
 // digits and dashes, starting with a letter.
-func ValidApp(s string) bool {
+func ValidApp(s string) bool { return validApp(s) }
+
+func validApp[T string | []byte](s T) bool {
 	if len(s) < 2 || len(s) > 30 || s[0] < 'a' || s[0] > 'z' {
 		return false
 	}
@@ -115,7 +117,9 @@ func ValidApp(s string) bool {
 
 // ValidType reports whether s is a process type: 1 to 30 lower-case
 // letters, digits, dashes and underscores, starting with a letter.
-func ValidType(s string) bool {
+func ValidType(s string) bool { return validType(s) }
+
+func validType[T string | []byte](s T) bool {
 	if len(s) < 1 || len(s) > 30 || s[0] < 'a' || s[0] > 'z' {
 		return false
 	}
@@ -129,7 +133,9 @@ func ValidType(s string) bool {
 
 // ValidJob reports whether s can be a job ID: 1 to 128 letters, digits,
 // dots, dashes and underscores.
-func ValidJob(s string) bool {
+func ValidJob(s string) bool { return validJob(s) }
+
+func validJob[T string | []byte](s T) bool {
 	if len(s) < 1 || len(s) > 128 {
 		return false
 	}
