@@ -20,6 +20,8 @@
 //	stat PATH         prints "PATH size=N"; fails unless PATH is on a
 //	                  read-only mount
 //	id                prints "uid=U gid=G"
+//	burn MIB          holds MIB mebibytes of touched memory and keeps one
+//	                  core busy until it is stopped
 package main
 
 import (
@@ -144,6 +146,26 @@ func command(args []string) error {
 			return err
 		}
 		fmt.Printf("%s size=%d\n", args[1], fi.Size())
+		return nil
+	case args[0] == "burn" && len(args) == 2:
+		mib, err := strconv.Atoi(args[1])
+		if err != nil || mib < 0 {
+			return fmt.Errorf("burn %q: want a number of MiB", args[1])
+		}
+		held := make([]byte, mib<<20)
+		for i := 0; i < len(held); i += 4096 {
+			held[i] = 1 // touch every page so that it is resident
+		}
+		fmt.Printf("holding %d MiB, burning a core\n", mib)
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM)
+		var stop atomic.Bool
+		go func() { <-sigs; stop.Store(true) }()
+		x := uint64(1)
+		for !stop.Load() {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		fmt.Println("stopped", x&1, len(held))
 		return nil
 	case args[0] == "id" && len(args) == 1:
 		fmt.Printf("uid=%d gid=%d\n", os.Getuid(), os.Getgid())
