@@ -183,6 +183,24 @@ type Job struct {
 	// when it crashed, else that of the crashed job it replaced; absent
 	// when there was none since the release's first job of the index.
 	LastExit *JobExit `json:"last_exit,omitempty"`
+	// Usage is the job's resource use as its host last read it; absent
+	// for a job that does not run and when its host did not answer.
+	Usage *JobUsage `json:"usage,omitempty"`
+}
+
+// JobUsage is a running job's resource use, read by its host agent from
+// the container's cgroups about every 10 s.
+type JobUsage struct {
+	// At is when the host read it.
+	At time.Time `json:"at"`
+	// CPU is the cores used on average over the host's last interval
+	// (0.5 = half a core).
+	CPU float64 `json:"cpu"`
+	// MemoryRSS is the anonymous memory, MemoryCache the page cache
+	// charged to the job and MemoryLimit its limit, all in bytes.
+	MemoryRSS   uint64 `json:"memory_rss"`
+	MemoryCache uint64 `json:"memory_cache"`
+	MemoryLimit uint64 `json:"memory_limit,omitempty"`
 }
 
 // JobExit is how a job ended.
