@@ -70,6 +70,9 @@ type agent struct {
 	cpu, mem  int64
 	hostDirty bool
 
+	hostUsageMu sync.Mutex
+	hostUsage   *hostSample // nil before the first reading
+
 	metrics        *prometheus.Registry // served at /metrics
 	sampleDuration prometheus.Histogram // one reading of every job's cgroups
 
@@ -186,6 +189,7 @@ func (a *agent) initMetrics() {
 	})
 	a.metrics.MustRegister(
 		newJobCollector(a),
+		newHostCollector(a),
 		a.sampleDuration,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gantry_host_jobs", Help: "Jobs the agent runs.", ConstLabels: host},
 			func() float64 { return float64(len(a.jobList())) }),

@@ -29,6 +29,7 @@ func (a *agent) apiServer(ctx context.Context) *http.Server {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("GET /v1/jobs", a.auth(a.listJobs))
+	mux.Handle("GET /v1/usage", a.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.usage()) }))
 	mux.Handle("GET /metrics", a.auth(promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.Handle("GET /v1/jobs/{id}/log", a.auth(a.jobLog))
 	mux.Handle("POST /v1/jobs/{id}/kill", a.auth(a.killJob))

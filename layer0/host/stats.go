@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/cgroups"
 	"github.com/gantryhq/gantry/layer0/host/client"
+	"github.com/gantryhq/gantry/layer0/hostusage"
 )
 
 // jobStats is a job's last reading and the one before, from which the
@@ -48,12 +50,14 @@ func (a *agent) statsLoop(ctx context.Context) {
 	r, err := cgroups.NewReader("")
 	if err != nil {
 		a.log.Warn("no per-job resource figures", "err", err)
-		return
+		r = nil
 	}
 	a.log.Info("reading jobs' resource use", "cgroup_version", r.Version(), "interval", a.cfg.StatsInterval)
+	disks := a.diskPaths(ctx)
 	t := time.NewTicker(a.cfg.StatsInterval)
 	defer t.Stop()
 	for {
+		a.sampleHost(disks)
 		start := time.Now()
 		n := a.sampleJobs(r)
 		a.sampleDuration.Observe(time.Since(start).Seconds())
@@ -67,8 +71,11 @@ func (a *agent) statsLoop(ctx context.Context) {
 }
 
 // sampleJobs takes one reading of every job with a running process and
-// returns how many it read.
+// returns how many it read; none without cgroups.
 func (a *agent) sampleJobs(r *cgroups.Reader) int {
+	if r == nil {
+		return 0
+	}
 	n := 0
 	for _, j := range a.jobList() {
 		j.mu.Lock()
@@ -100,6 +107,115 @@ func (a *agent) sampleJobs(r *cgroups.Reader) int {
 		j.mu.Unlock()
 	}
 	return n
+}
+
+// hostSample is the host's last reading and the CPU times it was computed
+// from.
+type hostSample struct {
+	usage client.Usage
+	cpu   hostusage.CPUTimes
+	// warned holds the disks above DiskWarnFraction at the last reading.
+	warned map[string]bool
+}
+
+// diskPaths returns the directories whose file systems the agent
+// watches: its state dir and Docker's root (when this process can see it).
+func (a *agent) diskPaths(ctx context.Context) []string {
+	paths := []string{a.cfg.StateDir}
+	ctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	defer cancel()
+	if info, err := a.docker.Info(ctx); err == nil && info.DockerRootDir != "" {
+		if _, err := hostusage.ReadDisk(info.DockerRootDir); err == nil {
+			paths = append(paths, info.DockerRootDir)
+		}
+	}
+	return paths
+}
+
+// sampleHost reads the host's CPU, memory and disks, and warns in the log
+// when a disk passes DiskWarnFraction.
+func (a *agent) sampleHost(paths []string) {
+	now := time.Now().UTC()
+	u := client.Usage{At: now, Cores: runtime.NumCPU()}
+	cpu, err := hostusage.ReadCPU("")
+	if err != nil {
+		a.log.Debug("cannot read the host's CPU", "err", err)
+	}
+	if m, err := hostusage.ReadMemory(""); err == nil {
+		u.MemoryUsed, u.MemoryTotal = m.Used(), m.Total
+	}
+	a.hostUsageMu.Lock()
+	defer a.hostUsageMu.Unlock()
+	prev := a.hostUsage
+	if prev != nil && err == nil {
+		u.CPU = cpu.Cores(prev.cpu, u.Cores)
+	}
+	warned := map[string]bool{}
+	for _, p := range paths {
+		d, err := hostusage.ReadDisk(p)
+		if err != nil {
+			continue
+		}
+		u.Disks = append(u.Disks, client.Disk{Path: p, Used: d.Used(), Total: d.Total})
+		if d.Fraction() >= client.DiskWarnFraction {
+			warned[p] = true
+			if prev == nil || !prev.warned[p] {
+				a.log.Warn("disk almost full: free space with `gantry gc`, or grow the disk",
+					"path", p, "used_percent", int(d.Fraction()*100), "free_bytes", d.Free)
+			}
+		}
+	}
+	a.hostUsage = &hostSample{usage: u, cpu: cpu, warned: warned}
+}
+
+// usage returns the host's last reading; the zero Usage before the
+// first.
+func (a *agent) usage() client.Usage {
+	a.hostUsageMu.Lock()
+	defer a.hostUsageMu.Unlock()
+	if a.hostUsage == nil {
+		return client.Usage{Cores: runtime.NumCPU()}
+	}
+	return a.hostUsage.usage
+}
+
+// hostCollector exports the host's last reading.
+type hostCollector struct {
+	a                                          *agent
+	cpu, cores, memUsed, memTotal, used, total *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*hostCollector)(nil)
+
+func newHostCollector(a *agent) *hostCollector {
+	host := prometheus.Labels{"host": a.cfg.ID}
+	return &hostCollector{
+		a:        a,
+		cpu:      prometheus.NewDesc("gantry_host_cpu_used_cores", "Cores busy on average over the agent's last interval.", nil, host),
+		cores:    prometheus.NewDesc("gantry_host_cpu_cores", "Cores of the host.", nil, host),
+		memUsed:  prometheus.NewDesc("gantry_host_memory_used_bytes", "Memory not available to new processes.", nil, host),
+		memTotal: prometheus.NewDesc("gantry_host_memory_total_bytes", "Memory of the host.", nil, host),
+		used:     prometheus.NewDesc("gantry_host_disk_used_bytes", "Bytes used on the file system of path.", []string{"path"}, host),
+		total:    prometheus.NewDesc("gantry_host_disk_total_bytes", "Size of the file system of path.", []string{"path"}, host),
+	}
+}
+
+func (c *hostCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.cpu, c.cores, c.memUsed, c.memTotal, c.used, c.total} {
+		ch <- d
+	}
+}
+
+func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
+	u := c.a.usage()
+	ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.GaugeValue, u.CPU)
+	ch <- prometheus.MustNewConstMetric(c.cores, prometheus.GaugeValue, float64(u.Cores))
+	ch <- prometheus.MustNewConstMetric(c.memUsed, prometheus.GaugeValue, float64(u.MemoryUsed))
+	ch <- prometheus.MustNewConstMetric(c.memTotal, prometheus.GaugeValue, float64(u.MemoryTotal))
+	for _, d := range u.Disks {
+		ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(d.Used), d.Path)
+		ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(d.Total), d.Path)
+	}
 }
 
 // jobCollector exports the jobs' last readings as Prometheus metrics at

@@ -90,6 +90,25 @@ func testStats(t *testing.T, f *fixture) {
 		}
 	}
 
+	// The host's own figures.
+	var u hostclient.Usage
+	waitFor(t, "the host's usage", func() (bool, string) {
+		var err error
+		u, err = api.Usage(t.Context())
+		return err == nil && u.CPU > 0 && len(u.Disks) > 0, fmt.Sprintf("%+v %v", u, err)
+	})
+	if u.Cores < 1 || u.MemoryTotal == 0 || u.MemoryUsed == 0 || u.MemoryUsed > u.MemoryTotal || u.CPU > float64(u.Cores)+0.01 {
+		t.Errorf("host usage %+v", u)
+	}
+	if d := u.Disks[0]; d.Path != cfg.StateDir || d.Used == 0 || d.Used > d.Total {
+		t.Errorf("disk of the state dir: %+v", d)
+	}
+	for _, name := range []string{"gantry_host_cpu_used_cores", "gantry_host_memory_total_bytes", "gantry_host_disk_used_bytes"} {
+		if _, ok := mf[name]; !ok {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+
 	// The figures end with the job.
 	e.unassign("h1", "burner-worker-1")
 	waitFor(t, "the job to leave", func() (bool, string) {

@@ -81,6 +81,23 @@ func (c *Client) ListJobs(ctx context.Context) ([]Job, error) {
 	return jobs, nil
 }
 
+// Usage returns the host's own CPU, memory and disk use at the agent's
+// last reading.
+func (c *Client) Usage(ctx context.Context) (Usage, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	resp, err := c.do(ctx, http.MethodGet, "/v1/usage")
+	if err != nil {
+		return Usage{}, fmt.Errorf("host usage: %w", err)
+	}
+	defer resp.Body.Close()
+	var u Usage
+	if err := json.NewDecoder(resp.Body).Decode(&u); err != nil {
+		return Usage{}, fmt.Errorf("host usage: decode: %w", err)
+	}
+	return u, nil
+}
+
 // KillJob sends SIGKILL to the job's container. The job crashes, and the
 // scheduler replaces it.
 func (c *Client) KillJob(ctx context.Context, id string) error {

@@ -25,6 +25,35 @@ type Job struct {
 	Stats *Stats `json:"stats,omitempty"`
 }
 
+// Usage is the host's own resource use, as GET /v1/usage reports it.
+type Usage struct {
+	// At is when the figures were read.
+	At time.Time `json:"at"`
+	// CPU is the cores busy on average over the agent's last interval;
+	// Cores is how many the host has.
+	CPU   float64 `json:"cpu"`
+	Cores int     `json:"cores"`
+	// MemoryUsed and MemoryTotal are in bytes; used is what is not
+	// available to new processes.
+	MemoryUsed  uint64 `json:"memory_used"`
+	MemoryTotal uint64 `json:"memory_total"`
+	// Disks are the file systems of the agent's state and of Docker's
+	// images and volumes.
+	Disks []Disk `json:"disks"`
+}
+
+// Disk is the use of one file system, in bytes.
+type Disk struct {
+	// Path is a directory on it: the agent's state dir or Docker's root.
+	Path  string `json:"path"`
+	Used  uint64 `json:"used"`
+	Total uint64 `json:"total"`
+}
+
+// DiskWarnFraction is the part of a disk in use above which the agent
+// warns in its log.
+const DiskWarnFraction = 0.85
+
 // Stats is a job's resource use, read by the host agent from the
 // container's cgroups.
 type Stats struct {
