@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/store"
@@ -52,6 +54,7 @@ type Server struct {
 	events   events
 	logs     logStreams
 	handler  http.Handler
+	metrics  *prometheus.Registry // the controller's own, served with the hosts' at /metrics
 
 	closeOnce sync.Once
 }
@@ -86,9 +89,10 @@ func New(cfg Config) (*Server, error) {
 			store: st, etcd: cfg.Etcd, space: space, mirror: m, timeout: cfg.deployTimeout(),
 			log: log.With("worker", "deployer"), wake: make(chan struct{}, 1), events: events{cfg.Events},
 		},
-		hosts:  newHostClients(cfg.HostToken),
-		blobs:  &blobs{databaseURL: cfg.DatabaseURL},
-		events: events{cfg.Events},
+		hosts:   newHostClients(cfg.HostToken),
+		blobs:   &blobs{databaseURL: cfg.DatabaseURL},
+		events:  events{cfg.Events},
+		metrics: newRegistry(),
 	}
 	s.deployer.lastLines = s.jobLastLines
 	s.handler = s.logRequests(s.authenticate(s.routes()))
@@ -322,6 +326,7 @@ func (s *Server) routes() *http.ServeMux {
 		{"POST", "/v1/keys", s.addKey, false},
 		{"GET", "/v1/keys/{fingerprint}", s.getKey, true},
 		{"DELETE", "/v1/keys/{fingerprint}", s.removeKey, false},
+		{"GET", "/metrics", s.clusterMetrics, false},
 	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
