@@ -28,7 +28,7 @@ func TestQuantile(t *testing.T) {
 		{0.7, 0.055},  // half-way through the second
 		{0.99, 1},     // the top of the third
 		{0.995, 1},    // in +Inf: the highest finite bound
-		{0.95, 0.55},  // 5 of the third bucket's 9
+		{0.95, 0.6},   // 5 of the third bucket's 9
 		{0.0, 0},      // the bottom
 	} {
 		if got := quantile(tc.q, b); math.Abs(got-tc.want) > 1e-9 {
