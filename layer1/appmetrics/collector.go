@@ -32,6 +32,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/discovery"
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/types"
 	"github.com/gantryhq/gantry/layer1/metricstore"
 )
 
@@ -43,17 +44,6 @@ const RouterService = "gantry-router"
 const (
 	RequestsMetric = "gantry_router_requests_total"           // counter {app, status_class}
 	LatencyMetric  = "gantry_router_request_duration_seconds" // histogram {app}
-)
-
-// Series names in the store.
-const (
-	SeriesRequests = "requests_per_second"
-	SeriesErrors   = "errors_5xx_per_second"
-	SeriesP50      = "latency_p50_seconds"
-	SeriesP95      = "latency_p95_seconds"
-	SeriesP99      = "latency_p99_seconds"
-	SeriesCPU      = "cpu_cores"    // per process type
-	SeriesMemory   = "memory_bytes" // resident memory, per process type
 )
 
 // DefaultInterval is Config.Interval when it is zero.
@@ -234,12 +224,12 @@ func (c *Collector) readRouters(ctx context.Context, now time.Time) {
 		}
 	}
 	for app, d := range deltas {
-		c.add(app, "", SeriesRequests, now, d.requests/d.seconds)
-		c.add(app, "", SeriesErrors, now, d.errors/d.seconds)
+		c.add(app, "", types.MetricRequests, now, d.requests/d.seconds)
+		c.add(app, "", types.MetricErrors, now, d.errors/d.seconds)
 		if total := totalOf(d.buckets); total > 0 {
-			c.add(app, "", SeriesP50, now, quantile(0.50, d.buckets))
-			c.add(app, "", SeriesP95, now, quantile(0.95, d.buckets))
-			c.add(app, "", SeriesP99, now, quantile(0.99, d.buckets))
+			c.add(app, "", types.MetricP50, now, quantile(0.50, d.buckets))
+			c.add(app, "", types.MetricP95, now, quantile(0.95, d.buckets))
+			c.add(app, "", types.MetricP99, now, quantile(0.99, d.buckets))
 		}
 	}
 }
@@ -428,8 +418,8 @@ func (c *Collector) readHosts(ctx context.Context, now time.Time) {
 	}
 	wg.Wait()
 	for k, v := range cpu {
-		c.add(k.app, k.typ, SeriesCPU, now, v)
-		c.add(k.app, k.typ, SeriesMemory, now, mem[k])
+		c.add(k.app, k.typ, types.MetricCPU, now, v)
+		c.add(k.app, k.typ, types.MetricMemory, now, mem[k])
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/discovery"
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/types"
 	"github.com/gantryhq/gantry/layer1/metricstore"
 )
 
@@ -119,7 +120,7 @@ func TestCollector(t *testing.T) {
 	routers[0].set("web1", 100, 0, 100)
 	routers[1].set("web1", 50, 0, 50)
 	c.Tick(t.Context(), t0)
-	if got := store.Query(metricstore.Key{App: "web1", Name: SeriesRequests}, time.Hour, t0); len(got) != 0 {
+	if got := store.Query(metricstore.Key{App: "web1", Name: types.MetricRequests}, time.Hour, t0); len(got) != 0 {
 		t.Errorf("a rate after one reading: %v", got)
 	}
 	// In 10 s: 300 more 2xx and 100 5xx over both routers; 200 of the 400
@@ -129,13 +130,13 @@ func TestCollector(t *testing.T) {
 	t1 := t0.Add(10 * time.Second)
 	c.Tick(t.Context(), t1)
 	want := map[metricstore.Key]float64{
-		{App: "web1", Name: SeriesRequests}:            40, // 400 requests in 10 s
-		{App: "web1", Name: SeriesErrors}:              10,
-		{App: "web1", Name: SeriesP50}:                 0.01,
-		{App: "web1", Name: SeriesP99}:                 0.01 + 0.99*(396-200)/200.0,
-		{App: "web1", Type: "web", Name: SeriesCPU}:    0.75,
-		{App: "web1", Type: "web", Name: SeriesMemory}: 30 << 20,
-		{App: "web1", Type: "worker", Name: SeriesCPU}: 1,
+		{App: "web1", Name: types.MetricRequests}:            40, // 400 requests in 10 s
+		{App: "web1", Name: types.MetricErrors}:              10,
+		{App: "web1", Name: types.MetricP50}:                 0.01,
+		{App: "web1", Name: types.MetricP99}:                 0.01 + 0.99*(396-200)/200.0,
+		{App: "web1", Type: "web", Name: types.MetricCPU}:    0.75,
+		{App: "web1", Type: "web", Name: types.MetricMemory}: 30 << 20,
+		{App: "web1", Type: "worker", Name: types.MetricCPU}: 1,
 	}
 	for k, v := range want {
 		got := store.Query(k, time.Hour, t1)
@@ -148,7 +149,7 @@ func TestCollector(t *testing.T) {
 	routers[0].set("web1", 20, 0, 20)
 	t2 := t1.Add(10 * time.Second)
 	c.Tick(t.Context(), t2)
-	if got := store.Query(metricstore.Key{App: "web1", Name: SeriesRequests}, time.Hour, t2); len(got) != 2 || got[1].Value != 2 {
+	if got := store.Query(metricstore.Key{App: "web1", Name: types.MetricRequests}, time.Hour, t2); len(got) != 2 || got[1].Value != 2 {
 		t.Errorf("after a router restart: %v, want 20 requests in 10 s from it and none from the other", got)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -16,6 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/appmetrics"
+	"github.com/gantryhq/gantry/layer1/controller/types"
+	"github.com/gantryhq/gantry/layer1/metricstore"
 )
 
 // scrapeTimeout bounds the collection of the host agents' metrics for one
@@ -139,4 +144,105 @@ func (s *Server) listHosts(ctx context.Context) ([]keyspace.Host, error) {
 		}
 	}
 	return hosts, nil
+}
+
+// historySaveInterval is how often the metric history is saved to
+// Config.MetricsFile.
+const historySaveInterval = time.Minute
+
+// collectMetrics feeds the apps' metric history every 10 s from the
+// routers and host agents until ctx ends, and keeps it in
+// Config.MetricsFile across restarts.
+func (s *Server) collectMetrics(ctx context.Context) {
+	if file := s.cfg.MetricsFile; file != "" {
+		if f, err := os.Open(file); err == nil {
+			if err := s.history.Load(f); err != nil {
+				s.log.Warn("metric history not loaded; starting empty", "file", file, "err", err)
+			}
+			f.Close()
+		}
+		defer s.saveHistory()
+	}
+	c, err := appmetrics.New(appmetrics.Config{
+		Etcd: s.cfg.Etcd, Space: s.space, Token: s.cfg.HostToken, Store: s.history,
+		Logger: s.log.With("worker", "appmetrics"),
+	})
+	if err != nil {
+		s.log.Error("no app metrics", "err", err)
+		return
+	}
+	tick := time.NewTicker(appmetrics.DefaultInterval)
+	defer tick.Stop()
+	var saved time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			c.Tick(ctx, now)
+			if time.Since(saved) >= historySaveInterval {
+				s.history.Prune(now)
+				s.saveHistory()
+				saved = time.Now()
+			}
+		}
+	}
+}
+
+// saveHistory writes the metric history to Config.MetricsFile, through a
+// temporary file so that a crash never leaves half of it.
+func (s *Server) saveHistory() {
+	file := s.cfg.MetricsFile
+	if file == "" {
+		return
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
+	if err == nil {
+		err = s.history.Save(tmp)
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), file)
+		}
+		os.Remove(tmp.Name())
+	}
+	if err != nil {
+		s.log.Warn("metric history not saved", "file", file, "err", err)
+	}
+}
+
+// appMetrics serves GET /v1/apps/{app}/metrics?since=1h: the app's key
+// series over the last since (at most 24 h; 10 s points up to an hour,
+// minute means beyond).
+func (s *Server) appMetrics(w http.ResponseWriter, r *http.Request) {
+	app := r.PathValue("app")
+	if _, err := s.store.GetApp(r.Context(), app); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	since := time.Hour
+	if v := r.URL.Query().Get("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Minute || d > metricstore.CoarsePoints*metricstore.CoarseStep {
+			writeError(w, types.ErrInvalid.WithMessage("since %q: want a duration from 1m to 24h, e.g. 1h", v))
+			return
+		}
+		since = d
+	}
+	step := metricstore.FineStep
+	if since > metricstore.FinePoints*metricstore.FineStep {
+		step = metricstore.CoarseStep
+	}
+	now := time.Now()
+	out := types.AppMetrics{App: app, Since: since.String(), Step: step.String(), Series: []types.MetricSeries{}}
+	for _, k := range s.history.Keys(app) {
+		pts := s.history.Query(k, since, now)
+		series := types.MetricSeries{Name: k.Name, Type: k.Type, Points: make([]types.MetricPoint, len(pts))}
+		for i, p := range pts {
+			series.Points[i] = types.MetricPoint{Time: p.Time, Value: p.Value}
+		}
+		out.Series = append(out.Series, series)
+	}
+	writeJSON(w, http.StatusOK, out)
 }

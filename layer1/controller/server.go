@@ -21,6 +21,7 @@ import (
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
+	"github.com/gantryhq/gantry/layer1/metricstore"
 )
 
 const (
@@ -55,6 +56,7 @@ type Server struct {
 	logs     logStreams
 	handler  http.Handler
 	metrics  *prometheus.Registry // the controller's own, served with the hosts' at /metrics
+	history  *metricstore.Store   // the apps' key series (GET /v1/apps/{app}/metrics)
 
 	closeOnce sync.Once
 }
@@ -93,6 +95,7 @@ func New(cfg Config) (*Server, error) {
 		blobs:   &blobs{databaseURL: cfg.DatabaseURL},
 		events:  events{cfg.Events},
 		metrics: newRegistry(),
+		history: metricstore.New(0),
 	}
 	s.deployer.lastLines = s.jobLastLines
 	s.handler = s.logRequests(s.authenticate(s.routes()))
@@ -139,6 +142,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.resyncLoop(wctx) })
 	workers.Go(func() { s.deployer.run(wctx) })
 	workers.Go(func() { s.sweepRuns(wctx) })
+	workers.Go(func() { s.collectMetrics(wctx) })
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -327,6 +331,7 @@ func (s *Server) routes() *http.ServeMux {
 		{"GET", "/v1/keys/{fingerprint}", s.getKey, true},
 		{"DELETE", "/v1/keys/{fingerprint}", s.removeKey, false},
 		{"GET", "/metrics", s.clusterMetrics, false},
+		{"GET", "/v1/apps/{app}/metrics", s.appMetrics, false},
 	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}

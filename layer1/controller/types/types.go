@@ -295,3 +295,40 @@ type Build struct {
 	// previous release keeps running), unavailable or internal.
 	Error *Error `json:"error,omitempty"`
 }
+
+// AppMetrics is an app's key series, as GET /v1/apps/{app}/metrics
+// answers.
+type AppMetrics struct {
+	App string `json:"app"`
+	// Since is the span asked for, e.g. "1h0m0s"; Step is the time
+	// between points: "10s" up to an hour, "1m0s" beyond.
+	Since  string         `json:"since"`
+	Step   string         `json:"step"`
+	Series []MetricSeries `json:"series"`
+}
+
+// Names of the series of AppMetrics.
+const (
+	MetricRequests = "requests_per_second"
+	MetricErrors   = "errors_5xx_per_second"
+	MetricP50      = "latency_p50_seconds"
+	MetricP95      = "latency_p95_seconds"
+	MetricP99      = "latency_p99_seconds"
+	MetricCPU      = "cpu_cores"    // per process type
+	MetricMemory   = "memory_bytes" // resident memory, per process type
+)
+
+// MetricSeries is one series: Name is one of the Metric* names, Type the
+// process type for CPU and memory ("" for figures of the whole app).
+type MetricSeries struct {
+	Name   string        `json:"name"`
+	Type   string        `json:"type"`
+	Points []MetricPoint `json:"points"`
+}
+
+// MetricPoint is one value at the start of its step; steps without a
+// value are left out.
+type MetricPoint struct {
+	Time  time.Time `json:"t"`
+	Value float64   `json:"v"`
+}
