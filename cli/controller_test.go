@@ -74,6 +74,7 @@ func newTestController(t *testing.T) *testController {
 	mux.HandleFunc("GET /v1/apps/{app}/deploy", tc.getDeploySettings)
 	mux.HandleFunc("GET /v1/apps/{app}/config", tc.getConfig)
 	mux.HandleFunc("PATCH /v1/apps/{app}/config", tc.patchConfig)
+	mux.HandleFunc("GET /v1/apps/{app}/metrics", tc.appMetrics)
 	mux.HandleFunc("POST /v1/keys", tc.addKey)
 	mux.HandleFunc("GET /v1/keys", tc.listKeys)
 	mux.HandleFunc("DELETE /v1/keys/{fingerprint}", tc.removeKey)
@@ -235,6 +236,36 @@ func (tc *testController) getApp(w http.ResponseWriter, r *http.Request) {
 	if a, ok := tc.lookup(w, r); ok {
 		writeTestJSON(w, http.StatusOK, a)
 	}
+}
+
+// appMetrics answers an hour of figures for demo, made up from testNow
+// backwards: a request rate that grows, two 5xx bursts, latencies, and the
+// web type's CPU and memory. Other apps have none.
+func (tc *testController) appMetrics(w http.ResponseWriter, r *http.Request) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	a, ok := tc.lookup(w, r)
+	if !ok {
+		return
+	}
+	m := types.AppMetrics{App: a.Name, Since: "1h0m0s", Step: "10s", Series: []types.MetricSeries{}}
+	if a.Name == "demo" {
+		series := func(name, typ string, f func(i int) float64) {
+			s := types.MetricSeries{Name: name, Type: typ}
+			for i := 0; i < 360; i += 3 {
+				s.Points = append(s.Points, types.MetricPoint{Time: testNow.Add(time.Duration(i-360) * 10 * time.Second), Value: f(i)})
+			}
+			m.Series = append(m.Series, s)
+		}
+		series(types.MetricCPU, "web", func(i int) float64 { return 0.1 + float64(i%60)/300 })
+		series(types.MetricMemory, "web", func(int) float64 { return 48 << 20 })
+		series(types.MetricRequests, "", func(i int) float64 { return float64(i) / 10 })
+		series(types.MetricErrors, "", func(i int) float64 { return float64(i % 120 / 117 * 3) })
+		series(types.MetricP50, "", func(int) float64 { return 0.004 })
+		series(types.MetricP95, "", func(i int) float64 { return 0.02 + float64(i)/36000 })
+		series(types.MetricP99, "", func(int) float64 { return 1.25 })
+	}
+	writeTestJSON(w, http.StatusOK, m)
 }
 
 // getDeploySettings answers the defaults: every test app deploys one by

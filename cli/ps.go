@@ -100,10 +100,11 @@ const (
 func writeJobTable(w io.Writer, jobs []types.Job, now time.Time) error {
 	var buf bytes.Buffer
 	tw := newTable(&buf)
-	fmt.Fprintln(tw, "JOB\tSTATE\tRESTARTS\tLAST EXIT\tHOST\tADDRESS\tRELEASE")
+	fmt.Fprintln(tw, "JOB\tSTATE\tRESTARTS\tLAST EXIT\tHOST\tADDRESS\tRELEASE\tCPU\tMEM")
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s.%d\t%s\t%d\t%s\t%s\t%s\t%s\n", printable(j.Type), j.Index, jobState(j, now), j.Restarts,
-			lastExitText(j, now), orDash(printable(j.Host)), orDash(printable(j.Addr)), psRelease(j.Release))
+		cpu, mem := usageText(j.Usage)
+		fmt.Fprintf(tw, "%s.%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(j.Type), j.Index, jobState(j, now), j.Restarts,
+			lastExitText(j, now), orDash(printable(j.Host)), orDash(printable(j.Addr)), psRelease(j.Release), cpu, mem)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -124,6 +125,44 @@ func writeJobTable(w io.Writer, jobs []types.Job, now time.Time) error {
 	}
 	_, err := io.WriteString(w, out.String())
 	return err
+}
+
+// usageText returns the CPU cell (percent of one core, as top shows it)
+// and the memory cell (resident memory, and the limit when there is one)
+// of a job; "-" for both when its host reported nothing.
+func usageText(u *types.JobUsage) (cpu, mem string) {
+	if u == nil {
+		return "-", "-"
+	}
+	cpu = strconv.FormatFloat(u.CPU*100, 'f', 0, 64) + "%"
+	mem = formatBytes(u.MemoryRSS)
+	if u.MemoryLimit > 0 {
+		mem += " / " + formatBytes(u.MemoryLimit)
+	}
+	return cpu, mem
+}
+
+// formatBytes prints n in binary units with three significant digits at
+// most: 512 B, 4.5 KiB, 48.2 MiB, 128 MiB, 1.5 GiB.
+func formatBytes(n uint64) string {
+	if n < 1024 {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	v, unit := float64(n), ""
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		v, unit = v/1024, u
+		if v < 1024 {
+			break
+		}
+	}
+	prec := 0
+	switch {
+	case v < 10:
+		prec = 1
+	case v < 100 && v != float64(int(v)):
+		prec = 1
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64) + " " + unit
 }
 
 // lastExit returns the latest exit of j's index, or nil. A crashed job

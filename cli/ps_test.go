@@ -135,6 +135,29 @@ func TestFormatWait(t *testing.T) {
 	}
 }
 
+func TestFormatBytes(t *testing.T) {
+	for _, tt := range []struct {
+		n    uint64
+		want string
+	}{
+		{0, "0 B"},
+		{1023, "1023 B"},
+		{1024, "1.0 KiB"},
+		{4608, "4.5 KiB"},
+		{48<<20 + 200<<10, "48.2 MiB"},
+		{64 << 20, "64 MiB"},
+		{128 << 20, "128 MiB"},
+		{1536 << 20, "1.5 GiB"},
+		{5 << 40, "5.0 TiB"},
+	} {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := formatBytes(tt.n); got != tt.want {
+				t.Errorf("formatBytes(%d) = %q, want %q", tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
 // TestJobTable checks the layout: a header, one line per job, the lines of
 // a crash indented under the state column.
 func TestJobTable(t *testing.T) {
@@ -143,18 +166,19 @@ func TestJobTable(t *testing.T) {
 		{Type: "worker", Index: 1, State: types.JobCrashed, ExitCode: &exit1, Restarts: 5, Host: "host-1", Release: 7,
 			UpdatedAt: testNow.Add(-40 * time.Second), RestartAt: testNow.Add(20 * time.Second),
 			LastExit: &types.JobExit{ExitCode: &exit1, At: testNow.Add(-40 * time.Second), LastLines: []string{"connecting", "fatal"}}},
-		{Type: "worker", Index: 12, State: types.JobUp, Host: "host-2", Addr: "127.0.0.1:49153", Release: 7, StartedAt: testNow.Add(-time.Hour)},
+		{Type: "worker", Index: 12, State: types.JobUp, Host: "host-2", Addr: "127.0.0.1:49153", Release: 7, StartedAt: testNow.Add(-time.Hour),
+			Usage: &types.JobUsage{CPU: 0.523, MemoryRSS: 48<<20 + 200<<10, MemoryLimit: 512 << 20}},
 	}
 	var b strings.Builder
 	if err := writeJobTable(&b, jobs, testNow); err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
-		"JOB        STATE                                RESTARTS  LAST EXIT        HOST    ADDRESS          RELEASE\n" +
-		"worker.1   crashed (exit 1, restarting in 20s)  5         exit 1, 40s ago  host-1  -                v7\n" +
+		"JOB        STATE                                RESTARTS  LAST EXIT        HOST    ADDRESS          RELEASE  CPU  MEM\n" +
+		"worker.1   crashed (exit 1, restarting in 20s)  5         exit 1, 40s ago  host-1  -                v7       -    -\n" +
 		"           connecting\n" +
 		"           fatal\n" +
-		"worker.12  up 1h                                0         -                host-2  127.0.0.1:49153  v7\n"
+		"worker.12  up 1h                                0         -                host-2  127.0.0.1:49153  v7       52%  48.2 MiB / 512 MiB\n"
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
 	}

@@ -97,6 +97,7 @@ func (r *runner) newApp() *urfave.App {
 			r.deploymentsCommand(),
 			r.scaleCommand(),
 			r.psCommand(),
+			r.metricsCommand(),
 			r.killCommand(),
 			r.restartCommand(),
 			r.oneOffCommand(),

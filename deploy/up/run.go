@@ -199,6 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 			StackImage:    stackImage,
 			BuildEnv:      env,
 			DeployTimeout: cfg.DeployTimeout,
+			MetricsFile:   filepath.Join(dataDir, "metrics.gob"),
 			Version:       cfg.Version,
 			Logger:        log.With("component", "controller"),
 		})

@@ -20,6 +20,8 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/discovery"
@@ -67,6 +69,12 @@ type agent struct {
 	reason    string
 	cpu, mem  int64
 	hostDirty bool
+
+	hostUsageMu sync.Mutex
+	hostUsage   *hostSample // nil before the first reading
+
+	metrics        *prometheus.Registry // served at /metrics
+	sampleDuration prometheus.Histogram // one reading of every job's cgroups
 
 	wake      chan struct{} // converge now
 	republish chan struct{} // the lease was renewed: publish every key again
@@ -130,6 +138,7 @@ func Run(ctx context.Context, cfg Config) error {
 		gantryd:   gantryd,
 		logs:      logs,
 	}
+	a.initMetrics()
 	a.disc = discovery.New(a.etcd, a.space, etcdTimeout, a.log)
 	a.lease = &lease{etcd: a.etcd, ttl: cfg.LeaseTTL, path: filepath.Join(cfg.StateDir, leaseFile), timeout: etcdTimeout, log: a.log}
 	a.log.Info("host agent starting", "cluster", cfg.Cluster, "advertise", cfg.AdvertiseAddr, "api", a.apiURL,
@@ -164,8 +173,29 @@ func Run(ctx context.Context, cfg Config) error {
 	a.goFn(func() { a.monitorDocker(ctx) })
 	a.goFn(func() { a.watchEvents(ctx) })
 	a.goFn(func() { a.convergeLoop(ctx) })
+	a.goFn(func() { a.statsLoop(ctx) })
 	<-ctx.Done()
 	return nil
+}
+
+// initMetrics makes the registry that /metrics serves: the jobs' resource
+// use, the agent's own cost of reading it, and the process's figures.
+func (a *agent) initMetrics() {
+	a.metrics = prometheus.NewRegistry()
+	host := prometheus.Labels{"host": a.cfg.ID}
+	a.sampleDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "gantry_host_stats_read_seconds", Help: "Time to read every running job's cgroups once.",
+		ConstLabels: host, Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
+	})
+	a.metrics.MustRegister(
+		newJobCollector(a),
+		newHostCollector(a),
+		a.sampleDuration,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gantry_host_jobs", Help: "Jobs the agent runs.", ConstLabels: host},
+			func() float64 { return float64(len(a.jobList())) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
 }
 
 func (a *agent) goFn(f func()) {

@@ -72,6 +72,7 @@ func TestAgent(t *testing.T) {
 		{"LeaseLost", testLeaseLost},
 		{"OneOff", testOneOff},
 		{"Volumes", testVolumes},
+		{"Stats", testStats},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

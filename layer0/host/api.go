@@ -15,6 +15,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gantryhq/gantry/layer0/host/client"
 )
@@ -28,6 +29,8 @@ func (a *agent) apiServer(ctx context.Context) *http.Server {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("GET /v1/jobs", a.auth(a.listJobs))
+	mux.Handle("GET /v1/usage", a.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.usage()) }))
+	mux.Handle("GET /metrics", a.auth(promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.Handle("GET /v1/jobs/{id}/log", a.auth(a.jobLog))
 	mux.Handle("POST /v1/jobs/{id}/kill", a.auth(a.killJob))
 	mux.Handle("POST /v1/jobs/{id}/attach", a.auth(a.attachJob(ctx)))
@@ -61,7 +64,7 @@ func (a *agent) listJobs(w http.ResponseWriter, r *http.Request) {
 	for _, j := range jobs {
 		st, _ := j.snapshot()
 		s := j.spec()
-		out = append(out, client.Job{JobState: st, Image: s.Image, Service: s.Service, Index: j.asg.Index})
+		out = append(out, client.Job{JobState: st, Image: s.Image, Service: s.Service, Index: j.asg.Index, Stats: j.statsOf()})
 	}
 	slices.SortFunc(out, func(x, y client.Job) int { return cmp.Compare(x.JobID, y.JobID) })
 	writeJSON(w, http.StatusOK, out)

@@ -26,6 +26,8 @@ const (
 	DefaultPIDs          = 1024
 	DefaultCheckInterval = time.Second
 	DefaultCheckTimeout  = 2 * time.Second
+	// DefaultStatsInterval is Config.StatsInterval when it is zero.
+	DefaultStatsInterval = 10 * time.Second
 	// DefaultArtifactCacheSize is Config.ArtifactCacheSize when it is zero.
 	DefaultArtifactCacheSize = 4 << 30
 )
@@ -96,6 +98,10 @@ type Config struct {
 	// events about them (crashes, restarts) there, with APIToken. Empty
 	// ships nothing.
 	LogURL string
+	// StatsInterval is how often the agent reads each running job's
+	// resource use from its cgroups (see GET /v1/jobs and /metrics); zero
+	// means 10 s.
+	StatsInterval time.Duration
 	// Version is the gantryd version advertised in the host record; empty
 	// is allowed.
 	Version string
@@ -150,6 +156,9 @@ func (c Config) Validate() error {
 	if c.LogLines < 0 {
 		errs = append(errs, errors.New("LogLines must not be negative"))
 	}
+	if c.StatsInterval < 0 || (c.StatsInterval > 0 && c.StatsInterval < 100*time.Millisecond) {
+		errs = append(errs, errors.New("StatsInterval must be zero or at least 100ms"))
+	}
 	if c.LogURL != "" {
 		if err := logclient.ValidateURL(c.LogURL); err != nil {
 			errs = append(errs, fmt.Errorf("LogURL: %w", err))
@@ -177,6 +186,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ArtifactCacheSize == 0 {
 		c.ArtifactCacheSize = DefaultArtifactCacheSize
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = DefaultStatsInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -73,6 +73,8 @@ type job struct {
 	state       keyspace.JobState
 	registered  bool // the job should be in discovery
 	containerID string
+	pid         int       // the container's init process while running; 0 otherwise
+	stats       *jobStats // the last reading of its cgroups; nil when none
 
 	pubMu sync.Mutex // serialises writes of the job's keys; guards pub
 	pub   published
@@ -382,6 +384,11 @@ func (j *job) running(ctx context.Context, info container.InspectResponse) {
 	started, _ := time.Parse(time.RFC3339Nano, info.State.StartedAt)
 	j.phase = phaseRunning
 	j.fails = 0
+	j.mu.Lock()
+	if j.pid != info.State.Pid {
+		j.pid, j.stats = info.State.Pid, nil
+	}
+	j.mu.Unlock()
 	j.setState(ctx, func(st *keyspace.JobState) {
 		st.Addr, st.StartedAt = addr, started.UTC()
 		st.ExitCode, st.Error, st.LastLines = nil, "", nil
@@ -455,6 +462,7 @@ func (j *job) crash(ctx context.Context, code *int, msg string) {
 	j.shipCrash(code, msg)
 	j.mu.Lock()
 	j.registered = false
+	j.pid, j.stats = 0, nil // the process is gone; its pid may be reused
 	j.mu.Unlock()
 	last := j.logs.last(lastLines)
 	for i, l := range last {

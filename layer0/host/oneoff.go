@@ -24,6 +24,9 @@ const finishedDir = "finished"
 // container; the stop, or the next run of the agent, takes it from there.
 func (j *job) complete(ctx context.Context, containerID string) {
 	j.phase = phaseExited
+	j.mu.Lock()
+	j.pid, j.stats = 0, nil
+	j.mu.Unlock()
 	uctx, cancel := j.untilStop(ctx)
 	err := j.uploadOutputs(uctx, containerID)
 	interrupted := uctx.Err() != nil

@@ -126,6 +126,10 @@ type Config struct {
 	// "http://127.0.0.1:7072", which GET /v1/apps/{app}/log queries with
 	// HostToken. Empty makes that endpoint answer 503.
 	LogURL string
+	// MetricsFile is where the apps' metric history (the last 24 h of
+	// their key series, see package metricstore) is saved every minute and
+	// at shutdown, and read at start. Empty keeps it in memory only.
+	MetricsFile string
 	// Version is the version /v1/info reports.
 	Version string
 	// Logger receives the request log and errors. Nil discards them.

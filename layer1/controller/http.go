@@ -267,7 +267,7 @@ type principalKey struct{}
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	hostSum := sha256.Sum256([]byte(s.cfg.HostToken))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/metrics" {
 			next.ServeHTTP(w, r)
 			return
 		}

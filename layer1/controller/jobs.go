@@ -119,6 +119,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Index, b.Index),
 			cmp.Compare(a.Release, b.Release), cmp.Compare(a.ID, b.ID))
 	})
+	s.addUsage(r.Context(), jobs)
 	writeJSON(w, http.StatusOK, jobs)
 }
 

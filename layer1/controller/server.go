@@ -15,10 +15,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
+	"github.com/gantryhq/gantry/layer1/metricstore"
 )
 
 const (
@@ -52,6 +55,8 @@ type Server struct {
 	events   events
 	logs     logStreams
 	handler  http.Handler
+	metrics  *prometheus.Registry // the controller's own, served with the hosts' at /metrics
+	history  *metricstore.Store   // the apps' key series (GET /v1/apps/{app}/metrics)
 
 	closeOnce sync.Once
 }
@@ -86,9 +91,11 @@ func New(cfg Config) (*Server, error) {
 			store: st, etcd: cfg.Etcd, space: space, mirror: m, timeout: cfg.deployTimeout(),
 			log: log.With("worker", "deployer"), wake: make(chan struct{}, 1), events: events{cfg.Events},
 		},
-		hosts:  newHostClients(cfg.HostToken),
-		blobs:  &blobs{databaseURL: cfg.DatabaseURL},
-		events: events{cfg.Events},
+		hosts:   newHostClients(cfg.HostToken),
+		blobs:   &blobs{databaseURL: cfg.DatabaseURL},
+		events:  events{cfg.Events},
+		metrics: newRegistry(),
+		history: metricstore.New(0),
 	}
 	s.deployer.lastLines = s.jobLastLines
 	s.handler = s.logRequests(s.authenticate(s.routes()))
@@ -135,6 +142,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.resyncLoop(wctx) })
 	workers.Go(func() { s.deployer.run(wctx) })
 	workers.Go(func() { s.sweepRuns(wctx) })
+	workers.Go(func() { s.collectMetrics(wctx) })
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -322,6 +330,8 @@ func (s *Server) routes() *http.ServeMux {
 		{"POST", "/v1/keys", s.addKey, false},
 		{"GET", "/v1/keys/{fingerprint}", s.getKey, true},
 		{"DELETE", "/v1/keys/{fingerprint}", s.removeKey, false},
+		{"GET", "/metrics", s.clusterMetrics, false},
+		{"GET", "/v1/apps/{app}/metrics", s.appMetrics, false},
 	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}

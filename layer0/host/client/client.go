@@ -28,6 +28,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // RequestTimeout bounds every call except the body of a log stream.
@@ -80,6 +84,44 @@ func (c *Client) ListJobs(ctx context.Context) ([]Job, error) {
 	}
 	return jobs, nil
 }
+
+// Usage returns the host's own CPU, memory and disk use at the agent's
+// last reading.
+func (c *Client) Usage(ctx context.Context) (Usage, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	resp, err := c.do(ctx, http.MethodGet, "/v1/usage")
+	if err != nil {
+		return Usage{}, fmt.Errorf("host usage: %w", err)
+	}
+	defer resp.Body.Close()
+	var u Usage
+	if err := json.NewDecoder(resp.Body).Decode(&u); err != nil {
+		return Usage{}, fmt.Errorf("host usage: decode: %w", err)
+	}
+	return u, nil
+}
+
+// Metrics returns the agent's /metrics, parsed from the Prometheus text
+// format, by metric name.
+func (c *Client) Metrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	resp, err := c.do(ctx, http.MethodGet, "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("host metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, maxMetricsSize))
+	if err != nil {
+		return nil, fmt.Errorf("host metrics: %w", err)
+	}
+	return families, nil
+}
+
+// maxMetricsSize bounds an agent's /metrics, in bytes.
+const maxMetricsSize = 64 << 20
 
 // KillJob sends SIGKILL to the job's container. The job crashes, and the
 // scheduler replaces it.

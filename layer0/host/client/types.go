@@ -19,6 +19,67 @@ type Job struct {
 	Service string `json:"service,omitempty"`
 	// Index is the job's number within its formation (web.1, web.2, ...).
 	Index int `json:"index,omitempty"`
+	// Stats is the job's resource use at the agent's last reading; nil
+	// until the first reading of a running job, and for a job that is not
+	// running.
+	Stats *Stats `json:"stats,omitempty"`
+}
+
+// Usage is the host's own resource use, as GET /v1/usage reports it.
+type Usage struct {
+	// At is when the figures were read.
+	At time.Time `json:"at"`
+	// CPU is the cores busy on average over the agent's last interval;
+	// Cores is how many the host has.
+	CPU   float64 `json:"cpu"`
+	Cores int     `json:"cores"`
+	// MemoryUsed and MemoryTotal are in bytes; used is what is not
+	// available to new processes.
+	MemoryUsed  uint64 `json:"memory_used"`
+	MemoryTotal uint64 `json:"memory_total"`
+	// Disks are the file systems of the agent's state and of Docker's
+	// images and volumes.
+	Disks []Disk `json:"disks"`
+}
+
+// Disk is the use of one file system, in bytes.
+type Disk struct {
+	// Path is a directory on it: the agent's state dir or Docker's root.
+	Path  string `json:"path"`
+	Used  uint64 `json:"used"`
+	Total uint64 `json:"total"`
+}
+
+// DiskWarnFraction is the part of a disk in use above which the agent
+// warns in its log.
+const DiskWarnFraction = 0.85
+
+// Stats is a job's resource use, read by the host agent from the
+// container's cgroups.
+type Stats struct {
+	// At is when the figures were read.
+	At time.Time `json:"at"`
+	// CPU is the cores used on average over the interval before At
+	// (1.5 = one and a half cores); zero at the first reading.
+	CPU float64 `json:"cpu"`
+	// CPUSeconds is the CPU time used since the container started.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// MemoryRSS, MemoryCache and MemoryLimit are in bytes; a zero limit
+	// means none.
+	MemoryRSS   uint64 `json:"memory_rss"`
+	MemoryCache uint64 `json:"memory_cache"`
+	MemoryLimit uint64 `json:"memory_limit,omitempty"`
+	// NetRxBytes, NetTxBytes, DiskReadBytes and DiskWriteBytes count bytes
+	// since the container started.
+	NetRxBytes     uint64 `json:"net_rx_bytes"`
+	NetTxBytes     uint64 `json:"net_tx_bytes"`
+	DiskReadBytes  uint64 `json:"disk_read_bytes"`
+	DiskWriteBytes uint64 `json:"disk_write_bytes"`
+	// Pids is the number of processes and threads.
+	Pids uint64 `json:"pids"`
+	// OOMKills counts processes of the container the kernel's OOM killer
+	// ended.
+	OOMKills uint64 `json:"oom_kills"`
 }
 
 // Log streams.

@@ -232,6 +232,18 @@ func (c *Client) ListJobs(ctx context.Context, app string) ([]types.Job, error) 
 	return jobs, nil
 }
 
+// AppMetrics returns the app's key series over the last since (a Go
+// duration from 1m to 24h; empty means 1h).
+func (c *Client) AppMetrics(ctx context.Context, app, since string) (types.AppMetrics, error) {
+	path := appPath(app) + "/metrics"
+	if since != "" {
+		path += "?" + url.Values{"since": {since}}.Encode()
+	}
+	var m types.AppMetrics
+	err := c.do(ctx, http.MethodGet, path, nil, &m)
+	return m, err
+}
+
 // KillJob kills one job of an app (SIGKILL); the scheduler replaces it.
 func (c *Client) KillJob(ctx context.Context, app, job string) error {
 	return c.do(ctx, http.MethodDelete, appPath(app)+"/jobs/"+url.PathEscape(job), nil, nil)

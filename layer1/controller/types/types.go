@@ -183,6 +183,24 @@ type Job struct {
 	// when it crashed, else that of the crashed job it replaced; absent
 	// when there was none since the release's first job of the index.
 	LastExit *JobExit `json:"last_exit,omitempty"`
+	// Usage is the job's resource use as its host last read it; absent
+	// for a job that does not run and when its host did not answer.
+	Usage *JobUsage `json:"usage,omitempty"`
+}
+
+// JobUsage is a running job's resource use, read by its host agent from
+// the container's cgroups about every 10 s.
+type JobUsage struct {
+	// At is when the host read it.
+	At time.Time `json:"at"`
+	// CPU is the cores used on average over the host's last interval
+	// (0.5 = half a core).
+	CPU float64 `json:"cpu"`
+	// MemoryRSS is the anonymous memory, MemoryCache the page cache
+	// charged to the job and MemoryLimit its limit, all in bytes.
+	MemoryRSS   uint64 `json:"memory_rss"`
+	MemoryCache uint64 `json:"memory_cache"`
+	MemoryLimit uint64 `json:"memory_limit,omitempty"`
 }
 
 // JobExit is how a job ended.
@@ -276,4 +294,41 @@ type Build struct {
 	// did not build), deploy_failed (the release did not come up; the
 	// previous release keeps running), unavailable or internal.
 	Error *Error `json:"error,omitempty"`
+}
+
+// AppMetrics is an app's key series, as GET /v1/apps/{app}/metrics
+// answers.
+type AppMetrics struct {
+	App string `json:"app"`
+	// Since is the span asked for, e.g. "1h0m0s"; Step is the time
+	// between points: "10s" up to an hour, "1m0s" beyond.
+	Since  string         `json:"since"`
+	Step   string         `json:"step"`
+	Series []MetricSeries `json:"series"`
+}
+
+// Names of the series of AppMetrics.
+const (
+	MetricRequests = "requests_per_second"
+	MetricErrors   = "errors_5xx_per_second"
+	MetricP50      = "latency_p50_seconds"
+	MetricP95      = "latency_p95_seconds"
+	MetricP99      = "latency_p99_seconds"
+	MetricCPU      = "cpu_cores"    // per process type
+	MetricMemory   = "memory_bytes" // resident memory, per process type
+)
+
+// MetricSeries is one series: Name is one of the Metric* names, Type the
+// process type for CPU and memory ("" for figures of the whole app).
+type MetricSeries struct {
+	Name   string        `json:"name"`
+	Type   string        `json:"type"`
+	Points []MetricPoint `json:"points"`
+}
+
+// MetricPoint is one value at the start of its step; steps without a
+// value are left out.
+type MetricPoint struct {
+	Time  time.Time `json:"t"`
+	Value float64   `json:"v"`
 }

@@ -20,6 +20,9 @@
 //	stat PATH         prints "PATH size=N"; fails unless PATH is on a
 //	                  read-only mount
 //	id                prints "uid=U gid=G"
+//	burn MIB [PCT]    holds MIB mebibytes of touched memory and keeps PCT
+//	                  percent (default 100) of one core busy until it is
+//	                  stopped
 package main
 
 import (
@@ -144,6 +147,42 @@ func command(args []string) error {
 			return err
 		}
 		fmt.Printf("%s size=%d\n", args[1], fi.Size())
+		return nil
+	case args[0] == "burn" && (len(args) == 2 || len(args) == 3):
+		mib, err := strconv.Atoi(args[1])
+		if err != nil || mib < 0 {
+			return fmt.Errorf("burn %q: want a number of MiB", args[1])
+		}
+		percent := 100
+		if len(args) == 3 {
+			if percent, err = strconv.Atoi(args[2]); err != nil || percent < 1 || percent > 100 {
+				return fmt.Errorf("burn %s %q: want a percentage of one core, 1 to 100", args[1], args[2])
+			}
+		}
+		held := make([]byte, mib<<20)
+		for i := 0; i < len(held); i += 4096 {
+			held[i] = 1 // touch every page so that it is resident
+		}
+		fmt.Printf("holding %d MiB, burning %d%% of a core\n", mib, percent)
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM)
+		var stop atomic.Bool
+		go func() { <-sigs; stop.Store(true) }()
+		// In each 100 ms period, spin for percent ms of CPU time and sleep
+		// for the rest.
+		x := uint64(1)
+		for !stop.Load() {
+			busy := time.Duration(percent) * time.Millisecond
+			for start := time.Now(); time.Since(start) < busy; {
+				for range 1000 {
+					x = x*6364136223846793005 + 1442695040888963407
+				}
+			}
+			if percent < 100 {
+				time.Sleep(100*time.Millisecond - busy)
+			}
+		}
+		fmt.Println("stopped", x&1, len(held))
 		return nil
 	case args[0] == "id" && len(args) == 1:
 		fmt.Printf("uid=%d gid=%d\n", os.Getuid(), os.Getgid())
