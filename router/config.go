@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -41,6 +42,18 @@ type Config struct {
 	// AppLog receives, for each request routed to an app, the line it adds
 	// to the app's log (see AppLogSink); nil means none.
 	AppLog AppLogSink
+	// ID names the router in discovery (see MetricsAddr); empty means the
+	// machine's host name.
+	ID string
+	// MetricsAddr is the listen address of the router's GET /metrics (the
+	// apps' request counts, bytes and latency histograms, in the
+	// Prometheus text format), e.g. "127.0.0.1:0"; Run registers the bound
+	// address in discovery as the service types.Service, so that the
+	// controller finds every router. Empty means no metrics listener.
+	MetricsAddr string
+	// MetricsToken is the bearer token /metrics requires (the platform's
+	// token); required with MetricsAddr.
+	MetricsToken string
 
 	// DialTimeout bounds connecting to a backend; zero means 5 s.
 	DialTimeout time.Duration
@@ -132,6 +145,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %v: want zero or more", name, d))
 		}
 	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("metrics addr %q: want host:port", c.MetricsAddr))
+		}
+		if c.MetricsToken == "" {
+			errs = append(errs, errors.New("a metrics addr needs a metrics token"))
+		}
+	}
 	if c.MaxIdlePerBackend < 0 {
 		errs = append(errs, fmt.Errorf("max idle per backend %d: want zero or more", c.MaxIdlePerBackend))
 	}
@@ -146,6 +167,12 @@ func (c Config) Validate() error {
 
 // withDefaults returns c with the zero values replaced by the defaults.
 func (c Config) withDefaults() Config {
+	if c.ID == "" {
+		c.ID, _ = os.Hostname()
+		if c.ID == "" {
+			c.ID = "router"
+		}
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v

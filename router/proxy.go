@@ -119,7 +119,7 @@ func (f *frontend) serve(x *exchange) {
 				x.w.Header()["Connection"] = []string{"close"}
 			}
 			x.page(status, refusedPage(status))
-			r.access.log(x)
+			r.finish(x)
 			return
 		}
 	}
@@ -143,6 +143,15 @@ func (f *frontend) serve(x *exchange) {
 		default:
 			f.forward(x, tgt)
 		}
+	}
+	r.finish(x)
+}
+
+// finish records the end of the request of x: the app's counters and the
+// access log.
+func (r *Router) finish(x *exchange) {
+	if x.app != "" {
+		r.stats.observe(x.app, x.status, x.bytes, time.Since(x.start))
 	}
 	r.access.log(x)
 }

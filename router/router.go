@@ -29,6 +29,7 @@ type Router struct {
 	base        time.Time
 	defaultCert *tls.Certificate
 	access      *accessLog
+	stats       *appMetrics
 
 	table     atomic.Pointer[table]
 	backends  map[string]*backend // by address; owned by follow
@@ -70,6 +71,7 @@ func New(cfg Config) (*Router, error) {
 		base:        time.Now(),
 		defaultCert: cert,
 		access:      newAccessLog(cfg.AccessLog, cfg.AppLog, cfg.Logger),
+		stats:       &appMetrics{apps: map[string]*appStats{}},
 		backends:    map[string]*backend{},
 		ready:       make(chan struct{}),
 		upgrades:    map[*upgraded]struct{}{},
@@ -99,6 +101,23 @@ func Run(ctx context.Context, cfg Config) error {
 			httpLn.Close()
 			return fmt.Errorf("router listen %s: %w", cfg.HTTPSAddr, err)
 		}
+	}
+	if cfg.MetricsAddr != "" {
+		metricsLn, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			httpLn.Close()
+			if httpsLn != nil {
+				httpsLn.Close()
+			}
+			return fmt.Errorf("router listen %s: %w", cfg.MetricsAddr, err)
+		}
+		mctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { r.serveMetrics(mctx, metricsLn) })
+		defer func() {
+			stop()
+			wg.Wait()
+		}()
 	}
 	return r.Serve(ctx, httpLn, httpsLn)
 }

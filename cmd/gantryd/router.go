@@ -76,7 +76,9 @@ func routerCommand() *cli.Command {
 			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "HTTPS listen address (empty: none)"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the access log to this file (- for stdout)"},
 			&cli.StringFlag{Name: "log-url", Usage: "log aggregator URL: add each request's line to its app's log (empty: none)", EnvVars: []string{"GANTRY_LOG_URL"}},
-			&cli.StringFlag{Name: "token", Usage: "the platform's host token, for --log-url", EnvVars: []string{"GANTRY_HOST_TOKEN"}},
+			&cli.StringFlag{Name: "token", Usage: "the platform's host token, for --log-url and --metrics-addr", EnvVars: []string{"GANTRY_HOST_TOKEN"}},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve the apps' request metrics (GET /metrics, with --token) here and register it in discovery (empty: none)"},
+			&cli.StringFlag{Name: "id", Usage: "the router's name in discovery (default: the host name)"},
 		}, routerLimitFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
@@ -106,6 +108,10 @@ func routerCommand() *cli.Command {
 				AccessLog: accessLog,
 				Logger:    log,
 				Limits:    routerLimits(c),
+
+				ID:           c.String("id"),
+				MetricsAddr:  c.String("metrics-addr"),
+				MetricsToken: c.String("token"),
 			}
 			if u := c.String("log-url"); u != "" {
 				shipper, err := logclient.NewShipper(logclient.ShipperConfig{URL: u, Token: c.String("token"), Logger: log.With("shipper", "router")})

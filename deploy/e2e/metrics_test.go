@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +125,66 @@ func hasSeries(f *dto.MetricFamily, name, value string) bool {
 		}
 	}
 	return false
+}
+
+// TestAppMetrics sends requests through the router and reads them back
+// from `gantry metrics`: the router counts them per app, the controller's
+// collector reads every router each 10 s, and the history answers.
+func TestAppMetrics(t *testing.T) {
+	p := newPlatform(t)
+	docker := testenv.Docker(t)
+	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
+	p.ok("create", "counted")
+	p.ok("release", "create", "-a", "counted", "--image", image, "--process", "web=serve", "--health", "web=/healthz")
+	p.ok("scale", "-a", "counted", "web=1")
+	eventually(t, time.Minute, "the app routed", func() bool {
+		code, _, err := p.get("counted.localhost", "/")
+		return err == nil && code == http.StatusOK
+	})
+
+	summary := func() types.MetricSummary {
+		var m types.AppMetrics
+		if err := json.Unmarshal([]byte(p.ok("metrics", "-a", "counted", "--json")), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m.Summary
+	}
+	send := func(n int) {
+		for range n {
+			if code, _, err := p.get("counted.localhost", "/"); err != nil || code != http.StatusOK {
+				t.Fatalf("through the router: %d %v", code, err)
+			}
+		}
+	}
+	// The collector rates a router from its second reading on: wait until
+	// the first requests show, then count a known batch.
+	var before types.MetricSummary
+	eventually(t, 2*time.Minute, "the first requests in gantry metrics", func() bool {
+		send(10)
+		before = summary()
+		return before.Requests > 0
+	})
+	const batch = 300
+	send(batch)
+	var after types.MetricSummary
+	eventually(t, 2*time.Minute, "the batch in gantry metrics", func() bool {
+		after = summary()
+		return after.Requests-before.Requests >= 0.85*batch
+	})
+	t.Logf("summary: %+v", after)
+	if ok := after.StatusClasses["2xx"]; ok < 0.95*after.Requests {
+		t.Errorf("2xx %.0f of %.0f requests, all were 200", ok, after.Requests)
+	}
+	if after.LatencyP50 <= 0 || after.LatencyP50 > after.LatencyP95 || after.LatencyP95 > after.LatencyP99 || after.LatencyP99 > 10 {
+		t.Errorf("latency percentiles p50 %v p95 %v p99 %v", after.LatencyP50, after.LatencyP95, after.LatencyP99)
+	}
+	if out := p.ok("metrics", "-a", "counted"); !strings.Contains(out, "requests") || !strings.Contains(out, "latency p99") {
+		t.Errorf("gantry metrics:\n%s", out)
+	}
+	// The cluster's /metrics has the router's counters, labelled with the
+	// router.
+	fams := p.scrapeFamilies(t)
+	if !hasSeries(fams["gantry_router_requests_total"], "app", "counted") || fams["gantry_router_scrape_up"] == nil {
+		t.Errorf("/metrics lacks the router's counters: %v", fams["gantry_router_requests_total"])
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,6 +167,11 @@ func Run(ctx context.Context, cfg Config) error {
 			AppLog:    logs.router,
 			Logger:    log.With("component", "router"),
 			Limits:    cfg.RouterLimits,
+			// The controller finds the router's metrics through
+			// discovery and reads them with the platform token.
+			ID:           hostID,
+			MetricsAddr:  net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0"),
+			MetricsToken: hostToken,
 		})
 	})
 	g.Go(func() error {
@@ -235,6 +241,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("gantryd up stopping")
 	return err
+}
+
+// metricsHost is the host the router's metrics listener binds: the HTTP
+// listener's, or loopback when that listens on every address.
+func metricsHost(httpAddr string) string {
+	host, _, _ := net.SplitHostPort(httpAddr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "127.0.0.1"
+	}
+	return host
 }
 
 // ensureAdminEnv writes envFile with a new admin token unless it exists.

@@ -5,7 +5,7 @@
 // readings.
 //
 // Routers register their metrics endpoint in discovery as the service
-// RouterService; host agents have their API in their host record. Both
+// router/types.Service; host agents have their API in their host record. Both
 // answer with the platform's token. Counters are cumulative: the collector
 // keeps each source's previous reading and stores the difference, and a
 // counter that went down (a restarted router) counts from zero.
@@ -34,16 +34,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	"github.com/gantryhq/gantry/layer1/metricstore"
-)
-
-// RouterService is the discovery service under which routers register
-// their metrics endpoint (host:port; GET /metrics with the platform token).
-const RouterService = "gantry-router"
-
-// Metric names of the routers that the collector reads.
-const (
-	RequestsMetric = "gantry_router_requests_total"           // counter {app, status_class}
-	LatencyMetric  = "gantry_router_request_duration_seconds" // histogram {app}
+	routertypes "github.com/gantryhq/gantry/router/types"
 )
 
 // DefaultInterval is Config.Interval when it is zero.
@@ -115,6 +106,8 @@ type routerReading struct {
 // appCounts are one app's cumulative counts at one router.
 type appCounts struct {
 	requests, errors float64
+	// classes are the requests by status class.
+	classes map[string]float64
 	// buckets are the histogram's cumulative counts by upper bound.
 	buckets []bucket
 }
@@ -178,7 +171,7 @@ func (c *Collector) add(app, typ, name string, now time.Time, v float64) {
 // rate, error rate and latency percentiles over the interval since the
 // previous reading.
 func (c *Collector) readRouters(ctx context.Context, now time.Time) {
-	routers, _, err := c.disc.List(ctx, RouterService)
+	routers, _, err := c.disc.List(ctx, routertypes.Service)
 	if err != nil {
 		c.log.Warn("list the routers", "err", err)
 		return
@@ -186,6 +179,7 @@ func (c *Collector) readRouters(ctx context.Context, now time.Time) {
 	type delta struct {
 		seconds          float64
 		requests, errors float64
+		classes          map[string]float64
 		buckets          []bucket
 	}
 	deltas := map[string]*delta{}
@@ -210,8 +204,11 @@ func (c *Collector) readRouters(ctx context.Context, now time.Time) {
 			old := prev.apps[app]
 			d := deltas[app]
 			if d == nil {
-				d = &delta{seconds: secs}
+				d = &delta{seconds: secs, classes: map[string]float64{}}
 				deltas[app] = d
+			}
+			for class, v := range cur.classes {
+				d.classes[class] += increase(v, old, func(a *appCounts) float64 { return a.classes[class] })
 			}
 			d.requests += increase(cur.requests, old, func(a *appCounts) float64 { return a.requests })
 			d.errors += increase(cur.errors, old, func(a *appCounts) float64 { return a.errors })
@@ -226,6 +223,9 @@ func (c *Collector) readRouters(ctx context.Context, now time.Time) {
 	for app, d := range deltas {
 		c.add(app, "", types.MetricRequests, now, d.requests/d.seconds)
 		c.add(app, "", types.MetricErrors, now, d.errors/d.seconds)
+		for class, v := range d.classes {
+			c.add(app, "", types.MetricStatus(class), now, v/d.seconds)
+		}
 		if total := totalOf(d.buckets); total > 0 {
 			c.add(app, "", types.MetricP50, now, quantile(0.50, d.buckets))
 			c.add(app, "", types.MetricP95, now, quantile(0.95, d.buckets))
@@ -342,7 +342,7 @@ func countsOf(fams map[string]*dto.MetricFamily) map[string]*appCounts {
 		}
 		return a
 	}
-	for _, m := range fams[RequestsMetric].GetMetric() {
+	for _, m := range fams[routertypes.RequestsMetric].GetMetric() {
 		app, class := label(m, "app"), label(m, "status_class")
 		if app == "" {
 			continue
@@ -350,11 +350,15 @@ func countsOf(fams map[string]*dto.MetricFamily) map[string]*appCounts {
 		a := get(app)
 		v := m.GetCounter().GetValue()
 		a.requests += v
+		if a.classes == nil {
+			a.classes = map[string]float64{}
+		}
+		a.classes[class] += v
 		if class == "5xx" {
 			a.errors += v
 		}
 	}
-	for _, m := range fams[LatencyMetric].GetMetric() {
+	for _, m := range fams[routertypes.LatencyMetric].GetMetric() {
 		app := label(m, "app")
 		h := m.GetHistogram()
 		if app == "" || h == nil {

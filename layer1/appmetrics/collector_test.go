@@ -17,6 +17,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	"github.com/gantryhq/gantry/layer1/metricstore"
+	routertypes "github.com/gantryhq/gantry/router/types"
 )
 
 func TestQuantile(t *testing.T) {
@@ -56,18 +57,18 @@ func (r *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var b strings.Builder
-	b.WriteString("# TYPE " + RequestsMetric + " counter\n")
+	b.WriteString("# TYPE " + routertypes.RequestsMetric + " counter\n")
 	for app, c := range r.counts {
-		fmt.Fprintf(&b, "%s{app=%q,status_class=\"2xx\"} %d\n", RequestsMetric, app, c[0])
-		fmt.Fprintf(&b, "%s{app=%q,status_class=\"5xx\"} %d\n", RequestsMetric, app, c[1])
+		fmt.Fprintf(&b, "%s{app=%q,status_class=\"2xx\"} %d\n", routertypes.RequestsMetric, app, c[0])
+		fmt.Fprintf(&b, "%s{app=%q,status_class=\"5xx\"} %d\n", routertypes.RequestsMetric, app, c[1])
 	}
-	b.WriteString("# TYPE " + LatencyMetric + " histogram\n")
+	b.WriteString("# TYPE " + routertypes.LatencyMetric + " histogram\n")
 	for app, c := range r.counts {
 		total := c[0] + c[1]
-		fmt.Fprintf(&b, "%s_bucket{app=%q,le=\"0.01\"} %d\n", LatencyMetric, app, c[2])
-		fmt.Fprintf(&b, "%s_bucket{app=%q,le=\"1\"} %d\n", LatencyMetric, app, total)
-		fmt.Fprintf(&b, "%s_bucket{app=%q,le=\"+Inf\"} %d\n", LatencyMetric, app, total)
-		fmt.Fprintf(&b, "%s_sum{app=%q} 1\n%s_count{app=%q} %d\n", LatencyMetric, app, LatencyMetric, app, total)
+		fmt.Fprintf(&b, "%s_bucket{app=%q,le=\"0.01\"} %d\n", routertypes.LatencyMetric, app, c[2])
+		fmt.Fprintf(&b, "%s_bucket{app=%q,le=\"1\"} %d\n", routertypes.LatencyMetric, app, total)
+		fmt.Fprintf(&b, "%s_bucket{app=%q,le=\"+Inf\"} %d\n", routertypes.LatencyMetric, app, total)
+		fmt.Fprintf(&b, "%s_sum{app=%q} 1\n%s_count{app=%q} %d\n", routertypes.LatencyMetric, app, routertypes.LatencyMetric, app, total)
 	}
 	w.Write([]byte(b.String()))
 }
@@ -93,7 +94,7 @@ func TestCollector(t *testing.T) {
 		srv := httptest.NewServer(r)
 		t.Cleanup(srv.Close)
 		addr := strings.TrimPrefix(srv.URL, "http://")
-		if err := disc.Register(t.Context(), lease.ID, RouterService, discovery.Instance{ID: fmt.Sprintf("router-%d", i), Addr: addr}); err != nil {
+		if err := disc.Register(t.Context(), lease.ID, routertypes.Service, discovery.Instance{ID: fmt.Sprintf("router-%d", i), Addr: addr}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,13 +16,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/appmetrics"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	"github.com/gantryhq/gantry/layer1/metricstore"
+	routertypes "github.com/gantryhq/gantry/router/types"
 )
 
 // scrapeTimeout bounds the collection of the host agents' metrics for one
@@ -41,8 +46,9 @@ func newRegistry() *prometheus.Registry {
 // clusterMetrics serves GET /metrics: one Prometheus scrape target for the
 // whole cluster. It merges the controller's own metrics with those of
 // every host agent that holds a host record (each series labelled with its
-// host), and says per host whether its agent answered
-// (gantry_host_scrape_up).
+// host) and of every router registered in discovery (labelled with its
+// router), and says per source whether it answered (gantry_host_scrape_up,
+// gantry_router_scrape_up).
 func (s *Server) clusterMetrics(w http.ResponseWriter, r *http.Request) {
 	families := map[string]*dto.MetricFamily{}
 	own, err := s.metrics.Gather()
@@ -52,41 +58,49 @@ func (s *Server) clusterMetrics(w http.ResponseWriter, r *http.Request) {
 	for _, f := range own {
 		families[f.GetName()] = f
 	}
-	hosts, err := s.listHosts(r.Context())
+	sources, err := s.metricSources(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	up := &dto.MetricFamily{
-		Name: proto.String("gantry_host_scrape_up"),
-		Help: proto.String("Whether the host's agent answered this scrape (1) or not (0)."),
-		Type: dto.MetricType_GAUGE.Enum(),
+	up := map[string]*dto.MetricFamily{}
+	for _, kind := range []string{"host", "router"} {
+		up[kind] = &dto.MetricFamily{
+			Name: proto.String("gantry_" + kind + "_scrape_up"),
+			Help: proto.String("Whether the " + kind + " answered this scrape (1) or not (0)."),
+			Type: dto.MetricType_GAUGE.Enum(),
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), scrapeTimeout)
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, h := range hosts {
+	for _, src := range sources {
 		wg.Go(func() {
-			fams, err := s.hosts.get(h.APIURL).Metrics(ctx)
+			fams, err := src.fetch(ctx)
 			mu.Lock()
 			defer mu.Unlock()
 			value := 1.0
 			if err != nil {
-				s.log.Warn("scrape a host agent", "host", h.ID, "err", err)
+				s.log.Warn("scrape a metrics source", src.kind, src.id, "err", err)
 				value = 0
 			}
-			up.Metric = append(up.Metric, &dto.Metric{
-				Label: []*dto.LabelPair{{Name: proto.String("host"), Value: proto.String(h.ID)}},
+			u := up[src.kind]
+			u.Metric = append(u.Metric, &dto.Metric{
+				Label: []*dto.LabelPair{{Name: proto.String(src.kind), Value: proto.String(src.id)}},
 				Gauge: &dto.Gauge{Value: proto.Float64(value)},
 			})
 			for _, f := range fams {
-				mergeFamily(families, f, "host", h.ID)
+				mergeFamily(families, f, src.kind, src.id)
 			}
 		})
 	}
 	wg.Wait()
-	families[up.GetName()] = up
+	for _, u := range up {
+		if len(u.Metric) > 0 {
+			families[u.GetName()] = u
+		}
+	}
 
 	names := make([]string, 0, len(families))
 	for name := range families {
@@ -102,6 +116,56 @@ func (s *Server) clusterMetrics(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// metricSource is one endpoint whose metrics the cluster's /metrics
+// merges: kind is "host" or "router", id its name.
+type metricSource struct {
+	kind, id string
+	fetch    func(context.Context) (map[string]*dto.MetricFamily, error)
+}
+
+// metricSources lists the host agents with a host record and the routers
+// registered in discovery.
+func (s *Server) metricSources(ctx context.Context) ([]metricSource, error) {
+	hosts, err := s.listHosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []metricSource
+	for _, h := range hosts {
+		out = append(out, metricSource{kind: "host", id: h.ID, fetch: s.hosts.get(h.APIURL).Metrics})
+	}
+	routers, _, err := discovery.New(s.cfg.Etcd, s.space, etcdTimeout, s.log).List(ctx, routertypes.Service)
+	if err != nil {
+		return nil, etcdErr("list the routers", err)
+	}
+	for _, rt := range routers {
+		out = append(out, metricSource{kind: "router", id: rt.ID, fetch: func(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+			return s.scrapeRouter(ctx, rt.Addr)
+		}})
+	}
+	return out, nil
+}
+
+// scrapeRouter reads the /metrics of the router whose metrics listener is
+// at addr, with the platform's token.
+func (s *Server) scrapeRouter(ctx context.Context, addr string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.cfg.HostToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("router /metrics: %s", resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(io.LimitReader(resp.Body, 64<<20))
 }
 
 // mergeFamily adds f's metrics to the family of the same name in into,
@@ -244,5 +308,48 @@ func (s *Server) appMetrics(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Series = append(out.Series, series)
 	}
+	out.Summary = summarize(out.Series, step)
 	writeJSON(w, http.StatusOK, out)
+}
+
+// summarize adds an app's series up over their span: each rate point
+// stands for one step of requests, and the latency percentiles are
+// averaged over the points weighted by the requests of the same step.
+func summarize(series []types.MetricSeries, step time.Duration) types.MetricSummary {
+	sum := types.MetricSummary{StatusClasses: map[string]float64{}}
+	byName := map[string][]types.MetricPoint{}
+	for _, sr := range series {
+		if sr.Type == "" {
+			byName[sr.Name] = sr.Points
+		}
+	}
+	requestsAt := map[int64]float64{}
+	for _, p := range byName[types.MetricRequests] {
+		n := p.Value * step.Seconds()
+		sum.Requests += n
+		requestsAt[p.Time.Unix()] = n
+	}
+	for _, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"} {
+		pts, ok := byName[types.MetricStatus(class)]
+		if !ok {
+			continue
+		}
+		for _, p := range pts {
+			sum.StatusClasses[class] += p.Value * step.Seconds()
+		}
+	}
+	weighted := func(name string) float64 {
+		var total, weight float64
+		for _, p := range byName[name] {
+			w := requestsAt[p.Time.Unix()]
+			total += p.Value * w
+			weight += w
+		}
+		if weight == 0 {
+			return 0
+		}
+		return total / weight
+	}
+	sum.LatencyP50, sum.LatencyP95, sum.LatencyP99 = weighted(types.MetricP50), weighted(types.MetricP95), weighted(types.MetricP99)
+	return sum
 }

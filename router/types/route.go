@@ -1,5 +1,6 @@
 // Package types holds the router's wire types: the route value the
-// controller writes under keyspace.Route(domain) and the router reads.
+// controller writes under keyspace.Route(domain) and the router reads, and
+// the names of the router's metrics and of its discovery service.
 package types
 
 import (

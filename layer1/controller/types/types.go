@@ -305,7 +305,25 @@ type AppMetrics struct {
 	Since  string         `json:"since"`
 	Step   string         `json:"step"`
 	Series []MetricSeries `json:"series"`
+	// Summary adds the series up over the span.
+	Summary MetricSummary `json:"summary"`
 }
+
+// MetricSummary is an app's traffic over a span, from its series: the
+// requests (rate times step), by status class ("2xx"; "other" for
+// requests whose client left before an answer), and the latency
+// percentiles averaged over the steps, weighted by their requests.
+type MetricSummary struct {
+	Requests      float64            `json:"requests"`
+	StatusClasses map[string]float64 `json:"status_classes"`
+	LatencyP50    float64            `json:"latency_p50_seconds"`
+	LatencyP95    float64            `json:"latency_p95_seconds"`
+	LatencyP99    float64            `json:"latency_p99_seconds"`
+}
+
+// MetricStatus returns the name of the series of one status class's
+// request rate, e.g. "status_2xx_per_second".
+func MetricStatus(class string) string { return "status_" + class + "_per_second" }
 
 // Names of the series of AppMetrics.
 const (
