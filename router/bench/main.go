@@ -3,25 +3,25 @@
 // Command bench measures Gantry's router against nginx on this machine, in
 // one run: a small Go backend; Gantry's router in front of it (route and
 // discovery entry written into a real embedded etcd, the production path),
-// once with its access log only and once as `gantryd up` runs it (access
-// log, and each request's line shipped to the app's log through a log
-// aggregator in a process of its own), the latter also on HTTPS; nginx as
-// a keep-alive reverse proxy in front of the same backend with its access
-// log, on HTTP and on HTTPS with HTTP/2, with the same certificate as the
-// router; and the backend alone. wrk drives HTTP/1.1 (plain and TLS 1.3
-// with keep-alive), h2load HTTP/2, each target with the same settings.
-// Each round measures, for each row (access log, app log, HTTPS, HTTP/2),
-// the router and nginx back to back, which of the two first alternating
-// and the rows in a rotating order, so that a burst of other load on the
-// machine hits both sides of a row alike; it prints the 1-minute load
-// average before and after, the median and the spread (min–max) of each
-// target's figures, and for each row the router/nginx ratios of the
-// rounds. Everything
-// listens on 127.0.0.1 and is stopped, and its temporary directory removed,
-// at the end, also on an error or Ctrl-C.
+// once with its access log and once as `gantryd up` runs it (each
+// request's line shipped to the app's log through a log aggregator in a
+// process of its own, and no access log file), the latter also on HTTPS;
+// nginx as a keep-alive reverse proxy in front of the same backend with
+// its access log, on HTTP and on HTTPS with HTTP/2, with the same
+// certificate as the router; and the backend alone. wrk drives HTTP/1.1
+// (plain and TLS 1.3 with keep-alive), h2load HTTP/2, each target with the
+// same settings. Each round measures, for each row (access log, app log,
+// HTTPS, HTTP/2), the router and nginx back to back, which of the two
+// first alternating and the rows in a rotating order, so that a burst of
+// other load on the machine hits both sides of a row alike; it prints the
+// 1-minute load average before and after, the median and the spread
+// (min–max) of each target's figures, and for each row the router/nginx
+// ratios of the rounds. Everything listens on 127.0.0.1 and is stopped,
+// and its temporary directory removed, at the end, also on an error or
+// Ctrl-C.
 //
 //	go run ./router/bench [-duration 10s] [-rounds 5] [-rows access,app-log,https,h2] [-connections 64] [-threads 2]
-//	    [-access-log=true] [-router-cpuprofile cpu.out] [-router-memprofile allocs.out] [-aggregator-cpuprofile agg.out]
+//	    [-access-log=true] [-app-log-access-file] [-router-cpuprofile cpu.out] [-router-memprofile allocs.out] [-aggregator-cpuprofile agg.out]
 //
 // The same binary also runs the backend, the routers and the log
 // aggregator as child processes (-role backend|router|logaggregator), so
@@ -118,7 +118,8 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "warm-up per target before the first round, not measured")
 	conns := flag.Int("connections", 64, "connections of wrk and h2load")
 	threads := flag.Int("threads", 2, "threads of wrk and h2load")
-	accessLog := flag.Bool("access-log", true, "access log on for the routers and nginx (buffered, to a file); false turns it off for all")
+	accessLog := flag.Bool("access-log", true, "access log on for the access-log router and nginx (buffered, to a file); false turns it off for both")
+	appAccessLog := flag.Bool("app-log-access-file", false, "the router as gantryd up runs it also writes an access log file, as gantryd up --access-log FILE does (by default its lines go to the apps' log only)")
 	cpuProfile := flag.String("router-cpuprofile", "", "write a CPU profile of the router as gantryd up runs it (of the access-log router when only that row runs) to this file")
 	memProfile := flag.String("router-memprofile", "", "write an allocation profile of that router to this file")
 	aggProfile := flag.String("aggregator-cpuprofile", "", "write a CPU profile of the log aggregator to this file")
@@ -141,7 +142,7 @@ func main() {
 		sel, err = parseRows(*rows)
 		if err == nil {
 			err = orchestrate(ctx, benchConfig{duration: *duration, rounds: *rounds, warmup: *warmup, conns: *conns, threads: *threads,
-				rows: sel, accessLog: *accessLog, cpuProfile: *cpuProfile, memProfile: *memProfile, aggProfile: *aggProfile,
+				rows: sel, accessLog: *accessLog, appAccessLog: *appAccessLog, cpuProfile: *cpuProfile, memProfile: *memProfile, aggProfile: *aggProfile,
 				nginx: *nginxBin, hold: *hold})
 		}
 	default:
@@ -294,7 +295,7 @@ type benchConfig struct {
 	duration, warmup                   time.Duration
 	rounds, conns, threads             int
 	rows                               []string
-	accessLog                          bool
+	accessLog, appAccessLog            bool
 	cpuProfile, memProfile, aggProfile string
 	nginx                              string
 	hold                               bool
@@ -432,7 +433,7 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 	var logs []string // access log files, counted at the end
 	var stops []func()
 	// startRouter starts a router process and waits until it routes.
-	startRouter := func(name, addr, tlsAddr, logURL string) (int, error) {
+	startRouter := func(name, addr, tlsAddr, logURL string, accessLog bool) (int, error) {
 		args := []string{"-role", "router", "-listen", addr, "-etcd", ports[7]}
 		if tlsAddr != "" {
 			args = append(args, "-listen-https", tlsAddr)
@@ -440,7 +441,7 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 		if logURL != "" {
 			args = append(args, "-log-url", logURL)
 		}
-		if bc.accessLog {
+		if accessLog {
 			file := filepath.Join(dir, name+"-access.log")
 			args = append(args, "-access-file", file)
 			logs = append(logs, file)
@@ -505,7 +506,7 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 	}
 
 	if bc.has(rowAccess) {
-		pid, err := startRouter("router", routerAddr, "", "")
+		pid, err := startRouter("router", routerAddr, "", "", bc.accessLog)
 		if err != nil {
 			return err
 		}
@@ -530,7 +531,7 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 		if err := waitHTTP(ctx, "http://"+aggAddr+"/healthz", ""); err != nil {
 			return fmt.Errorf("log aggregator: %w", err)
 		}
-		pid, err := startRouter("router-app", appRouterAddr, appRouterTLS, "http://"+aggAddr)
+		pid, err := startRouter("router-app", appRouterAddr, appRouterTLS, "http://"+aggAddr, bc.appAccessLog)
 		if err != nil {
 			return err
 		}
@@ -800,9 +801,13 @@ func logPercentiles(file string) (p50, p99 time.Duration, err error) {
 
 func printTable(w io.Writer, bc benchConfig, targets []target, rows []row, runs map[string][]result, pairs map[string][][2]result) {
 	host, _ := os.Hostname()
+	appFile := " only, as under gantryd up"
+	if bc.appAccessLog {
+		appFile = " and writes an access log file"
+	}
 	fmt.Fprintf(w, "\nRouter benchmark: %d CPUs (%s/%s, %s); %d rounds of %v per target; wrk -t%d -c%d --latency (HTTP/1.1), h2load -t%d -c%d -m1 (HTTP/2);\n"+
-		"access log %s for the routers and nginx. Figures: median [min-max] over the rounds.\n\n",
-		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, host, bc.rounds, bc.duration, bc.threads, bc.conns, bc.threads, bc.conns, onOff(bc.accessLog))
+		"access log %s for router and nginx; router+applog (and its HTTPS) ships each request's line to the apps' log%s. Figures: median [min-max] over the rounds.\n\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, host, bc.rounds, bc.duration, bc.threads, bc.conns, bc.threads, bc.conns, onOff(bc.accessLog), appFile)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "target\trequests/s\tp50\tp99\tproxy CPU/req\tof which aggregator\tbackend CPU/req\terrors")
 	us := func(s spread) string {
