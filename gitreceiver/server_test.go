@@ -52,6 +52,9 @@ type recorder struct {
 	files     [][]string
 	cancelled chan struct{}
 	started   chan struct{}
+	// hold is where a commit with a file named HOLD waits: its build
+	// goes on when hold is closed.
+	hold chan struct{}
 }
 
 func (r *recorder) Build(ctx context.Context, req BuildRequest, out io.Writer) error {
@@ -85,6 +88,12 @@ func (r *recorder) Build(ctx context.Context, req BuildRequest, out io.Writer) e
 		case "FAIL":
 			fmt.Fprintln(out, "main.go:3:1: syntax error")
 			return errors.New("build failed")
+		case "HOLD":
+			select {
+			case <-r.hold:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		case "BLOCK":
 			r.started <- struct{}{}
 			<-ctx.Done()
@@ -117,7 +126,7 @@ func newEnv(t *testing.T) *env {
 	}
 	dir := t.TempDir()
 	e := &env{t: t, key: filepath.Join(dir, "id"), other: filepath.Join(dir, "other"), repoDir: filepath.Join(dir, "repos")}
-	e.rec = &recorder{cancelled: make(chan struct{}, 1), started: make(chan struct{}, 1)}
+	e.rec = &recorder{cancelled: make(chan struct{}, 1), started: make(chan struct{}, 1), hold: make(chan struct{})}
 	run(t, "", nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", e.key)
 	run(t, "", nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", e.other)
 	pub, err := os.ReadFile(e.key + ".pub")
@@ -295,6 +304,12 @@ func TestPushRefusals(t *testing.T) {
 		{"other branch status", func() (string, int) {
 			return e.git(repo, e.key, "push", e.url("demo"), "main:feature")
 		}, "! [remote rejected] main -> feature (not a deploy branch)"},
+		{"delete the deploy branch", func() (string, int) {
+			return e.git(repo, e.key, "push", e.url("demo"), ":main")
+		}, "! [remote rejected] main (deleting the deploy branch is not supported)"},
+		{"bad repository name", func() (string, int) {
+			return e.git(repo, e.key, "push", fmt.Sprintf("ssh://git@127.0.0.1:%d/Bad_Name.git", e.port), "main")
+		}, ` /Bad_Name.git is not an app repository (want /APP.git): invalid app name "Bad_Name": it must start with a lowercase letter`},
 		{"unknown app", func() (string, int) {
 			return e.git(repo, e.key, "push", e.url("nosuchapp"), "main")
 		}, "no such app: nosuchapp"},
