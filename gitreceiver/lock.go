@@ -23,26 +23,17 @@ const lockPoll = 200 * time.Millisecond
 // waiting once when another push holds the lock, and gives up when ctx
 // ends. The returned function releases the lock.
 func lockRepo(ctx context.Context, repo string, waiting func()) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(repo, pushLockFile), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open push lock: %w", err)
-	}
-	fd := int(f.Fd())
 	var tick *time.Ticker
 	for {
-		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+		unlock, err := tryLockRepo(repo)
 		if err == nil {
 			if tick != nil {
 				tick.Stop()
 			}
-			return func() {
-				syscall.Flock(fd, syscall.LOCK_UN)
-				f.Close()
-			}, nil
+			return unlock, nil
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("take push lock: %w", err)
+		if !errors.Is(err, errLocked) {
+			return nil, err
 		}
 		if tick == nil {
 			waiting()
@@ -51,9 +42,36 @@ func lockRepo(ctx context.Context, repo string, waiting func()) (func(), error) 
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
 			return nil, ctx.Err()
 		case <-tick.C:
 		}
+	}
+}
+
+// errLocked is returned by tryLockRepo when another push holds the lock.
+var errLocked = errors.New("the push lock is held")
+
+// tryLockRepo takes the push lock of the repository repo if it is free, and
+// returns errLocked if it is not.
+func tryLockRepo(repo string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(repo, pushLockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open push lock: %w", err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		return func() { f.Close() }, nil // closing the file releases the lock
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		f.Close()
+		return nil, errLocked
+	default:
+		f.Close()
+		return nil, fmt.Errorf("take push lock: %w", err)
 	}
 }

@@ -26,9 +26,11 @@ type KeyChecker interface {
 	Authorized(ctx context.Context, key gossh.PublicKey) (bool, error)
 }
 
-// AppChecker says whether an app exists.
+// AppChecker looks up apps.
 type AppChecker interface {
-	AppExists(ctx context.Context, name string) (bool, error)
+	// App returns the app named name, or an error wrapping ErrNoApp when
+	// there is none.
+	App(ctx context.Context, name string) (App, error)
 }
 
 // Builder builds and deploys one pushed commit. It writes human output
@@ -64,6 +66,9 @@ type Config struct {
 	Keys KeyChecker
 	// Apps says which apps exist; required.
 	Apps AppChecker
+	// SweepInterval is how often the repositories of apps that no longer
+	// exist are removed (also once at start); zero means 5 minutes.
+	SweepInterval time.Duration
 	// Builder builds pushes; required.
 	Builder Builder
 	// HookCommand is the argv of the proc-receive hook; empty means this
@@ -100,8 +105,10 @@ type Server struct {
 	hookLn net.Listener
 
 	mu     sync.Mutex
-	pushes map[string]*push         // by push ID
-	locks  map[string]chan struct{} // one build per app
+	pushes map[string]*push // by push ID
+
+	// repoMu is held while a repository is created, replaced or removed.
+	repoMu sync.Mutex
 }
 
 // push is one git receive-pack in progress.
@@ -122,6 +129,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.PushTimeout == 0 {
 		cfg.PushTimeout = 30 * time.Minute
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = 5 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -146,7 +156,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitreceiver: listen on hook socket %s: %w", sock, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hookLn: hookLn, pushes: map[string]*push{}, locks: map[string]chan struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, hookLn: hookLn, pushes: map[string]*push{}}
 	s.ssh = &ssh.Server{
 		Handler:          s.handleSession,
 		HostSigners:      []ssh.Signer{signer},
@@ -176,6 +186,9 @@ func Run(ctx context.Context, cfg Config) error {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("git receiver listening", "addr", ln.Addr().String(), "repos", s.cfg.RepoDir)
 	go s.serveHooks(ctx)
+	sctx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go s.sweepRepos(sctx)
 	errc := make(chan error, 1)
 	go func() { errc <- s.ssh.Serve(ln) }()
 	select {
@@ -198,8 +211,11 @@ func (s *Server) Close() {
 	s.hookLn.Close()
 }
 
+// lookupTimeout bounds a key or app lookup.
+const lookupTimeout = 10 * time.Second
+
 func (s *Server) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	ok, err := s.cfg.Keys.Authorized(cctx, key)
 	if err != nil {

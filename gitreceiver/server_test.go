@@ -39,9 +39,50 @@ func (k keys) Authorized(_ context.Context, key gossh.PublicKey) (bool, error) {
 	return false, nil
 }
 
-type apps map[string]bool
+// apps is an AppChecker over a set of apps that a test changes.
+type apps struct {
+	mu   sync.Mutex
+	apps map[string]App
+}
 
-func (a apps) AppExists(_ context.Context, name string) (bool, error) { return a[name], nil }
+func newApps(names ...string) *apps {
+	a := &apps{apps: map[string]App{}}
+	for _, n := range names {
+		a.create(n)
+	}
+	return a
+}
+
+func (a *apps) App(_ context.Context, name string) (App, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	app, ok := a.apps[name]
+	if !ok {
+		return App{}, fmt.Errorf("%w: %s", ErrNoApp, name)
+	}
+	return app, nil
+}
+
+// create makes an app named name, with a new ID.
+func (a *apps) create(name string) App {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	app := App{ID: newID(), CreatedAt: time.Now()}
+	a.apps[name] = app
+	return app
+}
+
+func (a *apps) set(name string, app App) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.apps[name] = app
+}
+
+func (a *apps) destroy(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.apps, name)
+}
 
 // recorder is a Builder that reads the source and records the build. A
 // commit whose tree has a file named FAIL fails; one with BLOCK waits for
@@ -111,10 +152,12 @@ type env struct {
 	key     string // private key file of a registered key
 	other   string // private key file of an unregistered key
 	rec     *recorder
+	apps    *apps
 	repoDir string
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts a server on a loopback port; opts change its config.
+func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs git and ssh")
@@ -126,6 +169,7 @@ func newEnv(t *testing.T) *env {
 	}
 	dir := t.TempDir()
 	e := &env{t: t, key: filepath.Join(dir, "id"), other: filepath.Join(dir, "other"), repoDir: filepath.Join(dir, "repos")}
+	e.apps = newApps("demo", "other")
 	e.rec = &recorder{cancelled: make(chan struct{}, 1), started: make(chan struct{}, 1), hold: make(chan struct{})}
 	run(t, "", nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", e.key)
 	run(t, "", nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", e.other)
@@ -141,14 +185,18 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{
+	cfg := Config{
 		HostKeyFile: filepath.Join(dir, "host_key"),
 		RepoDir:     e.repoDir,
 		Keys:        keys{allowed: []gossh.PublicKey{pk}},
-		Apps:        apps{"demo": true, "other": true},
+		Apps:        e.apps,
 		Builder:     e.rec,
 		HookCommand: []string{"env", "GANTRY_TEST_RUN_HOOK=1", exe},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/gliderlabs/ssh"
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // handleSession serves one SSH exec request: git-receive-pack or
@@ -32,21 +30,21 @@ func (s *Server) handleSession(sess ssh.Session) {
 	}
 	ctx, cancel := context.WithTimeout(sess.Context(), s.cfg.PushTimeout)
 	defer cancel()
-	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-	exists, err := s.cfg.Apps.AppExists(actx, cmd.App)
+	actx, acancel := context.WithTimeout(ctx, lookupTimeout)
+	app, err := s.cfg.Apps.App(actx, cmd.App)
 	acancel()
+	if errors.Is(err, ErrNoApp) {
+		fmt.Fprintf(sess.Stderr(), " !     no such app: %s (create it with `gantry create %s`)\n", cmd.App, cmd.App)
+		sess.Exit(1)
+		return
+	}
 	if err != nil {
 		log.Error("look up app", "app", cmd.App, "err", err)
 		fmt.Fprintf(sess.Stderr(), " !     cannot look up app %s right now: %v\n", cmd.App, err)
 		sess.Exit(1)
 		return
 	}
-	if !exists {
-		fmt.Fprintf(sess.Stderr(), " !     no such app: %s (create it with `gantry create %s`)\n", cmd.App, cmd.App)
-		sess.Exit(1)
-		return
-	}
-	repo, err := s.ensureRepo(cmd.App)
+	repo, err := s.ensureRepo(app, cmd.App)
 	if err != nil {
 		log.Error("prepare repository", "app", cmd.App, "err", err)
 		fmt.Fprintf(sess.Stderr(), " !     cannot prepare the repository of %s\n", cmd.App)
@@ -85,28 +83,6 @@ func (s *Server) handleSession(sess ssh.Session) {
 		}
 	}
 	sess.Exit(code)
-}
-
-// ensureRepo returns the path of the app's bare repository, creating it
-// (with go-git) and installing the proc-receive hook.
-func (s *Server) ensureRepo(app string) (string, error) {
-	path := filepath.Join(s.cfg.RepoDir, app+".git")
-	if _, err := git.PlainOpen(path); errors.Is(err, git.ErrRepositoryNotExists) {
-		r, err := git.PlainInit(path, true)
-		if err != nil {
-			return "", fmt.Errorf("init %s: %w", path, err)
-		}
-		// Clones check out main.
-		if err := r.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, plumbing.NewBranchReferenceName("main"))); err != nil {
-			return "", fmt.Errorf("set HEAD of %s: %w", path, err)
-		}
-	} else if err != nil {
-		return "", fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := s.writeHook(path); err != nil {
-		return "", err
-	}
-	return path, nil
 }
 
 func (s *Server) writeHook(repo string) error {

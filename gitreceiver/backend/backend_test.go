@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -80,7 +81,8 @@ func TestBackend(t *testing.T) {
 	if _, err := adminClient.AddKey(ctx, string(gossh.MarshalAuthorizedKey(registered))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := adminClient.CreateApp(ctx, "demo"); err != nil {
+	demo, err := adminClient.CreateApp(ctx, "demo")
+	if err != nil {
 		t.Fatal(err)
 	}
 	b := New(client.New(url, hostToken))
@@ -96,16 +98,28 @@ func TestBackend(t *testing.T) {
 			}
 		})
 	}
-	for app, want := range map[string]bool{"demo": true, "nope": false} {
-		if ok, err := b.AppExists(ctx, app); err != nil || ok != want {
-			t.Errorf("AppExists(%s) = %v, %v; want %v", app, ok, err, want)
-		}
+	if app, err := b.App(ctx, "demo"); err != nil || app.ID != demo.ID || !app.CreatedAt.Equal(demo.CreatedAt) {
+		t.Errorf("App(demo) = %+v, %v; want ID %s, created %v", app, err, demo.ID, demo.CreatedAt)
+	}
+	if _, err := b.App(ctx, "nope"); !errors.Is(err, gitreceiver.ErrNoApp) {
+		t.Errorf("App(nope) = %v, want ErrNoApp", err)
+	}
+	// An app destroyed and created again under its name is another app.
+	if err := adminClient.DeleteApp(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := adminClient.CreateApp(ctx, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app, err := b.App(ctx, "demo"); err != nil || app.ID != again.ID || app.ID == demo.ID {
+		t.Errorf("App(demo) after re-creating it = %+v, %v; want ID %s, not %s", app, err, again.ID, demo.ID)
 	}
 
 	// The controller runs no builds: the push is refused with its reason
 	// in one line, and the source is read and closed.
 	src := &source{r: strings.NewReader("a tar archive")}
-	err := b.Build(ctx, gitreceiver.BuildRequest{App: "demo", Ref: "refs/heads/main", Commit: "0123456789abcdef",
+	err = b.Build(ctx, gitreceiver.BuildRequest{App: "demo", Ref: "refs/heads/main", Commit: "0123456789abcdef",
 		Source: func(context.Context) (io.ReadCloser, error) { return src, nil }}, io.Discard)
 	if err == nil || err.Error() != "this controller runs no builds: it has no builder image, stack image or internal URL configured" {
 		t.Errorf("Build = %v", err)
@@ -119,8 +133,8 @@ func TestBackend(t *testing.T) {
 	if _, err := gone.Authorized(ctx, registered); err == nil || !strings.Contains(err.Error(), "cannot reach the controller") {
 		t.Errorf("Authorized without a controller: %v", err)
 	}
-	if _, err := gone.AppExists(ctx, "demo"); err == nil {
-		t.Error("AppExists without a controller: no error")
+	if _, err := gone.App(ctx, "demo"); err == nil || errors.Is(err, gitreceiver.ErrNoApp) {
+		t.Errorf("App without a controller: %v, want an error other than ErrNoApp", err)
 	}
 }
 
