@@ -78,6 +78,20 @@ type Config struct {
 	Git string
 	// PushTimeout bounds one push, build included; zero means 30 minutes.
 	PushTimeout time.Duration
+	// HandshakeTimeout bounds the time from accepting a connection to its
+	// first session, SSH handshake and authentication included; zero means
+	// 30 seconds.
+	HandshakeTimeout time.Duration
+	// IdleTimeout ends an authenticated connection that has sent and
+	// received nothing for this long (a build that prints nothing for
+	// this long too); zero means 10 minutes.
+	IdleTimeout time.Duration
+	// MaxUnauthenticated caps the connections not yet authenticated, in
+	// total; more are closed at once. Zero means 64.
+	MaxUnauthenticated int
+	// MaxUnauthenticatedPerSource caps the connections not yet
+	// authenticated from one IP address; zero means 8.
+	MaxUnauthenticatedPerSource int
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -94,6 +108,12 @@ func (c Config) Validate() error {
 	if c.Keys == nil || c.Apps == nil || c.Builder == nil {
 		errs = append(errs, errors.New("keys, apps and builder are required"))
 	}
+	if c.PushTimeout < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 || c.SweepInterval < 0 {
+		errs = append(errs, errors.New("timeouts and intervals must not be negative"))
+	}
+	if c.MaxUnauthenticated < 0 || c.MaxUnauthenticatedPerSource < 0 {
+		errs = append(errs, errors.New("connection caps must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -102,6 +122,7 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	ssh    *ssh.Server
+	gate   *gate
 	hookLn net.Listener
 
 	mu     sync.Mutex
@@ -133,6 +154,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = 5 * time.Minute
 	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.MaxUnauthenticated == 0 {
+		cfg.MaxUnauthenticated = 64
+	}
+	if cfg.MaxUnauthenticatedPerSource == 0 {
+		cfg.MaxUnauthenticatedPerSource = 8
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -156,13 +189,15 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitreceiver: listen on hook socket %s: %w", sock, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hookLn: hookLn, pushes: map[string]*push{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, hookLn: hookLn, pushes: map[string]*push{}, gate: newGate(cfg, cfg.Logger)}
 	s.ssh = &ssh.Server{
 		Handler:          s.handleSession,
 		HostSigners:      []ssh.Signer{signer},
 		PublicKeyHandler: s.authorize,
 		Version:          "Gantry",
-		IdleTimeout:      10 * time.Minute,
+		IdleTimeout:      cfg.IdleTimeout,
+		ConnCallback:     rememberConn,
+		ChannelHandlers:  map[string]ssh.ChannelHandler{"session": sessionHandler},
 	}
 	return s, nil
 }
@@ -182,9 +217,13 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // Serve accepts SSH connections on ln until ctx is done, then closes the
-// server.
+// server. Connections beyond the caps on unauthenticated ones are closed as
+// they are accepted.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.log.Info("git receiver listening", "addr", ln.Addr().String(), "repos", s.cfg.RepoDir)
+	s.log.Info("git receiver listening", "addr", ln.Addr().String(), "repos", s.cfg.RepoDir,
+		"handshake_timeout", s.cfg.HandshakeTimeout, "idle_timeout", s.cfg.IdleTimeout,
+		"max_unauthenticated", s.cfg.MaxUnauthenticated, "max_unauthenticated_per_source", s.cfg.MaxUnauthenticatedPerSource)
+	ln = &gatedListener{Listener: ln, gate: s.gate}
 	go s.serveHooks(ctx)
 	sctx, stopSweep := context.WithCancel(ctx)
 	defer stopSweep()
