@@ -47,6 +47,9 @@ func (c cluster) Validate() error {
 	if c.Token == "" {
 		return fmt.Errorf("cluster %s has no token", c.Name)
 	}
+	if err := validateToken(c.Token); err != nil {
+		return fmt.Errorf("the token of cluster %s is malformed: %w", c.Name, err)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -66,6 +67,10 @@ func newTestController(t *testing.T) *testController {
 		keys:  map[string]testKey{},
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
+	})
 	mux.HandleFunc("GET /v1/info", tc.info)
 	mux.HandleFunc("POST /v1/apps", tc.createApp)
 	mux.HandleFunc("GET /v1/apps", tc.listApps)

@@ -183,7 +183,7 @@ func parseTimeout(s string) (int, error) {
 	}
 	n, err := strconv.Atoi(strings.TrimSuffix(s, "s"))
 	if err != nil || n < 1 || strings.HasPrefix(s, "+") {
-		return 0, fmt.Errorf("invalid argument %q: give the deploy timeout in seconds, e.g. 120, or default", s)
+		return 0, fmt.Errorf("invalid argument %q: the deploy timeout must be a positive number of seconds, e.g. 120, or default", s)
 	}
 	return n, nil
 }

@@ -116,14 +116,55 @@ func (r *runner) envUnset(c *urfave.Context) error {
 	if err := checkArgs(c, 1, -1); err != nil {
 		return err
 	}
-	changes := make(map[string]*string, c.NArg())
 	for _, k := range c.Args().Slice() {
 		if err := validateConfigKey(k); err != nil {
 			return usagef(c, "invalid argument %q: %v", k, err)
 		}
-		changes[k] = nil
+	}
+	app, err := r.app(c)
+	if err != nil {
+		return err
+	}
+	cl, err := r.client(c)
+	if err != nil {
+		return err
+	}
+	env, err := cl.GetConfig(c.Context, app)
+	if err != nil {
+		return err
+	}
+	// Unsetting a var that is not set changes nothing: say so. The command
+	// fails only when none of the vars was set (nothing changed at all).
+	changes := make(map[string]*string, c.NArg())
+	var notSet []string
+	for _, k := range c.Args().Slice() {
+		if _, ok := env[k]; ok {
+			changes[k] = nil
+		} else if !slices.Contains(notSet, k) {
+			notSet = append(notSet, k)
+		}
+	}
+	if len(changes) == 0 {
+		return fmt.Errorf("%s %s not set on %s; nothing changed", strings.Join(notSet, ", "), isAre(len(notSet)), app)
+	}
+	if len(notSet) > 0 {
+		fmt.Fprintf(r.stderr, "%s %s not set on %s\n", strings.Join(notSet, ", "), wasWere(len(notSet)), app)
 	}
 	return r.updateConfig(c, changes, "Unset")
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+func wasWere(n int) string {
+	if n == 1 {
+		return "was"
+	}
+	return "were"
 }
 
 // updateConfig applies changes to the app's config, says what it did

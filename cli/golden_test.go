@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"flag"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,6 +43,22 @@ func closedURL(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return "http://" + addr
+}
+
+// htmlServer returns the URL of a web server that is not a Gantry API, as
+// the router is: it answers every path with an HTML page, 404 but for the
+// paths under /ok, which get a 200.
+func htmlServer(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if !strings.HasPrefix(r.URL.Path, "/ok/") {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		io.WriteString(w, "<!DOCTYPE html>\n<html><head><title>No such app</title></head><body><h1>404</h1></body></html>\n")
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // cliResult is what one run of the command line printed.
@@ -231,6 +250,13 @@ func TestGolden(t *testing.T) {
 		{name: "error_key_not_found", args: []string{"key", "remove", "SHA256:nope"}},
 		{name: "error_key_file_missing", args: []string{"key", "add"}},
 		{name: "error_cluster_add_no_token", args: []string{"cluster", "add", "local", "http://127.0.0.1:1"}},
+		{name: "error_env_unset_not_set", args: []string{"env", "unset", "-a", "demo", "NOPE"}},
+		{name: "env_unset_some_not_set", args: []string{"env", "unset", "-a", "demo", "QUERY", "NOPE"}},
+		{name: "error_deploy_timeout_negative", args: []string{"deploy", "timeout", "-a", "demo", "-3"}},
+		{name: "error_deploy_timeout_zero", args: []string{"deploy", "timeout", "-a", "demo", "0"}},
+		{name: "error_not_gantry_api", args: []string{"apps"}, env: map[string]string{"GANTRY_URL": "$HTML"}},
+		{name: "error_not_gantry_api_ok", args: []string{"apps"}, env: map[string]string{"GANTRY_URL": "$HTML/ok"}},
+		{name: "error_token_newline", args: []string{"apps"}, env: map[string]string{"GANTRY_TOKEN": "gantry_abc\ndef"}},
 	}
 	goldenDir, err := filepath.Abs("testdata")
 	if err != nil {
@@ -246,8 +272,9 @@ func TestGolden(t *testing.T) {
 				tc.seedShop()
 			}
 			closed := closedURL(t)
+			html := htmlServer(t)
 			home := isolate(t, tc.URL)
-			expand := strings.NewReplacer("$URL", tc.URL, "$CLOSED", closed, "$HOME", home).Replace
+			expand := strings.NewReplacer("$URL", tc.URL, "$CLOSED", closed, "$HTML", html, "$HOME", home).Replace
 			for k, v := range tt.env {
 				t.Setenv(k, expand(v))
 			}
@@ -281,6 +308,7 @@ func TestGolden(t *testing.T) {
 			got = strings.NewReplacer(
 				tc.URL, "http://CONTROLLER",
 				closed, "http://UNREACHABLE",
+				html, "http://ROUTER",
 				strings.TrimPrefix(closed, "http://"), "UNREACHABLE",
 				home, "$HOME",
 			).Replace(got)

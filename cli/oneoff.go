@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -216,10 +217,10 @@ func (s *runSession) run(sigs <-chan os.Signal) (int, error) {
 				return 0, &exitStatusError{code: 130, err: errors.New("interrupted; the job was killed")}
 			default:
 			}
-			if errors.Is(err, io.EOF) {
-				return 0, errors.New("the job's stream ended without its exit status (its host agent or the controller stopped?)")
+			if connectionEnded(err) {
+				return 0, &streamCutError{cause: err}
 			}
-			return 0, fmt.Errorf("the connection to the job was lost: %w", err)
+			return 0, fmt.Errorf("the job's stream is garbled: %w", err)
 		}
 		switch f.Type {
 		case attach.Stdout:
@@ -286,4 +287,24 @@ func protectRunArgs(app *urfave.App, args []string) []string {
 		return args
 	}
 	return slices.Concat(args[:i], []string{"--"}, args[i:])
+}
+
+// streamCutError is the error of a job's stream that ended before the job's
+// exit status. The connection's end and a reset say the same to the user:
+// which of the two the client sees depends on timing, not on what happened.
+type streamCutError struct{ cause error }
+
+func (e *streamCutError) Error() string {
+	return "the job's stream ended without its exit status (its host agent or the controller stopped?)"
+}
+
+func (e *streamCutError) Unwrap() error { return e.cause }
+
+// connectionEnded reports whether err says that the connection ended or was
+// cut (its end, a reset, a broken pipe, a closed socket), as opposed to a
+// malformed stream.
+func connectionEnded(err error) bool {
+	var opErr *net.OpError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.As(err, &opErr)
 }

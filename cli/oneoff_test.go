@@ -170,6 +170,12 @@ func (s *runServer) serve(w http.ResponseWriter, r *http.Request) {
 		fw.Write(attach.ExitFrame(127))
 	case "drop":
 		out(attach.Stdout, "partial\n")
+	case "reset":
+		// Closing with linger 0 sends a reset instead of the end of the
+		// stream: the client sees "connection reset by peer".
+		if tc, ok := conn.Conn.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
 	}
 }
 
@@ -197,6 +203,8 @@ func TestRunCommand(t *testing.T) {
 		{name: "command not found", args: []string{"run", "-a", "demo", "no-such-command"}, wantCode: 127,
 			wantStderr: " !    cannot run the command: \"no-such-command\": executable file not found in $PATH\n"},
 		{name: "stream cut", args: []string{"run", "-a", "demo", "drop"}, wantCode: 1, wantStdout: "partial\n",
+			wantStderr: " !    the job's stream ended without its exit status (its host agent or the controller stopped?)\n"},
+		{name: "stream reset", args: []string{"run", "-a", "demo", "reset"}, wantCode: 1,
 			wantStderr: " !    the job's stream ended without its exit status (its host agent or the controller stopped?)\n"},
 		{name: "detach", args: []string{"run", "-a", "demo", "--detach", "sleep", "10"}, wantStdout: "demo.run.1.abc\n",
 			wantStderr: "Running in the background on h1; its output: gantry log -a demo -j demo.run.1.abc\n",

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,6 +124,10 @@ func onUsageError(c *urfave.Context, err error, _ bool) error {
 			dashes = "--"
 		}
 		msg = "unknown flag " + dashes + name
+		if _, err := strconv.ParseFloat(name, 64); err == nil {
+			// "gantry deploy timeout -3": a negative number, not a flag.
+			msg = fmt.Sprintf("invalid argument %q: negative numbers are not valid here (want %s)", "-"+name, c.Command.ArgsUsage)
+		}
 	}
 	return &usageError{usage: usageLine(c), msg: msg}
 }
@@ -152,7 +157,14 @@ func (r *runner) printError(err error) {
 // itself otherwise (the client's transport errors name the controller URL).
 func (r *runner) describe(err error) string {
 	var apiErr *types.Error
+	status := 0
 	if errors.As(err, &apiErr) {
+		status = apiErr.Status
+	}
+	if msg := r.notGantryAPI(err, status); msg != "" {
+		return msg
+	}
+	if apiErr != nil {
 		if apiErr.Status == http.StatusUnauthorized {
 			return r.unauthorized()
 		}

@@ -27,6 +27,33 @@ type target struct {
 // cluster, whose token GANTRY_TOKEN overrides when set. The configuration is
 // loaded only when needed, so GANTRY_URL works without any config file.
 func resolveTarget(flagCluster string, getenv func(string) string, load func() (*config, error)) (target, error) {
+	t, err := pickTarget(flagCluster, getenv, load)
+	if err != nil {
+		return target{}, err
+	}
+	if err := validateToken(t.Token); err != nil {
+		return target{}, fmt.Errorf("the token from %s is malformed: %w", t.TokenSource, err)
+	}
+	return t, nil
+}
+
+// validateToken reports what makes tok unusable as a bearer token: a line
+// break (a token pasted with its newline) or another control character,
+// which cannot be sent in an HTTP header.
+func validateToken(tok string) error {
+	for _, c := range tok {
+		switch {
+		case c == '\n' || c == '\r':
+			return errors.New("it contains a line break (copy it again, on one line)")
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("it contains the control character %U", c)
+		}
+	}
+	return nil
+}
+
+// pickTarget is resolveTarget without the check of the token.
+func pickTarget(flagCluster string, getenv func(string) string, load func() (*config, error)) (target, error) {
 	if flagCluster != "" {
 		cfg, err := load()
 		if err != nil {

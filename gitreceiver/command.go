@@ -3,12 +3,33 @@ package gitreceiver
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
+
+	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
 // ErrBadCommand is returned for an SSH command the receiver does not serve.
 var ErrBadCommand = errors.New("unsupported command")
+
+// Errors that reject a push's ref updates.
+var (
+	// ErrNotDeployBranch rejects a push of a ref other than a deploy branch.
+	ErrNotDeployBranch = errors.New("not a deploy branch")
+	// ErrDeleteDeployBranch rejects the deletion of a deploy branch.
+	ErrDeleteDeployBranch = errors.New("deleting the deploy branch is not supported")
+	// ErrRefMoved rejects a push whose branch another push moved after
+	// this one began.
+	ErrRefMoved = errors.New("changed by another push")
+)
+
+// Rejection reasons, as git shows them: "! [remote rejected] main -> main
+// (reason)".
+const (
+	reasonNotDeployBranch = "not a deploy branch"
+	reasonDeleteBranch    = "deleting the deploy branch is not supported"
+	reasonRefMoved        = "changed by another push"
+	reasonOneBranch       = "one deploy branch per push"
+)
 
 // Command is a parsed git-over-SSH request.
 type Command struct {
@@ -17,8 +38,6 @@ type Command struct {
 	// App is the app whose repository is addressed.
 	App string
 }
-
-var appNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{1,29}$`)
 
 // ParseCommand parses the raw command of an SSH exec request, as git sends
 // it: `git-receive-pack 'demo.git'`. The repository may be written `demo`,
@@ -39,15 +58,20 @@ func ParseCommand(raw string) (Command, error) {
 	if len(fields) != 2 {
 		return Command{}, fmt.Errorf("%w: %s takes exactly one repository argument", ErrBadCommand, service)
 	}
-	repo := fields[1]
-	if len(repo) >= 2 && (repo[0] == '\'' || repo[0] == '"') && repo[len(repo)-1] == repo[0] {
-		repo = repo[1 : len(repo)-1]
+	path := fields[1]
+	if len(path) >= 2 && (path[0] == '\'' || path[0] == '"') && path[len(path)-1] == path[0] {
+		path = path[1 : len(path)-1]
 	}
-	repo = strings.TrimPrefix(repo, "/")
+	repo := strings.TrimPrefix(path, "/")
 	repo = strings.TrimSuffix(repo, "/")
 	repo = strings.TrimSuffix(repo, ".git")
-	if !appNameRE.MatchString(repo) {
-		return Command{}, fmt.Errorf("%w: %q is not an app repository (want APP.git)", ErrBadCommand, truncate(fields[1], 60))
+	if err := types.ValidateAppName(repo); err != nil {
+		why := err.Error()
+		var apiErr *types.Error
+		if errors.As(err, &apiErr) {
+			why = apiErr.Message
+		}
+		return Command{}, fmt.Errorf("%w: %s is not an app repository (want /APP.git): %s", ErrBadCommand, truncate(path, 60), why)
 	}
 	return Command{Service: service, App: repo}, nil
 }
@@ -70,7 +94,10 @@ type RefUpdate struct {
 const zeroID = "0000000000000000000000000000000000000000"
 
 // Deletes reports whether the update deletes the ref.
-func (u RefUpdate) Deletes() bool { return strings.Trim(u.New, "0") == "" }
+func (u RefUpdate) Deletes() bool { return isZeroID(u.New) }
+
+// isZeroID reports whether id is git's "no object" ID (of SHA-1 or SHA-256).
+func isZeroID(id string) bool { return strings.Trim(id, "0") == "" }
 
 // DeployBranches are the branches whose push builds and deploys.
 var DeployBranches = []string{"main", "master"}
@@ -106,27 +133,29 @@ func isObjectID(s string) bool {
 }
 
 // deployRef picks the update to build from a push: exactly one update of a
-// deploy branch, not a deletion. Any other ref is refused with a message
-// naming the branches that deploy.
+// deploy branch, not a deletion. Anything else is a *Rejection whose
+// message names what is wrong and which branches deploy.
 func deployRef(updates []RefUpdate) (RefUpdate, error) {
 	var found []RefUpdate
 	for _, u := range updates {
 		branch, ok := strings.CutPrefix(u.Name, "refs/heads/")
 		if !ok || !isDeployBranch(branch) {
-			return RefUpdate{}, fmt.Errorf("pushing %s is not supported: only the %s branches deploy (git push gantry main)", u.Name, strings.Join(DeployBranches, " and "))
+			return RefUpdate{}, &Rejection{Reason: reasonNotDeployBranch, Err: fmt.Errorf("%w: pushing %s is not supported: only the %s branches deploy (git push gantry main)",
+				ErrNotDeployBranch, u.Name, strings.Join(DeployBranches, " and "))}
 		}
 		if u.Deletes() {
-			return RefUpdate{}, fmt.Errorf("deleting %s is not allowed: it is the deployed branch", u.Name)
+			return RefUpdate{}, &Rejection{Reason: reasonDeleteBranch, Err: fmt.Errorf("%w: %s is the branch that deploys; to stop the app, scale it down (gantry scale web=0); to remove it, gantry destroy",
+				ErrDeleteDeployBranch, u.Name)}
 		}
 		found = append(found, u)
 	}
 	switch len(found) {
 	case 0:
-		return RefUpdate{}, errors.New("nothing to deploy")
+		return RefUpdate{}, &Rejection{Reason: reasonNotDeployBranch, Err: fmt.Errorf("%w: nothing to deploy", ErrNotDeployBranch)}
 	case 1:
 		return found[0], nil
 	default:
-		return RefUpdate{}, errors.New("push one deploy branch at a time (main or master)")
+		return RefUpdate{}, &Rejection{Reason: reasonOneBranch, Err: errors.New("push one deploy branch at a time (main or master)")}
 	}
 }
 

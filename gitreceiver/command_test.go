@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -56,7 +58,7 @@ func FuzzParseCommand(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !appNameRE.MatchString(c.App) || strings.ContainsAny(c.App, "/.") {
+		if types.ValidateAppName(c.App) != nil || strings.ContainsAny(c.App, "/.") {
 			t.Fatalf("accepted app %q from %q", c.App, raw)
 		}
 		if c.Service != "git-receive-pack" && c.Service != "git-upload-pack" {
@@ -76,13 +78,14 @@ func TestDeployRef(t *testing.T) {
 		input   string
 		want    string
 		errLike string
+		reason  string
 	}{
-		{"main", idA + " " + idB + " refs/heads/main\n", "refs/heads/main", ""},
-		{"master first push", zeroID + " " + idB + " refs/heads/master\n", "refs/heads/master", ""},
-		{"other branch", idA + " " + idB + " refs/heads/feature\n", "", "only the main and master branches deploy"},
-		{"tag", zeroID + " " + idB + " refs/tags/v1\n", "", "only the main and master"},
-		{"delete main", idA + " " + zeroID + " refs/heads/main\n", "", "deleting"},
-		{"two deploy branches", idA + " " + idB + " refs/heads/main\n" + idA + " " + idB + " refs/heads/master\n", "", "one deploy branch"},
+		{"main", idA + " " + idB + " refs/heads/main\n", "refs/heads/main", "", ""},
+		{"master first push", zeroID + " " + idB + " refs/heads/master\n", "refs/heads/master", "", ""},
+		{"other branch", idA + " " + idB + " refs/heads/feature\n", "", "only the main and master branches deploy", "not a deploy branch"},
+		{"tag", zeroID + " " + idB + " refs/tags/v1\n", "", "only the main and master", "not a deploy branch"},
+		{"delete main", idA + " " + zeroID + " refs/heads/main\n", "", "deleting the deploy branch is not supported", "deleting the deploy branch is not supported"},
+		{"two deploy branches", idA + " " + idB + " refs/heads/main\n" + idA + " " + idB + " refs/heads/master\n", "", "one deploy branch", "one deploy branch per push"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,6 +97,10 @@ func TestDeployRef(t *testing.T) {
 			if tc.errLike != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.errLike) {
 					t.Fatalf("err = %v, want %q", err, tc.errLike)
+				}
+				var rej *Rejection
+				if !errors.As(err, &rej) || rej.Reason != tc.reason {
+					t.Fatalf("err = %#v, want a rejection with reason %q", err, tc.reason)
 				}
 				return
 			}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +18,6 @@ import (
 const (
 	envHookSocket = "GANTRY_HOOK_SOCKET"
 	envPushID     = "GANTRY_PUSH_ID"
-	envGit        = "GANTRY_GIT"
 )
 
 // hookRequest is what the hook sends to the server.
@@ -44,8 +42,9 @@ var gitEnvNames = []string{"GIT_DIR", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJ
 // itself. The hook speaks git's proc-receive protocol (pkt-lines) on stdin
 // and stdout, relays the updates to the server over its unix socket, prints
 // the build's output on stderr (which git relays to the client as
-// "remote: ..." lines), and then either updates the refs and reports "ok",
-// or reports "ng <ref> <reason>" for each. It returns the hook's exit code.
+// "remote: ..." lines), and then reports "ok" for each ref (the server has
+// deployed the commit and moved the ref) or "ng <ref> <reason>" (it did
+// neither). It returns the hook's exit code.
 func RunHook(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
 	env := envMap(environ)
 	sock, push := env[envHookSocket], env[envPushID]
@@ -59,13 +58,9 @@ func RunHook(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env
 		fmt.Fprintf(stderr, " !     git hook protocol: %v\n", err)
 		return 1
 	}
+	// The server moves the ref itself, under the app's push lock, once the
+	// commit is deployed: code 0 means that both happened.
 	code, reason := relayPush(ctx, sock, hookRequest{PushID: push, Updates: updates, GitEnv: gitEnv(env)}, stderr)
-	if code == 0 {
-		if err := updateRefs(ctx, env, updates); err != nil {
-			fmt.Fprintf(stderr, " !     %v\n", err)
-			code, reason = 1, "ref update failed"
-		}
-	}
 	var report []string
 	for _, u := range updates {
 		if code == 0 {
@@ -144,25 +139,6 @@ func relayPush(ctx context.Context, sock string, req hookRequest, out io.Writer)
 	}
 	fmt.Fprintln(out, " !     the git receiver closed the connection before the build finished")
 	return 1, "build interrupted"
-}
-
-// updateRefs applies the accepted updates to the repository, each checked
-// against its old value so that a concurrent push is not overwritten.
-func updateRefs(ctx context.Context, env map[string]string, updates []RefUpdate) error {
-	git := env[envGit]
-	if git == "" {
-		git = "git"
-	}
-	for _, u := range updates {
-		ctx, cancel := context.WithTimeout(ctx, time.Minute)
-		cmd := exec.CommandContext(ctx, git, "update-ref", "-m", "push", u.Name, u.New, u.Old)
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			return fmt.Errorf("update %s: %w: %s", u.Name, err, strings.TrimSpace(string(out)))
-		}
-	}
-	return nil
 }
 
 func gitEnv(env map[string]string) map[string]string {

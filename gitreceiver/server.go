@@ -26,9 +26,11 @@ type KeyChecker interface {
 	Authorized(ctx context.Context, key gossh.PublicKey) (bool, error)
 }
 
-// AppChecker says whether an app exists.
+// AppChecker looks up apps.
 type AppChecker interface {
-	AppExists(ctx context.Context, name string) (bool, error)
+	// App returns the app named name, or an error wrapping ErrNoApp when
+	// there is none.
+	App(ctx context.Context, name string) (App, error)
 }
 
 // Builder builds and deploys one pushed commit. It writes human output
@@ -64,6 +66,9 @@ type Config struct {
 	Keys KeyChecker
 	// Apps says which apps exist; required.
 	Apps AppChecker
+	// SweepInterval is how often the repositories of apps that no longer
+	// exist are removed (also once at start); zero means 5 minutes.
+	SweepInterval time.Duration
 	// Builder builds pushes; required.
 	Builder Builder
 	// HookCommand is the argv of the proc-receive hook; empty means this
@@ -73,6 +78,20 @@ type Config struct {
 	Git string
 	// PushTimeout bounds one push, build included; zero means 30 minutes.
 	PushTimeout time.Duration
+	// HandshakeTimeout bounds the time from accepting a connection to its
+	// first session, SSH handshake and authentication included; zero means
+	// 30 seconds.
+	HandshakeTimeout time.Duration
+	// IdleTimeout ends an authenticated connection that has sent and
+	// received nothing for this long (a build that prints nothing for
+	// this long too); zero means 10 minutes.
+	IdleTimeout time.Duration
+	// MaxUnauthenticated caps the connections not yet authenticated, in
+	// total; more are closed at once. Zero means 64.
+	MaxUnauthenticated int
+	// MaxUnauthenticatedPerSource caps the connections not yet
+	// authenticated from one IP address; zero means 8.
+	MaxUnauthenticatedPerSource int
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -89,6 +108,12 @@ func (c Config) Validate() error {
 	if c.Keys == nil || c.Apps == nil || c.Builder == nil {
 		errs = append(errs, errors.New("keys, apps and builder are required"))
 	}
+	if c.PushTimeout < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 || c.SweepInterval < 0 {
+		errs = append(errs, errors.New("timeouts and intervals must not be negative"))
+	}
+	if c.MaxUnauthenticated < 0 || c.MaxUnauthenticatedPerSource < 0 {
+		errs = append(errs, errors.New("connection caps must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -97,11 +122,14 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	ssh    *ssh.Server
+	gate   *gate
 	hookLn net.Listener
 
 	mu     sync.Mutex
-	pushes map[string]*push         // by push ID
-	locks  map[string]chan struct{} // one build per app
+	pushes map[string]*push // by push ID
+
+	// repoMu is held while a repository is created, replaced or removed.
+	repoMu sync.Mutex
 }
 
 // push is one git receive-pack in progress.
@@ -122,6 +150,21 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.PushTimeout == 0 {
 		cfg.PushTimeout = 30 * time.Minute
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = 5 * time.Minute
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.MaxUnauthenticated == 0 {
+		cfg.MaxUnauthenticated = 64
+	}
+	if cfg.MaxUnauthenticatedPerSource == 0 {
+		cfg.MaxUnauthenticatedPerSource = 8
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -146,13 +189,15 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitreceiver: listen on hook socket %s: %w", sock, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hookLn: hookLn, pushes: map[string]*push{}, locks: map[string]chan struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, hookLn: hookLn, pushes: map[string]*push{}, gate: newGate(cfg, cfg.Logger)}
 	s.ssh = &ssh.Server{
 		Handler:          s.handleSession,
 		HostSigners:      []ssh.Signer{signer},
 		PublicKeyHandler: s.authorize,
 		Version:          "Gantry",
-		IdleTimeout:      10 * time.Minute,
+		IdleTimeout:      cfg.IdleTimeout,
+		ConnCallback:     rememberConn,
+		ChannelHandlers:  map[string]ssh.ChannelHandler{"session": sessionHandler},
 	}
 	return s, nil
 }
@@ -172,10 +217,17 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // Serve accepts SSH connections on ln until ctx is done, then closes the
-// server.
+// server. Connections beyond the caps on unauthenticated ones are closed as
+// they are accepted.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.log.Info("git receiver listening", "addr", ln.Addr().String(), "repos", s.cfg.RepoDir)
+	s.log.Info("git receiver listening", "addr", ln.Addr().String(), "repos", s.cfg.RepoDir,
+		"handshake_timeout", s.cfg.HandshakeTimeout, "idle_timeout", s.cfg.IdleTimeout,
+		"max_unauthenticated", s.cfg.MaxUnauthenticated, "max_unauthenticated_per_source", s.cfg.MaxUnauthenticatedPerSource)
+	ln = &gatedListener{Listener: ln, gate: s.gate}
 	go s.serveHooks(ctx)
+	sctx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go s.sweepRepos(sctx)
 	errc := make(chan error, 1)
 	go func() { errc <- s.ssh.Serve(ln) }()
 	select {
@@ -198,8 +250,11 @@ func (s *Server) Close() {
 	s.hookLn.Close()
 }
 
+// lookupTimeout bounds a key or app lookup.
+const lookupTimeout = 10 * time.Second
+
 func (s *Server) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	ok, err := s.cfg.Keys.Authorized(cctx, key)
 	if err != nil {

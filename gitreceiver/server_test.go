@@ -39,9 +39,50 @@ func (k keys) Authorized(_ context.Context, key gossh.PublicKey) (bool, error) {
 	return false, nil
 }
 
-type apps map[string]bool
+// apps is an AppChecker over a set of apps that a test changes.
+type apps struct {
+	mu   sync.Mutex
+	apps map[string]App
+}
 
-func (a apps) AppExists(_ context.Context, name string) (bool, error) { return a[name], nil }
+func newApps(names ...string) *apps {
+	a := &apps{apps: map[string]App{}}
+	for _, n := range names {
+		a.create(n)
+	}
+	return a
+}
+
+func (a *apps) App(_ context.Context, name string) (App, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	app, ok := a.apps[name]
+	if !ok {
+		return App{}, fmt.Errorf("%w: %s", ErrNoApp, name)
+	}
+	return app, nil
+}
+
+// create makes an app named name, with a new ID.
+func (a *apps) create(name string) App {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	app := App{ID: newID(), CreatedAt: time.Now()}
+	a.apps[name] = app
+	return app
+}
+
+func (a *apps) set(name string, app App) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.apps[name] = app
+}
+
+func (a *apps) destroy(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.apps, name)
+}
 
 // recorder is a Builder that reads the source and records the build. A
 // commit whose tree has a file named FAIL fails; one with BLOCK waits for
@@ -52,6 +93,9 @@ type recorder struct {
 	files     [][]string
 	cancelled chan struct{}
 	started   chan struct{}
+	// hold is where a commit with a file named HOLD waits: its build
+	// goes on when hold is closed.
+	hold chan struct{}
 }
 
 func (r *recorder) Build(ctx context.Context, req BuildRequest, out io.Writer) error {
@@ -85,6 +129,12 @@ func (r *recorder) Build(ctx context.Context, req BuildRequest, out io.Writer) e
 		case "FAIL":
 			fmt.Fprintln(out, "main.go:3:1: syntax error")
 			return errors.New("build failed")
+		case "HOLD":
+			select {
+			case <-r.hold:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		case "BLOCK":
 			r.started <- struct{}{}
 			<-ctx.Done()
@@ -102,10 +152,12 @@ type env struct {
 	key     string // private key file of a registered key
 	other   string // private key file of an unregistered key
 	rec     *recorder
+	apps    *apps
 	repoDir string
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts a server on a loopback port; opts change its config.
+func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs git and ssh")
@@ -117,7 +169,8 @@ func newEnv(t *testing.T) *env {
 	}
 	dir := t.TempDir()
 	e := &env{t: t, key: filepath.Join(dir, "id"), other: filepath.Join(dir, "other"), repoDir: filepath.Join(dir, "repos")}
-	e.rec = &recorder{cancelled: make(chan struct{}, 1), started: make(chan struct{}, 1)}
+	e.apps = newApps("demo", "other")
+	e.rec = &recorder{cancelled: make(chan struct{}, 1), started: make(chan struct{}, 1), hold: make(chan struct{})}
 	run(t, "", nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", e.key)
 	run(t, "", nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", e.other)
 	pub, err := os.ReadFile(e.key + ".pub")
@@ -132,14 +185,18 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{
+	cfg := Config{
 		HostKeyFile: filepath.Join(dir, "host_key"),
 		RepoDir:     e.repoDir,
 		Keys:        keys{allowed: []gossh.PublicKey{pk}},
-		Apps:        apps{"demo": true, "other": true},
+		Apps:        e.apps,
 		Builder:     e.rec,
 		HookCommand: []string{"env", "GANTRY_TEST_RUN_HOOK=1", exe},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,6 +352,12 @@ func TestPushRefusals(t *testing.T) {
 		{"other branch status", func() (string, int) {
 			return e.git(repo, e.key, "push", e.url("demo"), "main:feature")
 		}, "! [remote rejected] main -> feature (not a deploy branch)"},
+		{"delete the deploy branch", func() (string, int) {
+			return e.git(repo, e.key, "push", e.url("demo"), ":main")
+		}, "! [remote rejected] main (deleting the deploy branch is not supported)"},
+		{"bad repository name", func() (string, int) {
+			return e.git(repo, e.key, "push", fmt.Sprintf("ssh://git@127.0.0.1:%d/Bad_Name.git", e.port), "main")
+		}, ` /Bad_Name.git is not an app repository (want /APP.git): invalid app name "Bad_Name": it must start with a lowercase letter`},
 		{"unknown app", func() (string, int) {
 			return e.git(repo, e.key, "push", e.url("nosuchapp"), "main")
 		}, "no such app: nosuchapp"},

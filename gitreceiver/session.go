@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/gliderlabs/ssh"
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // handleSession serves one SSH exec request: git-receive-pack or
@@ -32,21 +30,21 @@ func (s *Server) handleSession(sess ssh.Session) {
 	}
 	ctx, cancel := context.WithTimeout(sess.Context(), s.cfg.PushTimeout)
 	defer cancel()
-	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-	exists, err := s.cfg.Apps.AppExists(actx, cmd.App)
+	actx, acancel := context.WithTimeout(ctx, lookupTimeout)
+	app, err := s.cfg.Apps.App(actx, cmd.App)
 	acancel()
+	if errors.Is(err, ErrNoApp) {
+		fmt.Fprintf(sess.Stderr(), " !     no such app: %s (create it with `gantry create %s`)\n", cmd.App, cmd.App)
+		sess.Exit(1)
+		return
+	}
 	if err != nil {
 		log.Error("look up app", "app", cmd.App, "err", err)
 		fmt.Fprintf(sess.Stderr(), " !     cannot look up app %s right now: %v\n", cmd.App, err)
 		sess.Exit(1)
 		return
 	}
-	if !exists {
-		fmt.Fprintf(sess.Stderr(), " !     no such app: %s (create it with `gantry create %s`)\n", cmd.App, cmd.App)
-		sess.Exit(1)
-		return
-	}
-	repo, err := s.ensureRepo(cmd.App)
+	repo, err := s.ensureRepo(app, cmd.App)
 	if err != nil {
 		log.Error("prepare repository", "app", cmd.App, "err", err)
 		fmt.Fprintf(sess.Stderr(), " !     cannot prepare the repository of %s\n", cmd.App)
@@ -72,7 +70,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 			delete(s.pushes, id)
 			s.mu.Unlock()
 		}()
-		git.Env = append(git.Env, envHookSocket+"="+s.hookLn.Addr().String(), envPushID+"="+id, envGit+"="+s.cfg.Git)
+		git.Env = append(git.Env, envHookSocket+"="+s.hookLn.Addr().String(), envPushID+"="+id)
 	}
 	code := 0
 	if err := git.Run(); err != nil {
@@ -85,28 +83,6 @@ func (s *Server) handleSession(sess ssh.Session) {
 		}
 	}
 	sess.Exit(code)
-}
-
-// ensureRepo returns the path of the app's bare repository, creating it
-// (with go-git) and installing the proc-receive hook.
-func (s *Server) ensureRepo(app string) (string, error) {
-	path := filepath.Join(s.cfg.RepoDir, app+".git")
-	if _, err := git.PlainOpen(path); errors.Is(err, git.ErrRepositoryNotExists) {
-		r, err := git.PlainInit(path, true)
-		if err != nil {
-			return "", fmt.Errorf("init %s: %w", path, err)
-		}
-		// Clones check out main.
-		if err := r.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, plumbing.NewBranchReferenceName("main"))); err != nil {
-			return "", fmt.Errorf("set HEAD of %s: %w", path, err)
-		}
-	} else if err != nil {
-		return "", fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := s.writeHook(path); err != nil {
-		return "", err
-	}
-	return path, nil
 }
 
 func (s *Server) writeHook(repo string) error {
@@ -199,25 +175,36 @@ func (s *Server) handleHook(ctx context.Context, conn net.Conn) {
 	out.finish(code, reason)
 }
 
-// build checks the ref updates, waits for the app's build lock, and hands
-// the commit to the Builder.
+// build checks the ref updates and, holding the repository's push lock,
+// checks that the branch is still where the pusher saw it, hands the commit
+// to the Builder (which builds, releases and deploys it), and moves the
+// branch to it. So a push either deploys its commit and moves the branch,
+// or does neither and says so, also when pushes to one app race.
 func (s *Server) build(ctx context.Context, p *push, req hookRequest, out io.Writer) error {
 	u, err := deployRef(req.Updates)
 	if err != nil {
-		return &Rejection{Reason: "not a deploy branch", Err: err}
+		return err
 	}
-	lock := s.appLock(p.app)
-	select {
-	case lock <- struct{}{}:
-	default:
-		fmt.Fprintf(out, "-----> Waiting for another build of %s to finish...\n", p.app)
-		select {
-		case lock <- struct{}{}:
-		case <-ctx.Done():
+	unlock, err := lockRepo(ctx, p.repo, func() {
+		fmt.Fprintf(out, "-----> Waiting for another push to %s to finish...\n", p.app)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
 			return errClientGone
 		}
+		return fmt.Errorf("lock the repository of %s: %w", p.app, err)
 	}
-	defer func() { <-lock }()
+	defer unlock()
+
+	repoEnv := append(os.Environ(), "GIT_DIR="+p.repo)
+	cur, err := s.refValue(ctx, repoEnv, u.Name)
+	if err != nil {
+		return err
+	}
+	if cur != u.Old && !(isZeroID(cur) && isZeroID(u.Old)) {
+		return &Rejection{Reason: reasonRefMoved, Err: fmt.Errorf("%w: %s is at %s now, not at %s as when this push began; nothing was deployed (fetch, then push again)",
+			ErrRefMoved, u.Name, short(cur), short(u.Old))}
+	}
 
 	env := os.Environ()
 	for k, v := range req.GitEnv {
@@ -231,25 +218,47 @@ func (s *Server) build(ctx context.Context, p *push, req hookRequest, out io.Wri
 			}
 		}
 	}
-	return s.cfg.Builder.Build(ctx, BuildRequest{
+	if err := s.cfg.Builder.Build(ctx, BuildRequest{
 		App:    p.app,
 		Ref:    u.Name,
 		Commit: u.New,
 		Source: func(ctx context.Context) (io.ReadCloser, error) {
 			return s.archive(ctx, env, u.New)
 		},
-	}, out)
+	}, out); err != nil {
+		return err
+	}
+	// The ref moves after the deploy and under the same lock, checked
+	// against the value seen above. A failure here is a broken disk or
+	// repository, not a race; it is reported as what happened.
+	if _, err := s.gitOutput(context.WithoutCancel(ctx), repoEnv, "update-ref", "-m", "push", u.Name, u.New, u.Old); err != nil {
+		return &Rejection{Reason: "deployed, ref update failed", Err: fmt.Errorf("%s was deployed, but %s could not be moved to it: %w", short(u.New), u.Name, err)}
+	}
+	return nil
 }
 
-func (s *Server) appLock(app string) chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := s.locks[app]
-	if l == nil {
-		l = make(chan struct{}, 1)
-		s.locks[app] = l
+// refValue returns the object ID ref points at, or zeroID when it does not
+// exist.
+func (s *Server) refValue(ctx context.Context, env []string, ref string) (string, error) {
+	out, err := s.gitOutput(ctx, env, "for-each-ref", "--format=%(objectname)", ref)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", ref, err)
 	}
-	return l
+	if v := strings.TrimSpace(out); v != "" {
+		return v, nil
+	}
+	return zeroID, nil
+}
+
+// short abbreviates an object ID for messages.
+func short(id string) string {
+	if isZeroID(id) {
+		return "no commit (the branch did not exist)"
+	}
+	if len(id) > 7 {
+		return id[:7]
+	}
+	return id
 }
 
 func (s *Server) gitOutput(ctx context.Context, env []string, args ...string) (string, error) {
@@ -259,6 +268,10 @@ func (s *Server) gitOutput(ctx context.Context, env []string, args ...string) (s
 	cmd.Env = env
 	out, err := cmd.Output()
 	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+			return "", fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(string(ee.Stderr)))
+		}
 		return "", fmt.Errorf("git %s: %w", args[0], err)
 	}
 	return string(out), nil

@@ -7,12 +7,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gantryhq/gantry/slugrunner"
 )
 
 func TestGoApp(t *testing.T) {
@@ -271,6 +274,37 @@ func TestBadProcfile(t *testing.T) {
 	}
 	if !strings.Contains(b.out, "line 3") || !strings.Contains(b.out, "worker sleep 1") {
 		t.Errorf("the error does not name the line:\n%s", b.out)
+	}
+}
+
+// TestProcfileCaps builds apps whose Procfile declares too many process
+// types or is too large: each build fails and says which limit was hit.
+func TestProcfileCaps(t *testing.T) {
+	needsTools(t)
+	t.Parallel()
+	var many strings.Builder
+	for i := range slugrunner.MaxProcessTypes + 1 {
+		fmt.Fprintf(&many, "t%d: sleep %d\n", i, i)
+	}
+	for _, tc := range []struct {
+		name, procfile, want string
+	}{
+		{"too many types", many.String(), "more than 100 process types"},
+		{"too large", "web: sleep infinity\n" + strings.Repeat("# padding\n", slugrunner.MaxProcfileSize/10+1), "the Procfile is larger than 65536 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := app(t, "no-port")
+			if err := os.WriteFile(filepath.Join(dir, "Procfile"), []byte(tc.procfile), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			b := build(t, dir, nil)
+			if !errors.Is(b.err, ErrProcfile) {
+				t.Fatalf("err = %v, want ErrProcfile", b.err)
+			}
+			if !strings.Contains(b.out, tc.want) {
+				t.Errorf("the build output lacks %q:\n%s", tc.want, b.out)
+			}
+		})
 	}
 }
 

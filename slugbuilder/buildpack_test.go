@@ -235,6 +235,22 @@ func TestCustomBuildpackMissing(t *testing.T) {
 // FuzzParseBuildpacksFile checks that every buildpack a .buildpacks file is
 // accepted with is a built-in one or an https URL whose ref cannot pass for
 // a git option, and that the error of a refused line names the line.
+// TestBuildpackURLErrorShowsURLAsWritten checks that a refused
+// BUILDPACK_URL is shown as the user wrote it, once quoted, without its
+// secrets: not URL-encoded.
+func TestBuildpackURLErrorShowsURLAsWritten(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://git.example.com/my pack.git":        `"http://git.example.com/my pack.git": scheme http is not allowed`,
+		"http://tok@git.example.com/ünï.git?sig=s3": `"http://git.example.com/ünï.git?...": scheme http is not allowed`,
+		"git@git.example.com:org/pack.git":          `"git@git.example.com:org/pack.git": not a URL`,
+	} {
+		_, err := parseBuildpackRef(in)
+		if !errors.Is(err, ErrBuildpackURL) || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseBuildpackRef(%q) = %v, want it to contain %s", in, err, want)
+		}
+	}
+}
+
 func FuzzParseBuildpacksFile(f *testing.F) {
 	for _, seed := range []string{
 		"# build steps\n\ngantry/static\r\n  https://git.example.com/pack.git#main  \n",

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -222,17 +221,29 @@ func checkEnvName(name string) error {
 }
 
 // redactURL drops the user info and query of a URL, which may hold secrets,
-// for logs and messages.
+// for logs and messages. It cuts them out of the text as given rather than
+// re-encoding the URL, so that the user reads what they wrote (a space stays
+// a space, not %20).
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
+	s := raw
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
+			s = s[:i+3] + rest[at+1:]
+		}
 	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "..."
+	if q := strings.IndexByte(s, '?'); q >= 0 {
+		frag := ""
+		if h := strings.IndexByte(s[q:], '#'); h >= 0 {
+			frag = s[q+h:]
+		}
+		s = s[:q] + "?..." + frag
 	}
-	return u.String()
+	return s
 }
 
 // withDefaults returns c with its zero fields filled in.

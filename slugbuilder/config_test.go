@@ -157,6 +157,13 @@ func TestRedactURL(t *testing.T) {
 		"https://user:pw@host/p?X-Sig=abc": "https://host/p?...",
 		"http://host/p":                    "http://host/p",
 		"https://token@git.example/p#main": "https://git.example/p#main",
+		// Shown as written, not re-encoded.
+		"https://git.example/my pack#v1":       "https://git.example/my pack#v1",
+		"https://git.example/ünï?a=b c#x":      "https://git.example/ünï?...#x",
+		"https://u@h@git.example/p":            "https://git.example/p",
+		"not a url at all":                     "not a url at all",
+		"https://git.example/p%20q?x=1":        "https://git.example/p%20q?...",
+		"git@git.example.com:org/pack.git?x=y": "git@git.example.com:org/pack.git?...",
 	} {
 		if got := redactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)

@@ -20,6 +20,14 @@ var processType = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,29}$`)
 // maxProcfileLine bounds the length of one Procfile line in bytes.
 const maxProcfileLine = 64 << 10
 
+// Limits of a Procfile (docs/API.md lists them).
+const (
+	// MaxProcfileSize is the largest Procfile, in bytes.
+	MaxProcfileSize = 64 << 10
+	// MaxProcessTypes is the most process types a Procfile may declare.
+	MaxProcessTypes = 100
+)
+
 // ProcfileError is the error for a malformed Procfile line.
 type ProcfileError struct {
 	Line int    // 1-based line number
@@ -39,12 +47,16 @@ func (e *ProcfileError) Unwrap() error { return ErrProcfile }
 // '#'), or `type: command` where type (1 to 30 lowercase letters, digits, dashes
 // and underscores, starting with a letter) starts the line, and the command is not empty. A trailing CR is ignored. A
 // malformed line, a type defined twice or a line longer than 64 KiB is a
-// *ProcfileError naming the line. A Procfile without types yields an empty
-// map.
+// *ProcfileError naming the line; so is a Procfile larger than
+// MaxProcfileSize or with more than MaxProcessTypes types. A Procfile
+// without types yields an empty map.
 func ParseProcfile(r io.Reader) (map[string]string, error) {
 	types := map[string]string{}
 	lines := map[string]int{}
-	sc := bufio.NewScanner(r)
+	// One byte more than the limit tells a Procfile at the limit from a
+	// larger one.
+	lr := &io.LimitedReader{R: r, N: MaxProcfileSize + 1}
+	sc := bufio.NewScanner(lr)
 	sc.Buffer(make([]byte, 0, 4096), maxProcfileLine)
 	n := 0
 	for sc.Scan() {
@@ -71,8 +83,14 @@ func ParseProcfile(r io.Reader) (map[string]string, error) {
 		if first, ok := lines[name]; ok {
 			return nil, &ProcfileError{Line: n, Msg: fmt.Sprintf("process type %q is already defined on line %d", name, first)}
 		}
+		if len(types) == MaxProcessTypes {
+			return nil, &ProcfileError{Line: n, Msg: fmt.Sprintf("more than %d process types (%q is one too many)", MaxProcessTypes, name)}
+		}
 		types[name] = command
 		lines[name] = n
+	}
+	if lr.N <= 0 {
+		return nil, &ProcfileError{Line: n, Msg: fmt.Sprintf("the Procfile is larger than %d bytes", MaxProcfileSize)}
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {

@@ -2,6 +2,7 @@ package slugrunner
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
@@ -41,6 +42,10 @@ func TestParseProcfile(t *testing.T) {
 		{name: "name starts with a digit", in: "1web: ./run\n", wantLine: 1},
 		{name: "name too long", in: strings.Repeat("w", 31) + ": ./run\n", wantLine: 1},
 		{name: "NUL in command", in: "web: ./run \x00x\n", wantLine: 1},
+		{name: "100 types", in: manyTypes(100), want: manyTypesMap(100)},
+		{name: "101 types", in: manyTypes(101), wantLine: 101},
+		{name: "at the size limit", in: "web: a\n" + strings.Repeat("#", MaxProcfileSize-8) + "\n", want: map[string]string{"web": "a"}},
+		{name: "over the size limit", in: "web: a\n" + strings.Repeat("#\n", MaxProcfileSize/2), wantLine: MaxProcfileSize/2 - 2},
 		{name: "line too long", in: "web: a\nworker: " + strings.Repeat("x", maxProcfileLine) + "\n", wantLine: 2},
 	}
 	for _, tt := range tests {
@@ -66,7 +71,25 @@ func TestParseProcfile(t *testing.T) {
 	}
 }
 
+// manyTypes returns a Procfile of n types, t0 to t<n-1>.
+func manyTypes(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "t%d: ./run %d\n", i, i)
+	}
+	return b.String()
+}
+
+func manyTypesMap(n int) map[string]string {
+	m := map[string]string{}
+	for i := range n {
+		m[fmt.Sprintf("t%d", i)] = fmt.Sprintf("./run %d", i)
+	}
+	return m
+}
+
 func FuzzParseProcfile(f *testing.F) {
+	f.Add(manyTypes(101))
 	f.Add("web: bundle exec puma\nworker: sidekiq\n")
 	f.Add("# comment\n\nweb:./run\r\n")
 	f.Add("web: a\nweb: b\n")
@@ -80,6 +103,9 @@ func FuzzParseProcfile(f *testing.F) {
 				t.Fatalf("error %v does not wrap ErrProcfile", err)
 			}
 			return
+		}
+		if len(types) > MaxProcessTypes || len(in) > MaxProcfileSize {
+			t.Fatalf("accepted %d types from %d bytes", len(types), len(in))
 		}
 		// Every result is well formed and survives a round trip.
 		var b strings.Builder

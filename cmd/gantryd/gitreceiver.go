@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,6 +23,10 @@ func gitreceiverServeCommand() *cli.Command {
 			&cli.StringFlag{Name: "data", Value: filepath.Join(defaultDataDir(), "git"), Usage: "directory of the host key and the repositories"},
 			&cli.StringFlag{Name: "controller", Value: "http://127.0.0.1:7070", Usage: "controller API URL", EnvVars: []string{"GANTRY_CONTROLLER_URL"}},
 			&cli.StringFlag{Name: "token", Usage: "the platform's host token", EnvVars: []string{"GANTRY_HOST_TOKEN"}},
+			&cli.DurationFlag{Name: "handshake-timeout", Value: 30 * time.Second, Usage: "time a connection has to authenticate and open a session"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: 10 * time.Minute, Usage: "an authenticated connection without traffic for this long is closed"},
+			&cli.IntFlag{Name: "max-unauthenticated", Value: 64, Usage: "connections not yet authenticated, at most, in total"},
+			&cli.IntFlag{Name: "max-unauthenticated-per-source", Value: 8, Usage: "connections not yet authenticated, at most, from one IP address"},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
@@ -40,6 +45,11 @@ func gitreceiverServeCommand() *cli.Command {
 				Apps:        b,
 				Builder:     b,
 				Logger:      log.With("component", "gitreceiver"),
+
+				HandshakeTimeout:            c.Duration("handshake-timeout"),
+				IdleTimeout:                 c.Duration("idle-timeout"),
+				MaxUnauthenticated:          c.Int("max-unauthenticated"),
+				MaxUnauthenticatedPerSource: c.Int("max-unauthenticated-per-source"),
 			})
 		},
 	}

@@ -1,6 +1,6 @@
 // Package backend is the git receiver's backend on the controller API: it
 // checks pushers' keys against the keys registered with `gantry key add`,
-// checks that apps exist, and has the controller build, release and deploy
+// looks up apps (their identity), and has the controller build, release and deploy
 // each pushed commit (POST /v1/apps/{app}/builds), streaming its output to
 // the git client.
 //
@@ -65,18 +65,19 @@ func (b *Backend) Authorized(ctx context.Context, key gossh.PublicKey) (bool, er
 	return bytes.Equal(registered.Marshal(), key.Marshal()), nil
 }
 
-// AppExists reports whether the controller has the app.
-func (b *Backend) AppExists(ctx context.Context, name string) (bool, error) {
+// App returns the controller's app named name: its ID and creation time.
+// It returns gitreceiver.ErrNoApp when there is no such app.
+func (b *Backend) App(ctx context.Context, name string) (gitreceiver.App, error) {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
-	_, err := b.c.GetApp(ctx, name)
+	app, err := b.c.GetApp(ctx, name)
 	if errors.Is(err, types.ErrAppNotFound) {
-		return false, nil
+		return gitreceiver.App{}, fmt.Errorf("%w: %s", gitreceiver.ErrNoApp, name)
 	}
 	if err != nil {
-		return false, fmt.Errorf("look up app %s: %w", name, err)
+		return gitreceiver.App{}, fmt.Errorf("look up app %s: %w", name, err)
 	}
-	return true, nil
+	return gitreceiver.App{ID: app.ID, CreatedAt: app.CreatedAt}, nil
 }
 
 // Build sends the commit's source to the controller and writes the build's
