@@ -19,6 +19,7 @@ import (
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
+	"github.com/gantryhq/gantry/layer1/dashboard"
 )
 
 const (
@@ -51,6 +52,7 @@ type Server struct {
 	blobs    *blobs
 	events   events
 	logs     logStreams
+	dash     *dashboard.Dashboard
 	handler  http.Handler
 
 	closeOnce sync.Once
@@ -91,6 +93,11 @@ func New(cfg Config) (*Server, error) {
 		events: events{cfg.Events},
 	}
 	s.deployer.lastLines = s.jobLastLines
+	// The web dashboard at / (layer1/dashboard) and its sessions.
+	if s.dash, err = dashboard.New(dashboard.Config{Tokens: st, Logger: log.With("component", "dashboard")}); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("controller: %w", err)
+	}
 	s.handler = s.logRequests(s.authenticate(s.routes()))
 	return s, nil
 }
@@ -346,6 +353,9 @@ func (s *Server) routes() *http.ServeMux {
 	}
 	// The blob handler answers its own methods (PUT, GET, HEAD, DELETE).
 	mux.HandleFunc(blobstore.PathPrefix, s.serveBlob)
+	// The web dashboard's pages, assets and session; every other path,
+	// every unknown /v1/ one included, is a JSON 404.
+	s.dash.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, types.ErrNotFound.WithMessage("no endpoint %s", r.URL.Path))
 	})
