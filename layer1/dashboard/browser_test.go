@@ -15,6 +15,9 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/gantryhq/gantry/deploy/testenv"
+	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
 // screenshot, when set, is where TestBrowserAppPage writes a PNG of the
@@ -267,4 +270,175 @@ func getURL(url string) int {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+// TestBrowserAppPage follows an app's page while the app deploys on a real
+// scheduler, host agent and Docker Engine: the deployment's live progress,
+// live log lines, CPU and memory, config vars, domains, and scaling from
+// the page, checked through the API.
+func TestBrowserAppPage(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t)
+	docker := testenv.Docker(t)
+	image := testenv.BuildTestImage(t, docker, "testdata/app")
+	p.startLayer0(t, docker)
+	ctx := browser(t)
+	api := p.c
+	if _, err := api.CreateApp(t.Context(), "demo"); err != nil {
+		t.Fatal(err)
+	}
+	// HOLD=1: the new job's health check fails until the test lets it pass.
+	if _, err := api.UpdateConfig(t.Context(), "demo", map[string]*string{
+		"HOLD": new("1"), "DATABASE_URL": new("postgres://u:hunter2@db/demo"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	signInPage(t, ctx, p)
+	do(t, ctx, "open the app page", chromedp.Navigate(p.url+"/apps/demo"))
+	waitText(t, ctx, "#deploys-body", "No deployment yet")
+	waitText(t, ctx, "#processes-body", "No release yet")
+
+	// The page notices the deployment and follows its progress.
+	if _, _, err := api.CreateReleaseDeployment(t.Context(), "demo", types.ReleaseRequest{Image: image,
+		Processes: map[string]types.Process{"web": {Command: "serve", HealthPath: "/healthz"}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#deploy-list", "Deploying v1 (one-by-one): web 0/1")
+	waitText(t, ctx, "#log", "app[web.1]: tick")
+	var job types.Job
+	waitFor(t, "web.1 to start", func() bool {
+		jobs, err := api.ListJobs(t.Context(), "demo")
+		if err != nil || len(jobs) != 1 || jobs[0].Addr == "" {
+			return false
+		}
+		job = jobs[0]
+		return true
+	})
+	waitFor(t, "web.1 to answer", func() bool { return getURL("http://"+job.Addr+"/ready") == http.StatusOK })
+	waitText(t, ctx, "#deploy-list", "Deployed v1")
+	waitText(t, ctx, "#current-release", "Release v1")
+	waitText(t, ctx, `tr[data-release="1"]`, "current")
+
+	t.Run("live log lines", func(t *testing.T) {
+		last := `Math.max(0, ...[...document.querySelectorAll("#log div")].map(d => +(d.innerText.match(/app\[web\.1\]: tick (\d+)$/) || [0, 0])[1]))`
+		seen := eval[int](t, ctx, last)
+		waitJS(t, ctx, "a newer log line", fmt.Sprintf("%s > %d", last, seen+2))
+	})
+
+	t.Run("CPU and memory", func(t *testing.T) {
+		waitJS(t, ctx, "web.1's CPU and memory", `(() => { const r = document.querySelector("#jobs tr[data-job]");
+			return r.querySelector(".job-cpu").innerText.endsWith("%") && /iB/.test(r.querySelector(".job-mem").innerText); })()`)
+	})
+
+	t.Run("config vars hidden until revealed", func(t *testing.T) {
+		waitText(t, ctx, "#config-list", "DATABASE_URL")
+		if strings.Contains(pageText(ctx), "hunter2") {
+			t.Fatal("the page shows a config var's value before it is revealed")
+		}
+		do(t, ctx, "reveal DATABASE_URL", chromedp.Click(chromedp.CSS(`button[aria-label="Reveal DATABASE_URL"]`)))
+		waitText(t, ctx, "tr[data-var=DATABASE_URL]", "postgres://u:hunter2@db/demo")
+	})
+
+	t.Run("domains and metrics", func(t *testing.T) {
+		waitText(t, ctx, "#domain-list", "demo.localhost")
+		waitText(t, ctx, "#domain-list", "router's default")
+		// No request went through a router: the charts have no data.
+		waitText(t, ctx, "#metrics", "No data yet")
+	})
+
+	t.Run("scale", func(t *testing.T) {
+		do(t, ctx, "scale web to 2",
+			chromedp.SetValue(chromedp.ID("scale-web"), "2"),
+			chromedp.Click(chromedp.CSS(`#scale button[type=submit]`)))
+		waitText(t, ctx, "#scale-msg", "Scaled: web=2")
+		f, err := api.GetFormation(t.Context(), "demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Processes["web"] != 2 {
+			t.Fatalf("formation %+v, want web=2", f.Processes)
+		}
+		var second types.Job
+		waitFor(t, "web.2 to start", func() bool {
+			jobs, err := api.ListJobs(t.Context(), "demo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range jobs {
+				if j.Index == 2 && j.Addr != "" {
+					second = j
+					return true
+				}
+			}
+			return false
+		})
+		waitFor(t, "web.2 to answer", func() bool { return getURL("http://"+second.Addr+"/ready") == http.StatusOK })
+		waitJS(t, ctx, "two jobs up in the page", `document.querySelectorAll("#jobs tr[data-job] .state.up").length === 2`)
+	})
+
+	t.Run("rollback", func(t *testing.T) {
+		// v2 runs without HOLD; rolling back to v1 brings it back.
+		if _, err := api.UpdateConfig(t.Context(), "demo", map[string]*string{"HOLD": nil}); err != nil {
+			t.Fatal(err)
+		}
+		waitText(t, ctx, "#deploy-list", "Deployed v2")
+		waitText(t, ctx, `tr[data-release="2"]`, "current")
+		do(t, ctx, "roll back to v1", chromedp.Click(chromedp.CSS(`button[aria-label="Roll back to v1"]`)))
+		do(t, ctx, "confirm", chromedp.Click(chromedp.CSS(`tr[data-release="1"] button.danger`)))
+		waitText(t, ctx, "#rollback-msg", "Made v3 from v1")
+		waitText(t, ctx, "#deploy-list", "Deploying v3")
+		// v3 has v1's HOLD=1: let its jobs pass their health checks.
+		waitFor(t, "v3's jobs to be up", func() bool {
+			jobs, err := api.ListJobs(t.Context(), "demo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			up := 0
+			for _, j := range jobs {
+				if j.Release == 3 && j.Addr != "" {
+					getURL("http://" + j.Addr + "/ready")
+				}
+				if j.Release == 3 && j.State == types.JobUp {
+					up++
+				}
+			}
+			return up == 2
+		})
+		waitText(t, ctx, "#deploy-list", "Deployed v3")
+		waitText(t, ctx, `tr[data-release="3"]`, "current")
+	})
+
+	t.Run("phone-sized screen", func(t *testing.T) {
+		do(t, ctx, "a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+		if !eval[bool](t, ctx, fitsWidth) {
+			t.Errorf("the app page is wider than the screen: %d > %d", eval[int](t, ctx, `document.documentElement.scrollWidth`),
+				eval[int](t, ctx, `window.innerWidth`))
+		}
+		do(t, ctx, "back to a desktop screen", chromedp.ResetViewport())
+	})
+
+	if *screenshot != "" {
+		waitJS(t, ctx, "the usage of both jobs", `[...document.querySelectorAll("#jobs .job-mem")].every(e => /iB/.test(e.innerText))`)
+		do(t, ctx, "a desktop's screen", chromedp.EmulateViewport(1280, 900))
+		if strings.Contains(pageText(ctx), "hunter2") {
+			t.Fatal("a config var's value is on the page")
+		}
+		png := fullScreenshot(t, ctx)
+		if err := os.WriteFile(*screenshot, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", *screenshot)
+	}
+}
+
+// fullScreenshot takes a screenshot of the whole page.
+func fullScreenshot(t *testing.T, ctx context.Context) []byte {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, browserTimeout)
+	defer cancel()
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return png
 }

@@ -30,7 +30,7 @@ function h(tag, attrs, ...children) {
 }
 
 function append(el, children) {
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -458,8 +458,12 @@ async function loadDeployments(page) {
   }
   page.deployList = list.slice(0, 5);
   drawDeployments(page);
+  const first = !page.ended;
+  if (first) page.ended = new Set(list.filter(ended).map(d => d.id));
   for (const d of page.deployList) {
     if (!ended(d) && !page.followed.has(d.id)) followDeployment(page, d.id);
+    // One that ran and ended between two looks.
+    if (ended(d) && !first) deploymentEnded(page, d.id);
   }
 }
 
@@ -500,12 +504,25 @@ function followDeployment(page, id) {
   };
   es.addEventListener('progress', update);
   es.addEventListener('end', ev => {
-    update(ev);
+    const d = update(ev);
     es.close();
-    refreshApp(page);
-    loadReleases(page);
-    loadProcesses(page);
+    deploymentEnded(page, d.id);
   });
+}
+
+// deploymentEnded draws again what the end of a deployment changes: the
+// current release, the releases, the processes (a new release may bring
+// other types), the domains and the config vars.
+async function deploymentEnded(page, id) {
+  page.ended = page.ended || new Set();
+  if (page.ended.has(id)) return;
+  page.ended.add(id);
+  page.formationDrawn = false;
+  await refreshApp(page);
+  loadReleases(page);
+  loadProcesses(page);
+  loadDomains(page);
+  loadConfig(page);
 }
 
 // ---- metrics ----
@@ -588,7 +605,9 @@ async function loadReleases(page) {
     replace(page.releases, h('p', { class: 'muted' }, 'No release yet.'));
     return;
   }
-  const msg = h('p', { class: 'msg', role: 'status', id: 'rollback-msg' });
+  // The message outlives the list, which a rollback draws again.
+  page.rollbackMsg = page.rollbackMsg || h('p', { class: 'msg', role: 'status', id: 'rollback-msg' });
+  const msg = page.rollbackMsg;
   const rows = list.slice(0, 10).map(r => {
     const current = r.version === page.app.release;
     const cell = h('td', { class: 'num' });
@@ -600,7 +619,7 @@ async function loadReleases(page) {
         onclick: () => { ask(); cell.querySelector('button').focus(); } }, 'Roll back');
     replace(cell, offer());
     return h('tr', { 'data-release': r.version },
-      h('td', {}, 'v' + r.version), h('td', { class: 'hide-narrow', title: r.created_at }, ago(r.created_at)),
+      h('td', {}, 'v' + r.version), h('td', { class: 'hide-narrow when', title: r.created_at }, ago(r.created_at)),
       h('td', {}, r.description), cell);
   });
   replace(page.releases, h('div', { class: 'scroll' }, h('table', { id: 'release-list' },
