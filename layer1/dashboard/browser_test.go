@@ -218,6 +218,19 @@ func TestBrowserSignInAndApps(t *testing.T) {
 		waitJS(t, ctx, "ten rows", `[...document.querySelectorAll("#apps tbody tr")].filter(r => !r.hidden).length === 10`)
 	})
 
+	t.Run("keyboard", func(t *testing.T) {
+		// From the filter field, Tab reaches the first app shown, with a
+		// visible focus ring, and Enter opens it.
+		do(t, ctx, "focus the filter", chromedp.Focus(chromedp.ID("filter")))
+		do(t, ctx, "press Tab", chromedp.KeyEvent("\t"))
+		waitJS(t, ctx, "app-040's link to have the focus", `document.activeElement.getAttribute("href") === "/apps/app-040"`)
+		if style := eval[string](t, ctx, `getComputedStyle(document.activeElement).outlineStyle`); style == "none" {
+			t.Error("the focused link has no outline")
+		}
+		do(t, ctx, "press Enter", chromedp.KeyEvent("\r"))
+		waitJS(t, ctx, "app-040's page", `location.pathname === "/apps/app-040" && !!document.getElementById("processes")`)
+	})
+
 	t.Run("a change without the CSRF token is refused", func(t *testing.T) {
 		create := `fetch("/v1/apps", {method: "POST", headers: {"Content-Type": "application/json"%s},
 			body: JSON.stringify({name: %s})}).then(r => r.status)`

@@ -4,7 +4,8 @@
 'use strict';
 
 const CSRF_HEADER = 'Gantry-CSRF-Token';
-const session = { csrf: '' };
+// session.ready resolves once GET /session gave the CSRF token.
+const session = { csrf: '', ready: null };
 
 class APIError extends Error {
   constructor(status, code, message) {
@@ -45,7 +46,10 @@ function replace(el, ...children) {
 // body and the headers, and throws an APIError for an error answer.
 async function api(method, path, body) {
   const headers = {};
-  if (method !== 'GET' && method !== 'HEAD') headers[CSRF_HEADER] = session.csrf;
+  if (method !== 'GET' && method !== 'HEAD') {
+    await session.ready;
+    headers[CSRF_HEADER] = session.csrf;
+  }
   const opts = { method, headers, credentials: 'same-origin' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -59,7 +63,7 @@ async function api(method, path, body) {
   }
   if (!resp.ok) {
     const err = (data && data.error) || {};
-    if (resp.status === 401 && path !== '/session') toLogin('Your session ended; sign in again.');
+    if (resp.status === 401 && path !== '/session') toLogin(session.csrf ? 'Your session ended; sign in again.' : '');
     throw new APIError(resp.status, err.code, err.message);
   }
   return { data, headers: resp.headers };
@@ -148,16 +152,17 @@ async function start() {
     loginPage();
     return;
   }
-  try {
-    const { data } = await api('GET', '/session');
+  // The session and the page's first data are asked for at once: a
+  // signed-out browser gets 401 from both and goes to the login page.
+  session.ready = api('GET', '/session').then(({ data }) => {
     session.csrf = data.csrf_token;
-  } catch (e) {
+    document.getElementById('nav').hidden = false;
+  }, e => {
     if (e.status === 401) toLogin();
     else replace(main(), h('p', { class: 'msg error', role: 'alert' }, 'The controller did not answer: ' + e.message));
-    return;
-  }
-  const nav = document.getElementById('nav');
-  nav.hidden = false;
+    throw e;
+  });
+  session.ready.catch(() => {});
   document.getElementById('signout').addEventListener('click', signOut);
   const m = path.match(/^\/apps\/([a-z][a-z0-9-]*)$/);
   if (m) appPage(m[1]);
@@ -745,12 +750,16 @@ function logLine(page, l) {
   if (page.seenLog.has(key)) return;
   page.seenLog.add(key);
   page.lastLogTime = l.time;
+  page.lastNote = '';
   const src = l.source === 'app' ? 'app[' + l.type + '.' + l.index + ']' : l.source;
   addLogRow(page, h('div', {}, h('span', { class: 't' }, l.time.slice(11, 19)), ' ',
     h('span', { class: 'src ' + l.source }, src + ':'), ' ', l.msg));
 }
 
 function logNote(page, text) {
+  // A note that only repeats the last one is left out.
+  if (page.lastNote === text) return;
+  page.lastNote = text;
   addLogRow(page, h('div', { class: 'gantry' }, text));
 }
 
