@@ -474,6 +474,11 @@ async function loadDeployments(page) {
 
 function drawDeployments(page) {
   const list = page.deployList || [];
+  // An unchanged list is not drawn again, so that screen readers do not
+  // read it out every few seconds.
+  const drawn = JSON.stringify(list);
+  if (drawn === page.deploysDrawn) return;
+  page.deploysDrawn = drawn;
   if (!list.length) {
     replace(page.deploys, h('p', { class: 'muted' }, 'No deployment yet.'));
     return;
