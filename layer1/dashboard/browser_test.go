@@ -317,6 +317,7 @@ func TestBrowserAppPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitText(t, ctx, "#deploy-list", "Deploying v1 (one-by-one): web 0/1")
+	waitJS(t, ctx, "a progress bar", `document.querySelector('#deploy-list progress[max="1"]').value === 0`)
 	waitText(t, ctx, "#log", "app[web.1]: tick")
 	var job types.Job
 	waitFor(t, "web.1 to start", func() bool {
