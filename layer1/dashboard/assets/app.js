@@ -355,9 +355,11 @@ async function appPage(name) {
   loadConfig(page);
   loadDomains(page);
   followLog(page, '');
-  setInterval(() => loadProcesses(page), 5000);
-  setInterval(() => loadDeployments(page), 5000);
-  setInterval(() => loadMetrics(page, page.since), 30000);
+  // A tab in the background asks for nothing until it is shown again.
+  const every = (ms, f) => setInterval(() => { if (!document.hidden) f(); }, ms);
+  every(5000, () => loadProcesses(page));
+  every(5000, () => loadDeployments(page));
+  every(30000, () => loadMetrics(page, page.since));
 }
 
 function drawMeta(page) {
