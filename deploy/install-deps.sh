@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Gantry needs on a Debian machine and is missing: PostgreSQL's
-# server binaries, debootstrap (base images), git and the OpenSSH client.
+# server binaries, debootstrap (base images), git, the OpenSSH client, and
+# Chromium (the dashboard's browser tests drive it headless).
 # Docker must already be installed and running. Safe to run again: it only
 # installs what is missing.
 set -euo pipefail
@@ -17,6 +18,10 @@ have_pg || need+=(postgresql)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+have_chromium() {
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1
+}
+have_chromium || need+=(chromium fonts-liberation)
 
 if ((${#need[@]})); then
 	step "Installing missing packages: ${need[*]}"
@@ -30,7 +35,7 @@ if ((${#need[@]})); then
 	${SUDO:-} apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends "${need[@]}"
 else
-	step "PostgreSQL, debootstrap, git and ssh are installed"
+	step "PostgreSQL, debootstrap, git, ssh and Chromium are installed"
 fi
 
 command -v go >/dev/null 2>&1 || fail "Go is missing: install Go 1.21 or newer (it fetches the toolchain go.mod asks for)"

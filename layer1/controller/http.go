@@ -263,7 +263,8 @@ const (
 type principalKey struct{}
 
 // authenticate lets /v1/ requests through only with a known API token or
-// the host token, and records which in the request's context.
+// the host token, or (without an Authorization header) the dashboard's
+// session cookie, and records which in the request's context.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	hostSum := sha256.Sum256([]byte(s.cfg.HostToken))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -272,6 +273,16 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		token, ok := bearerToken(r)
+		if !ok && r.Header.Get("Authorization") == "" && s.dash.HasSession(r) {
+			// The web dashboard's session cookie (layer1/dashboard), with
+			// its CSRF token on changes.
+			if err := s.dash.Authenticate(r); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principalAdmin)))
+			return
+		}
 		if !ok {
 			unauthorized(w, "missing API token: send the header \"Authorization: Bearer <token>\"")
 			return

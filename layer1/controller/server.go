@@ -21,6 +21,7 @@ import (
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
+	"github.com/gantryhq/gantry/layer1/dashboard"
 	"github.com/gantryhq/gantry/layer1/metricstore"
 )
 
@@ -54,6 +55,7 @@ type Server struct {
 	blobs    *blobs
 	events   events
 	logs     logStreams
+	dash     *dashboard.Dashboard
 	handler  http.Handler
 	metrics  *prometheus.Registry // the controller's own, served with the hosts' at /metrics
 	history  *metricstore.Store   // the apps' key series (GET /v1/apps/{app}/metrics)
@@ -98,6 +100,11 @@ func New(cfg Config) (*Server, error) {
 		history: metricstore.New(0),
 	}
 	s.deployer.lastLines = s.jobLastLines
+	// The web dashboard at / (layer1/dashboard) and its sessions.
+	if s.dash, err = dashboard.New(dashboard.Config{Tokens: st, Logger: log.With("component", "dashboard")}); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("controller: %w", err)
+	}
 	s.handler = s.logRequests(s.authenticate(s.routes()))
 	return s, nil
 }
@@ -356,6 +363,9 @@ func (s *Server) routes() *http.ServeMux {
 	}
 	// The blob handler answers its own methods (PUT, GET, HEAD, DELETE).
 	mux.HandleFunc(blobstore.PathPrefix, s.serveBlob)
+	// The web dashboard's pages, assets and session; every other path,
+	// every unknown /v1/ one included, is a JSON 404.
+	s.dash.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, types.ErrNotFound.WithMessage("no endpoint %s", r.URL.Path))
 	})
