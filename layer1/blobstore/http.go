@@ -20,22 +20,15 @@ const (
 	DigestHeader = "X-Gantry-Digest"
 )
 
-// API errors of the blob endpoints that the controller's error table
-// lacks; same shape as the table's (types.Error).
-var (
-	errBlobNotFound = &types.Error{Status: http.StatusNotFound, Code: "blob_not_found", Message: "no such blob"}
-	errAPIDigest    = &types.Error{Status: http.StatusUnprocessableEntity, Code: "digest_mismatch", Message: "the content does not match its digest"}
-)
-
 // apiErrors maps the store's errors to API errors.
 var apiErrors = []struct {
 	err error
 	api *types.Error
 }{
 	{ErrInvalidPath, types.ErrInvalid},
-	{ErrNotFound, errBlobNotFound},
+	{ErrNotFound, types.ErrBlobNotFound},
 	{ErrTooLarge, types.ErrTooLarge},
-	{ErrDigestMismatch, errAPIDigest},
+	{ErrDigestMismatch, types.ErrDigestMismatch},
 	{ErrUnavailable, types.ErrUnavailable},
 }
 
@@ -197,7 +190,7 @@ func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
 			continue
 		}
 		switch m.api {
-		case errBlobNotFound:
+		case types.ErrBlobNotFound:
 			writeError(w, m.api.WithMessage("no blob at %q", strings.TrimPrefix(r.URL.Path, PathPrefix)))
 		case types.ErrUnavailable:
 			s.log.Warn("PostgreSQL unreachable", "method", r.Method, "path", r.URL.Path, "err", err)

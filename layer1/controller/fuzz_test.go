@@ -119,6 +119,8 @@ func FuzzAPI(f *testing.F) {
 		{3, 6, "victim", `{"timeout": -1, "strategy": "x"}`, 0, ""},
 		{1, 8, "victim", `{"type": "\u0000"}`, 0, ""},
 		{2, 0, "victim", "", 0, ""},
+		{2, 3, "victim", `{"we\u0000b": 1}`, 0, ""},
+		{1, 5, "victim", `{"domain": "www.x.test", "tls_cert": "\u0000-----BEGIN CERTIFICATE-----\n", "tls_key": "\u0000"}`, 0, ""},
 		{1, 16, "nope", "", 0, ""},
 		{0, 19, "../../etc/passwd", "", 0, ""},
 		{2, 19, "slugs/victim/x.tgz", "data", 0, ""},

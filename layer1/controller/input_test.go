@@ -97,6 +97,8 @@ func TestJSONMessages(t *testing.T) {
 		{"config object", "PATCH", "/v1/apps/demo/config", `{"OK": "x", "B": {}}`, 400, "bad_request", `config var "B": got a JSON object, want a string or null`},
 		{"deploy timeout 1e1", "PATCH", "/v1/apps/demo/deploy", `{"timeout": 1e1}`, 400, "bad_request", `field "timeout": got a JSON number 10, want an integer`},
 		{"truncated", "POST", "/v1/apps", `{"name": "ab`, 400, "bad_request", "malformed JSON"},
+		{"scale a type with a NUL", "PUT", "/v1/apps/demo/formation", `{"we\u0000b": 1}`, 422, "invalid", `release v1 has no process type "we\x00b"`},
+		{"scale a type with invalid UTF-8", "PUT", "/v1/apps/demo/formation", "{\"w\xff\": 1}", 422, "invalid", "release v1 has no process type"},
 	})
 	if cfg, err := a.c.GetConfig(t.Context(), "demo"); err != nil || len(cfg) != 0 {
 		t.Errorf("config after refused changes = %v, %v", cfg, err)
@@ -314,6 +316,8 @@ func TestCertificateLimits(t *testing.T) {
 		{"weak RSA", "POST", p, route(weakCert, weakKey), 422, "invalid", "RSA key has 1024 bits"},
 		{"long chain", "POST", p, route(longCert, longKey), 422, "invalid", "more than 10 certificates, the limit is 10"},
 		{"large chain", "POST", p, route(strings.Repeat(" ", types.MaxCertChain)+okCert, okKey), 422, "invalid", "the limit is 65536"},
+		{"NUL before the chain", "POST", p, route("\x00"+okCert, okKey), 422, "invalid", "tls_cert holds a NUL byte or invalid UTF-8"},
+		{"NUL after the key", "POST", p, route(okCert, okKey+"\x00"), 422, "invalid", "tls_key holds a NUL byte or invalid UTF-8"},
 	})
 	if _, err := a.c.AddRoute(t.Context(), "demo", types.RouteRequest{Domain: "www.example.test", TLSCert: okCert, TLSKey: okKey}); err != nil {
 		t.Errorf("a chain of 10: %v", err)

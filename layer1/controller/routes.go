@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -120,6 +121,12 @@ func checkCertificate(domain, certPEM, keyPEM string, now time.Time) (*x509.Cert
 	}
 	if len(keyPEM) > types.MaxCertChain {
 		return invalid("tls_key is %d bytes, the limit is %d (64 KiB)", len(keyPEM), types.MaxCertChain)
+	}
+	// PEM is text; whatever else it holds would be stored with it.
+	for _, f := range []struct{ name, pem string }{{"tls_cert", certPEM}, {"tls_key", keyPEM}} {
+		if strings.ContainsRune(f.pem, 0) || !utf8.ValidString(f.pem) {
+			return invalid("%s holds a NUL byte or invalid UTF-8; send PEM text", f.name)
+		}
 	}
 	var chain []*x509.Certificate
 	rest := []byte(certPEM)

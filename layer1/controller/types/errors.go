@@ -59,6 +59,10 @@ var (
 	ErrTooLarge         = &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "request body too large"}
 	ErrInvalid          = &Error{Status: http.StatusUnprocessableEntity, Code: "invalid", Message: "invalid value"}
 	ErrNoRelease        = &Error{Status: http.StatusUnprocessableEntity, Code: "no_release", Message: "the app has no release yet"}
+	// ErrBlobNotFound and ErrDigestMismatch are the blob endpoints'
+	// (layer1/blobstore).
+	ErrBlobNotFound   = &Error{Status: http.StatusNotFound, Code: "blob_not_found", Message: "no such blob"}
+	ErrDigestMismatch = &Error{Status: http.StatusUnprocessableEntity, Code: "digest_mismatch", Message: "the content does not match its digest"}
 	// ErrBuildFailed and ErrDeployFailed are the outcomes of a failed
 	// build (types.Build.Error); they end a build stream that was
 	// answered 200, so their status is only nominal.
@@ -86,6 +90,8 @@ var errorTable = []*Error{
 	ErrTooLarge,
 	ErrInvalid,
 	ErrNoRelease,
+	ErrBlobNotFound,
+	ErrDigestMismatch,
 	ErrBuildFailed,
 	ErrDeployFailed,
 	ErrInternal,
