@@ -51,6 +51,9 @@ func (r *runner) create(c *urfave.Context) error {
 	fmt.Fprintf(r.stdout, "Created %s\n", app.Name)
 	fmt.Fprintf(r.stdout, "Git URL: %s\n", orDash(app.GitURL))
 	fmt.Fprintf(r.stdout, "Web URL: %s\n", orDash(app.WebURL))
+	if app.GitURL != "" {
+		r.pinHostKey(c.Context, cl)
+	}
 	if c.Bool("no-remote") || app.GitURL == "" {
 		return nil
 	}

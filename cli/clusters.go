@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	urfave "github.com/urfave/cli/v2"
+
+	"github.com/gantryhq/gantry/layer1/controller/client"
 )
 
 func (r *runner) clusterCommand() *urfave.Command {
@@ -100,6 +102,7 @@ func (r *runner) clusterAdd(c *urfave.Context) error {
 	if isDefault {
 		fmt.Fprintf(r.stdout, "%s is the default cluster\n", cl.Name)
 	}
+	r.pinHostKey(c.Context, client.New(cl.URL, cl.Token))
 	return nil
 }
 

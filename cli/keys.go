@@ -75,6 +75,7 @@ func (r *runner) keyAdd(c *urfave.Context) error {
 		fmt.Fprintf(r.stdout, " (%s)", key.Comment)
 	}
 	fmt.Fprintln(r.stdout)
+	r.pinHostKey(c.Context, cl)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -265,6 +266,18 @@ func (s *Server) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 		s.log.Info("refused unregistered ssh key", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr().String())
 	}
 	return ok
+}
+
+// HostPublicKey returns the public half of the host key in file, in the
+// authorized_keys format ("ssh-ed25519 AAAA..."), creating the key as Run
+// would when the file does not exist yet. The controller reports it so
+// that clients can pin it before their first push.
+func HostPublicKey(file string) (string, error) {
+	signer, err := loadOrCreateHostKey(file)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey()))), nil
 }
 
 func loadOrCreateHostKey(file string) (ssh.Signer, error) {

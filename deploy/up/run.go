@@ -140,6 +140,13 @@ func Run(ctx context.Context, cfg Config) error {
 	env := buildEnv(ctx, log)
 	log.Info("build settings", "builder", builderImage, "stack", stackImage, "env", env)
 
+	// The controller reports the git server's host key, which the CLI
+	// pins before the first push.
+	gitHostKeyFile := filepath.Join(dataDir, "git", "ssh_host_ed25519_key")
+	gitHostKey, err := gitreceiver.HostPublicKey(gitHostKeyFile)
+	if err != nil {
+		return err
+	}
 	gitBackend := backend.New(client.New(apiURL(cfg.APIAddr), hostToken))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -196,6 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Events:      logs.controller,
 			Domain:      cfg.Domain,
 			GitURL:      sshBaseURL(cfg.SSHAddr),
+			GitHostKey:  gitHostKey,
 			RouterHTTP:  publicURL("http", cfg.HTTPAddr),
 			RouterHTTPS: publicURL("https", cfg.HTTPSAddr),
 			// The host agent fetches slugs and build inputs from the
@@ -215,7 +223,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// has it build each push, with the platform's host token.
 		return gitreceiver.Run(gctx, gitreceiver.Config{
 			Addr:        cfg.SSHAddr,
-			HostKeyFile: filepath.Join(dataDir, "git", "ssh_host_ed25519_key"),
+			HostKeyFile: gitHostKeyFile,
 			RepoDir:     filepath.Join(dataDir, "git", "repos"),
 			Keys:        gitBackend,
 			Apps:        gitBackend,

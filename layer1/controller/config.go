@@ -79,6 +79,10 @@ type Config struct {
 	// "ssh://git@127.0.0.1:2222"; app "demo" is pushed to
 	// GitURL+"/demo.git". Empty leaves the apps' git_url empty.
 	GitURL string
+	// GitHostKey is the git server's SSH host key in the authorized_keys
+	// format, reported by /v1/info so that clients can pin it before their
+	// first push. Empty reports none.
+	GitHostKey string
 	// RouterHTTP is the router's public HTTP URL, e.g.
 	// "http://localhost:8080". An app's web_url takes its scheme and port
 	// with the host <app>.<Domain>. Empty leaves web_url to RouterHTTPS.

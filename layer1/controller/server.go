@@ -388,5 +388,6 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 		GitURL:      s.cfg.GitURL,
 		RouterHTTP:  s.cfg.RouterHTTP,
 		RouterHTTPS: s.cfg.RouterHTTPS,
+		GitHostKey:  s.cfg.GitHostKey,
 	})
 }

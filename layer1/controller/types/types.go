@@ -10,6 +10,10 @@ type Info struct {
 	GitURL      string `json:"git_url"`
 	RouterHTTP  string `json:"router_http"`
 	RouterHTTPS string `json:"router_https"`
+	// GitHostKey is the git server's SSH host key in the authorized_keys
+	// format ("ssh-ed25519 AAAA..."), which the CLI pins in
+	// ~/.ssh/known_hosts; empty when the controller was not told it.
+	GitHostKey string `json:"git_host_key,omitempty"`
 }
 
 // Health is the body of a healthy GET /healthz.
