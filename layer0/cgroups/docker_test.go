@@ -135,3 +135,62 @@ func processCPU(t *testing.T, pid int) time.Duration {
 	stime, _ := strconv.ParseUint(fields[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / clockTicks
 }
+
+// BenchmarkSweep100 is the host agent's reading of 100 running
+// containers, one sweep per op: the CPU a sweep costs, every StatsInterval.
+// It starts 100 idle containers of the test image (and removes them).
+func BenchmarkSweep100(b *testing.B) {
+	docker := testenv.Docker(b)
+	_, file, _, _ := runtime.Caller(0)
+	image := testenv.BuildTestImage(b, docker, filepath.Join(filepath.Dir(file), "..", "host", "testdata", "httpserver"))
+	const n = 100
+	pids := make([]int, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			c, err := docker.ContainerCreate(ctx, &container.Config{Image: image, Cmd: []string{"serve"}}, nil, nil, nil, "")
+			if err != nil {
+				errs <- err
+				return
+			}
+			b.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+			})
+			if err := docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+				errs <- err
+				return
+			}
+			info, err := docker.ContainerInspect(ctx, c.ID)
+			if err != nil {
+				errs <- err
+				return
+			}
+			pids[i] = info.State.Pid
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	r, err := NewReader("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, pid := range pids {
+			if _, err := r.Read(pid); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
