@@ -58,6 +58,10 @@ func parseHost(s string) (string, bool) {
 		switch c := host[i]; {
 		case c <= ' ' || c >= 0x7f, c == '/', c == '?', c == '#', c == '@', c == '\\', c == '[', c == ']':
 			return "", false
+		case c == '*':
+			// A wildcard belongs in routes, never in a request: a literal
+			// "*.example.com" must not match the route of that name.
+			return "", false
 		case 'A' <= c && c <= 'Z':
 			upper = true
 		}
