@@ -627,14 +627,22 @@ func TestPostgresUnreachable(t *testing.T) {
 }
 
 // waitFor polls cond until it holds or the test's deadline passes.
+// waitForTimeout bounds waitFor: generous for a loaded 2-core machine, and
+// far below the suite's own timeout, so that a regression fails its test
+// with a message instead of hanging the whole run.
+const waitForTimeout = 3 * time.Minute
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	deadline := time.After(waitForTimeout)
 	for !cond() {
 		select {
 		case <-t.Context().Done():
 			t.Fatalf("gave up waiting for %s", what)
+		case <-deadline:
+			t.Fatalf("gave up waiting for %s after %s", what, waitForTimeout)
 		case <-tick.C:
 		}
 	}
