@@ -830,7 +830,7 @@ func badInputCases() []badCase {
 		apiCase("a domain of 300 bytes", "POST", anApp+"/routes", mustJSON(map[string]string{"domain": strings.Repeat("a.", 150) + "test"}), refused(422, "domain")),
 		apiCase("a label of 64 bytes", "POST", anApp+"/routes", mustJSON(map[string]string{"domain": strings.Repeat("a", 64) + ".example.test"}), refused(422, "label")),
 		apiCase("another app's route", "POST", anApp+"/routes", mustJSON(map[string]string{"domain": badWildcard}), refused(409, "taken")),
-		apiCase("another app's default domain", "POST", anApp+"/routes", `{"domain": "`+badRestore+`.localhost"}`, refused(409)),
+		apiCase("another app's default domain", "POST", anApp+"/routes", `{"domain": "`+badRestore+`.localhost"}`, refused(422, "reserved")),
 		apiCase("https_only that is a string", "POST", anApp+"/routes", `{"domain": "www.example.test", "https_only": "yes"}`, refused(400, "https_only")),
 		apiCase("removal of the default route", "DELETE", anApp+"/routes/"+badHealthy+".localhost", "", refused(422, "default")),
 		apiCase("removal of an unknown route", "DELETE", anApp+"/routes/nosuch.example.test", "", refused(404, "route")),

@@ -349,6 +349,7 @@ func TestInputCaps(t *testing.T) {
 		{"digest alone", "POST", p, release("sha256:abc", web), 422, "invalid", `invalid image reference "sha256:abc"`},
 		{"image ID", "POST", p, release("sha256:"+strings.Repeat("a", 64), web), 422, "invalid", "no repository"},
 		{"upper case", "POST", p, release("Demo:v1", web), 422, "invalid", `invalid image reference "Demo:v1"`},
+		{"upper case taken for a registry", "POST", p, release("UPPER/case", web), 422, "invalid", "image names are lower case"},
 	})
 	for _, image := range []string{"demo", "demo:v2", "registry.example:5000/team/demo@sha256:" + strings.Repeat("a", 64)} {
 		if _, err := a.c.CreateRelease(t.Context(), "demo", types.ReleaseRequest{Image: image, Processes: web}); err != nil {

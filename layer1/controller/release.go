@@ -101,8 +101,14 @@ func validateImage(ref string) error {
 				"name the image, e.g. demo:v2 or demo@sha256:<hex> (docker tag <id> demo:v2 names an image ID)", ref)
 		}
 	}
-	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
 		return types.ErrInvalid.WithMessage("invalid image reference %q: %v (want NAME[:TAG][@DIGEST], e.g. demo:v2)", ref, err)
+	}
+	// The parser takes a first component in capitals for a registry's
+	// host name; Gantry wants image names in their canonical lower case.
+	if name := named.Name(); strings.ToLower(name) != name {
+		return types.ErrInvalid.WithMessage("invalid image reference %q: image names are lower case (want NAME[:TAG][@DIGEST], e.g. demo:v2)", ref)
 	}
 	return nil
 }
