@@ -133,10 +133,10 @@ func New(cfg Config) (*Dashboard, error) {
 }
 
 // Register adds the dashboard's paths to mux: the pages (/, /login,
-// /apps/{app}), their assets (/assets/) and the session (/session). Any
+// /apps/{app}, /hosts), their assets (/assets/) and the session (/session). Any
 // other path is left to mux.
 func (d *Dashboard) Register(mux *http.ServeMux) {
-	for _, p := range []string{"GET /{$}", "GET /login", "GET /apps/{app}"} {
+	for _, p := range []string{"GET /{$}", "GET /login", "GET /apps/{app}", "GET /hosts"} {
 		mux.HandleFunc(p, d.page)
 	}
 	mux.HandleFunc("GET /assets/", d.asset)

@@ -166,6 +166,7 @@ async function start() {
   document.getElementById('signout').addEventListener('click', signOut);
   const m = path.match(/^\/apps\/([a-z][a-z0-9-]*)$/);
   if (m) appPage(m[1]);
+  else if (path === '/hosts') hostsPage();
   else appsPage();
 }
 
@@ -271,6 +272,44 @@ async function appsPage() {
     pump();
   });
   rows.forEach(tr => observer.observe(tr));
+}
+
+// hostsPage lists the hosts with their CPU, memory, disks and jobs, as
+// GET /v1/hosts reports them, and reloads every 10 s (the agents' reading
+// interval).
+async function hostsPage() {
+  setTitle('Hosts');
+  const root = main();
+  let hosts;
+  try {
+    hosts = (await api('GET', '/v1/hosts')).data;
+  } catch (e) {
+    replace(root, h('p', { class: 'msg error', role: 'alert' }, 'Cannot list the hosts: ' + e.message));
+    return;
+  }
+  const pct = (used, total) => total ? ' (' + Math.round(100 * used / total) + '%)' : '';
+  const rows = hosts.map(host => {
+    const u = host.usage;
+    const disks = u && u.disks && u.disks.length
+      ? u.disks.map(d => h('div', { class: d.total && d.used / d.total >= 0.85 ? 'warn' : '' },
+        bytes(d.used) + ' / ' + bytes(d.total) + pct(d.used, d.total) + ' ', h('span', { class: 'muted' }, d.path)))
+      : h('span', { class: 'muted' }, 'not reported');
+    return h('tr', { 'data-host': host.id },
+      h('td', {}, host.id, h('div', { class: 'muted' }, host.addr)),
+      h('td', {}, stateBadge(host.healthy ? 'up' : 'crashed', host.healthy ? 'up' : (host.reason || 'unhealthy'))),
+      h('td', { class: 'num' }, u ? num(u.cpu) + ' / ' + u.cores + ' cores' : ''),
+      h('td', { class: 'num' }, u ? bytes(u.memory_used) + ' / ' + bytes(u.memory_total) + pct(u.memory_used, u.memory_total) : ''),
+      h('td', {}, disks),
+      h('td', { class: 'num' }, host.jobs === undefined ? '' : String(host.jobs)));
+  });
+  replace(root,
+    h('div', { class: 'cardhead' }, h('h1', {}, 'Hosts ', h('span', { class: 'muted' }, '(' + hosts.length + ')'))),
+    h('div', { class: 'card scroll' }, h('table', { id: 'hosts' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Host'), h('th', { scope: 'col' }, 'State'),
+        h('th', { scope: 'col', class: 'num' }, 'CPU'), h('th', { scope: 'col', class: 'num' }, 'Memory'),
+        h('th', { scope: 'col' }, 'Disks'), h('th', { scope: 'col', class: 'num' }, 'Jobs'))),
+      h('tbody', {}, rows))));
+  setTimeout(() => { if (location.pathname === '/hosts') hostsPage(); }, 10000);
 }
 
 // appState sums up an app's jobs.
