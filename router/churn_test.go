@@ -23,7 +23,7 @@ func TestZeroFailedRequestsWhileInstancesChange(t *testing.T) {
 	const (
 		total   = 20000
 		workers = 8
-		budget  = 45 * time.Second
+		budget  = 4 * time.Minute // 20,000 requests take 10-60 s; a loaded CI machine gets room
 	)
 	e := newEnv(t)
 	tr := e.startRouter(nil)
