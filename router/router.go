@@ -31,10 +31,13 @@ type Router struct {
 	access      *accessLog
 	stats       *appMetrics
 
-	table     atomic.Pointer[table]
-	backends  map[string]*backend // by address; owned by follow
-	ready     chan struct{}
-	readyOnce sync.Once
+	table atomic.Pointer[table]
+	// challenges maps ACME HTTP-01 tokens to their key authorizations
+	// (see followChallenges); nil until the first snapshot.
+	challenges atomic.Pointer[map[string]string]
+	backends   map[string]*backend // by address; owned by follow
+	ready      chan struct{}
+	readyOnce  sync.Once
 
 	// httpsPortSuffix is ":<port>" of the HTTPS listener for redirects, ""
 	// for port 443.
@@ -145,8 +148,13 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 	// grace, so that draining requests are still routed and logged.
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	var bg sync.WaitGroup
-	watchErr := make(chan error, 1)
+	watchErr := make(chan error, 2)
 	bg.Go(func() { watchErr <- r.follow(wctx) })
+	bg.Go(func() {
+		if err := r.followChallenges(wctx); err != nil {
+			watchErr <- err
+		}
+	})
 	bg.Go(func() { r.access.flushEvery(wctx, time.Second) })
 	defer func() {
 		stopWatch()
