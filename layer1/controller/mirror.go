@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/acme"
 	"github.com/gantryhq/gantry/layer1/controller/argv"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	routertypes "github.com/gantryhq/gantry/router/types"
@@ -95,7 +97,10 @@ type mirror struct {
 	// the controller has no InternalURL, which leaves slug releases
 	// unmirrored.
 	blobURL func(path string) string
-	log     *slog.Logger
+	// open opens a sealed private key (acme.Sealer.Open); nil when keys
+	// are not sealed.
+	open func(string) (string, error)
+	log  *slog.Logger
 
 	// mu serialises syncs, so that a sync never writes a state older than
 	// the one an earlier sync wrote.
@@ -162,6 +167,14 @@ func (m *mirror) resync(ctx context.Context) error {
 	return m.apply(ctx, m.desired(st), existing)
 }
 
+// openKey opens a sealed private key.
+func (m *mirror) openKey(sealed string) (string, error) {
+	if m.open == nil {
+		return "", errors.New("the key is sealed and the controller has no SecretsKey")
+	}
+	return m.open(sealed)
+}
+
 // desired returns the keys and values that st asks for.
 func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 	want := map[string][]byte{}
@@ -183,14 +196,24 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 	custom := map[string]bool{}
 	for _, r := range st.Routes {
 		custom[r.Domain] = true
-		want[m.space.Route(r.Domain)] = mustJSON(routertypes.Route{
+		rt := routertypes.Route{
 			Domain:    r.Domain,
 			App:       r.App,
 			Service:   webService(r.App),
 			HTTPSOnly: r.HTTPSOnly,
 			TLSCert:   r.TLSCert,
 			TLSKey:    r.TLSKey,
-		})
+		}
+		if strings.HasPrefix(rt.TLSKey, acme.SealedPrefix) {
+			key, err := m.openKey(rt.TLSKey)
+			if err != nil {
+				// The route is served with the default certificate.
+				m.log.Error("certificate of route not mirrored: its key does not open", "domain", r.Domain, "err", err)
+				rt.TLSCert, key = "", ""
+			}
+			rt.TLSKey = key
+		}
+		want[m.space.Route(r.Domain)] = mustJSON(rt)
 	}
 	for _, app := range st.WebApps {
 		d := m.domain(app)
