@@ -260,9 +260,8 @@ func (i *Issuer) authorize(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	if err := i.cfg.Challenges.PutChallenge(ctx, chal.Token, keyAuth); err != nil {
-		return fmt.Errorf("publish challenge: %w", err)
-	}
+	// Deleted whatever happens, even when the put seems to fail: it may
+	// have reached etcd before ctx ended.
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -270,6 +269,9 @@ func (i *Issuer) authorize(ctx context.Context, url string) error {
 			i.log.Warn("challenge answer not deleted; its lease ends it", "token", chal.Token, "err", err)
 		}
 	}()
+	if err := i.cfg.Challenges.PutChallenge(ctx, chal.Token, keyAuth); err != nil {
+		return fmt.Errorf("publish challenge: %w", err)
+	}
 	if _, err := i.client.Accept(ctx, chal); err != nil {
 		return err
 	}

@@ -326,9 +326,11 @@ func TestACMERestartMidOrder(t *testing.T) {
 	c2, _ := e.start(t)
 	// The order was cut short (or, rarely, had just finished): never a
 	// failure.
-	if r := route(t, c2, domain); r.CertState != types.CertPending && r.CertState != types.CertIssued {
+	r := route(t, c2, domain)
+	if r.CertState != types.CertPending && r.CertState != types.CertIssued {
 		t.Fatalf("after the stop cert_state = %q (%s), want pending or issued", r.CertState, r.CertError)
 	}
+	t.Logf("after the stop cert_state = %q", r.CertState)
 	waitState(t, c2, domain, types.CertIssued)
 	e.waitServed(t, e.pebble.Roots(t), domain, func(*x509.Certificate) bool { return true })
 	resp, err := e.etcd.Get(ctx, e.space.ACMEChallenges(), clientv3.WithPrefix(), clientv3.WithCountOnly())
