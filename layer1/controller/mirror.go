@@ -197,10 +197,12 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 	for _, r := range st.Routes {
 		custom[r.Domain] = true
 		rt := routertypes.Route{
-			Domain:    r.Domain,
-			App:       r.App,
-			Service:   webService(r.App),
-			HTTPSOnly: r.HTTPSOnly,
+			Domain:  r.Domain,
+			App:     r.App,
+			Service: webService(r.App),
+			// A route waiting for its ACME certificate is not redirected
+			// to HTTPS before the certificate is there.
+			HTTPSOnly: r.HTTPSOnly && (r.CertState == "" || r.TLSCert != ""),
 			TLSCert:   r.TLSCert,
 			TLSKey:    r.TLSKey,
 		}
