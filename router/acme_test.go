@@ -1,12 +1,15 @@
 package router
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/router/types"
 )
 
@@ -62,4 +65,55 @@ func TestACMEChallenge(t *testing.T) {
 		status, _, _, err := tr.get(t, client, "other.test", acmeChallengePath+"tok1")
 		return err == nil && status == http.StatusNotFound
 	})
+}
+
+// TestSealedRouteKey checks that a route whose key is sealed is served with
+// its certificate by a router with the secrets key, and left out by a
+// router without it.
+func TestSealedRouteKey(t *testing.T) {
+	e := newEnv(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("app")) }))
+	t.Cleanup(app.Close)
+	e.register("sealed-web", "i1", app.Listener.Addr().String())
+	key := bytes.Repeat([]byte{7}, sealed.KeySize)
+	s, err := sealed.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, _ := testCert(t, "sealed.test")
+	sealedKey, err := s.Seal(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.putRoute(types.Route{Domain: "sealed.test", App: "sealed", Service: "sealed-web", TLSCert: certPEM, TLSKey: sealedKey})
+	tests := []struct {
+		name   string
+		key    []byte
+		served bool
+	}{
+		{"with the secrets key", key, true},
+		{"without it", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := e.startRouter(func(c *Config) { c.SecretsKey = tt.key })
+			status, _, _, err := tr.get(t, httpClient(t), "sealed.test", "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if served := status == http.StatusOK; served != tt.served {
+				t.Errorf("GET sealed.test = %d, want served %v", status, tt.served)
+			}
+			if tt.served {
+				conn, err := tls.Dial("tcp", tr.httpsAddr, &tls.Config{ServerName: "sealed.test", InsecureSkipVerify: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				if got := conn.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != "sealed.test" {
+					t.Errorf("served certificate for %v, want the route's", got)
+				}
+			}
+		})
+	}
 }

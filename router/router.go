@@ -14,6 +14,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
@@ -32,6 +33,8 @@ type Router struct {
 	stats       *appMetrics
 
 	table atomic.Pointer[table]
+	// sealer opens the routes' sealed keys; nil without Config.SecretsKey.
+	sealer *sealed.Sealer
 	// challenges maps ACME HTTP-01 tokens to their key authorizations
 	// (see followChallenges); nil until the first snapshot.
 	challenges atomic.Pointer[map[string]string]
@@ -80,6 +83,11 @@ func New(cfg Config) (*Router, error) {
 		upgrades:    map[*upgraded]struct{}{},
 	}
 	r.conns = &connLimit{max: int64(cfg.MaxConns), log: cfg.Logger, now: r.now}
+	if cfg.SecretsKey != nil {
+		if r.sealer, err = sealed.NewSealer(cfg.SecretsKey); err != nil {
+			return nil, fmt.Errorf("router: %w", err)
+		}
+	}
 	r.table.Store(emptyTable)
 	return r, nil
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/host"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/scheduler"
-	"github.com/gantryhq/gantry/layer1/acme"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/controller"
 	"github.com/gantryhq/gantry/layer1/controller/client"
 	"github.com/gantryhq/gantry/router"
@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// secrets.key (mode 0600) seals the private keys of the routes'
 	// certificates and the ACME account key in PostgreSQL.
-	secretsKey, err := acme.LoadKey(filepath.Join(dataDir, "secrets.key"))
+	secretsKey, err := sealed.LoadKey(filepath.Join(dataDir, "secrets.key"))
 	if err != nil {
 		return err
 	}
@@ -183,6 +183,7 @@ func Run(ctx context.Context, cfg Config) error {
 			ID:           hostID,
 			MetricsAddr:  net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0"),
 			MetricsToken: hostToken,
+			SecretsKey:   secretsKey,
 		})
 	})
 	g.Go(func() error {

@@ -11,7 +11,7 @@
 //	    │                                                                      ▲
 //	    └──────── put acme/challenges/T (key authorization, leased) ──▶ etcd ──┘
 //
-// A Sealer encrypts private keys at rest (AES-256-GCM with a key file in the
-// data dir). Failures are classified by Problem and RetryAt, which the
-// controller stores and shows in `gantry route list`.
+// Failures are classified by Problem and RetryAt, which the controller
+// stores and shows in `gantry route list`. The controller seals the keys
+// it obtains with layer0/sealed.
 package acme

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/acme"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -25,7 +26,7 @@ import (
 type certManager struct {
 	cfg    ACMEConfig // with defaults
 	store  *store.Store
-	sealer *acme.Sealer
+	sealer *sealed.Sealer
 	etcd   *clientv3.Client
 	space  keyspace.Space
 	// sync mirrors an app's routes into etcd.
@@ -42,7 +43,7 @@ type certManager struct {
 	marked bool
 }
 
-func newCertManager(cfg ACMEConfig, st *store.Store, sealer *acme.Sealer, etcd *clientv3.Client, space keyspace.Space,
+func newCertManager(cfg ACMEConfig, st *store.Store, sealer *sealed.Sealer, etcd *clientv3.Client, space keyspace.Space,
 	sync func(context.Context, string) error, log *slog.Logger) *certManager {
 	if cfg.Directory == "" {
 		cfg.Directory = acme.LetsEncrypt

@@ -21,7 +21,7 @@ import (
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/keyspace"
-	"github.com/gantryhq/gantry/layer1/acme"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/acme/acmetest"
 	"github.com/gantryhq/gantry/layer1/controller"
 	"github.com/gantryhq/gantry/layer1/controller/client"
@@ -45,7 +45,7 @@ type acmeEnv struct {
 
 func newACMEEnv(t *testing.T) *acmeEnv {
 	t.Helper()
-	e := &acmeEnv{db: testenv.NewDatabase(t), etcd: testenv.Etcd(t), space: keyspace.MustNew("c-test"), key: make([]byte, acme.KeySize)}
+	e := &acmeEnv{db: testenv.NewDatabase(t), etcd: testenv.Etcd(t), space: keyspace.MustNew("c-test"), key: make([]byte, sealed.KeySize)}
 	rand.Read(e.key)
 	if err := controller.Migrate(t.Context(), e.db, nil); err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func newACMEEnv(t *testing.T) *acmeEnv {
 	}
 	e.httpsAddr = httpsLn.Addr().String()
 	r, err := router.New(router.Config{Cluster: e.space.Cluster(), Etcd: e.etcd, HTTPAddr: httpLn.Addr().String(),
-		HTTPSAddr: e.httpsAddr, ShutdownDelay: -1, ShutdownGrace: 5 * time.Second})
+		HTTPSAddr: e.httpsAddr, ShutdownDelay: -1, ShutdownGrace: 5 * time.Second, SecretsKey: e.key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestACMECertificates(t *testing.T) {
 		}
 	})
 
-	t.Run("key sealed at rest", func(t *testing.T) {
+	t.Run("keys sealed at rest", func(t *testing.T) {
 		conn, err := pgx.Connect(ctx, e.db)
 		if err != nil {
 			t.Fatal(err)
@@ -270,13 +270,20 @@ func TestACMECertificates(t *testing.T) {
 		if err := conn.QueryRow(ctx, `SELECT tls_key FROM routes WHERE domain = $1`, domain).Scan(&key); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(key, acme.SealedPrefix) || strings.Contains(key, "PRIVATE KEY") {
+		if !strings.HasPrefix(key, sealed.SealedPrefix) || strings.Contains(key, "PRIVATE KEY") {
 			t.Errorf("tls_key in PostgreSQL is not sealed: %.40q", key)
+		}
+		resp, err := e.etcd.Get(ctx, e.space.Route(domain))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("route key in etcd: %v", err)
+		}
+		if strings.Contains(string(resp.Kvs[0].Value), "PRIVATE KEY") || !strings.Contains(string(resp.Kvs[0].Value), sealed.SealedPrefix) {
+			t.Errorf("route key in etcd holds the private key unsealed")
 		}
 		if err := conn.QueryRow(ctx, `SELECT key_sealed FROM acme_accounts`).Scan(&key); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(key, acme.SealedPrefix) {
+		if !strings.HasPrefix(key, sealed.SealedPrefix) {
 			t.Errorf("ACME account key in PostgreSQL is not sealed: %.40q", key)
 		}
 	})

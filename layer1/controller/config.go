@@ -15,7 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
-	"github.com/gantryhq/gantry/layer1/acme"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
@@ -131,7 +131,7 @@ type Config struct {
 	// their key series, see package metricstore) is saved every minute and
 	// at shutdown, and read at start. Empty keeps it in memory only.
 	MetricsFile string
-	// SecretsKey is the acme.KeySize-byte key that seals the private keys
+	// SecretsKey is the sealed.KeySize-byte key that seals the private keys
 	// of route certificates and the ACME account key in PostgreSQL
 	// (gantryd up keeps it in <data>/secrets.key, mode 0600). Nil stores
 	// uploaded keys as they are and cannot use ACME.
@@ -220,8 +220,8 @@ func (c Config) validateForNew() error {
 	case c.SlugsKept < 0:
 		return fmt.Errorf("controller: SlugsKept %d is negative", c.SlugsKept)
 	}
-	if c.SecretsKey != nil && len(c.SecretsKey) != acme.KeySize {
-		return fmt.Errorf("controller: SecretsKey is %d bytes, want %d", len(c.SecretsKey), acme.KeySize)
+	if c.SecretsKey != nil && len(c.SecretsKey) != sealed.KeySize {
+		return fmt.Errorf("controller: SecretsKey is %d bytes, want %d", len(c.SecretsKey), sealed.KeySize)
 	}
 	if a := c.ACME; a != nil {
 		switch {

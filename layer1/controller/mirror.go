@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
-	"github.com/gantryhq/gantry/layer1/acme"
 	"github.com/gantryhq/gantry/layer1/controller/argv"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	routertypes "github.com/gantryhq/gantry/router/types"
@@ -97,10 +95,7 @@ type mirror struct {
 	// the controller has no InternalURL, which leaves slug releases
 	// unmirrored.
 	blobURL func(path string) string
-	// open opens a sealed private key (acme.Sealer.Open); nil when keys
-	// are not sealed.
-	open func(string) (string, error)
-	log  *slog.Logger
+	log     *slog.Logger
 
 	// mu serialises syncs, so that a sync never writes a state older than
 	// the one an earlier sync wrote.
@@ -167,14 +162,6 @@ func (m *mirror) resync(ctx context.Context) error {
 	return m.apply(ctx, m.desired(st), existing)
 }
 
-// openKey opens a sealed private key.
-func (m *mirror) openKey(sealed string) (string, error) {
-	if m.open == nil {
-		return "", errors.New("the key is sealed and the controller has no SecretsKey")
-	}
-	return m.open(sealed)
-}
-
 // desired returns the keys and values that st asks for.
 func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 	want := map[string][]byte{}
@@ -204,16 +191,8 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 			// to HTTPS before the certificate is there.
 			HTTPSOnly: r.HTTPSOnly && (r.CertState == "" || r.TLSCert != ""),
 			TLSCert:   r.TLSCert,
-			TLSKey:    r.TLSKey,
-		}
-		if strings.HasPrefix(rt.TLSKey, acme.SealedPrefix) {
-			key, err := m.openKey(rt.TLSKey)
-			if err != nil {
-				// The route is served with the default certificate.
-				m.log.Error("certificate of route not mirrored: its key does not open", "domain", r.Domain, "err", err)
-				rt.TLSCert, key = "", ""
-			}
-			rt.TLSKey = key
+			// Sealed in PostgreSQL, and so in etcd: the routers open it.
+			TLSKey: r.TLSKey,
 		}
 		want[m.space.Route(r.Domain)] = mustJSON(rt)
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
-	"github.com/gantryhq/gantry/layer1/acme"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -63,7 +63,7 @@ type Server struct {
 
 	// sealer seals the private keys stored in PostgreSQL; nil without
 	// Config.SecretsKey.
-	sealer *acme.Sealer
+	sealer *sealed.Sealer
 	// certs obtains the routes' certificates; nil without Config.ACME.
 	certs *certManager
 
@@ -108,11 +108,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.deployer.lastLines = s.jobLastLines
 	if cfg.SecretsKey != nil {
-		if s.sealer, err = acme.NewSealer(cfg.SecretsKey); err != nil {
+		if s.sealer, err = sealed.NewSealer(cfg.SecretsKey); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("controller: SecretsKey: %w", err)
 		}
-		m.open = s.sealer.Open
 	}
 	if cfg.ACME != nil {
 		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, m.syncApp, log.With("worker", "certs"))

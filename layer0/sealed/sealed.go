@@ -1,4 +1,9 @@
-package acme
+// Package sealed encrypts secrets at rest (AES-256-GCM) with a key kept in
+// a file of the data dir: the private keys of the routes' certificates and
+// the ACME account key, in PostgreSQL and in etcd, where any local process
+// could otherwise read them. The controller seals; the controller and the
+// routers open.
+package sealed
 
 import (
 	"crypto/aes"
@@ -72,6 +77,16 @@ func LoadKey(path string) ([]byte, error) {
 		}
 		return key, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("read sealing key: %w", err)
+	}
+	return ReadKey(path)
+}
+
+// ReadKey reads the sealing key file at path, which must exist. It refuses
+// a file that other users may read or that does not hold KeySize bytes.
+func ReadKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read sealing key: %w", err)
 	}

@@ -1,4 +1,4 @@
-package acme
+package sealed
 
 import (
 	"bytes"
