@@ -53,15 +53,15 @@ func NewSealer(key []byte) (*Sealer, error) {
 // (mode 0600) when it does not exist. It refuses a file that other users
 // may read or that does not hold KeySize bytes.
 func LoadKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
+	_, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		key = make([]byte, KeySize)
+		key := make([]byte, KeySize)
 		if _, err := rand.Read(key); err != nil {
 			return nil, fmt.Errorf("make sealing key: %w", err)
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
-			return LoadKey(path) // another process made it first
+			return ReadKey(path) // another process made it first
 		}
 		if err != nil {
 			return nil, fmt.Errorf("make sealing key: %w", err)
