@@ -98,6 +98,9 @@ type testRoute struct {
 	TLS          bool      `json:"tls"`
 	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 	CreatedAt    time.Time `json:"created_at"`
+	CertState    string    `json:"cert_state,omitempty"`
+	CertError    string    `json:"cert_error,omitempty"`
+	CertRetryAt  time.Time `json:"cert_retry_at,omitzero"`
 }
 
 // testRunState is what testController keeps of an app's releases, jobs and
@@ -529,6 +532,8 @@ func (tc *testController) addRoute(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		rt.TLS, rt.CertNotAfter = true, pair.Leaf.NotAfter.UTC()
+	} else if tc.acme {
+		tc.obtainCert(rt)
 	}
 	tc.run(a).routes[req.Domain] = rt
 	writeTestJSON(w, http.StatusCreated, rt)
@@ -589,4 +594,21 @@ func certPEMValid(t *testing.T, notBefore, notAfter time.Time, domains ...string
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+}
+
+// obtainCert gives rt the certificate state an ACME-enabled controller
+// would show: domains starting with "issued." have a certificate,
+// "unreachable." ones failed, the others but wildcards are pending.
+func (tc *testController) obtainCert(rt *testRoute) {
+	switch {
+	case strings.HasPrefix(rt.Domain, "*."):
+	case strings.HasPrefix(rt.Domain, "issued."):
+		rt.CertState, rt.TLS, rt.CertNotAfter = types.CertIssued, true, tc.clock.AddDate(0, 3, 0)
+	case strings.HasPrefix(rt.Domain, "unreachable."):
+		rt.CertState = types.CertFailed
+		rt.CertError = `connection: Get "http://` + rt.Domain + `/.well-known/acme-challenge/tok": dial tcp 127.0.0.2:80: connect: connection refused`
+		rt.CertRetryAt = tc.clock.Add(time.Minute)
+	default:
+		rt.CertState = types.CertPending
+	}
 }

@@ -36,6 +36,9 @@ type testController struct {
 	keys   map[string]testKey
 	// requests are the requests received, as "GET /v1/apps/demo/jobs".
 	requests []string
+	// acme makes routes added without a certificate get one, as with
+	// ACME on (see obtainCert).
+	acme bool
 }
 
 type testApp struct {

@@ -114,6 +114,9 @@ func TestGolden(t *testing.T) {
 		// certs writes ~/www.pem and ~/www.key, a certificate for
 		// www.example.test and its key, and ~/other.pem for other.test.
 		certs bool
+		// acme makes the controller obtain certificates for the routes
+		// added without one (see testController.obtainCert).
+		acme bool
 	}{
 		{name: "apps", args: []string{"apps"}},
 		{name: "apps_json", args: []string{"apps", "--json"}},
@@ -199,6 +202,8 @@ func TestGolden(t *testing.T) {
 		{name: "route_add_tls", args: []string{"route", "add", "www.example.test", "-a", "demo", "--cert", "$HOME/www.pem", "--key", "$HOME/www.key", "--https-only"}, certs: true},
 		{name: "route_list", args: []string{"route", "list", "-a", "demo"}, certs: true, before: routesBefore},
 		{name: "route_list_json", args: []string{"routes", "-a", "demo", "--json"}, certs: true, before: routesBefore},
+		{name: "route_list_acme", args: []string{"route", "list", "-a", "demo"}, certs: true, acme: true, before: routesACMEBefore},
+		{name: "route_list_acme_json", args: []string{"routes", "-a", "demo", "--json"}, certs: true, acme: true, before: routesACMEBefore},
 		{name: "route_remove", args: []string{"route", "remove", "api.example.test", "-a", "demo"}, certs: true, before: routesBefore},
 		{name: "info_routes", args: []string{"info", "-a", "demo"}, certs: true, before: routesBefore},
 		{name: "error_ps_no_app", args: []string{"ps"}},
@@ -271,6 +276,7 @@ func TestGolden(t *testing.T) {
 			if tt.shop {
 				tc.seedShop()
 			}
+			tc.acme = tt.acme
 			closed := closedURL(t)
 			html := htmlServer(t)
 			home := isolate(t, tc.URL)
@@ -322,6 +328,12 @@ var routesBefore = [][]string{
 	{"route", "add", "api.example.test", "-a", "demo"},
 	{"route", "add", "www.example.test", "-a", "demo", "--cert", "$HOME/www.pem", "--key", "$HOME/www.key", "--https-only"},
 }
+
+var routesACMEBefore = append([][]string{
+	{"route", "add", "issued.example.test", "-a", "demo", "--https-only"},
+	{"route", "add", "unreachable.example.test", "-a", "demo"},
+	{"route", "add", "*.wild.example.test", "-a", "demo"},
+}, routesBefore...)
 
 // formatGolden renders a run as the golden files hold it.
 func formatGolden(args []string, res cliResult) string {

@@ -191,27 +191,48 @@ func (r *runner) routeList(c *urfave.Context) error {
 	}
 	tw := newTable(r.stdout)
 	fmt.Fprintln(tw, "DOMAIN\tKIND\tTLS\tHTTPS ONLY\tADDED")
+	var failed []types.Route
 	for _, rt := range routes {
 		kind := "custom"
 		if rt.Default {
 			kind = "default"
 		}
-		tls := "-"
-		if rt.TLS {
-			tls = formatTLS(rt)
+		if rt.CertState == types.CertFailed {
+			failed = append(failed, rt)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", rt.Domain, kind, tls, yesNo(rt.HTTPSOnly), formatTime(rt.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", rt.Domain, kind, formatTLS(rt), yesNo(rt.HTTPSOnly), formatTime(rt.CreatedAt))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// The ACME server's own words, which do not fit in a column.
+	for _, rt := range failed {
+		fmt.Fprintf(r.stdout, "\n%s: certificate failed: %s\n  next attempt at %s\n", rt.Domain, rt.CertError, formatTime(rt.CertRetryAt))
+	}
+	return nil
 }
 
-// formatTLS describes a route's certificate: "until 2027-01-02", or "own
-// certificate" when its expiry is unknown.
+// formatTLS describes a route's certificate: "-" without one, "until
+// 2027-01-02", "own certificate" when its expiry is unknown, and for a
+// certificate obtained with ACME "pending", "issued, until 2027-01-02" or
+// "failed" (with the expiry of the certificate still served, if any).
 func formatTLS(rt types.Route) string {
-	if rt.CertNotAfter.IsZero() {
+	until := "until " + rt.CertNotAfter.UTC().Format("2006-01-02")
+	switch {
+	case rt.CertState == types.CertPending:
+		return "pending"
+	case rt.CertState == types.CertIssued:
+		return "issued, " + until
+	case rt.CertState == types.CertFailed && rt.TLS:
+		return "failed, " + until
+	case rt.CertState == types.CertFailed:
+		return "failed"
+	case !rt.TLS:
+		return "-"
+	case rt.CertNotAfter.IsZero():
 		return "own certificate"
 	}
-	return "until " + rt.CertNotAfter.UTC().Format("2006-01-02")
+	return until
 }
 
 // yesNo prints b as "yes" or "no".

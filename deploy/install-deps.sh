@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Gantry needs on a Debian machine and is missing: PostgreSQL's
-# server binaries, debootstrap (base images), git, the OpenSSH client, and
-# Chromium (the dashboard's browser tests drive it headless).
+# server binaries, debootstrap (base images), git, the OpenSSH client,
+# Chromium (the dashboard's browser tests drive it headless) and Pebble (the
+# ACME test server the automatic HTTPS tests run against).
 # Docker must already be installed and running. Safe to run again: it only
 # installs what is missing.
 set -euo pipefail
@@ -22,6 +23,7 @@ have_chromium() {
 	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1
 }
 have_chromium || need+=(chromium fonts-liberation)
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
 
 if ((${#need[@]})); then
 	step "Installing missing packages: ${need[*]}"
@@ -35,7 +37,7 @@ if ((${#need[@]})); then
 	${SUDO:-} apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends "${need[@]}"
 else
-	step "PostgreSQL, debootstrap, git, ssh and Chromium are installed"
+	step "PostgreSQL, debootstrap, git, ssh, Chromium and Pebble are installed"
 fi
 
 command -v go >/dev/null 2>&1 || fail "Go is missing: install Go 1.21 or newer (it fetches the toolchain go.mod asks for)"

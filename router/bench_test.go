@@ -47,7 +47,7 @@ func BenchmarkHTTP1Proxy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ri, err := parseRoute("bench.test", []byte(`{"domain":"bench.test","app":"bench","service":"bench-web"}`))
+	ri, err := parseRoute("bench.test", []byte(`{"domain":"bench.test","app":"bench","service":"bench-web"}`), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/sealed"
 )
 
 // DefaultMaxConns is the default of Config.MaxConns.
@@ -84,6 +85,12 @@ type Config struct {
 	// ShutdownGrace bounds the wait for in-flight requests and upgraded
 	// connections after the listeners close; zero means 30 s.
 	ShutdownGrace time.Duration
+	// SecretsKey is the sealed.KeySize-byte key that opens the sealed
+	// private keys of the routes (the controller's SecretsKey; gantryd up
+	// reads <data>/secrets.key). Nil serves only routes whose keys are
+	// plain; a route with a sealed key is then left out, as an invalid
+	// one.
+	SecretsKey []byte
 }
 
 // Limits are the router's defences against clients that hold connections:
@@ -128,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http addr %q: want host:port", c.HTTPAddr))
+	}
+	if c.SecretsKey != nil && len(c.SecretsKey) != sealed.KeySize {
+		errs = append(errs, fmt.Errorf("secrets key is %d bytes, want %d", len(c.SecretsKey), sealed.KeySize))
 	}
 	if c.HTTPSAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPSAddr); err != nil {

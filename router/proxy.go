@@ -123,6 +123,10 @@ func (f *frontend) serve(x *exchange) {
 			return
 		}
 	}
+	if !f.tls && f.challenge(x) {
+		r.finish(x)
+		return
+	}
 	host, ok := parseHost(req.Host)
 	var tgt *target
 	if ok {
@@ -136,7 +140,7 @@ func (f *frontend) serve(x *exchange) {
 	default:
 		x.app = tgt.route.App
 		switch {
-		case !f.tls && tgt.route.HTTPSOnly:
+		case !f.tls && tgt.route.HTTPSOnly && !isChallenge(req):
 			f.redirect(x, host)
 		case len(tgt.backends) == 0:
 			x.page(http.StatusServiceUnavailable, noInstancePage(tgt.route.App))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/router/internal/h1"
 )
 
@@ -31,10 +32,15 @@ type Router struct {
 	access      *accessLog
 	stats       *appMetrics
 
-	table     atomic.Pointer[table]
-	backends  map[string]*backend // by address; owned by follow
-	ready     chan struct{}
-	readyOnce sync.Once
+	table atomic.Pointer[table]
+	// sealer opens the routes' sealed keys; nil without Config.SecretsKey.
+	sealer *sealed.Sealer
+	// challenges maps ACME HTTP-01 tokens to their key authorizations
+	// (see followChallenges); nil until the first snapshot.
+	challenges atomic.Pointer[map[string]string]
+	backends   map[string]*backend // by address; owned by follow
+	ready      chan struct{}
+	readyOnce  sync.Once
 
 	// httpsPortSuffix is ":<port>" of the HTTPS listener for redirects, ""
 	// for port 443.
@@ -77,6 +83,11 @@ func New(cfg Config) (*Router, error) {
 		upgrades:    map[*upgraded]struct{}{},
 	}
 	r.conns = &connLimit{max: int64(cfg.MaxConns), log: cfg.Logger, now: r.now}
+	if cfg.SecretsKey != nil {
+		if r.sealer, err = sealed.NewSealer(cfg.SecretsKey); err != nil {
+			return nil, fmt.Errorf("router: %w", err)
+		}
+	}
 	r.table.Store(emptyTable)
 	return r, nil
 }
@@ -145,8 +156,13 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 	// grace, so that draining requests are still routed and logged.
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	var bg sync.WaitGroup
-	watchErr := make(chan error, 1)
+	watchErr := make(chan error, 2)
 	bg.Go(func() { watchErr <- r.follow(wctx) })
+	bg.Go(func() {
+		if err := r.followChallenges(wctx); err != nil {
+			watchErr <- err
+		}
+	})
 	bg.Go(func() { r.access.flushEvery(wctx, time.Second) })
 	defer func() {
 		stopWatch()

@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/etcdwatch"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/router/types"
 )
 
@@ -126,7 +128,7 @@ func (r *Router) decodeRoutes(s etcdwatch.Snapshot, prev map[string]*routeInfo) 
 			out[domain] = old
 			continue
 		}
-		ri, err := parseRoute(domain, val)
+		ri, err := parseRoute(domain, val, r.openKey)
 		if err != nil {
 			r.log.Warn("ignoring invalid route", "key", key, "err", err)
 			continue
@@ -136,11 +138,31 @@ func (r *Router) decodeRoutes(s etcdwatch.Snapshot, prev map[string]*routeInfo) 
 	return out
 }
 
-// parseRoute decodes and validates the route stored under domain.
-func parseRoute(domain string, val []byte) (*routeInfo, error) {
+// openKey opens a sealed private key of a route; a plain key is returned
+// as it is.
+func (r *Router) openKey(key string) (string, error) {
+	if r.sealer == nil {
+		if strings.HasPrefix(key, sealed.SealedPrefix) {
+			return "", errors.New("the key is sealed and the router has no secrets key")
+		}
+		return key, nil
+	}
+	return r.sealer.Open(key)
+}
+
+// parseRoute decodes and validates the route stored under domain; open
+// opens its private key (which ri then holds opened, in memory only).
+func parseRoute(domain string, val []byte, open func(string) (string, error)) (*routeInfo, error) {
 	ri := &routeInfo{raw: val}
 	if err := json.Unmarshal(val, &ri.Route); err != nil {
 		return nil, fmt.Errorf("decode route %s: %w", domain, err)
+	}
+	if ri.TLSKey != "" {
+		key, err := open(ri.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w %s: key: %w", types.ErrInvalidRoute, domain, err)
+		}
+		ri.TLSKey = key
 	}
 	if err := ri.Validate(); err != nil {
 		return nil, err

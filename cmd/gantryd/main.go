@@ -18,6 +18,7 @@ import (
 	"github.com/gantryhq/gantry/deploy/stack"
 	"github.com/gantryhq/gantry/deploy/up"
 	"github.com/gantryhq/gantry/gitreceiver"
+	"github.com/gantryhq/gantry/layer1/acme"
 	"github.com/gantryhq/gantry/slugrunner"
 )
 
@@ -81,6 +82,9 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "domain", Value: "localhost", Usage: "apps are served at <app>.<domain>"},
 			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "IP address app ports are published on"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- for stdout)"},
+			&cli.StringFlag{Name: "acme-email", Usage: "obtain certificates with ACME for the custom domains added without --cert; this `EMAIL` is the account contact", EnvVars: []string{"GANTRY_ACME_EMAIL"}},
+			&cli.StringFlag{Name: "acme-directory", Value: acme.LetsEncrypt, Usage: "ACME directory `URL`"},
+			&cli.StringFlag{Name: "acme-ca-file", Usage: "PEM CA bundle `FILE` trusted to reach a private ACME server"},
 			&cli.DurationFlag{Name: "deploy-timeout", Value: 120 * time.Second, Usage: "how long a deploy waits for the new release's jobs to be up before it fails and the old release keeps serving"},
 		}, routerLimitFlags()...),
 		Action: func(c *cli.Context) error {
@@ -111,6 +115,9 @@ func upCommand() *cli.Command {
 				Domain:         c.String("domain"),
 				AdvertiseAddr:  c.String("advertise"),
 				DeployTimeout:  c.Duration("deploy-timeout"),
+				ACMEEmail:      c.String("acme-email"),
+				ACMEDirectory:  c.String("acme-directory"),
+				ACMECAFile:     c.String("acme-ca-file"),
 				Version:        version,
 				Logger:         log,
 			})

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/gantryhq/gantry/layer0/sealed"
 	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
 	"github.com/gantryhq/gantry/router"
 )
@@ -75,6 +76,7 @@ func routerCommand() *cli.Command {
 			&cli.StringFlag{Name: "http-addr", Value: "127.0.0.1:8080", Usage: "HTTP listen address"},
 			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "HTTPS listen address (empty: none)"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the access log to this file (- for stdout)"},
+			&cli.StringFlag{Name: "secrets-key-file", Usage: "the platform's secrets.key `FILE` (mode 0600), which opens the routes' sealed private keys (empty: routes with sealed keys are left out)"},
 			&cli.StringFlag{Name: "log-url", Usage: "log aggregator URL: add each request's line to its app's log (empty: none)", EnvVars: []string{"GANTRY_LOG_URL"}},
 			&cli.StringFlag{Name: "token", Usage: "the platform's host token, for --log-url and --metrics-addr", EnvVars: []string{"GANTRY_HOST_TOKEN"}},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve the apps' request metrics (GET /metrics, with --token) here and register it in discovery (empty: none)"},
@@ -112,6 +114,11 @@ func routerCommand() *cli.Command {
 				ID:           c.String("id"),
 				MetricsAddr:  c.String("metrics-addr"),
 				MetricsToken: c.String("token"),
+			}
+			if f := c.String("secrets-key-file"); f != "" {
+				if cfg.SecretsKey, err = sealed.ReadKey(f); err != nil {
+					return err
+				}
 			}
 			if u := c.String("log-url"); u != "" {
 				shipper, err := logclient.NewShipper(logclient.ShipperConfig{URL: u, Token: c.String("token"), Logger: log.With("shipper", "router")})

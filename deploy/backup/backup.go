@@ -36,16 +36,20 @@ const (
 	clusterIDFile = "cluster-id"
 	hostTokenFile = "host-token"
 	adminEnvFile  = "admin.env"
-	gitHostKey    = "git/ssh_host_ed25519_key"
-	gitRepos      = "git/repos"
-	postgresDir   = "postgres"
+	// secretsKeyFile seals the private keys stored in PostgreSQL; without
+	// it a restored platform cannot open them.
+	secretsKeyFile = "secrets.key"
+	gitHostKey     = "git/ssh_host_ed25519_key"
+	gitRepos       = "git/repos"
+	postgresDir    = "postgres"
 	// DatabaseName is the controller's database on the private server.
 	DatabaseName = "gantry"
 )
 
 // identityFiles maps the identity entries to their place in the data dir.
 // Each is required except the git host key, which exists only once the
-// git receiver has started.
+// git receiver has started, and the secrets key, which data dirs made
+// before it existed lack.
 var identityFiles = []struct {
 	entry, file string
 	required    bool
@@ -54,6 +58,7 @@ var identityFiles = []struct {
 	{"host-token", hostTokenFile, true},
 	{"admin.env", adminEnvFile, true},
 	{"git-host-key", gitHostKey, false},
+	{"secrets.key", secretsKeyFile, false},
 }
 
 // maxIdentitySize bounds each identity file, in bytes.

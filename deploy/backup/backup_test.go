@@ -24,10 +24,11 @@ func newDataDir(t *testing.T) (dir string, loData []byte, srv *pgserver.Server) 
 	t.Helper()
 	dir = t.TempDir()
 	for name, content := range map[string]string{
-		clusterIDFile: "c-0123abcd\n",
-		hostTokenFile: "host-secret\n",
-		adminEnvFile:  "GANTRY_URL=http://127.0.0.1:7070\nGANTRY_TOKEN=admin-secret\n",
-		gitHostKey:    "-----BEGIN OPENSSH PRIVATE KEY-----\nkey\n",
+		clusterIDFile:  "c-0123abcd\n",
+		hostTokenFile:  "host-secret\n",
+		adminEnvFile:   "GANTRY_URL=http://127.0.0.1:7070\nGANTRY_TOKEN=admin-secret\n",
+		gitHostKey:     "-----BEGIN OPENSSH PRIVATE KEY-----\nkey\n",
+		secretsKeyFile: "0123456789abcdef0123456789abcdef",
 		filepath.Join(gitRepos, "demo.git", "HEAD"):                  "ref: refs/heads/main\n",
 		filepath.Join(gitRepos, "demo.git", "refs", "heads", "main"): "0123456789012345678901234567890123456789\n",
 	} {
@@ -126,7 +127,7 @@ func TestWriteRestore(t *testing.T) {
 	if got.Cluster != m.Cluster || got.Version != "v-test" {
 		t.Errorf("restored manifest %+v, want %+v", got, m)
 	}
-	for _, name := range []string{clusterIDFile, hostTokenFile, adminEnvFile, gitHostKey, filepath.Join(gitRepos, "demo.git", "refs", "heads", "main")} {
+	for _, name := range []string{clusterIDFile, hostTokenFile, adminEnvFile, gitHostKey, secretsKeyFile, filepath.Join(gitRepos, "demo.git", "refs", "heads", "main")} {
 		want, _ := os.ReadFile(filepath.Join(src, name))
 		b, err := os.ReadFile(filepath.Join(dst, name))
 		if err != nil || !bytes.Equal(b, want) {

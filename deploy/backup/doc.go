@@ -9,6 +9,7 @@
 //	identity/host-token
 //	identity/admin.env
 //	identity/git-host-key
+//	identity/secrets.key   seals the private keys in the dump (may be absent)
 //	postgres.dump        pg_dump --format=custom of the controller's database:
 //	                     apps, releases, config, routes, certificates, keys,
 //	                     tokens, and the blobstore's large objects (slugs)

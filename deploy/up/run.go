@@ -22,6 +22,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/host"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/scheduler"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/controller"
 	"github.com/gantryhq/gantry/layer1/controller/client"
 	"github.com/gantryhq/gantry/router"
@@ -121,6 +122,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// secrets.key (mode 0600) seals the private keys of the routes'
+	// certificates and the ACME account key in PostgreSQL.
+	secretsKey, err := sealed.LoadKey(filepath.Join(dataDir, "secrets.key"))
+	if err != nil {
+		return err
+	}
+	var acmeCfg *controller.ACMEConfig
+	if cfg.ACMEEmail != "" {
+		acmeCfg = &controller.ACMEConfig{Email: cfg.ACMEEmail, Directory: cfg.ACMEDirectory, CAFile: cfg.ACMECAFile}
+	}
 	dk, err := docker.NewClientWithOpts(docker.FromEnv, docker.WithAPIVersionNegotiation())
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
@@ -179,6 +190,7 @@ func Run(ctx context.Context, cfg Config) error {
 			ID:           hostID,
 			MetricsAddr:  net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0"),
 			MetricsToken: hostToken,
+			SecretsKey:   secretsKey,
 		})
 	})
 	g.Go(func() error {
@@ -214,6 +226,8 @@ func Run(ctx context.Context, cfg Config) error {
 			BuildEnv:      env,
 			DeployTimeout: cfg.DeployTimeout,
 			MetricsFile:   filepath.Join(dataDir, "metrics.gob"),
+			SecretsKey:    secretsKey,
+			ACME:          acmeCfg,
 			Version:       cfg.Version,
 			Logger:        log.With("component", "controller"),
 		})

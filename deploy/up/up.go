@@ -61,6 +61,16 @@ type Config struct {
 	// jobs to be up before it fails and the old release keeps serving;
 	// zero means the controller's default (120 s).
 	DeployTimeout time.Duration
+	// ACMEEmail turns on automatic certificates (ACME) for the custom
+	// routes added without one, with this account contact; empty means
+	// off.
+	ACMEEmail string
+	// ACMEDirectory is the ACME directory URL; empty means Let's
+	// Encrypt's production directory.
+	ACMEDirectory string
+	// ACMECAFile is a PEM CA bundle trusted to reach a private ACME
+	// server; empty means the system roots.
+	ACMECAFile string
 	// AccessLog receives the router's access log, one line per request;
 	// nil means none.
 	AccessLog io.Writer

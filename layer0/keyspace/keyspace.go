@@ -11,6 +11,7 @@
 //	/gantry/<c>/jobs/<job>                      JobState     host agent, under its lease
 //	/gantry/<c>/services/<service>/<instance>   discovery    host agent, under its lease
 //	/gantry/<c>/routes/<domain>                 route        controller
+//	/gantry/<c>/acme/challenges/<token>         key auth     controller (text, not JSON)
 //	/gantry/<c>/elections/<name>                leader election keys
 //
 // Values are JSON.
@@ -119,3 +120,11 @@ func Last(key string) string {
 	}
 	return key
 }
+
+// ACMEChallenges is the prefix of the HTTP-01 challenge answers that every
+// router serves.
+func (s Space) ACMEChallenges() string { return s.root + "acme/challenges/" }
+
+// ACMEChallenge is the key of the HTTP-01 challenge answer for token; its
+// value is the key authorization, as text.
+func (s Space) ACMEChallenge(token string) string { return s.ACMEChallenges() + token }

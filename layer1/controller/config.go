@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
@@ -134,11 +135,52 @@ type Config struct {
 	// their key series, see package metricstore) is saved every minute and
 	// at shutdown, and read at start. Empty keeps it in memory only.
 	MetricsFile string
+	// SecretsKey is the sealed.KeySize-byte key that seals the private keys
+	// of route certificates and the ACME account key in PostgreSQL
+	// (gantryd up keeps it in <data>/secrets.key, mode 0600). Nil stores
+	// uploaded keys as they are and cannot use ACME.
+	SecretsKey []byte
+	// ACME, when set, obtains a certificate for every custom route added
+	// without one (wildcards excepted). Nil leaves such routes on the
+	// router's default certificate. It needs SecretsKey.
+	ACME *ACMEConfig
 	// Version is the version /v1/info reports.
 	Version string
 	// Logger receives the request log and errors. Nil discards them.
 	Logger *slog.Logger
 }
+
+// ACMEConfig configures the certificates the controller obtains with ACME
+// (RFC 8555) for the custom routes.
+type ACMEConfig struct {
+	// Email is the contact of the ACME account. Required.
+	Email string
+	// Directory is the ACME directory URL. Empty means Let's Encrypt's
+	// production directory (acme.LetsEncrypt).
+	Directory string
+	// CAFile is a PEM bundle trusted, besides the system roots, to reach
+	// the ACME server (a private one, such as Pebble). Empty means the
+	// system roots only.
+	CAFile string
+	// RenewBefore is how long before expiry a certificate is renewed.
+	// Zero means DefaultRenewBefore (30 days).
+	RenewBefore time.Duration
+	// CheckInterval is how often the routes are checked for a certificate
+	// to obtain or renew (adding a route checks at once). Zero means
+	// DefaultCertCheckInterval (1 minute).
+	CheckInterval time.Duration
+	// Now is the clock that decides renewals and retries. Nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// Defaults of the ACMEConfig fields whose zero value means a default.
+const (
+	// DefaultRenewBefore is ACMEConfig.RenewBefore when zero.
+	DefaultRenewBefore = 30 * 24 * time.Hour
+	// DefaultCertCheckInterval is ACMEConfig.CheckInterval when zero.
+	DefaultCertCheckInterval = time.Minute
+)
 
 // Validate reports whether the configuration is usable by Run.
 func (c Config) Validate() error {
@@ -181,6 +223,26 @@ func (c Config) validateForNew() error {
 		return fmt.Errorf("controller: BuildMemory %d is negative", c.BuildMemory)
 	case c.SlugsKept < 0:
 		return fmt.Errorf("controller: SlugsKept %d is negative", c.SlugsKept)
+	}
+	if c.SecretsKey != nil && len(c.SecretsKey) != sealed.KeySize {
+		return fmt.Errorf("controller: SecretsKey is %d bytes, want %d", len(c.SecretsKey), sealed.KeySize)
+	}
+	if a := c.ACME; a != nil {
+		switch {
+		case a.Email == "":
+			return errors.New("controller: ACME.Email is required")
+		case c.SecretsKey == nil:
+			return errors.New("controller: ACME needs SecretsKey, to seal the keys it obtains")
+		case a.RenewBefore < 0:
+			return fmt.Errorf("controller: ACME.RenewBefore %s is negative", a.RenewBefore)
+		case a.CheckInterval < 0:
+			return fmt.Errorf("controller: ACME.CheckInterval %s is negative", a.CheckInterval)
+		}
+		if a.Directory != "" {
+			if u, err := url.Parse(a.Directory); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return fmt.Errorf("controller: ACME.Directory %q must be an https URL", a.Directory)
+			}
+		}
 	}
 	if c.LogURL != "" {
 		if err := logclient.ValidateURL(c.LogURL); err != nil {

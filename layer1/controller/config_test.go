@@ -50,6 +50,21 @@ func TestConfigValidate(t *testing.T) {
 		{"negative build timeout", func(c *Config) { c.BuildTimeout = -time.Second }, "BuildTimeout -1s is negative"},
 		{"negative build memory", func(c *Config) { c.BuildMemory = -1 }, "BuildMemory -1 is negative"},
 		{"negative slugs kept", func(c *Config) { c.SlugsKept = -1 }, "SlugsKept -1 is negative"},
+		{"acme", func(c *Config) {
+			c.SecretsKey = make([]byte, 32)
+			c.ACME = &ACMEConfig{Email: "ops@example.test", Directory: "https://127.0.0.1:14000/dir", RenewBefore: time.Hour, CheckInterval: time.Second}
+		}, ""},
+		{"short secrets key", func(c *Config) { c.SecretsKey = make([]byte, 16) }, "SecretsKey is 16 bytes, want 32"},
+		{"acme without email", func(c *Config) { c.SecretsKey = make([]byte, 32); c.ACME = &ACMEConfig{} }, "ACME.Email is required"},
+		{"acme without secrets key", func(c *Config) { c.ACME = &ACMEConfig{Email: "ops@example.test"} }, "ACME needs SecretsKey"},
+		{"acme bad directory", func(c *Config) {
+			c.SecretsKey = make([]byte, 32)
+			c.ACME = &ACMEConfig{Email: "ops@example.test", Directory: "acme.example.test/dir"}
+		}, "ACME.Directory"},
+		{"acme negative renew before", func(c *Config) {
+			c.SecretsKey = make([]byte, 32)
+			c.ACME = &ACMEConfig{Email: "ops@example.test", RenewBefore: -time.Hour}
+		}, "ACME.RenewBefore -1h0m0s is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -183,14 +183,18 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 	custom := map[string]bool{}
 	for _, r := range st.Routes {
 		custom[r.Domain] = true
-		want[m.space.Route(r.Domain)] = mustJSON(routertypes.Route{
-			Domain:    r.Domain,
-			App:       r.App,
-			Service:   webService(r.App),
-			HTTPSOnly: r.HTTPSOnly,
+		rt := routertypes.Route{
+			Domain:  r.Domain,
+			App:     r.App,
+			Service: webService(r.App),
+			// A route waiting for its ACME certificate is not redirected
+			// to HTTPS before the certificate is there.
+			HTTPSOnly: r.HTTPSOnly && (r.CertState == "" || r.TLSCert != ""),
 			TLSCert:   r.TLSCert,
-			TLSKey:    r.TLSKey,
-		})
+			// Sealed in PostgreSQL, and so in etcd: the routers open it.
+			TLSKey: r.TLSKey,
+		}
+		want[m.space.Route(r.Domain)] = mustJSON(rt)
 	}
 	for _, app := range st.WebApps {
 		d := m.domain(app)

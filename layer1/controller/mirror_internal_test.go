@@ -2,11 +2,19 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/sealed"
+	"github.com/gantryhq/gantry/layer1/controller/store"
+	"github.com/gantryhq/gantry/layer1/controller/types"
+	routertypes "github.com/gantryhq/gantry/router/types"
 )
 
 // TestEtcdErr checks that a failed etcd request is reported as what it
@@ -37,6 +45,40 @@ func TestEtcdErr(t *testing.T) {
 			}
 			if !errors.Is(err, tt.err) {
 				t.Errorf("%v does not wrap %v", err, tt.err)
+			}
+		})
+	}
+}
+
+// TestDesiredRoutes checks what the mirror writes for a route: the key as
+// stored (sealed; the routers open it), and https_only held back while an
+// ACME certificate is awaited.
+func TestDesiredRoutes(t *testing.T) {
+	const sealedKey = sealed.SealedPrefix + "AAAA"
+	space := keyspace.MustNew("c-test")
+	m := &mirror{space: space, domain: func(app string) string { return app + ".localhost" }, log: slog.New(slog.DiscardHandler)}
+	tests := []struct {
+		name      string
+		route     store.Route
+		httpsOnly bool
+		cert, key string
+	}{
+		{"plain key", store.Route{Domain: "a.test", App: "a", TLSCert: "CERT", TLSKey: "KEY", HTTPSOnly: true}, true, "CERT", "KEY"},
+		{"sealed key stays sealed", store.Route{Domain: "a.test", App: "a", TLSCert: "CERT", TLSKey: sealedKey}, false, "CERT", sealedKey},
+		{"pending certificate holds https_only", store.Route{Domain: "a.test", App: "a", HTTPSOnly: true, CertState: types.CertPending}, false, "", ""},
+		{"failed first certificate holds https_only", store.Route{Domain: "a.test", App: "a", HTTPSOnly: true, CertState: types.CertFailed}, false, "", ""},
+		{"failed renewal keeps https_only", store.Route{Domain: "a.test", App: "a", HTTPSOnly: true, CertState: types.CertFailed, TLSCert: "CERT", TLSKey: sealedKey}, true, "CERT", sealedKey},
+		{"no ACME, no certificate", store.Route{Domain: "a.test", App: "a", HTTPSOnly: true}, true, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := m.desired(store.MirrorState{Routes: []store.Route{tt.route}})
+			var got routertypes.Route
+			if err := json.Unmarshal(want[space.Route("a.test")], &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.HTTPSOnly != tt.httpsOnly || got.TLSCert != tt.cert || got.TLSKey != tt.key {
+				t.Errorf("mirrored https_only=%v cert=%q key=%q, want %v %q %q", got.HTTPSOnly, got.TLSCert, got.TLSKey, tt.httpsOnly, tt.cert, tt.key)
 			}
 		})
 	}

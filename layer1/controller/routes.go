@@ -34,7 +34,8 @@ func (s *Server) listRoutes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// routeOf is the API view of a stored route: without its key.
+// routeOf is the API view of a stored route: without its key. An issued
+// certificate that failed to renew shows as failed, with its expiry.
 func routeOf(rt store.Route) types.Route {
 	return types.Route{
 		Domain:       rt.Domain,
@@ -43,6 +44,9 @@ func routeOf(rt store.Route) types.Route {
 		TLS:          rt.TLSCert != "",
 		CertNotAfter: rt.CertNotAfter,
 		CreatedAt:    rt.CreatedAt,
+		CertState:    rt.CertState,
+		CertError:    rt.CertError,
+		CertRetryAt:  rt.CertRetryAt,
 	}
 }
 
@@ -66,6 +70,16 @@ func (s *Server) addRoute(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		rt.TLSCert, rt.TLSKey, rt.CertNotAfter = req.TLSCert, req.TLSKey, leaf.NotAfter.UTC()
+		if s.sealer != nil {
+			sealed, err := s.sealer.Seal(rt.TLSKey)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			rt.TLSKey = sealed
+		}
+	} else if s.certs != nil && !strings.HasPrefix(req.Domain, "*.") {
+		rt.CertState = types.CertPending
 	}
 	rt, err := s.store.AddRoute(r.Context(), rt, s.cfg.domain())
 	if err != nil {
@@ -74,6 +88,10 @@ func (s *Server) addRoute(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("route added", "app", app, "domain", rt.Domain, "tls", rt.TLSCert != "", "https_only", rt.HTTPSOnly)
 	s.syncApp(r, app)
+	if rt.CertState == types.CertPending {
+		// Obtained in the background; route list shows the progress.
+		s.certs.poke()
+	}
 	writeJSON(w, http.StatusCreated, routeOf(rt))
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -60,6 +61,12 @@ type Server struct {
 	metrics  *prometheus.Registry // the controller's own, served with the hosts' at /metrics
 	history  *metricstore.Store   // the apps' key series (GET /v1/apps/{app}/metrics)
 
+	// sealer seals the private keys stored in PostgreSQL; nil without
+	// Config.SecretsKey.
+	sealer *sealed.Sealer
+	// certs obtains the routes' certificates; nil without Config.ACME.
+	certs *certManager
+
 	closeOnce sync.Once
 }
 
@@ -100,6 +107,15 @@ func New(cfg Config) (*Server, error) {
 		history: metricstore.New(0),
 	}
 	s.deployer.lastLines = s.jobLastLines
+	if cfg.SecretsKey != nil {
+		if s.sealer, err = sealed.NewSealer(cfg.SecretsKey); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("controller: SecretsKey: %w", err)
+		}
+	}
+	if cfg.ACME != nil {
+		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, m.syncApp, log.With("worker", "certs"))
+	}
 	// The web dashboard at / (layer1/dashboard) and its sessions.
 	if s.dash, err = dashboard.New(dashboard.Config{Tokens: st, Logger: log.With("component", "dashboard")}); err != nil {
 		st.Close()
@@ -150,6 +166,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.deployer.run(wctx) })
 	workers.Go(func() { s.sweepRuns(wctx) })
 	workers.Go(func() { s.collectMetrics(wctx) })
+	if s.certs != nil {
+		workers.Go(func() { s.certs.run(wctx) })
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

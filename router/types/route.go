@@ -32,7 +32,9 @@ type Route struct {
 	// TLSCert is the PEM certificate chain presented for the domain (SNI);
 	// empty means the router's default certificate.
 	TLSCert string `json:"tls_cert,omitempty"`
-	// TLSKey is the PEM private key of TLSCert; set exactly when TLSCert is.
+	// TLSKey is the PEM private key of TLSCert, sealed (layer0/sealed) when
+	// the controller has a secrets key; set exactly when TLSCert is. The
+	// router opens a sealed key before Validate.
 	TLSKey string `json:"tls_key,omitempty"`
 }
 

@@ -25,6 +25,17 @@ type Route struct {
 	// CertNotAfter is when the certificate expires; zero without one.
 	CertNotAfter time.Time
 	CreatedAt    time.Time
+	// CertState is the state of the certificate the controller obtains
+	// with ACME: "" when it obtains none (a certificate came with the
+	// route, or none was asked for yet), types.CertPending,
+	// types.CertIssued or types.CertFailed.
+	CertState string
+	// CertError is the ACME server's problem of the last failure; empty
+	// unless CertState is CertFailed.
+	CertError string
+	// CertRetryAt is when the next attempt may start after a failure;
+	// zero otherwise.
+	CertRetryAt time.Time
 }
 
 // DomainTakenError is returned when a domain belongs to a route already. It
@@ -46,18 +57,26 @@ func (e *DomainTakenError) Error() string {
 
 func (e *DomainTakenError) Unwrap() error { return ErrConflict }
 
-const routeColumns = `r.domain, a.name, r.https_only, r.tls_cert, r.tls_key, COALESCE(r.cert_not_after, 'epoch'), r.created_at`
+const routeColumns = `r.domain, a.name, r.https_only, r.tls_cert, r.tls_key, COALESCE(r.cert_not_after, 'epoch'), r.created_at,
+	r.cert_state, r.cert_error, COALESCE(r.cert_retry_at, 'epoch')`
 
 func scanRoute(row pgx.Row) (Route, error) {
 	var r Route
-	err := row.Scan(&r.Domain, &r.App, &r.HTTPSOnly, &r.TLSCert, &r.TLSKey, &r.CertNotAfter, &r.CreatedAt)
-	if r.CertNotAfter.Equal(time.Unix(0, 0)) {
-		r.CertNotAfter = time.Time{}
-	} else {
-		r.CertNotAfter = r.CertNotAfter.UTC()
-	}
+	err := row.Scan(&r.Domain, &r.App, &r.HTTPSOnly, &r.TLSCert, &r.TLSKey, &r.CertNotAfter, &r.CreatedAt,
+		&r.CertState, &r.CertError, &r.CertRetryAt)
+	r.CertNotAfter = orZero(r.CertNotAfter)
+	r.CertRetryAt = orZero(r.CertRetryAt)
 	r.CreatedAt = r.CreatedAt.UTC()
 	return r, err
+}
+
+// orZero returns t in UTC, or the zero time for the epoch that stands for
+// NULL.
+func orZero(t time.Time) time.Time {
+	if t.Equal(time.Unix(0, 0)) {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 // AddRoute stores r as a route of app r.App (CreatedAt is set by the
@@ -92,9 +111,9 @@ func (s *Store) AddRoute(ctx context.Context, r Route, appDomain string) (Route,
 		if !r.CertNotAfter.IsZero() {
 			notAfter = &r.CertNotAfter
 		}
-		return tx.QueryRow(ctx, `INSERT INTO routes (domain, app_id, https_only, tls_cert, tls_key, cert_not_after)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at`,
-			r.Domain, a.id, r.HTTPSOnly, r.TLSCert, r.TLSKey, notAfter).Scan(&r.CreatedAt)
+		return tx.QueryRow(ctx, `INSERT INTO routes (domain, app_id, https_only, tls_cert, tls_key, cert_not_after, cert_state)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at`,
+			r.Domain, a.id, r.HTTPSOnly, r.TLSCert, r.TLSKey, notAfter, r.CertState).Scan(&r.CreatedAt)
 	})
 	if err != nil {
 		return Route{}, appErr("add route "+r.Domain+" to app", r.App, err)

@@ -236,7 +236,25 @@ type Route struct {
 	// a certificate.
 	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 	CreatedAt    time.Time `json:"created_at"`
+	// CertState is the state of the certificate the platform obtains
+	// with ACME: CertPending, CertIssued or CertFailed; absent when it
+	// obtains none (ACME is off, the route is a wildcard, or a
+	// certificate came with the route).
+	CertState string `json:"cert_state,omitempty"`
+	// CertError is the ACME server's own description of the last
+	// failure; set when CertState is CertFailed.
+	CertError string `json:"cert_error,omitempty"`
+	// CertRetryAt is when the next attempt starts; set when CertState is
+	// CertFailed.
+	CertRetryAt time.Time `json:"cert_retry_at,omitzero"`
 }
+
+// States of a certificate obtained with ACME, in Route.CertState.
+const (
+	CertPending = "pending"
+	CertIssued  = "issued"
+	CertFailed  = "failed"
+)
 
 // RouteRequest is the body of POST /v1/apps/{app}/routes.
 type RouteRequest struct {

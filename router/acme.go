@@ -1,0 +1,89 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gantryhq/gantry/layer0/etcdwatch"
+)
+
+// acmeChallengePath is the path prefix of ACME HTTP-01 challenges (RFC 8555
+// section 8.3). Requests under it are answered from the challenge keys in
+// etcd, for any host, and are never redirected to HTTPS.
+const acmeChallengePath = "/.well-known/acme-challenge/"
+
+// followChallenges keeps r.challenges in step with the challenge answers in
+// etcd until ctx is done.
+func (r *Router) followChallenges(ctx context.Context) error {
+	ch, err := etcdwatch.Watch(ctx, etcdwatch.Config{Client: r.cfg.Etcd, Prefix: r.space.ACMEChallenges(), Logger: r.log})
+	if err != nil {
+		return fmt.Errorf("watch acme challenges: %w", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case s, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			m := make(map[string]string, len(s.KVs))
+			for k, v := range s.KVs {
+				m[strings.TrimPrefix(k, r.space.ACMEChallenges())] = string(v)
+			}
+			r.challenges.Store(&m)
+		}
+	}
+}
+
+// challenge answers an HTTP-01 challenge request with its key
+// authorization and returns true, or returns false when the router knows
+// no such token (the request is then routed as usual, without redirect).
+func (f *frontend) challenge(x *exchange) bool {
+	token, ok := strings.CutPrefix(requestPath(x.req), acmeChallengePath)
+	if !ok || token == "" || (x.req.Method != http.MethodGet && x.req.Method != http.MethodHead) {
+		return false
+	}
+	m := f.r.challenges.Load()
+	if m == nil {
+		return false
+	}
+	keyAuth, ok := (*m)[token]
+	if !ok {
+		return false
+	}
+	h := x.w.Header()
+	h["Content-Type"] = []string{"text/plain"}
+	h["Content-Length"] = []string{strconv.Itoa(len(keyAuth))}
+	h["Cache-Control"] = []string{"no-store"}
+	h["X-Request-Id"] = x.idHeader()
+	x.w.WriteHeader(http.StatusOK)
+	x.status = http.StatusOK
+	if x.req.Method == http.MethodGet {
+		n, _ := io.WriteString(x.w, keyAuth)
+		x.bytes = int64(n)
+	}
+	return true
+}
+
+// isChallenge reports whether req asks for an ACME HTTP-01 challenge.
+func isChallenge(req *http.Request) bool {
+	return strings.HasPrefix(requestPath(req), acmeChallengePath)
+}
+
+// requestPath returns the path of req as sent, without the query: the
+// router's own server sets RequestURI but not URL.
+func requestPath(req *http.Request) string {
+	uri := req.RequestURI
+	if uri == "" || uri[0] != '/' {
+		return req.URL.Path
+	}
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	return uri
+}
