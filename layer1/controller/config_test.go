@@ -50,6 +50,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative build timeout", func(c *Config) { c.BuildTimeout = -time.Second }, "BuildTimeout -1s is negative"},
 		{"negative build memory", func(c *Config) { c.BuildMemory = -1 }, "BuildMemory -1 is negative"},
 		{"negative slugs kept", func(c *Config) { c.SlugsKept = -1 }, "SlugsKept -1 is negative"},
+		{"negative gc interval", func(c *Config) { c.GCInterval = -time.Second }, "GCInterval -1s is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
