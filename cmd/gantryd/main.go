@@ -81,6 +81,8 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "domain", Value: "localhost", Usage: "apps are served at <app>.<domain>"},
 			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "IP address app ports are published on"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- for stdout)"},
+			&cli.IntFlag{Name: "slugs-kept", Value: 10, Usage: "how many of each app's newest releases keep their slugs and can be rolled back to"},
+			&cli.DurationFlag{Name: "gc-interval", Value: time.Hour, Usage: "period of the garbage collection (gantry gc runs one now)"},
 			&cli.DurationFlag{Name: "deploy-timeout", Value: 120 * time.Second, Usage: "how long a deploy waits for the new release's jobs to be up before it fails and the old release keeps serving"},
 		}, routerLimitFlags()...),
 		Action: func(c *cli.Context) error {
@@ -111,6 +113,8 @@ func upCommand() *cli.Command {
 				Domain:         c.String("domain"),
 				AdvertiseAddr:  c.String("advertise"),
 				DeployTimeout:  c.Duration("deploy-timeout"),
+				SlugsKept:      c.Int("slugs-kept"),
+				GCInterval:     c.Duration("gc-interval"),
 				Version:        version,
 				Logger:         log,
 			})

@@ -60,6 +60,7 @@ func Run(ctx context.Context, cfg Config) error {
 		"version", cfg.Version, "data", dataDir, "cluster", clusterID,
 		"api_addr", cfg.APIAddr, "http_addr", cfg.HTTPAddr, "https_addr", cfg.HTTPSAddr,
 		"ssh_addr", cfg.SSHAddr, "host_api_addr", cfg.HostAPIAddr, "domain", cfg.Domain, "deploy_timeout", cfg.DeployTimeout,
+		"slugs_kept", cfg.SlugsKept, "gc_interval", cfg.GCInterval,
 		"advertise", cfg.AdvertiseAddr, "etcd", etcdMode(cfg), "database", dbMode(cfg))
 
 	// etcd: embedded unless an external cluster is given.
@@ -205,6 +206,8 @@ func Run(ctx context.Context, cfg Config) error {
 			StackImage:    stackImage,
 			BuildEnv:      env,
 			DeployTimeout: cfg.DeployTimeout,
+			SlugsKept:     cfg.SlugsKept,
+			GCInterval:    cfg.GCInterval,
 			MetricsFile:   filepath.Join(dataDir, "metrics.gob"),
 			Version:       cfg.Version,
 			Logger:        log.With("component", "controller"),
