@@ -211,7 +211,7 @@ func (tc *testController) hosts(w http.ResponseWriter, _ *http.Request) {
 func (tc *testController) gc(w http.ResponseWriter, _ *http.Request) {
 	writeTestJSON(w, http.StatusOK, map[string]any{
 		"started_at": "2026-01-02T03:04:05Z", "seconds": 1.25, "slugs": 3, "blobs": 2, "large_objects": 0, "etcd_revision": 42,
-		"hosts": []map[string]any{{"host": "h1", "containers": 1, "volumes": 2, "images": 0}},
+		"hosts": []map[string]any{{"host": "h1", "containers": 1, "volumes": 2, "images": 0, "artifacts": 4}},
 	})
 }
 

@@ -169,7 +169,7 @@ func writeGCReport(w io.Writer, rep *types.GCReport) {
 	}
 	fmt.Fprintf(tw, "etcd history:\t%s\n", etcd)
 	for _, h := range rep.Hosts {
-		line := fmt.Sprintf("%d exited containers, %d volumes, %d images removed", h.Containers, h.Volumes, h.Images)
+		line := fmt.Sprintf("%d exited containers, %d volumes, %d images, %d cached artifacts removed", h.Containers, h.Volumes, h.Images, h.Artifacts)
 		if h.Error != "" {
 			line = "failed: " + oneLine(h.Error)
 		}

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,12 +37,18 @@ const (
 	// slugsKept is the controller's default N: the newest releases that
 	// keep their slugs.
 	slugsKept = 10
+	// slugPayload is the size of the incompressible file in the app.
+	slugPayload = 2 << 20
 	// diskSlack is what may grow besides N slugs between the two
-	// measurements, whatever the number of pushes: PostgreSQL's WAL
-	// segments (16 MiB each) and free space map, etcd's and the logs'
-	// files after compaction. The history that is kept on purpose (git
-	// commits, release and deployment rows) grows by a few KiB per push.
-	diskSlack = 48 << 20
+	// measurements, whatever the number of pushes: PostgreSQL's free
+	// space map and catalog, etcd's and the logs' files after compaction.
+	// The history kept on purpose (git commits, release and deployment
+	// rows) grows by a few KiB per push. The 30 slugs beyond N that the
+	// collection deletes weigh 60 MiB, more than the bound.
+	diskSlack = 8 << 20
+	// walBound is what PostgreSQL's WAL may hold (deploy/pgserver sets
+	// max_wal_size).
+	walBound = 64 << 20
 )
 
 // TestDiskStaysBounded pushes the static site 40 times, each push a change
@@ -51,10 +60,11 @@ func TestDiskStaysBounded(t *testing.T) {
 	p := newPlatform(t)
 	requireStackImages(t)
 	docker := testenv.Docker(t)
-	cluster, err := os.ReadFile(filepath.Join(p.data, "cluster-id"))
+	id, err := os.ReadFile(filepath.Join(p.data, "cluster-id"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	cluster := strings.TrimSpace(string(id))
 	keyFile := filepath.Join(p.home, ".ssh", "id_ed25519")
 	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
 		t.Fatal(err)
@@ -63,6 +73,13 @@ func TestDiskStaysBounded(t *testing.T) {
 	p.ok("key", "add")
 	repo := t.TempDir()
 	copyDir(t, filepath.Join(repoRoot(), "slugbuilder", "testdata", "apps", "static"), repo)
+	// An incompressible file makes each slug weigh about slugPayload, so
+	// that slugs kept beyond N would break the bound; git stores it once.
+	payload := make([]byte, slugPayload)
+	rand.NewChaCha8([32]byte{1}).Read(payload)
+	if err := os.WriteFile(filepath.Join(repo, "public", "payload.bin"), payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	gitRun(t, repo, "init", "-q", "-b", "main")
 	gitRun(t, repo, "add", ".")
 	gitRun(t, repo, "commit", "-q", "-m", "push 0")
@@ -85,7 +102,7 @@ func TestDiskStaysBounded(t *testing.T) {
 		}
 		slug = max(slug, slugSize(t, out))
 		if i == diskMeasuredAt {
-			at10 = p.collectAndMeasure(t, docker, string(cluster))
+			at10 = p.collectAndMeasure(t, docker, cluster)
 			t.Logf("after push %d (%s): %s", i, time.Since(start).Round(time.Second), at10)
 		}
 	}
@@ -93,7 +110,7 @@ func TestDiskStaysBounded(t *testing.T) {
 		code, body, err := p.get("site.localhost", "/")
 		return err == nil && code == 200 && strings.Contains(body, fmt.Sprintf("Push number %d", diskPushes))
 	})
-	at40 := p.collectAndMeasure(t, docker, string(cluster))
+	at40 := p.collectAndMeasure(t, docker, cluster)
 	t.Logf("after push %d (%s): %s", diskPushes, time.Since(start).Round(time.Second), at40)
 
 	// The releases beyond the newest N are marked.
@@ -116,7 +133,7 @@ func TestDiskStaysBounded(t *testing.T) {
 		what             string
 		before, after, b int64
 	}{
-		{"data dir", at10.dataDir, at40.dataDir, bound},
+		{"data dir", at10.dataDir, at40.dataDir, bound + walBound},
 		{"PostgreSQL database", at10.postgres, at40.postgres, bound},
 		{"cluster's Docker volumes", at10.volumes, at40.volumes, bound},
 		{"cluster's Docker images", at10.images, at40.images, 0},
@@ -134,11 +151,19 @@ type diskUse struct {
 	dataDir, postgres, wal int64
 	volumes, images        int64
 	containers             int64
+	// parts are the sizes of the data dir's entries.
+	parts map[string]int64
 }
 
 func (d diskUse) String() string {
-	return fmt.Sprintf("data dir %s (PostgreSQL %s, its WAL %s), cluster volumes %s, images %s, %d containers",
-		mib(d.dataDir), mib(d.postgres), mib(d.wal), mib(d.volumes), mib(d.images), d.containers)
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(d.parts)) {
+		if d.parts[name] >= 1<<20 {
+			parts = append(parts, name+" "+mib(d.parts[name]))
+		}
+	}
+	return fmt.Sprintf("data dir %s (%s; PostgreSQL without its WAL %s, WAL %s), cluster volumes %s, images %s, %d containers",
+		mib(d.dataDir), strings.Join(parts, ", "), mib(d.postgres), mib(d.wal), mib(d.volumes), mib(d.images), d.containers)
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
@@ -154,7 +179,15 @@ func (p *platform) collectAndMeasure(t *testing.T, docker *client.Client, cluste
 	}
 	var d diskUse
 	d.dataDir = dirSize(t, p.data)
-	d.wal = dirSize(t, filepath.Join(p.data, "postgres", "pg_wal"))
+	entries, err := os.ReadDir(p.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.parts = map[string]int64{}
+	for _, e := range entries {
+		d.parts[e.Name()] = dirSize(t, filepath.Join(p.data, e.Name()))
+	}
+	d.wal = dirSize(t, filepath.Join(p.data, "postgres", "pgdata", "pg_wal"))
 	d.postgres = dirSize(t, filepath.Join(p.data, "postgres")) - d.wal
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -221,6 +254,9 @@ func slugSize(t *testing.T, out string) int64 {
 func dirSize(t *testing.T, dir string) int64 {
 	t.Helper()
 	var n int64
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatal(err)
+	}
 	err := filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil

@@ -33,7 +33,8 @@ const (
 
 // collect answers POST /v1/gc: it removes the exited containers of the
 // cluster on this host that no job owns, the cluster's volumes of apps not
-// in the request, and the stale tags of the platform's image repositories.
+// in the request, the stale tags of the platform's image repositories, and
+// the cached artifacts (slugs, build inputs) that no current job uses.
 // Each is level-triggered: a host that was down when an app was deleted
 // removes its volumes at its first collection after it returns.
 func (a *agent) collect(w http.ResponseWriter, r *http.Request) {
@@ -61,6 +62,7 @@ func (a *agent) collect(w http.ResponseWriter, r *http.Request) {
 	if res.Images, err = a.removeStaleImages(ctx, req.ImageRepos, req.KeepImages); err != nil {
 		errs = append(errs, err)
 	}
+	res.Artifacts = a.artifacts.evict(a.artifactsInUse(), 0)
 	if err := errors.Join(errs...); err != nil {
 		a.log.Warn("garbage collection", "err", err)
 		writeError(w, client.NewError(client.ErrUnavailable, "docker: the collection failed part-way: %v", err))

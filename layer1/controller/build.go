@@ -476,6 +476,12 @@ func (b *buildRun) cleanup(ctx context.Context) {
 	if !b.released {
 		b.s.deleteBlob(ctx, slugPath(b.app, b.id))
 	}
+	// The build's source and result, and the slugs pruned after its
+	// release, leave dead pages; reusing them keeps the database at the
+	// size of the kept slugs whatever the number of builds.
+	if err := b.blobs.Vacuum(ctx); err != nil {
+		b.log.Warn("vacuum the blobs' large objects", "err", err)
+	}
 }
 
 // deleteBlob deletes a blob that may not exist, logging a failure.

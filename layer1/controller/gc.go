@@ -165,7 +165,7 @@ func (s *Server) compactEtcd(ctx context.Context) (int64, error) {
 // no longer needs (client.GCRequest): the cluster's exited containers,
 // the volumes of apps not in apps (listed at listedAt), and the tags of
 // the stack and builder repositories that are neither the current images
-// nor the image of any release. Hosts that were down when an app was
+// nor the image of any release, and the cached artifacts no job uses. Hosts that were down when an app was
 // deleted are collected by the first collection after they return.
 func (s *Server) collectHosts(ctx context.Context, apps []types.App, listedAt time.Time) []types.HostGC {
 	out := []types.HostGC{}
@@ -196,7 +196,8 @@ func (s *Server) collectHosts(ctx context.Context, apps []types.App, listedAt ti
 			hctx, cancel := context.WithTimeout(ctx, hostGCTimeout)
 			defer cancel()
 			res, err := s.hosts.get(h.APIURL).GC(hctx, req)
-			out[i] = types.HostGC{Host: h.ID, Containers: len(res.Containers), Volumes: len(res.Volumes), Images: len(res.Images)}
+			out[i] = types.HostGC{Host: h.ID, Containers: len(res.Containers), Volumes: len(res.Volumes), Images: len(res.Images),
+				Artifacts: res.Artifacts}
 			if err != nil {
 				out[i].Error = err.Error()
 			}

@@ -199,4 +199,8 @@ type GCResult struct {
 	Volumes []string `json:"volumes"`
 	// Images are the removed image references.
 	Images []string `json:"images"`
+	// Artifacts is how many cached artifacts (slugs, build inputs) that
+	// no current job uses were deleted; the next job that needs one
+	// downloads it again.
+	Artifacts int `json:"artifacts"`
 }

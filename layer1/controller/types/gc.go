@@ -36,6 +36,9 @@ type HostGC struct {
 	Containers int `json:"containers"`
 	Volumes    int `json:"volumes"`
 	Images     int `json:"images"`
+	// Artifacts is how many cached slugs and build inputs that no
+	// current job uses were deleted.
+	Artifacts int `json:"artifacts"`
 	// Error says why the host did not answer; empty when it did.
 	Error string `json:"error,omitempty"`
 }
