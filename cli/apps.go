@@ -160,6 +160,10 @@ func (r *runner) info(c *urfave.Context) error {
 	if err != nil {
 		return err
 	}
+	disks, err := singleHostDisks(c.Context, cl)
+	if err != nil {
+		return err
+	}
 	urls := app.URLs
 	if len(urls) == 0 {
 		urls = []string{orDash(app.WebURL)}
@@ -173,6 +177,7 @@ func (r *runner) info(c *urfave.Context) error {
 	fmt.Fprintf(tw, "Deploy:\t%s, timeout %s\n", deploy.Strategy, formatTimeout(deploy))
 	fmt.Fprintf(tw, "Created:\t%s\n", formatTime(app.CreatedAt))
 	fmt.Fprintf(tw, "ID:\t%s\n", orDash(app.ID))
+	writeList(tw, "Disk:", disks)
 	return tw.Flush()
 }
 

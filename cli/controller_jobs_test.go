@@ -42,6 +42,7 @@ type testRelease struct {
 	Slug        string                 `json:"slug"`
 	Config      map[string]string      `json:"config"`
 	Processes   map[string]testProcess `json:"processes"`
+	SlugDeleted bool                   `json:"slug_deleted,omitempty"`
 }
 
 type testProcess struct {

@@ -21,7 +21,7 @@ func (tc *testController) handleReleases(mux *http.ServeMux) {
 }
 
 // seedReleases gives demo the releases before v3: v1 of an image and v2
-// built from source; tc.mu must be held.
+// built from source, whose slug was deleted; tc.mu must be held.
 func (tc *testController) seedReleases(demo *testApp) {
 	st := tc.run(demo)
 	st.releases[1] = &testRelease{
@@ -31,7 +31,7 @@ func (tc *testController) seedReleases(demo *testApp) {
 	}
 	st.releases[2] = &testRelease{
 		ID: "00000000-0000-4000-9000-000000000002", App: demo.Name, Version: 2, CreatedAt: testNow.Add(-51 * time.Hour),
-		Description: "Deploy 1a2b3c4", Image: "gantry/stack:bookworm-1",
+		Description: "Deploy 1a2b3c4", Image: "gantry/stack:bookworm-1", SlugDeleted: true,
 		Slug:   "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		Config: map[string]string{"DATABASE_URL": "postgres://db.internal/demo", "WEB_CONCURRENCY": "2"},
 		Processes: map[string]testProcess{

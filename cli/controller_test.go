@@ -75,6 +75,8 @@ func newTestController(t *testing.T) *testController {
 		io.WriteString(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /v1/info", tc.info)
+	mux.HandleFunc("GET /v1/hosts", tc.hosts)
+	mux.HandleFunc("POST /v1/gc", tc.gc)
 	mux.HandleFunc("POST /v1/apps", tc.createApp)
 	mux.HandleFunc("GET /v1/apps", tc.listApps)
 	mux.HandleFunc("GET /v1/apps/{app}", tc.getApp)
@@ -193,6 +195,26 @@ func (tc *testController) info(w http.ResponseWriter, _ *http.Request) {
 		"version": "0.1.0", "cluster": "c-test", "domain": "localhost",
 		"git_url": "ssh://git@127.0.0.1:2222", "router_http": "http://localhost:8080",
 		"router_https": "https://localhost:8443",
+	})
+}
+
+// hosts answers one host, its state disk past the warning.
+func (tc *testController) hosts(w http.ResponseWriter, _ *http.Request) {
+	writeTestJSON(w, http.StatusOK, []map[string]any{{
+		"id": "h1", "addr": "127.0.0.1", "healthy": true, "version": "0.1.0", "started_at": "2026-01-02T03:00:00Z",
+		"usage": map[string]any{"at": "2026-01-02T03:04:00Z", "cpu": 0.25, "cores": 2, "memory_used": 3 << 30, "memory_total": 8 << 30,
+			"disks": []map[string]any{
+				{"path": "/var/lib/gantry", "used": 45 << 30, "total": 50 << 30},
+				{"path": "/var/lib/docker", "used": 12 << 30, "total": 100 << 30},
+			}},
+	}})
+}
+
+// gc answers a fixed report.
+func (tc *testController) gc(w http.ResponseWriter, _ *http.Request) {
+	writeTestJSON(w, http.StatusOK, map[string]any{
+		"started_at": "2026-01-02T03:04:05Z", "seconds": 1.25, "slugs": 3, "blobs": 2, "large_objects": 0, "etcd_revision": 42,
+		"hosts": []map[string]any{{"host": "h1", "containers": 1, "volumes": 2, "images": 0, "artifacts": 4}},
 	})
 }
 

@@ -129,6 +129,8 @@ func TestGolden(t *testing.T) {
 			before: [][]string{{"cluster", "add", "local", "$URL", "--token", testToken}},
 		},
 		{name: "info", args: []string{"info", "-a", "demo"}},
+		{name: "hosts", args: []string{"hosts"}},
+		{name: "gc", args: []string{"gc"}},
 		{name: "info_json", args: []string{"info", "--app=demo", "--json"}},
 		{name: "info_gantry_app", args: []string{"info"}, env: map[string]string{"GANTRY_APP": "api"}},
 		{name: "metrics", args: []string{"metrics", "-a", "demo"}},

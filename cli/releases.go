@@ -15,7 +15,9 @@ import (
 // release list share it.
 const releasesDescription = "Lists the app's releases, newest first: the version, how long ago it was\n" +
 	"made, and what made it (a push, env set, a rollback, release create).\n" +
-	"The current release, the one serving, is marked with *."
+	"The current release, the one serving, is marked with *. Only the newest\n" +
+	"releases (10 by default) keep their slug; an older release built from source\n" +
+	"says \"slug deleted: cannot roll back\"."
 
 func (r *runner) releasesCommand() *urfave.Command {
 	return &urfave.Command{
@@ -97,7 +99,11 @@ func (r *runner) releases(c *urfave.Context) error {
 		if rel.Version == a.Release {
 			mark = "*"
 		}
-		fmt.Fprintf(tw, "%s\tv%d\t%s ago\t%s\n", mark, rel.Version, formatAge(now.Sub(rel.CreatedAt)), oneLine(rel.Description))
+		desc := oneLine(rel.Description)
+		if rel.SlugDeleted {
+			desc += " (slug deleted: cannot roll back)"
+		}
+		fmt.Fprintf(tw, "%s\tv%d\t%s ago\t%s\n", mark, rel.Version, formatAge(now.Sub(rel.CreatedAt)), desc)
 	}
 	return tw.Flush()
 }

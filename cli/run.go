@@ -106,6 +106,8 @@ func (r *runner) newApp() *urfave.App {
 			r.routeCommand(),
 			r.keyCommand(),
 			r.clusterCommand(),
+			r.hostsCommand(),
+			r.gcCommand(),
 			r.versionCommand(),
 		},
 	}

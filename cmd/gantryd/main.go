@@ -85,6 +85,8 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "acme-email", Usage: "obtain certificates with ACME for the custom domains added without --cert; this `EMAIL` is the account contact", EnvVars: []string{"GANTRY_ACME_EMAIL"}},
 			&cli.StringFlag{Name: "acme-directory", Value: acme.LetsEncrypt, Usage: "ACME directory `URL`"},
 			&cli.StringFlag{Name: "acme-ca-file", Usage: "PEM CA bundle `FILE` trusted to reach a private ACME server"},
+			&cli.IntFlag{Name: "slugs-kept", Value: 10, Usage: "how many of each app's newest releases keep their slugs and can be rolled back to"},
+			&cli.DurationFlag{Name: "gc-interval", Value: time.Hour, Usage: "period of the garbage collection (gantry gc runs one now)"},
 			&cli.DurationFlag{Name: "deploy-timeout", Value: 120 * time.Second, Usage: "how long a deploy waits for the new release's jobs to be up before it fails and the old release keeps serving"},
 		}, routerLimitFlags()...),
 		Action: func(c *cli.Context) error {
@@ -118,6 +120,8 @@ func upCommand() *cli.Command {
 				ACMEEmail:      c.String("acme-email"),
 				ACMEDirectory:  c.String("acme-directory"),
 				ACMECAFile:     c.String("acme-ca-file"),
+				SlugsKept:      c.Int("slugs-kept"),
+				GCInterval:     c.Duration("gc-interval"),
 				Version:        version,
 				Logger:         log,
 			})

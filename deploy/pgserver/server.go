@@ -276,6 +276,13 @@ func (s *Server) start(bins Binaries, pgdata string, cred *syscall.Credential, n
 		"-c", "listen_addresses=",
 		"-c", `unix_socket_directories="` + s.dir + `"`,
 		"-c", "unix_socket_permissions=0700",
+		// Bounds the WAL (pg_wal) to about 64 MiB: a checkpoint starts
+		// when it passes max_wal_size, and segments beyond min_wal_size
+		// are removed rather than recycled. PostgreSQL's defaults (1 GiB,
+		// 80 MiB) let every blob written since the last checkpoint
+		// pile up there.
+		"-c", "max_wal_size=64MB",
+		"-c", "min_wal_size=32MB",
 	}
 	if noFsync {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")

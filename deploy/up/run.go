@@ -61,6 +61,7 @@ func Run(ctx context.Context, cfg Config) error {
 		"version", cfg.Version, "data", dataDir, "cluster", clusterID,
 		"api_addr", cfg.APIAddr, "http_addr", cfg.HTTPAddr, "https_addr", cfg.HTTPSAddr,
 		"ssh_addr", cfg.SSHAddr, "host_api_addr", cfg.HostAPIAddr, "domain", cfg.Domain, "deploy_timeout", cfg.DeployTimeout,
+		"slugs_kept", cfg.SlugsKept, "gc_interval", cfg.GCInterval,
 		"advertise", cfg.AdvertiseAddr, "etcd", etcdMode(cfg), "database", dbMode(cfg))
 
 	// etcd: embedded unless an external cluster is given.
@@ -225,6 +226,8 @@ func Run(ctx context.Context, cfg Config) error {
 			StackImage:    stackImage,
 			BuildEnv:      env,
 			DeployTimeout: cfg.DeployTimeout,
+			SlugsKept:     cfg.SlugsKept,
+			GCInterval:    cfg.GCInterval,
 			MetricsFile:   filepath.Join(dataDir, "metrics.gob"),
 			SecretsKey:    secretsKey,
 			ACME:          acmeCfg,

@@ -71,6 +71,13 @@ type Config struct {
 	// ACMECAFile is a PEM CA bundle trusted to reach a private ACME
 	// server; empty means the system roots.
 	ACMECAFile string
+	// SlugsKept is how many of each app's newest releases keep their slugs
+	// (and can be rolled back to); zero means the controller's default
+	// (10).
+	SlugsKept int
+	// GCInterval is the period of the garbage collection; zero means the
+	// controller's default (1 hour).
+	GCInterval time.Duration
 	// AccessLog receives the router's access log, one line per request;
 	// nil means none.
 	AccessLog io.Writer
@@ -104,6 +111,12 @@ func (c Config) Validate() error {
 	}
 	if c.Domain == "" {
 		errs = append(errs, errors.New("no domain"))
+	}
+	if c.SlugsKept < 0 {
+		errs = append(errs, fmt.Errorf("--slugs-kept %d is negative", c.SlugsKept))
+	}
+	if c.GCInterval < 0 {
+		errs = append(errs, fmt.Errorf("--gc-interval %s is negative", c.GCInterval))
 	}
 	if net.ParseIP(c.AdvertiseAddr) == nil {
 		errs = append(errs, fmt.Errorf("--advertise %q: want an IP address", c.AdvertiseAddr))

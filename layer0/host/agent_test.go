@@ -72,6 +72,7 @@ func TestAgent(t *testing.T) {
 		{"LeaseLost", testLeaseLost},
 		{"OneOff", testOneOff},
 		{"Volumes", testVolumes},
+		{"GC", testGC},
 		{"Stats", testStats},
 	}
 	for _, tc := range tests {

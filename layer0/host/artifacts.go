@@ -130,7 +130,7 @@ func (c *artifactCache) fetch(ctx context.Context, art keyspace.Artifact, keep f
 	}
 	inUse := map[string]bool{art.Digest: true}
 	maps.Copy(inUse, keep())
-	c.evict(inUse)
+	c.evict(inUse, c.max)
 	return final, nil
 }
 
@@ -221,13 +221,15 @@ func (c *artifactCache) download(ctx context.Context, art keyspace.Artifact, fin
 }
 
 // evict deletes the least recently used artifacts that are not in keep
-// until the cache is no larger than its maximum.
-func (c *artifactCache) evict(keep map[string]bool) {
+// until the cache is no larger than max bytes (0: every artifact not in
+// keep, as the garbage collection does), and returns how many it deleted.
+func (c *artifactCache) evict(keep map[string]bool, max int64) int {
 	entries, err := os.ReadDir(c.dir)
 	if err != nil {
 		c.log.Warn("artifact cache: cannot list", "err", err)
-		return
+		return 0
 	}
+	evicted := 0
 	type file struct {
 		name string
 		size int64
@@ -248,8 +250,8 @@ func (c *artifactCache) evict(keep map[string]bool) {
 	}
 	slices.SortFunc(files, func(a, b file) int { return a.used.Compare(b.used) })
 	for _, f := range files {
-		if total <= c.max {
-			return
+		if total <= max {
+			break
 		}
 		if keep["sha256:"+strings.TrimPrefix(f.name, cachePrefix)] {
 			continue
@@ -259,8 +261,10 @@ func (c *artifactCache) evict(keep map[string]bool) {
 			continue
 		}
 		total -= f.size
+		evicted++
 		c.log.Info("artifact evicted from the cache", "file", f.name, "bytes", f.size)
 	}
+	return evicted
 }
 
 // statusError describes a non-success answer, with the message of a JSON

@@ -215,7 +215,38 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
 	if releases == nil {
 		releases = []types.Release{}
 	}
+	if err := s.markDeletedSlugs(r.Context(), r.PathValue("app"), releases); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, releases)
+}
+
+// markDeletedSlugs sets SlugDeleted on the releases of app whose slug is no
+// longer in the blobstore.
+func (s *Server) markDeletedSlugs(ctx context.Context, app string, releases []types.Release) error {
+	paths, err := s.store.SlugPaths(ctx, app)
+	if err != nil || len(paths) == 0 {
+		return err
+	}
+	st, err := s.blobStore(ctx)
+	if err != nil {
+		return err
+	}
+	blobs, err := st.List(ctx, slugsPrefix+app+"/")
+	if err != nil {
+		return err
+	}
+	have := make(map[string]bool, len(blobs))
+	for _, b := range blobs {
+		have[b.Path] = true
+	}
+	for i, rel := range releases {
+		if p, ok := paths[rel.Version]; ok && !have[p] {
+			releases[i].SlugDeleted = true
+		}
+	}
+	return nil
 }
 
 func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) {

@@ -336,7 +336,7 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 		b.log.Warn("mirror to etcd failed; the periodic re-sync retries", "err", err)
 	}
 	b.s.deployer.poke()
-	if err := b.s.pruneSlugs(sctx, b.app); err != nil {
+	if _, err := b.s.pruneSlugs(sctx, b.app); err != nil {
 		b.log.Warn("delete old slugs", "err", err)
 	}
 	return dep, nil
@@ -475,6 +475,12 @@ func (b *buildRun) cleanup(ctx context.Context) {
 	}
 	if !b.released {
 		b.s.deleteBlob(ctx, slugPath(b.app, b.id))
+	}
+	// The build's source and result, and the slugs pruned after its
+	// release, leave dead pages; reusing them keeps the database at the
+	// size of the kept slugs whatever the number of builds.
+	if err := b.blobs.Vacuum(ctx); err != nil {
+		b.log.Warn("vacuum the blobs' large objects", "err", err)
 	}
 }
 

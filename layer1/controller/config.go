@@ -41,7 +41,10 @@ const (
 	DefaultBuildMemory = 2 << 30
 	// DefaultSlugsKept is how many of an app's newest releases keep their
 	// slugs when Config.SlugsKept is 0.
-	DefaultSlugsKept = 5
+	DefaultSlugsKept = 10
+	// DefaultGCInterval is the period of the garbage collection when
+	// Config.GCInterval is 0.
+	DefaultGCInterval = time.Hour
 )
 
 // Config configures the controller.
@@ -121,9 +124,14 @@ type Config struct {
 	BuildMemory int64
 	// SlugsKept is how many of an app's newest releases keep their slugs
 	// in the blobstore (the current release and one being deployed always
-	// do); older slugs are deleted after each build. Zero means
-	// DefaultSlugsKept (5).
+	// do); older slugs are deleted after each build and by the garbage
+	// collection, and their releases can no longer be rolled back to.
+	// Zero means DefaultSlugsKept (10).
 	SlugsKept int
+	// GCInterval is the period of the garbage collection (see POST
+	// /v1/gc), whose first pass runs at start. Zero means
+	// DefaultGCInterval (1 hour).
+	GCInterval time.Duration
 	// Events receives the platform events of the apps (deploys, scales,
 	// restarts) for their logs. Nil discards them.
 	Events EventSink
@@ -223,6 +231,8 @@ func (c Config) validateForNew() error {
 		return fmt.Errorf("controller: BuildMemory %d is negative", c.BuildMemory)
 	case c.SlugsKept < 0:
 		return fmt.Errorf("controller: SlugsKept %d is negative", c.SlugsKept)
+	case c.GCInterval < 0:
+		return fmt.Errorf("controller: GCInterval %s is negative", c.GCInterval)
 	}
 	if c.SecretsKey != nil && len(c.SecretsKey) != sealed.KeySize {
 		return fmt.Errorf("controller: SecretsKey is %d bytes, want %d", len(c.SecretsKey), sealed.KeySize)
@@ -320,6 +330,13 @@ func (c Config) slugsKept() int {
 		return DefaultSlugsKept
 	}
 	return c.SlugsKept
+}
+
+func (c Config) gcInterval() time.Duration {
+	if c.GCInterval == 0 {
+		return DefaultGCInterval
+	}
+	return c.GCInterval
 }
 
 // blobURL is the URL of a blob as the host agents reach it.

@@ -65,6 +65,7 @@ func TestConfigValidate(t *testing.T) {
 			c.SecretsKey = make([]byte, 32)
 			c.ACME = &ACMEConfig{Email: "ops@example.test", RenewBefore: -time.Hour}
 		}, "ACME.RenewBefore -1h0m0s is negative"},
+		{"negative gc interval", func(c *Config) { c.GCInterval = -time.Second }, "GCInterval -1s is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -200,8 +200,12 @@ func TestRollbackSlug(t *testing.T) {
 	// The slug is not in the blobstore (it was pruned): nothing changes.
 	_, err = a.c.Rollback(ctx, "demo", 1)
 	wantAPIError(t, err, types.ErrInvalid, "the slug of that release was deleted")
-	if rels, err := a.c.ListReleases(ctx, "demo"); err != nil || len(rels) != 2 {
+	rels, err := a.c.ListReleases(ctx, "demo")
+	if err != nil || len(rels) != 2 {
 		t.Fatalf("releases after the refused rollback: %d, %v; want 2", len(rels), err)
+	}
+	if !rels[1].SlugDeleted || rels[0].SlugDeleted {
+		t.Errorf("slug_deleted of v2, v1 = %v, %v; want false, true", rels[0].SlugDeleted, rels[1].SlugDeleted)
 	}
 
 	resp, body := a.raw(t, "PUT", "/v1/blobs/"+slugPath, content, "Bearer "+a.token)

@@ -30,8 +30,6 @@ const (
 	// shutdownTimeout bounds the graceful shutdown: requests still running
 	// after it are cut off.
 	shutdownTimeout = 10 * time.Second
-	// gcInterval is the period of the blob garbage collection.
-	gcInterval = time.Hour
 	// readHeaderTimeout and idleTimeout protect the listener from slow or
 	// idle clients.
 	readHeaderTimeout = 10 * time.Second
@@ -66,6 +64,8 @@ type Server struct {
 	sealer *sealed.Sealer
 	// certs obtains the routes' certificates; nil without Config.ACME.
 	certs *certManager
+	// gcMu serialises the garbage collections (see collect).
+	gcMu sync.Mutex
 
 	closeOnce sync.Once
 }
@@ -163,6 +163,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		workers.Wait()
 	}()
 	workers.Go(func() { s.resyncLoop(wctx) })
+	workers.Go(func() { s.gcLoop(wctx) })
 	workers.Go(func() { s.deployer.run(wctx) })
 	workers.Go(func() { s.sweepRuns(wctx) })
 	workers.Go(func() { s.collectMetrics(wctx) })
@@ -193,30 +194,41 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // resyncLoop re-syncs the whole etcd mirror now and every ResyncInterval
 // until ctx ends, and wakes the deployer after each pass, so that
-// deployments left running by an earlier process are resumed. Every
-// gcInterval it also deletes the blobs no one needs any more (see
-// collectGarbage).
+// deployments left running by an earlier process are resumed.
 func (s *Server) resyncLoop(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.resyncInterval())
 	defer tick.Stop()
-	var collected time.Time
 	for {
 		if err := s.mirror.resync(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("re-sync of etcd from PostgreSQL failed; retrying at the next interval",
 				"interval", s.cfg.resyncInterval(), "err", err)
 		}
 		s.deployer.poke()
-		if time.Since(collected) >= gcInterval {
-			if err := s.collectGarbage(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("blob garbage collection failed; retrying at the next interval", "err", err)
-			} else {
-				collected = time.Now()
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// gcLoop deletes at once the blobs that builds cut off by the end of an
+// earlier controller left behind, and those of deleted apps
+// (collectBlobs), then runs the whole garbage collection (see collect)
+// every Config.GCInterval until ctx ends. A failed part is logged and
+// retried at the next collection.
+func (s *Server) gcLoop(ctx context.Context) {
+	if _, err := s.collectBlobs(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("blob garbage collection failed; retrying at the next collection", "interval", s.cfg.gcInterval(), "err", err)
+	}
+	tick := time.NewTicker(s.cfg.gcInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.collect(ctx)
 		}
 	}
 }
@@ -357,6 +369,8 @@ func (s *Server) routes() *http.ServeMux {
 		{"GET", "/v1/keys/{fingerprint}", s.getKey, true},
 		{"DELETE", "/v1/keys/{fingerprint}", s.removeKey, false},
 		{"GET", "/metrics", s.clusterMetrics, false},
+		{"GET", "/v1/hosts", s.getHosts, false},
+		{"POST", "/v1/gc", s.gc, false},
 		{"GET", "/v1/apps/{app}/metrics", s.appMetrics, false},
 	}
 	mux := http.NewServeMux()

@@ -11,12 +11,16 @@
 //	POST /v1/jobs/{id}/kill                   204; 404 job_not_found; 409 conflict
 //	POST /v1/jobs/{id}/attach                 101 (Upgrade: gantry-attach/1), then the
 //	                                          frames of package attach; see Attach
+//	POST /v1/gc                               200 GCResult; body GCRequest: removes the
+//	                                          cluster's exited containers, the volumes of
+//	                                          deleted apps, stale platform images
 //
 // Errors have the shape {"error": {"code": "...", "message": "..."}}.
 package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -201,11 +205,23 @@ func (s *LogStream) Close() error {
 
 // do sends a request and turns a non-2xx answer into an *Error.
 func (c *Client) do(ctx context.Context, method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	return c.send(ctx, method, path, nil)
+}
+
+// send is do with a JSON body, none when body is nil.
+func (c *Client) send(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err
@@ -214,13 +230,13 @@ func (c *Client) do(ctx context.Context, method, path string) (*http.Response, e
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var eb ErrorBody
-	if json.Unmarshal(body, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+	if json.Unmarshal(msg, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
 		eb.Error.Status = resp.StatusCode
 		return nil, eb.Error
 	}
-	return nil, &Error{Status: resp.StatusCode, Code: codeOfStatus(resp.StatusCode), Message: strings.TrimSpace(string(body))}
+	return nil, &Error{Status: resp.StatusCode, Code: codeOfStatus(resp.StatusCode), Message: strings.TrimSpace(string(msg))}
 }
 
 // codeOfStatus picks the generic code of a status for an answer without an

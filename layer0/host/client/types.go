@@ -169,3 +169,38 @@ func (e *Error) Unwrap() error {
 type ErrorBody struct {
 	Error *Error `json:"error"`
 }
+
+// GCRequest is the body of POST /v1/gc: what the controller knows and the
+// agent does not. The agent removes only resources labelled with its
+// cluster (images: only the repositories named here).
+type GCRequest struct {
+	// Apps are the apps that exist, as listed at ListedAt. The cluster's
+	// volumes of other apps that were created before ListedAt (less a
+	// minute of clock skew) and that no container uses are removed: they
+	// belong to deleted apps, whether the host was up when the app was
+	// deleted or not.
+	Apps     []string  `json:"apps"`
+	ListedAt time.Time `json:"listed_at"`
+	// ImageRepos are the repositories of the platform's own images (the
+	// stack and builder images, e.g. "gantry/stack"); KeepImages are the
+	// references still needed (current versions, images of releases).
+	// Every other tag of those repositories that no container uses is
+	// removed. Empty ImageRepos removes no image.
+	ImageRepos []string `json:"image_repos,omitempty"`
+	KeepImages []string `json:"keep_images,omitempty"`
+}
+
+// GCResult is the answer to POST /v1/gc: what the agent removed.
+type GCResult struct {
+	// Containers are the IDs of exited containers of the cluster on this
+	// host that no job of the agent owns any more.
+	Containers []string `json:"containers"`
+	// Volumes are the Docker names of the removed volumes.
+	Volumes []string `json:"volumes"`
+	// Images are the removed image references.
+	Images []string `json:"images"`
+	// Artifacts is how many cached artifacts (slugs, build inputs) that
+	// no current job uses were deleted; the next job that needs one
+	// downloads it again.
+	Artifacts int `json:"artifacts"`
+}

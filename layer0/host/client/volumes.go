@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -19,4 +20,25 @@ func (c *Client) RemoveAppVolumes(ctx context.Context, app string) error {
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// GC asks the agent to remove what its host no longer needs (see
+// GCRequest) and returns what it removed.
+func (c *Client) GC(ctx context.Context, req GCRequest) (GCResult, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return GCResult{}, fmt.Errorf("host gc: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	resp, err := c.send(ctx, http.MethodPost, "/v1/gc", body)
+	if err != nil {
+		return GCResult{}, fmt.Errorf("host gc: %w", err)
+	}
+	defer resp.Body.Close()
+	var res GCResult
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return GCResult{}, fmt.Errorf("host gc: decode: %w", err)
+	}
+	return res, nil
 }

@@ -135,3 +135,47 @@ func (s *Store) KeptSlugs(ctx context.Context, app string, keep int) (map[string
 	}
 	return out, nil
 }
+
+// SlugPaths returns the blobstore paths of the slugs of app's releases by
+// version, for the releases built from source. It returns ErrAppNotFound
+// for a missing app.
+func (s *Store) SlugPaths(ctx context.Context, app string) (map[int]string, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT r.version, r.slug_path FROM apps a JOIN releases r ON r.app_id = a.id
+		WHERE a.name = $1 AND r.slug_path <> ''`, app)
+	if err != nil {
+		return nil, wrap("list the slug paths of app "+app, err)
+	}
+	out := map[int]string{}
+	var version int
+	var path string
+	if _, err := pgx.ForEachRow(rows, []any{&version, &path}, func() error {
+		out[version] = path
+		return nil
+	}); err != nil {
+		return nil, wrap("list the slug paths of app "+app, err)
+	}
+	if len(out) == 0 {
+		if _, err := s.GetApp(ctx, app); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ReleaseImages returns the images that any release of any app runs,
+// sorted.
+func (s *Store) ReleaseImages(ctx context.Context) ([]string, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT image FROM releases WHERE image <> '' ORDER BY image`)
+	if err != nil {
+		return nil, wrap("list the images of releases", err)
+	}
+	images, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, wrap("list the images of releases", err)
+	}
+	return images, nil
+}

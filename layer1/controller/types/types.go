@@ -85,6 +85,10 @@ type Release struct {
 	Config map[string]string `json:"config"`
 	// Processes maps a process type ("web", "worker") to how it runs.
 	Processes map[string]Process `json:"processes"`
+	// SlugDeleted is true when the release's slug was deleted (it is
+	// beyond the newest releases that keep theirs): it can no longer be
+	// rolled back to. Only the release list sets it.
+	SlugDeleted bool `json:"slug_deleted,omitempty"`
 }
 
 // Process is how one process type of a release runs.

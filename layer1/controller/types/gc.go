@@ -1,0 +1,80 @@
+package types
+
+import "time"
+
+// GCReport is the answer to POST /v1/gc: what one garbage collection
+// deleted. Errors lists the parts that failed; the rest was done, and the
+// next collection retries the failed parts.
+type GCReport struct {
+	StartedAt time.Time `json:"started_at"`
+	// Seconds is how long the collection took.
+	Seconds float64 `json:"seconds"`
+	// Slugs is how many slugs of releases beyond the kept window (see
+	// Release.SlugDeleted) were deleted.
+	Slugs int `json:"slugs"`
+	// Blobs is how many other blobs were deleted: the slugs, sources and
+	// build caches of deleted apps, and the leftovers of builds cut off.
+	Blobs int `json:"blobs"`
+	// LargeObjects is how many orphaned PostgreSQL large objects were
+	// unlinked before pg_largeobject was vacuumed.
+	LargeObjects int `json:"large_objects"`
+	// EtcdRevision is the revision etcd's history was compacted to before
+	// its members were defragmented; 0 when that step failed.
+	EtcdRevision int64 `json:"etcd_revision"`
+	// Hosts are the results of the host agents, one per registered host.
+	Hosts []HostGC `json:"hosts"`
+	// Errors are the failed parts, each a sentence.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// HostGC is what one host agent removed.
+type HostGC struct {
+	Host string `json:"host"`
+	// Containers is how many exited containers of the cluster were
+	// removed, Volumes how many volumes of deleted apps, Images how many
+	// tags of stack and builder images no release uses.
+	Containers int `json:"containers"`
+	Volumes    int `json:"volumes"`
+	Images     int `json:"images"`
+	// Artifacts is how many cached slugs and build inputs that no
+	// current job uses were deleted.
+	Artifacts int `json:"artifacts"`
+	// Error says why the host did not answer; empty when it did.
+	Error string `json:"error,omitempty"`
+}
+
+// Host is a host of the cluster and its resource use (GET /v1/hosts).
+type Host struct {
+	ID      string `json:"id"`
+	Addr    string `json:"addr"`
+	Healthy bool   `json:"healthy"`
+	// Reason says why the host is unhealthy; empty when healthy.
+	Reason    string    `json:"reason,omitempty"`
+	Version   string    `json:"version,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	// Usage is the host's own use at its agent's last reading; nil when
+	// the agent did not answer in time.
+	Usage *HostUsage `json:"usage,omitempty"`
+}
+
+// HostUsage is a host's CPU, memory and disk use.
+type HostUsage struct {
+	At time.Time `json:"at"`
+	// CPU is the cores busy on average; Cores is how many the host has.
+	CPU   float64 `json:"cpu"`
+	Cores int     `json:"cores"`
+	// MemoryUsed and MemoryTotal are in bytes.
+	MemoryUsed  uint64 `json:"memory_used"`
+	MemoryTotal uint64 `json:"memory_total"`
+	// Disks are the file systems of the agent's state dir and of Docker's
+	// root.
+	Disks []Disk `json:"disks"`
+}
+
+// Disk is one file system of a host. Used and Total are in bytes.
+type Disk struct {
+	// Path is a directory on it: the agent's state dir or Docker's root.
+	Path  string `json:"path"`
+	Used  uint64 `json:"used"`
+	Total uint64 `json:"total"`
+}
