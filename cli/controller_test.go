@@ -201,7 +201,7 @@ func (tc *testController) info(w http.ResponseWriter, _ *http.Request) {
 // hosts answers one host, its state disk past the warning.
 func (tc *testController) hosts(w http.ResponseWriter, _ *http.Request) {
 	writeTestJSON(w, http.StatusOK, []map[string]any{{
-		"id": "h1", "addr": "127.0.0.1", "healthy": true, "version": "0.1.0", "started_at": "2026-01-02T03:00:00Z",
+		"id": "h1", "addr": "127.0.0.1", "healthy": true, "jobs": 3, "version": "0.1.0", "started_at": "2026-01-02T03:00:00Z",
 		"usage": map[string]any{"at": "2026-01-02T03:04:00Z", "cpu": 0.25, "cores": 2, "memory_used": 3 << 30, "memory_total": 8 << 30,
 			"disks": []map[string]any{
 				{"path": "/var/lib/gantry", "used": 45 << 30, "total": 50 << 30},

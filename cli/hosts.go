@@ -48,7 +48,7 @@ func (r *runner) hosts(c *urfave.Context) error {
 		return nil
 	}
 	tw := newTable(r.stdout)
-	fmt.Fprintln(tw, "HOST\tSTATE\tCPU\tMEMORY\tDISK")
+	fmt.Fprintln(tw, "HOST\tSTATE\tJOBS\tCPU\tMEMORY\tDISK")
 	for _, h := range hosts {
 		state := "healthy"
 		if !h.Healthy {
@@ -70,9 +70,9 @@ func (r *runner) hosts(c *urfave.Context) error {
 		}
 		for i, d := range disks {
 			if i == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.ID, state, cpu, mem, d)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", h.ID, state, h.Jobs, cpu, mem, d)
 			} else {
-				fmt.Fprintf(tw, "\t\t\t\t%s\n", d)
+				fmt.Fprintf(tw, "\t\t\t\t\t%s\n", d)
 			}
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -21,12 +23,18 @@ func (s *Server) getHosts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	slices.SortFunc(hosts, func(a, b keyspace.Host) int { return strings.Compare(a.ID, b.ID) })
+	jobs, err := s.jobsPerHost(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	out := make([]types.Host, len(hosts))
 	ctx, cancel := context.WithTimeout(r.Context(), usageTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	for i, h := range hosts {
-		out[i] = types.Host{ID: h.ID, Addr: h.Addr, Healthy: h.Healthy, Reason: h.Reason, Version: h.Version, StartedAt: h.StartedAt.UTC()}
+		out[i] = types.Host{ID: h.ID, Addr: h.Addr, Healthy: h.Healthy, Reason: h.Reason, Version: h.Version, StartedAt: h.StartedAt.UTC(),
+			Jobs: jobs[h.ID]}
 		wg.Go(func() {
 			u, err := s.hosts.get(h.APIURL).Usage(ctx)
 			if err != nil {
@@ -43,4 +51,23 @@ func (s *Server) getHosts(w http.ResponseWriter, r *http.Request) {
 	}
 	wg.Wait()
 	writeJSON(w, http.StatusOK, out)
+}
+
+// jobsPerHost counts the jobs the scheduler placed on each host (its
+// assignments), by host ID.
+func (s *Server) jobsPerHost(ctx context.Context) (map[string]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
+	prefix := s.space.Assignments()
+	resp, err := s.cfg.Etcd.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, etcdErr("count the jobs of the hosts", err)
+	}
+	n := map[string]int{}
+	for _, kv := range resp.Kvs {
+		if host, _, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), "/"); ok {
+			n[host]++
+		}
+	}
+	return n, nil
 }

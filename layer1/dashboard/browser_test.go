@@ -422,6 +422,16 @@ func TestBrowserAppPage(t *testing.T) {
 		waitText(t, ctx, `tr[data-release="3"]`, "current")
 	})
 
+	t.Run("hosts page", func(t *testing.T) {
+		do(t, ctx, "open the hosts page", chromedp.Navigate(p.url+"/hosts"))
+		// The host runs demo's two jobs, and its agent reports its CPU,
+		// memory and disks.
+		waitJS(t, ctx, "a host with its jobs and usage", `(() => {
+			const tr = document.querySelector('#hosts tbody tr');
+			return !!tr && tr.cells[5].innerText.trim() === '2' && /cores/.test(tr.cells[2].innerText) && /iB/.test(tr.cells[4].innerText);
+		})()`)
+	})
+
 	t.Run("phone-sized screen", func(t *testing.T) {
 		do(t, ctx, "a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 		if !eval[bool](t, ctx, fitsWidth) {

@@ -52,6 +52,8 @@ type Host struct {
 	Reason    string    `json:"reason,omitempty"`
 	Version   string    `json:"version,omitempty"`
 	StartedAt time.Time `json:"started_at"`
+	// Jobs is the number of jobs the scheduler placed on the host.
+	Jobs int `json:"jobs"`
 	// Usage is the host's own use at its agent's last reading; nil when
 	// the agent did not answer in time.
 	Usage *HostUsage `json:"usage,omitempty"`
