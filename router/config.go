@@ -55,6 +55,10 @@ type Config struct {
 	// MetricsToken is the bearer token /metrics requires (the platform's
 	// token); required with MetricsAddr.
 	MetricsToken string
+	// NoAppMetrics turns off the per-app request counters and latency
+	// histograms (their cost is measured against a router without them);
+	// false keeps them, as every platform router does.
+	NoAppMetrics bool
 
 	// DialTimeout bounds connecting to a backend; zero means 5 s.
 	DialTimeout time.Duration

@@ -115,7 +115,10 @@ func (m *appMetrics) Collect(ch chan<- prometheus.Metric) {
 // the router's own.
 func (r *Router) metricsRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(r.stats,
+	if r.stats != nil {
+		reg.MustRegister(r.stats)
+	}
+	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gantry_router_connections", Help: "Client connections open."},
 			func() float64 { return float64(r.conns.open.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gantry_router_connections_refused_total", Help: "Client connections refused at the connection cap."},

@@ -154,7 +154,7 @@ func (f *frontend) serve(x *exchange) {
 // finish records the end of the request of x: the app's counters and the
 // access log.
 func (r *Router) finish(x *exchange) {
-	if x.app != "" {
+	if x.app != "" && r.stats != nil {
 		r.stats.observe(x.app, x.status, x.bytes, time.Since(x.start))
 	}
 	r.access.log(x)

@@ -77,10 +77,12 @@ func New(cfg Config) (*Router, error) {
 		base:        time.Now(),
 		defaultCert: cert,
 		access:      newAccessLog(cfg.AccessLog, cfg.AppLog, cfg.Logger),
-		stats:       &appMetrics{apps: map[string]*appStats{}},
 		backends:    map[string]*backend{},
 		ready:       make(chan struct{}),
 		upgrades:    map[*upgraded]struct{}{},
+	}
+	if !cfg.NoAppMetrics {
+		r.stats = &appMetrics{apps: map[string]*appStats{}}
 	}
 	r.conns = &connLimit{max: int64(cfg.MaxConns), log: cfg.Logger, now: r.now}
 	if cfg.SecretsKey != nil {

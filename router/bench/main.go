@@ -16,11 +16,14 @@
 // other load on the machine hits both sides of a row alike; it prints the
 // 1-minute load average before and after, the median and the spread
 // (min–max) of each target's figures, and for each row the router/nginx
-// ratios of the rounds. Everything listens on 127.0.0.1 and is stopped,
+// ratios of the rounds. The metrics row measures the access-log router
+// next to the same router without its per-app metrics (router.Config
+// NoAppMetrics), to show what they cost. Everything listens on 127.0.0.1
+// and is stopped,
 // and its temporary directory removed, at the end, also on an error or
 // Ctrl-C.
 //
-//	go run ./router/bench [-duration 10s] [-rounds 5] [-rows access,app-log,https,h2] [-connections 64] [-threads 2]
+//	go run ./router/bench [-duration 10s] [-rounds 5] [-rows access,app-log,https,h2,metrics] [-connections 64] [-threads 2]
 //	    [-access-log=true] [-app-log-access-file] [-router-cpuprofile cpu.out] [-router-memprofile allocs.out] [-aggregator-cpuprofile agg.out]
 //
 // The same binary also runs the backend, the routers and the log
@@ -98,9 +101,12 @@ const (
 	rowAppLog = "app-log"
 	rowHTTPS  = "https"
 	rowH2     = "h2"
+	// rowMetrics compares the access-log router with the same router
+	// without its per-app metrics.
+	rowMetrics = "metrics"
 )
 
-var allRows = []string{rowAccess, rowAppLog, rowHTTPS, rowH2}
+var allRows = []string{rowAccess, rowAppLog, rowHTTPS, rowH2, rowMetrics}
 
 func main() {
 	role := flag.String("role", "", "internal: run as the benchmark's backend, router or logaggregator process")
@@ -109,6 +115,7 @@ func main() {
 	etcdURL := flag.String("etcd", "", "internal: etcd endpoint for the router")
 	accessPath := flag.String("access-file", "", "internal: router access log file")
 	logURL := flag.String("log-url", "", "internal: the log aggregator the router ships its app lines to")
+	noAppMetrics := flag.Bool("no-app-metrics", false, "internal: the router keeps no per-app metrics")
 	dataDir := flag.String("data", "", "internal: the log aggregator's data dir")
 	cpuFile := flag.String("cpuprofile", "", "internal: the child's CPU profile")
 	memFile := flag.String("memprofile", "", "internal: the child's allocation profile")
@@ -134,7 +141,7 @@ func main() {
 	case "backend":
 		err = runBackend(ctx, *listen)
 	case "router":
-		err = runRouter(ctx, *listen, *listenTLS, *etcdURL, *accessPath, *logURL, *cpuFile, *memFile)
+		err = runRouter(ctx, *listen, *listenTLS, *etcdURL, *accessPath, *logURL, *cpuFile, *memFile, *noAppMetrics)
 	case "logaggregator":
 		err = runAggregator(ctx, *listen, *dataDir, *cpuFile)
 	case "":
@@ -211,7 +218,7 @@ func startCPUProfile(file string) (func(), error) {
 // runRouter runs Gantry's router against the benchmark's etcd. The CPU
 // profile covers the router's whole life (it is idle while the other
 // targets are measured); the allocation profile is written at the end.
-func runRouter(ctx context.Context, addr, tlsAddr, endpoint, accessPath, logURL, cpuProfile, memProfile string) error {
+func runRouter(ctx context.Context, addr, tlsAddr, endpoint, accessPath, logURL, cpuProfile, memProfile string, noAppMetrics bool) error {
 	if memProfile != "" {
 		defer writeAllocs(memProfile)
 	}
@@ -233,6 +240,7 @@ func runRouter(ctx context.Context, addr, tlsAddr, endpoint, accessPath, logURL,
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		ShutdownDelay: -1,
 		ShutdownGrace: 2 * time.Second,
+		NoAppMetrics:  noAppMetrics,
 	}
 	if accessPath != "" {
 		f, err := os.Create(accessPath)
@@ -359,7 +367,7 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 	if err != nil {
 		return err
 	}
-	ports, err := freePorts(10)
+	ports, err := freePorts(11)
 	if err != nil {
 		return err
 	}
@@ -433,8 +441,8 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 	var logs []string // access log files, counted at the end
 	var stops []func()
 	// startRouter starts a router process and waits until it routes.
-	startRouter := func(name, addr, tlsAddr, logURL string, accessLog bool) (int, error) {
-		args := []string{"-role", "router", "-listen", addr, "-etcd", ports[7]}
+	startRouter := func(name, addr, tlsAddr, logURL string, accessLog bool, extra ...string) (int, error) {
+		args := append([]string{"-role", "router", "-listen", addr, "-etcd", ports[7]}, extra...)
 		if tlsAddr != "" {
 			args = append(args, "-listen-https", tlsAddr)
 		}
@@ -505,13 +513,24 @@ func orchestrate(ctx context.Context, bc benchConfig) error {
 		add(target{name: "nginx", url: "http://" + nginxAddr + "/", host: domain, proxyPIDs: []int{nginxPID}})
 	}
 
-	if bc.has(rowAccess) {
+	if bc.has(rowAccess) || bc.has(rowMetrics) {
 		pid, err := startRouter("router", routerAddr, "", "", bc.accessLog)
 		if err != nil {
 			return err
 		}
 		add(target{name: "router", url: "http://" + routerAddr + "/", host: domain, proxyPIDs: []int{pid}})
+	}
+	if bc.has(rowAccess) {
 		rows = append(rows, row{"access log", "router", "nginx"})
+	}
+	if bc.has(rowMetrics) {
+		addr := ports[10]
+		pid, err := startRouter("router-nometrics", addr, "", "", bc.accessLog, "-no-app-metrics")
+		if err != nil {
+			return err
+		}
+		add(target{name: "router, no metrics", url: "http://" + addr + "/", host: domain, proxyPIDs: []int{pid}})
+		rows = append(rows, row{"per-app metrics (router / router without them)", "router", "router, no metrics"})
 	}
 	if appRouter {
 		fmt.Printf("==> log aggregator on %s (the router as gantryd up runs it ships its app lines to it)\n", aggAddr)
@@ -836,9 +855,9 @@ func printTable(w io.Writer, bc benchConfig, targets []target, rows []row, runs 
 	}
 	tw.Flush()
 
-	fmt.Fprintf(w, "\nrouter/nginx, round by round (each round measures a row's two targets back to back): median [min-max]\n\n")
+	fmt.Fprintf(w, "\nfirst/second target of each row (router/nginx; for the metrics row, router/router without metrics), round by round (each round measures a row's two targets back to back): median [min-max]\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "row\trouter\tnginx\trequests/s\tp50\tp99\tproxy CPU/req")
+	fmt.Fprintln(tw, "row\tfirst\tsecond\trequests/s\tp50\tp99\tproxy CPU/req")
 	for _, r := range rows {
 		ratio := func(get func(result) float64) string {
 			var v []float64
