@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -730,6 +731,23 @@ func (j *job) captureLogs(ctx context.Context, id string) {
 	j.a.goFn(func() { j.a.copyLogs(ctx, id, j.logs, tail) })
 }
 
+// copyLogStream copies one ContainerLogs stream into r, skipping the lines
+// not newer than last (kept before), and returns the timestamp of the
+// newest line kept.
+func copyLogStream(rc io.ReadCloser, r *ring, last time.Time) (time.Time, error) {
+	sess := &logSession{skipUntil: last}
+	out := &lineWriter{ring: r, stream: "stdout", sess: sess}
+	errw := &lineWriter{ring: r, stream: "stderr", sess: sess}
+	_, err := stdcopy.StdCopy(out, errw, rc)
+	rc.Close()
+	out.flush()
+	errw.flush()
+	if sess.last.After(last) {
+		last = sess.last
+	}
+	return last, err
+}
+
 // copyLogs follows a container's output into r until the container stops
 // (then closes r) or ctx ends. A broken stream of a running container is
 // resumed from the last line's timestamp.
@@ -744,16 +762,7 @@ func (a *agent) copyLogs(ctx context.Context, id string, r *ring, tail string) {
 		}
 		rc, err := a.docker.ContainerLogs(ctx, id, opts)
 		if err == nil {
-			sess := &logSession{skipUntil: last}
-			out := &lineWriter{ring: r, stream: "stdout", sess: sess}
-			errw := &lineWriter{ring: r, stream: "stderr", sess: sess}
-			_, err = stdcopy.StdCopy(out, errw, rc)
-			rc.Close()
-			out.flush()
-			errw.flush()
-			if sess.last.After(last) {
-				last = sess.last
-			}
+			last, err = copyLogStream(rc, r, last)
 		}
 		if ctx.Err() != nil {
 			return
@@ -761,7 +770,22 @@ func (a *agent) copyLogs(ctx context.Context, id string, r *ring, tail string) {
 		tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
 		info, ierr := a.docker.ContainerInspect(tctx, id)
 		cancel()
-		if cerrdefs.IsNotFound(ierr) || (ierr == nil && (info.State == nil || !info.State.Running)) {
+		if cerrdefs.IsNotFound(ierr) {
+			return
+		}
+		if ierr == nil && (info.State == nil || !info.State.Running) {
+			// A follow stream can end with the container before it has
+			// read the container's last lines: read what came after the
+			// last line kept once more, without following.
+			opts.Follow, opts.Tail = false, "all"
+			if !last.IsZero() {
+				opts.Since = last.Format(time.RFC3339Nano)
+			}
+			tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+			if rc, err := a.docker.ContainerLogs(tctx, id, opts); err == nil {
+				copyLogStream(rc, r, last)
+			}
+			cancel()
 			return
 		}
 		a.log.Debug("container log stream interrupted; resuming", "container", shortID(id), "err", err)
