@@ -307,27 +307,38 @@ func quantile(q float64, b []bucket) float64 {
 
 // scrapeRouter reads one router's /metrics into counts per app.
 func (c *Collector) scrapeRouter(ctx context.Context, addr string) (map[string]*appCounts, error) {
+	fams, err := ScrapeRouter(ctx, c.http, addr, c.cfg.Token)
+	if err != nil {
+		return nil, err
+	}
+	return countsOf(fams), nil
+}
+
+// ScrapeRouter reads the /metrics of the router whose metrics listener is
+// at addr (as registered in discovery), with the platform's token, and
+// parses it from the Prometheus text format. The read is bounded by 5 s.
+func ScrapeRouter(ctx context.Context, client *http.Client, addr, token string) (map[string]*dto.MetricFamily, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
-	resp, err := c.http.Do(req)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return nil, fmt.Errorf("router %s: GET /metrics: %s", addr, resp.Status)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("parse /metrics: %w", err)
+		return nil, fmt.Errorf("router %s: parse /metrics: %w", addr, err)
 	}
-	return countsOf(fams), nil
+	return fams, nil
 }
 
 // countsOf picks the request counters and latency histograms out of a

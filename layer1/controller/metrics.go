@@ -3,8 +3,6 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -142,30 +139,10 @@ func (s *Server) metricSources(ctx context.Context) ([]metricSource, error) {
 	}
 	for _, rt := range routers {
 		out = append(out, metricSource{kind: "router", id: rt.ID, fetch: func(ctx context.Context) (map[string]*dto.MetricFamily, error) {
-			return s.scrapeRouter(ctx, rt.Addr)
+			return appmetrics.ScrapeRouter(ctx, http.DefaultClient, rt.Addr, s.cfg.HostToken)
 		}})
 	}
 	return out, nil
-}
-
-// scrapeRouter reads the /metrics of the router whose metrics listener is
-// at addr, with the platform's token.
-func (s *Server) scrapeRouter(ctx context.Context, addr string) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.HostToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("router /metrics: %s", resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(io.LimitReader(resp.Body, 64<<20))
 }
 
 // mergeFamily adds f's metrics to the family of the same name in into,
