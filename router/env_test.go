@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,14 +121,15 @@ func (e *env) startRouter(mod func(*Config)) *testRouter {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Serve(ctx, httpLn, httpsLn) }()
+	// stop may be called by a test's goroutine and by the cleanup at once:
+	// both wait for the one result.
+	var stopOnce sync.Once
 	var stopErr error
-	stopped := false
 	stop := func() error {
-		if !stopped {
-			stopped = true
+		stopOnce.Do(func() {
 			cancel()
 			stopErr = <-done
-		}
+		})
 		return stopErr
 	}
 	t.Cleanup(func() {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,10 +14,14 @@ import (
 func TestShutdownDrains(t *testing.T) {
 	e := newEnv(t)
 	tr := e.startRouter(func(c *Config) {
-		c.ShutdownDelay = time.Second
+		// Long enough that a loaded machine still gets requests in
+		// during the delay.
+		c.ShutdownDelay = 5 * time.Second
 		c.ShutdownGrace = 10 * time.Second
 	})
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseSlow := func() { releaseOnce.Do(func() { close(release) }) }
 	started := make(chan struct{}, 1)
 	e.serve(tr, "slow.test", "slow-web", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -25,6 +30,10 @@ func TestShutdownDrains(t *testing.T) {
 		}
 		io.WriteString(w, "done")
 	}))
+	// Registered after the backend's cleanup, so it runs first: the
+	// backend's Close waits for the slow handler, which must never be left
+	// blocked when the test ends early.
+	t.Cleanup(releaseSlow)
 	client := httpClient(t)
 	slow := make(chan string, 1)
 	go func() {
@@ -35,7 +44,13 @@ func TestShutdownDrains(t *testing.T) {
 		}
 		slow <- http.StatusText(status) + " " + body
 	}()
-	<-started
+	select {
+	case <-started:
+	case msg := <-slow:
+		t.Fatalf("slow request ended before its handler ran: %s", msg)
+	case <-time.After(30 * time.Second):
+		t.Fatal("slow request did not reach its backend within 30s")
+	}
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- tr.stop() }()
@@ -71,7 +86,7 @@ func TestShutdownDrains(t *testing.T) {
 	}
 
 	// ... and the in-flight request still finishes.
-	close(release)
+	releaseSlow()
 	if got := <-slow; got != "OK done" {
 		t.Errorf("in-flight request: %q", got)
 	}
