@@ -860,6 +860,7 @@ func badInputCases() []badCase {
 		cliCase("a var name starting with a digit", nil, []string{"env", "set", "-a", "{app}", "1A=x"}, refused(0, "1A")),
 		cliCase("an assignment without =", nil, []string{"env", "set", "-a", "{app}", "NOEQUALS"}, refused(0, "NOEQUALS")),
 		cliCase("an invalid app name", nil, []string{"create", "Bad_Name"}, refused(0, "Bad_Name")),
+		cliCase("an app name with the reserved prefix", nil, []string{"create", "gantry-x"}, refused(0, "reserved")),
 		cliCase("destroy with the wrong confirmation", nil, []string{"destroy", "-a", "{app}", "--confirm", "wrong"}, refused(0, badHealthy)),
 		cliCase("an unknown deploy strategy", nil, []string{"deploy", "strategy", "-a", "{app}", "fast"}, refused(0, "fast")),
 		cliCase("an unknown app", nil, []string{"info", "-a", "nosuchapp"}, refused(0, "nosuchapp")),

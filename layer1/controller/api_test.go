@@ -512,6 +512,8 @@ func TestErrors(t *testing.T) {
 		{"duplicate key", "POST", "/v1/keys", `{"key": "` + key + `"}`, bearer, 409, "conflict", "already added"},
 		{"body too large", "POST", "/v1/apps", tooLarge, bearer, 413, "too_large", "larger than 1048576 bytes"},
 		{"invalid name", "POST", "/v1/apps", `{"name": "Bad_Name"}`, bearer, 422, "invalid", `invalid app name "Bad_Name"`},
+		{"reserved prefix", "POST", "/v1/apps", `{"name": "gantry-x"}`, bearer, 422, "invalid", `the prefix "gantry-" is reserved`},
+		{"destroy of a system app", "DELETE", "/v1/apps/gantry-router", "", bearer, 403, "forbidden", "gantry-router is one of the platform's own apps"},
 		{"invalid config var", "PATCH", "/v1/apps/taken/config", `{"OK": "1", "1BAD": "x"}`, bearer, 422, "invalid", `"1BAD"`},
 		{"invalid key", "POST", "/v1/keys", `{"key": "ssh-rsa garbage"}`, bearer, 422, "invalid", "not an SSH public key"},
 	}

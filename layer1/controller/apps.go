@@ -37,6 +37,11 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		if types.IsSystemAppName(req.Name) {
+			s.fail(w, r, types.ErrInvalid.WithMessage("invalid app name %q: the prefix %q is reserved for the platform's own apps",
+				req.Name, types.SystemAppPrefix))
+			return
+		}
 		if owner, err := s.domainOwner(r, req.Name); err != nil || owner != "" {
 			if err == nil {
 				err = types.ErrConflict.WithMessage("the domain %s of an app named %q is a route of app %s; pick another name",
@@ -107,6 +112,11 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
 // its domains.
 func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 	app := r.PathValue("app")
+	if types.IsSystemAppName(app) {
+		s.fail(w, r, types.ErrForbidden.WithMessage("%s is one of the platform's own apps (prefix %q); it cannot be destroyed",
+			app, types.SystemAppPrefix))
+		return
+	}
 	if err := s.store.DeleteApp(r.Context(), app); err != nil {
 		s.fail(w, r, err)
 		return

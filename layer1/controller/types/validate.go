@@ -50,6 +50,15 @@ var (
 	ProcessTypeRegexp = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,29}$`)
 )
 
+// SystemAppPrefix begins the names of the platform's own apps
+// (gantry-controller, gantry-router, ...). Users cannot create or destroy
+// apps with it.
+const SystemAppPrefix = "gantry-"
+
+// IsSystemAppName reports whether name is reserved for the platform's own
+// apps.
+func IsSystemAppName(name string) bool { return strings.HasPrefix(name, SystemAppPrefix) }
+
 // ValidateAppName returns nil when name is a valid app name: it matches
 // AppNameRegexp and, being a DNS label in the app's domain, does not end
 // with a dash. Otherwise it returns an ErrInvalid that says what is wrong.
