@@ -14,8 +14,11 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/gantryhq/gantry/layer0/clustertls"
 )
 
 // Config configures Start.
@@ -35,6 +38,11 @@ type Config struct {
 	// LogFile receives etcd's own logs (warnings and errors); empty means
 	// etcd.log in Dir.
 	LogFile string
+	// TLSDir is a directory of the cluster's certificates (see
+	// layer0/clustertls). When set, clients and peers must present a
+	// certificate signed by the cluster CA, and nothing is served without
+	// TLS. Empty means plain HTTP, for tests that need no security.
+	TLSDir string
 	// Logger receives a few lifecycle lines; nil discards them.
 	Logger *slog.Logger
 }
@@ -56,6 +64,7 @@ func (c Config) Validate() error {
 type Server struct {
 	etcd      *embed.Etcd
 	endpoint  string
+	tlsDir    string
 	closeOnce sync.Once
 	log       *slog.Logger
 }
@@ -72,11 +81,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	curl, err := url.Parse("http://" + cfg.ClientAddr)
+	scheme := "http"
+	if cfg.TLSDir != "" {
+		scheme = "https"
+	}
+	curl, err := url.Parse(scheme + "://" + cfg.ClientAddr)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client address %q: %w", cfg.ClientAddr, err)
 	}
-	purl, err := url.Parse("http://" + cfg.PeerAddr)
+	purl, err := url.Parse(scheme + "://" + cfg.PeerAddr)
 	if err != nil {
 		return nil, fmt.Errorf("etcd peer address %q: %w", cfg.PeerAddr, err)
 	}
@@ -88,6 +101,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ec.ListenPeerUrls = []url.URL{*purl}
 	ec.AdvertisePeerUrls = []url.URL{*purl}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	if cfg.TLSDir != "" {
+		p := clustertls.PathsIn(cfg.TLSDir)
+		info := transport.TLSInfo{
+			CertFile:       p.HostCert,
+			KeyFile:        p.HostKey,
+			TrustedCAFile:  p.CACert,
+			ClientCertAuth: true,
+		}
+		ec.ClientTLSInfo, ec.PeerTLSInfo = info, info
+	}
 	ec.LogLevel = "warn"
 	if cfg.LogFile == "" {
 		cfg.LogFile = filepath.Join(cfg.Dir, "etcd.log")
@@ -120,18 +143,27 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("start embedded etcd: %w", ctx.Err())
 	}
 	cfg.Logger.Info("embedded etcd ready", "dir", cfg.Dir, "client_url", curl.String())
-	return &Server{etcd: e, endpoint: curl.String(), log: cfg.Logger}, nil
+	return &Server{etcd: e, endpoint: curl.String(), tlsDir: cfg.TLSDir, log: cfg.Logger}, nil
 }
 
-// Endpoint returns the client URL, e.g. "http://127.0.0.1:7379".
+// Endpoint returns the client URL, e.g. "https://127.0.0.1:7379".
 func (s *Server) Endpoint() string { return s.endpoint }
 
 // Err returns a channel that receives a fatal server error.
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
-// Client returns a new client of the server; the caller closes it.
+// Client returns a new client of the server, with the host certificate of
+// the server's TLS directory when it has one; the caller closes it.
 func (s *Server) Client() (*clientv3.Client, error) {
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.endpoint}, DialTimeout: 5 * time.Second})
+	cfg := clientv3.Config{Endpoints: []string{s.endpoint}, DialTimeout: 5 * time.Second}
+	if s.tlsDir != "" {
+		tc, err := clustertls.ClientConfig(s.tlsDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tc
+	}
+	c, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded etcd at %s: %w", s.endpoint, err)
 	}
