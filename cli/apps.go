@@ -173,6 +173,7 @@ func (r *runner) info(c *urfave.Context) error {
 	fmt.Fprintf(tw, "Git URL:\t%s\n", orDash(app.GitURL))
 	writeList(tw, "Web URL:", urls)
 	writeList(tw, "Routes:", routes)
+	fmt.Fprintf(tw, "HTTPS only:\t%s\n", formatHTTPSOnly(app.HTTPSOnly))
 	fmt.Fprintf(tw, "Release:\t%s\n", formatRelease(app.Release))
 	fmt.Fprintf(tw, "Deploy:\t%s, timeout %s\n", deploy.Strategy, formatTimeout(deploy))
 	fmt.Fprintf(tw, "Created:\t%s\n", formatTime(app.CreatedAt))

@@ -47,6 +47,8 @@ func TestHoistFlags(t *testing.T) {
 		{in: "gantry route -a web1 add www.example.test --https-only", want: "gantry route -a web1 add --https-only www.example.test"},
 		{in: "gantry route add www.example.test --cert c.pem -a web1 --key k.pem", want: "gantry route add --cert c.pem -a web1 --key k.pem www.example.test"},
 		{in: "gantry -a web1 route add www.example.test", want: "gantry route add -a web1 www.example.test"},
+		{in: "gantry https-only on -a web1", want: "gantry https-only -a web1 on"},
+		{in: "gantry -a web1 https-only off", want: "gantry https-only -a web1 off"},
 		{in: "gantry --json apps", want: "gantry apps --json"},
 		{in: "gantry -a web1", want: "gantry -a web1"},
 		{in: "gantry -a web1 frobnicate", want: "gantry -a web1 frobnicate"},

@@ -119,13 +119,17 @@ func TestRealController(t *testing.T) {
 			"secure.example.test  custom   until " + notAfter + "  yes",
 			"www.example.test     custom   -",
 		}},
+		{args: []string{"https-only", "on", "-a", "web1"}, want: []string{"HTTPS only is on for web1"}},
 		{args: []string{"info", "-a", "web1"}, want: []string{
-			"Web URL:  http://web1.localhost:8080\n          https://web1.localhost:8443\n",
-			"Routes:   https://secure.example.test:8443 (TLS until " + notAfter + ", HTTPS only)\n          http://www.example.test:8080\n",
+			"Web URL:     http://web1.localhost:8080\n             https://web1.localhost:8443\n",
+			"Routes:      https://secure.example.test:8443 (TLS until " + notAfter + ", HTTPS only)\n             http://www.example.test:8080\n",
+			"HTTPS only:  on (",
 			// No job comes up, so the deployments of v2 and v3 stay
 			// pending and v1 stays current.
-			"Release:  v1\n",
+			"Release:     v1\n",
 		}},
+		{args: []string{"https-only", "-a", "web1", "off"}, want: []string{"HTTPS only is off for web1"}},
+		{args: []string{"https-only", "-a", "web1"}, want: []string{"HTTPS only is off for web1"}},
 		{args: []string{"route", "remove", "www.example.test", "-a", "web1"}, want: []string{"Removed route www.example.test from web1"}},
 		{args: []string{"route", "remove", "www.example.test", "-a", "web1"}, fail: true, want: []string{"www.example.test"}},
 		{args: []string{"route", "remove", "web1.localhost", "-a", "web1"}, fail: true, want: []string{"web1.localhost"}},

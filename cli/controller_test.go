@@ -49,6 +49,7 @@ type testApp struct {
 	WebURL    string            `json:"web_url"`
 	URLs      []string          `json:"urls,omitempty"`
 	Release   int               `json:"release"`
+	HTTPSOnly bool              `json:"https_only"`
 	config    map[string]string `json:"-"`
 	run       *testRunState     `json:"-"`
 }
@@ -80,6 +81,7 @@ func newTestController(t *testing.T) *testController {
 	mux.HandleFunc("POST /v1/apps", tc.createApp)
 	mux.HandleFunc("GET /v1/apps", tc.listApps)
 	mux.HandleFunc("GET /v1/apps/{app}", tc.getApp)
+	mux.HandleFunc("PATCH /v1/apps/{app}", tc.updateApp)
 	mux.HandleFunc("DELETE /v1/apps/{app}", tc.deleteApp)
 	mux.HandleFunc("GET /v1/apps/{app}/deploy", tc.getDeploySettings)
 	mux.HandleFunc("GET /v1/apps/{app}/config", tc.getConfig)
@@ -266,6 +268,26 @@ func (tc *testController) getApp(w http.ResponseWriter, r *http.Request) {
 	if a, ok := tc.lookup(w, r); ok {
 		writeTestJSON(w, http.StatusOK, a)
 	}
+}
+
+// updateApp sets the app's https_only, as the controller does.
+func (tc *testController) updateApp(w http.ResponseWriter, r *http.Request) {
+	var req types.UpdateAppRequest
+	if !decodeTestBody(w, r, &req) {
+		return
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	a, ok := tc.lookup(w, r)
+	if !ok {
+		return
+	}
+	if req.HTTPSOnly == nil {
+		writeTestError(w, http.StatusUnprocessableEntity, "invalid", "the body changes nothing")
+		return
+	}
+	a.HTTPSOnly = *req.HTTPSOnly
+	writeTestJSON(w, http.StatusOK, a)
 }
 
 // appMetrics answers an hour of figures for demo, made up from testNow

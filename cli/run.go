@@ -104,6 +104,7 @@ func (r *runner) newApp() *urfave.App {
 			r.oneOffCommand(),
 			r.logCommand(),
 			r.routeCommand(),
+			r.httpsOnlyCommand(),
 			r.keyCommand(),
 			r.clusterCommand(),
 			r.hostsCommand(),

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/gantryhq/gantry/layer0/etcdwatch"
+	"github.com/gantryhq/gantry/router/types"
 )
 
 // acmeChallengePath is the path prefix of ACME HTTP-01 challenges (RFC 8555
@@ -68,6 +69,20 @@ func (f *frontend) challenge(x *exchange) bool {
 		x.bytes = int64(n)
 	}
 	return true
+}
+
+// redirectsToHTTPS reports whether a request that reached the HTTP
+// listener for route is redirected to HTTPS: the route's own https_only
+// redirects whatever the certificate; the app's (AppHTTPSOnly) only once
+// the router has a certificate for the host (hasCert), so that a domain
+// still waiting for its ACME certificate keeps being served over HTTP.
+// The ACME challenge path is never redirected: the ACME server follows
+// no redirect to a listener that has no certificate yet.
+func redirectsToHTTPS(route *types.Route, hasCert bool, req *http.Request) bool {
+	if isChallenge(req) {
+		return false
+	}
+	return route.HTTPSOnly || route.AppHTTPSOnly && hasCert
 }
 
 // isChallenge reports whether req asks for an ACME HTTP-01 challenge.

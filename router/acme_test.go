@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,4 +118,118 @@ func TestSealedRouteKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedirectsToHTTPS holds the rules that send a plain HTTP request to
+// HTTPS: the route's own https_only always, the app's only once there is a
+// certificate, and never the ACME challenge path.
+func TestRedirectsToHTTPS(t *testing.T) {
+	tests := []struct {
+		name     string
+		route    types.Route
+		hasCert  bool
+		method   string
+		uri      string
+		redirect bool
+	}{
+		{"no https_only", types.Route{}, true, http.MethodGet, "/", false},
+		{"route https_only with certificate", types.Route{HTTPSOnly: true}, true, http.MethodGet, "/", true},
+		{"route https_only without certificate", types.Route{HTTPSOnly: true}, false, http.MethodGet, "/", true},
+		{"app https_only with certificate", types.Route{AppHTTPSOnly: true}, true, http.MethodGet, "/a?b=c", true},
+		{"app https_only with certificate, POST", types.Route{AppHTTPSOnly: true}, true, http.MethodPost, "/form", true},
+		{"app https_only before the certificate", types.Route{AppHTTPSOnly: true}, false, http.MethodGet, "/", false},
+		{"both, without certificate", types.Route{HTTPSOnly: true, AppHTTPSOnly: true}, false, http.MethodGet, "/", true},
+		{"challenge path, app https_only", types.Route{AppHTTPSOnly: true}, true, http.MethodGet, acmeChallengePath + "tok", false},
+		{"challenge path, route https_only", types.Route{HTTPSOnly: true}, true, http.MethodGet, acmeChallengePath + "tok", false},
+		{"challenge prefix only", types.Route{AppHTTPSOnly: true}, true, http.MethodGet, acmeChallengePath, false},
+		{"lookalike of the challenge path", types.Route{AppHTTPSOnly: true}, true, http.MethodGet, "/.well-known/acme-challenge", true},
+		{"other well-known path", types.Route{AppHTTPSOnly: true}, true, http.MethodGet, "/.well-known/security.txt", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, tt.uri, nil)
+			if got := redirectsToHTTPS(&tt.route, tt.hasCert, req); got != tt.redirect {
+				t.Errorf("redirectsToHTTPS = %v, want %v", got, tt.redirect)
+			}
+		})
+	}
+}
+
+// TestAppHTTPSOnly checks the app-wide redirect through a router: a domain
+// with a certificate (its own or a wildcard route's) is redirected with
+// its path and query, one without is served over HTTP, the challenge path
+// is not redirected, and HTTPS is served.
+func TestAppHTTPSOnly(t *testing.T) {
+	e := newEnv(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("app")) }))
+	t.Cleanup(app.Close)
+	e.register("shop-web", "i1", app.Listener.Addr().String())
+	certPEM, keyPEM, _ := testCert(t, "tls.test")
+	wildPEM, wildKey, _ := testCert(t, "*.wild.test")
+	for _, rt := range []types.Route{
+		{Domain: "tls.test", TLSCert: certPEM, TLSKey: keyPEM, AppHTTPSOnly: true},
+		{Domain: "plain.test", AppHTTPSOnly: true},
+		{Domain: "*.wild.test", TLSCert: wildPEM, TLSKey: wildKey},
+		{Domain: "a.wild.test", AppHTTPSOnly: true},
+	} {
+		rt.App, rt.Service = "shop", "shop-web"
+		e.putRoute(rt)
+	}
+	tr := e.startRouter(nil)
+	_, httpsPort, err := net.SplitHostPort(tr.httpsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := httpClient(t)
+	waitFor(t, "routes served", 30*time.Second, func() bool {
+		status, _, _, err := tr.get(t, client, "a.wild.test", "/")
+		return err == nil && status == http.StatusPermanentRedirect
+	})
+
+	tests := []struct {
+		name, method, host, uri string
+		status                  int
+		location                string
+	}{
+		{"certificate: redirected with path and query", http.MethodGet, "tls.test", "/a/b?c=d&e", http.StatusPermanentRedirect, "https://tls.test:" + httpsPort + "/a/b?c=d&e"},
+		{"certificate: POST keeps its method (308)", http.MethodPost, "tls.test", "/form", http.StatusPermanentRedirect, "https://tls.test:" + httpsPort + "/form"},
+		{"wildcard route's certificate", http.MethodGet, "a.wild.test", "/", http.StatusPermanentRedirect, "https://a.wild.test:" + httpsPort + "/"},
+		{"no certificate yet: served over HTTP", http.MethodGet, "plain.test", "/", http.StatusOK, ""},
+		{"challenge path not redirected", http.MethodGet, "tls.test", acmeChallengePath + "unknown", http.StatusOK, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), tt.method, "http://"+tr.httpAddr+tt.uri, strings.NewReader("x=1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tt.host
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || resp.Header.Get("Location") != tt.location {
+				t.Errorf("%s %s%s = %d Location %q, want %d %q", tt.method, tt.host, tt.uri, resp.StatusCode, resp.Header.Get("Location"), tt.status, tt.location)
+			}
+		})
+	}
+
+	t.Run("HTTPS is served", func(t *testing.T) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{ServerName: "tls.test", InsecureSkipVerify: true},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, tr.httpsAddr)
+			},
+		}}
+		resp, err := c.Get("https://tls.test/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET https://tls.test/ = %d, want 200", resp.StatusCode)
+		}
+	})
 }

@@ -129,8 +129,10 @@ func (f *frontend) serve(x *exchange) {
 	}
 	host, ok := parseHost(req.Host)
 	var tgt *target
+	var tab *table
 	if ok {
-		tgt = r.table.Load().lookup(host)
+		tab = r.table.Load()
+		tgt = tab.lookup(host)
 	}
 	switch {
 	case !ok:
@@ -140,7 +142,7 @@ func (f *frontend) serve(x *exchange) {
 	default:
 		x.app = tgt.route.App
 		switch {
-		case !f.tls && tgt.route.HTTPSOnly && !isChallenge(req):
+		case !f.tls && redirectsToHTTPS(&tgt.route.Route, tab.cert(host) != nil, req):
 			f.redirect(x, host)
 		case len(tgt.backends) == 0:
 			x.page(http.StatusServiceUnavailable, noInstancePage(tgt.route.App))

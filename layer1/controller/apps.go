@@ -58,6 +58,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		s.appCreated(a)
 		writeJSON(w, http.StatusCreated, s.app(a))
 		return
 	}
@@ -79,10 +80,20 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		s.appCreated(a)
 		writeJSON(w, http.StatusCreated, s.app(a))
 		return
 	}
 	s.fail(w, r, fmt.Errorf("no free generated app name after %d attempts", generateAttempts))
+}
+
+// appCreated wakes the certificate manager, which obtains the new app's
+// default domain certificate in the background.
+func (s *Server) appCreated(a types.App) {
+	s.log.Info("app created", "app", a.Name)
+	if s.certs != nil {
+		s.certs.poke()
+	}
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
@@ -105,6 +116,39 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.app(a))
+}
+
+// updateApp changes the settings of an app (PATCH /v1/apps/{app}): today
+// its app-wide https_only, which the mirror carries to the routes of all
+// its domains.
+func (s *Server) updateApp(w http.ResponseWriter, r *http.Request) {
+	var req types.UpdateAppRequest
+	if e := decodeJSON(w, r, &req, false); e != nil {
+		writeError(w, e)
+		return
+	}
+	if err := validateUpdateApp(req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	app := r.PathValue("app")
+	a, err := s.store.SetHTTPSOnly(r.Context(), app, *req.HTTPSOnly)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("app settings changed", "app", app, "https_only", a.HTTPSOnly)
+	s.events.emit(app, "https-only "+onOff(a.HTTPSOnly))
+	s.syncApp(r, app)
+	writeJSON(w, http.StatusOK, s.app(a))
+}
+
+// onOff prints b as "on" or "off".
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 // deleteApp deletes the app from PostgreSQL, then its formations and

@@ -17,18 +17,24 @@ import (
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
-// certManager obtains and renews the certificates of the custom routes
-// with ACME. The state of each (pending, issued, failed with the server's
-// problem and the next retry) is kept in PostgreSQL with the route, so a
-// restart resumes where it stopped: an order cut short is started again.
-// Obtained certificates reach the routers through the etcd mirror, like
-// uploaded ones.
+// certManager obtains and renews with ACME the certificates of the custom
+// routes and of the apps' default domains <app>.<domain> (when the
+// platform's domain is one a certificate can be issued for, see
+// certifiable). The state of each (pending, issued, failed with the
+// server's problem and the next retry) is kept in PostgreSQL with the
+// route, or in default_certs for a default domain, so a restart resumes
+// where it stopped: an order cut short is started again. Obtained
+// certificates reach the routers through the etcd mirror, like uploaded
+// ones.
 type certManager struct {
 	cfg    ACMEConfig // with defaults
 	store  *store.Store
 	sealer *sealed.Sealer
 	etcd   *clientv3.Client
 	space  keyspace.Space
+	// appDomain is the platform's domain when its apps' default domains
+	// get certificates, else "".
+	appDomain string
 	// sync mirrors an app's routes into etcd.
 	sync func(ctx context.Context, app string) error
 	log  *slog.Logger
@@ -44,7 +50,7 @@ type certManager struct {
 }
 
 func newCertManager(cfg ACMEConfig, st *store.Store, sealer *sealed.Sealer, etcd *clientv3.Client, space keyspace.Space,
-	sync func(context.Context, string) error, log *slog.Logger) *certManager {
+	appDomain string, sync func(context.Context, string) error, log *slog.Logger) *certManager {
 	if cfg.Directory == "" {
 		cfg.Directory = acme.LetsEncrypt
 	}
@@ -57,7 +63,8 @@ func newCertManager(cfg ACMEConfig, st *store.Store, sealer *sealed.Sealer, etcd
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &certManager{cfg: cfg, store: st, sealer: sealer, etcd: etcd, space: space, sync: sync, log: log, wake: make(chan struct{}, 1)}
+	return &certManager{cfg: cfg, store: st, sealer: sealer, etcd: etcd, space: space, appDomain: appDomain, sync: sync, log: log,
+		wake: make(chan struct{}, 1)}
 }
 
 // poke makes run check the routes now.
@@ -72,7 +79,7 @@ func (c *certManager) poke() {
 // ctx ends.
 func (c *certManager) run(ctx context.Context) {
 	c.log.Info("automatic certificates on", "directory", c.cfg.Directory, "email", c.cfg.Email,
-		"renew_before", c.cfg.RenewBefore, "check_interval", c.cfg.CheckInterval)
+		"renew_before", c.cfg.RenewBefore, "check_interval", c.cfg.CheckInterval, "default_domains", c.appDomain != "")
 	tick := time.NewTicker(c.cfg.CheckInterval)
 	defer tick.Stop()
 	for {
@@ -91,7 +98,9 @@ func (c *certManager) run(ctx context.Context) {
 // pass obtains the certificates that are due: pending ones, failed ones
 // whose retry time has come, and issued ones within RenewBefore of their
 // expiry. One domain's failure is recorded with it and does not stop the
-// others.
+// others. Each pass first makes every app's default domain want a
+// certificate (level-triggered: apps created while the controller was
+// down, or before ACME was on, included).
 func (c *certManager) pass(ctx context.Context) error {
 	if !c.marked {
 		n, err := c.store.WantCerts(ctx)
@@ -102,6 +111,13 @@ func (c *certManager) pass(ctx context.Context) error {
 			c.log.Info("routes without a certificate will get one", "routes", n)
 		}
 		c.marked = true
+	}
+	added, deleted, err := c.store.WantDefaultCerts(ctx, c.appDomain)
+	if err != nil {
+		return err
+	}
+	if added > 0 || deleted > 0 {
+		c.log.Info("default domains' certificates reconciled", "domain", c.appDomain, "added", added, "deleted", deleted)
 	}
 	routes, err := c.store.CertRoutes(ctx)
 	if err != nil {
@@ -135,7 +151,7 @@ func (c *certManager) due(r store.CertRoute) bool {
 
 // obtain runs one order for r and records its outcome.
 func (c *certManager) obtain(ctx context.Context, r store.CertRoute) {
-	log := c.log.With("domain", r.Domain, "app", r.App)
+	log := c.log.With("domain", r.Domain, "app", r.App, "default", r.Default)
 	iss, err := c.issuerFor(ctx)
 	if err == nil {
 		log.Info("obtaining certificate", "state", r.State, "not_after", r.NotAfter)
@@ -154,7 +170,7 @@ func (c *certManager) obtain(ctx context.Context, r store.CertRoute) {
 	retryAt := acme.RetryAt(c.cfg.Now(), failures, err)
 	problem := acme.Problem(err)
 	log.Warn("certificate not obtained", "problem", problem, "failures", failures, "retry_at", retryAt)
-	if err := c.store.SetRouteCertFailure(ctx, r.Domain, problem, failures, retryAt); err != nil && !errors.Is(err, store.ErrRouteNotFound) {
+	if err := c.store.SetRouteCertFailure(ctx, r, problem, failures, retryAt); err != nil && !errors.Is(err, store.ErrRouteNotFound) {
 		log.Warn("certificate failure not recorded", "err", err)
 	}
 }
@@ -165,7 +181,7 @@ func (c *certManager) save(ctx context.Context, r store.CertRoute, cert acme.Cer
 	if err != nil {
 		return err
 	}
-	if err := c.store.SetRouteCert(ctx, r.Domain, cert.CertPEM, sealed, cert.NotAfter); err != nil {
+	if err := c.store.SetRouteCert(ctx, r, cert.CertPEM, sealed, cert.NotAfter); err != nil {
 		return err
 	}
 	c.log.Info("certificate stored", "domain", r.Domain, "app", r.App, "not_after", cert.NotAfter)

@@ -36,6 +36,7 @@ type acmeEnv struct {
 	db        string
 	etcd      *clientv3.Client
 	space     keyspace.Space
+	httpAddr  string
 	httpsAddr string
 	pebble    *acmetest.Pebble
 	key       []byte
@@ -58,7 +59,7 @@ func newACMEEnv(t *testing.T) *acmeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.httpsAddr = httpsLn.Addr().String()
+	e.httpAddr, e.httpsAddr = httpLn.Addr().String(), httpsLn.Addr().String()
 	r, err := router.New(router.Config{Cluster: e.space.Cluster(), Etcd: e.etcd, HTTPAddr: httpLn.Addr().String(),
 		HTTPSAddr: e.httpsAddr, ShutdownDelay: -1, ShutdownGrace: 5 * time.Second, SecretsKey: e.key})
 	if err != nil {
@@ -88,8 +89,8 @@ func newACMEEnv(t *testing.T) *acmeEnv {
 }
 
 // start serves a controller with ACME on until stop is called or the test
-// ends.
-func (e *acmeEnv) start(t *testing.T) (c *client.Client, stop func()) {
+// ends; opts change its configuration.
+func (e *acmeEnv) start(t *testing.T, opts ...func(*controller.Config)) (c *client.Client, stop func()) {
 	t.Helper()
 	token, err := controller.CreateAdminToken(t.Context(), e.db)
 	if err != nil {
@@ -107,6 +108,9 @@ func (e *acmeEnv) start(t *testing.T) (c *client.Client, stop func()) {
 		Email: "ops@example.test", Directory: e.pebble.Directory, CAFile: e.pebble.CAFile,
 		CheckInterval: 200 * time.Millisecond,
 		Now:           func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	srv, err := controller.New(cfg)
 	if err != nil {
@@ -133,10 +137,10 @@ func (e *acmeEnv) start(t *testing.T) (c *client.Client, stop func()) {
 	return client.New("http://"+ln.Addr().String(), token), stop
 }
 
-// route returns the route of domain of app web.
-func route(t *testing.T, c *client.Client, domain string) types.Route {
+// route returns the route of domain of app.
+func route(t *testing.T, c *client.Client, app, domain string) types.Route {
 	t.Helper()
-	routes, err := c.ListRoutes(t.Context(), "web")
+	routes, err := c.ListRoutes(t.Context(), app)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,13 +153,14 @@ func route(t *testing.T, c *client.Client, domain string) types.Route {
 	return types.Route{}
 }
 
-// waitState polls the route list until domain's certificate is in state.
-func waitState(t *testing.T, c *client.Client, domain, state string) types.Route {
+// waitState polls the route list of app until domain's certificate is in
+// state.
+func waitState(t *testing.T, c *client.Client, app, domain, state string) types.Route {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	for {
-		r := route(t, c, domain)
+		r := route(t, c, app, domain)
 		if r.CertState == state {
 			return r
 		}
@@ -240,7 +245,7 @@ func TestACMECertificates(t *testing.T) {
 		t.Errorf("wildcard route cert_state %q, want none (HTTP-01 cannot validate a wildcard)", wild.CertState)
 	}
 
-	issued := waitState(t, c, domain, types.CertIssued)
+	issued := waitState(t, c, "web", domain, types.CertIssued)
 	if !issued.TLS || time.Until(issued.CertNotAfter) < 24*time.Hour {
 		t.Errorf("issued route = %+v, want TLS with a future expiry", issued)
 	}
@@ -248,7 +253,7 @@ func TestACMECertificates(t *testing.T) {
 	first := e.waitServed(t, roots, domain, func(*x509.Certificate) bool { return true })
 
 	t.Run("failure", func(t *testing.T) {
-		r := waitState(t, c, bad, types.CertFailed)
+		r := waitState(t, c, "web", bad, types.CertFailed)
 		if !strings.Contains(r.CertError, "connection") || !strings.Contains(r.CertError, bad) {
 			t.Errorf("cert_error = %q, want Pebble's connection problem for %s", r.CertError, bad)
 		}
@@ -296,7 +301,7 @@ func TestACMECertificates(t *testing.T) {
 		if err := renewed.VerifyHostname(domain); err != nil {
 			t.Error(err)
 		}
-		if r := route(t, c, domain); r.CertState != types.CertIssued {
+		if r := route(t, c, "web", domain); r.CertState != types.CertIssued {
 			t.Errorf("after renewal cert_state = %q (%s), want issued", r.CertState, r.CertError)
 		}
 	})
@@ -333,12 +338,12 @@ func TestACMERestartMidOrder(t *testing.T) {
 	c2, _ := e.start(t)
 	// The order was cut short (or, rarely, had just finished): never a
 	// failure.
-	r := route(t, c2, domain)
+	r := route(t, c2, "web", domain)
 	if r.CertState != types.CertPending && r.CertState != types.CertIssued {
 		t.Fatalf("after the stop cert_state = %q (%s), want pending or issued", r.CertState, r.CertError)
 	}
 	t.Logf("after the stop cert_state = %q", r.CertState)
-	waitState(t, c2, domain, types.CertIssued)
+	waitState(t, c2, "web", domain, types.CertIssued)
 	e.waitServed(t, e.pebble.Roots(t), domain, func(*x509.Certificate) bool { return true })
 	resp, err := e.etcd.Get(ctx, e.space.ACMEChallenges(), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
@@ -347,4 +352,161 @@ func TestACMERestartMidOrder(t *testing.T) {
 	if resp.Count != 0 {
 		t.Errorf("%d challenge answers left in etcd", resp.Count)
 	}
+}
+
+// plainGet sends method for host and uri through the router's HTTP
+// listener, following no redirect; it returns the status, the Location
+// and the body.
+func (e *acmeEnv) plainGet(t *testing.T, method, host, uri string) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, "http://"+e.httpAddr+uri, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s http://%s%s: %v", method, host, uri, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header.Get("Location"), string(b)
+}
+
+// waitPlain polls plainGet until it answers status.
+func (e *acmeEnv) waitPlain(t *testing.T, method, host, uri string, status int) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for {
+		got, location, body := e.plainGet(t, method, host, uri)
+		if got == status {
+			return location, body
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s http://%s%s = %d %q, want %d", method, host, uri, got, body, status)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// TestACMEDefaultDomain checks the certificate of an app's default domain
+// under a real platform domain, against a real Pebble: an app created
+// before ACME was on gets one once it is (and one that cannot validate
+// fails with Pebble's problem), the app-wide https_only redirects plain
+// HTTP only once the certificate is there and never the challenge path,
+// the certificate is renewed by the clock seam, and it goes with the app.
+func TestACMEDefaultDomain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL, etcd and pebble")
+	}
+	e := newACMEEnv(t)
+	const appDomain = "apps.example.test"
+	const domain, bad = "web." + appDomain, "unreachable." + appDomain
+	withDomain := func(c *controller.Config) { c.Domain = appDomain }
+	ctx := t.Context()
+
+	// ACME off: the apps are made and web turns https_only on.
+	c, stop := e.start(t, withDomain, func(c *controller.Config) { c.ACME = nil })
+	for _, app := range []string{"web", "unreachable"} {
+		if _, err := c.CreateApp(ctx, app); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateRelease(ctx, app, webRelease(app+":v1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	on := true
+	if a, err := c.UpdateApp(ctx, "web", types.UpdateAppRequest{HTTPSOnly: &on}); err != nil || !a.HTTPSOnly {
+		t.Fatalf("UpdateApp = %+v, %v", a, err)
+	}
+	if r := route(t, c, "web", domain); r.CertState != "" || r.TLS {
+		t.Errorf("default route with ACME off = %+v, want no certificate state", r)
+	}
+	t.Run("no redirect before the certificate", func(t *testing.T) {
+		if _, body := e.waitPlain(t, http.MethodGet, domain, "/", http.StatusOK); body != "hello from web" {
+			t.Errorf("http://%s/ = %q", domain, body)
+		}
+	})
+	stop()
+
+	// ACME on: the apps made before get their certificates.
+	c, _ = e.start(t, withDomain)
+	issued := waitState(t, c, "web", domain, types.CertIssued)
+	if !issued.Default || !issued.TLS || time.Until(issued.CertNotAfter) < 24*time.Hour {
+		t.Errorf("issued default route = %+v, want TLS with a future expiry", issued)
+	}
+	roots := e.pebble.Roots(t)
+	first := e.waitServed(t, roots, domain, func(l *x509.Certificate) bool { return l.VerifyHostname(domain) == nil })
+
+	t.Run("redirect once issued", func(t *testing.T) {
+		_, httpsPort, err := net.SplitHostPort(e.httpsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name, method, uri string
+			status            int
+			location          string
+		}{
+			{"GET keeps path and query", http.MethodGet, "/a/b?c=d", http.StatusPermanentRedirect, "https://" + domain + ":" + httpsPort + "/a/b?c=d"},
+			{"POST", http.MethodPost, "/form", http.StatusPermanentRedirect, "https://" + domain + ":" + httpsPort + "/form"},
+			{"challenge path is not redirected", http.MethodGet, "/.well-known/acme-challenge/unknown", http.StatusOK, ""},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				location, _ := e.waitPlain(t, tt.method, domain, tt.uri, tt.status)
+				if location != tt.location {
+					t.Errorf("Location = %q, want %q", location, tt.location)
+				}
+			})
+		}
+	})
+
+	t.Run("failure", func(t *testing.T) {
+		r := waitState(t, c, "unreachable", bad, types.CertFailed)
+		if !strings.Contains(r.CertError, "connection") || !strings.Contains(r.CertError, bad) || !r.CertRetryAt.After(time.Now()) {
+			t.Errorf("failed default route = %+v, want Pebble's connection problem and a retry time to come", r)
+		}
+		// An app without https_only is not redirected.
+		if status, _, _ := e.plainGet(t, http.MethodGet, bad, "/"); status == http.StatusPermanentRedirect {
+			t.Errorf("http://%s/ redirected without https_only", bad)
+		}
+	})
+
+	t.Run("renewal", func(t *testing.T) {
+		e.offset.Store(int64(time.Until(issued.CertNotAfter) - 29*24*time.Hour))
+		e.waitServed(t, roots, domain, func(l *x509.Certificate) bool { return l.SerialNumber.Cmp(first.SerialNumber) != 0 })
+		e.offset.Store(0)
+	})
+
+	t.Run("goes with the app", func(t *testing.T) {
+		if err := c.DeleteApp(ctx, "web"); err != nil {
+			t.Fatal(err)
+		}
+		conn, err := pgx.Connect(ctx, e.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM default_certs WHERE domain = $1`, domain).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("%d certificates of %s left in PostgreSQL", n, domain)
+		}
+		resp, err := e.etcd.Get(ctx, e.space.Route(domain), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Count != 0 {
+			t.Errorf("the route of %s is still in etcd", domain)
+		}
+	})
 }

@@ -377,6 +377,34 @@ func (c Config) domain() string {
 	return c.Domain
 }
 
+// certDomain returns the platform's domain when, with ACME on, the apps'
+// default domains get certificates (see certifiable), else "".
+func (c Config) certDomain() string {
+	if !certifiable(c.domain()) {
+		return ""
+	}
+	return c.domain()
+}
+
+// certifiable reports whether the names under domain can get certificates
+// from an ACME server: domain has at least two labels and is neither an
+// IP address (nor ends in a numeric label, as an IPv4 address does) nor
+// localhost or a name under it, which resolve to the machine itself
+// (RFC 6761) and which no ACME server can reach. Other names, such as
+// those under .internal with a private ACME server, are attempted; a
+// refusal shows in the route list with the server's problem.
+func certifiable(domain string) bool {
+	if domain == "localhost" || strings.HasSuffix(domain, ".localhost") || net.ParseIP(domain) != nil {
+		return false
+	}
+	i := strings.LastIndexByte(domain, '.')
+	if i < 0 {
+		return false
+	}
+	last := domain[i+1:]
+	return strings.ContainsFunc(last, func(r rune) bool { return r < '0' || r > '9' })
+}
+
 // gitURL returns where app is pushed, or "".
 func (c Config) gitURL(app string) string {
 	if c.GitURL == "" {

@@ -157,8 +157,8 @@ func TestMethodNotAllowed(t *testing.T) {
 	}
 	for _, tt := range []struct{ method, path, allow string }{
 		{"PUT", "/v1/apps", "GET, HEAD, POST"},
-		{"POST", "/v1/apps/demo", "DELETE, GET, HEAD"},
-		{"POST", "/v1/apps/%00", "DELETE, GET, HEAD"},
+		{"POST", "/v1/apps/demo", "DELETE, GET, HEAD, PATCH"},
+		{"POST", "/v1/apps/%00", "DELETE, GET, HEAD, PATCH"},
 		{"DELETE", "/v1/keys", "GET, HEAD, POST"},
 		{"PUT", "/v1/apps/demo/releases/1", "GET, HEAD"},
 		{"POST", "/v1/info", "GET, HEAD"},

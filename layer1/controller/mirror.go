@@ -190,7 +190,9 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 			// A route waiting for its ACME certificate is not redirected
 			// to HTTPS before the certificate is there.
 			HTTPSOnly: r.HTTPSOnly && (r.CertState == "" || r.TLSCert != ""),
-			TLSCert:   r.TLSCert,
+			// The router applies the app's once it has a certificate.
+			AppHTTPSOnly: st.HTTPSOnly[r.App],
+			TLSCert:      r.TLSCert,
 			// Sealed in PostgreSQL, and so in etcd: the routers open it.
 			TLSKey: r.TLSKey,
 		}
@@ -201,7 +203,13 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 		if custom[d] {
 			continue
 		}
-		want[m.space.Route(d)] = mustJSON(routertypes.Route{Domain: d, App: app, Service: webService(app)})
+		rt := routertypes.Route{Domain: d, App: app, Service: webService(app), AppHTTPSOnly: st.HTTPSOnly[app]}
+		// A certificate obtained for an earlier domain of the platform
+		// does not cover this one.
+		if c, ok := st.DefaultCerts[app]; ok && c.Domain == d {
+			rt.TLSCert, rt.TLSKey = c.TLSCert, c.TLSKey
+		}
+		want[m.space.Route(d)] = mustJSON(rt)
 	}
 	return want
 }

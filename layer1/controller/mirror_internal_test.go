@@ -83,3 +83,73 @@ func TestDesiredRoutes(t *testing.T) {
 		})
 	}
 }
+
+// TestDesiredDefaultRoute checks the default route the mirror writes: the
+// certificate obtained for the app's default domain (not one for an
+// earlier platform domain), and the app's https_only.
+func TestDesiredDefaultRoute(t *testing.T) {
+	const sealedKey = sealed.SealedPrefix + "AAAA"
+	space := keyspace.MustNew("c-test")
+	m := &mirror{space: space, domain: func(app string) string { return app + ".apps.example.test" }, log: slog.New(slog.DiscardHandler)}
+	issued := store.DefaultCert{App: "a", Domain: "a.apps.example.test", TLSCert: "CERT", TLSKey: sealedKey, CertState: types.CertIssued}
+	earlier := issued
+	earlier.Domain = "a.old.example.test"
+	tests := []struct {
+		name string
+		st   store.MirrorState
+		want routertypes.Route
+	}{
+		{"no certificate", store.MirrorState{},
+			routertypes.Route{Domain: "a.apps.example.test", App: "a", Service: "a-web"}},
+		{"issued certificate", store.MirrorState{DefaultCerts: map[string]store.DefaultCert{"a": issued}},
+			routertypes.Route{Domain: "a.apps.example.test", App: "a", Service: "a-web", TLSCert: "CERT", TLSKey: sealedKey}},
+		{"certificate of an earlier domain", store.MirrorState{DefaultCerts: map[string]store.DefaultCert{"a": earlier}},
+			routertypes.Route{Domain: "a.apps.example.test", App: "a", Service: "a-web"}},
+		{"app https_only", store.MirrorState{HTTPSOnly: map[string]bool{"a": true}, DefaultCerts: map[string]store.DefaultCert{"a": issued}},
+			routertypes.Route{Domain: "a.apps.example.test", App: "a", Service: "a-web", AppHTTPSOnly: true, TLSCert: "CERT", TLSKey: sealedKey}},
+		{"another app's custom route of the domain wins", store.MirrorState{Routes: []store.Route{{Domain: "a.apps.example.test", App: "b"}},
+			DefaultCerts: map[string]store.DefaultCert{"a": issued}},
+			routertypes.Route{Domain: "a.apps.example.test", App: "b", Service: "b-web"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.st.WebApps = []string{"a"}
+			want := m.desired(tt.st)
+			var got routertypes.Route
+			if err := json.Unmarshal(want[space.Route("a.apps.example.test")], &got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("mirrored %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCertifiable holds the rule that decides whether the apps' default
+// domains get certificates: not for names that stay on the machine or
+// that no CA issues for.
+func TestCertifiable(t *testing.T) {
+	tests := []struct {
+		domain string
+		want   bool
+	}{
+		{"apps.example.com", true},
+		{"example.test", true},
+		{"apps.corp.internal", true},
+		{"localhost", false},
+		{"apps.localhost", false},
+		{"127.0.0.1", false},
+		{"10.0.0.7", false},
+		{"::1", false},
+		{"a.123", false},
+		{"gantry", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.domain, func(t *testing.T) {
+			if got := certifiable(tt.domain); got != tt.want {
+				t.Errorf("certifiable(%q) = %v, want %v", tt.domain, got, tt.want)
+			}
+		})
+	}
+}

@@ -117,3 +117,13 @@ func notFoundMessage(e *types.Error, r *http.Request) string {
 	}
 	return describe(e, r)
 }
+
+// validateUpdateApp returns an ErrInvalid when req, the body of PATCH
+// /v1/apps/{app}, changes nothing (the JSON decoder has refused unknown
+// fields and values of the wrong type already).
+func validateUpdateApp(req types.UpdateAppRequest) error {
+	if req.HTTPSOnly == nil {
+		return types.ErrInvalid.WithMessage(`the body changes nothing: send {"https_only": true} or {"https_only": false}`)
+	}
+	return nil
+}

@@ -26,12 +26,26 @@ func (s *Server) listRoutes(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]types.Route, 0, len(ar.Routes)+1)
 	if ar.Web {
-		out = append(out, types.Route{Domain: s.cfg.defaultDomain(ar.App.Name), App: ar.App.Name, Default: true, CreatedAt: ar.App.CreatedAt})
+		out = append(out, s.defaultRoute(ar))
 	}
 	for _, rt := range ar.Routes {
 		out = append(out, routeOf(rt))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// defaultRoute is the API view of the default route of ar.App, with the
+// state of its certificate when the controller obtains one (a certificate
+// obtained for an earlier domain of the platform is not shown).
+func (s *Server) defaultRoute(ar store.AppRoutes) types.Route {
+	rt := types.Route{Domain: s.cfg.defaultDomain(ar.App.Name), App: ar.App.Name, Default: true, CreatedAt: ar.App.CreatedAt}
+	d := ar.DefaultCert
+	if d == nil || d.Domain != rt.Domain || (s.certs == nil && d.TLSCert == "") {
+		return rt
+	}
+	rt.TLS = d.TLSCert != ""
+	rt.CertNotAfter, rt.CertState, rt.CertError, rt.CertRetryAt = d.CertNotAfter, d.CertState, d.CertError, d.CertRetryAt
+	return rt
 }
 
 // routeOf is the API view of a stored route: without its key. An issued

@@ -114,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if cfg.ACME != nil {
-		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, m.syncApp, log.With("worker", "certs"))
+		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, cfg.certDomain(), m.syncApp, log.With("worker", "certs"))
 	}
 	// The web dashboard at / (layer1/dashboard) and its sessions.
 	if s.dash, err = dashboard.New(dashboard.Config{Tokens: st, Logger: log.With("component", "dashboard")}); err != nil {
@@ -341,6 +341,7 @@ func (s *Server) routes() *http.ServeMux {
 		{"GET", "/v1/apps", s.listApps, false},
 		{"POST", "/v1/apps", s.createApp, false},
 		{"GET", "/v1/apps/{app}", s.getApp, true},
+		{"PATCH", "/v1/apps/{app}", s.updateApp, false},
 		{"DELETE", "/v1/apps/{app}", s.deleteApp, false},
 		{"GET", "/v1/apps/{app}/config", s.getConfig, false},
 		{"PATCH", "/v1/apps/{app}/config", s.updateConfig, false},

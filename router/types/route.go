@@ -27,8 +27,14 @@ type Route struct {
 	// Service is the discovery service whose instances serve the domain,
 	// e.g. "<app>-web".
 	Service string `json:"service"`
-	// HTTPSOnly makes the HTTP listener answer 308 with the https URL.
+	// HTTPSOnly makes the HTTP listener answer 308 with the https URL
+	// (the route's own https_only).
 	HTTPSOnly bool `json:"https_only,omitempty"`
+	// AppHTTPSOnly does the same once the router has a certificate for
+	// the domain (the route's own, or that of a wildcard route covering
+	// it): the app's https_only, which covers all its domains, and which
+	// must not send a domain to HTTPS before it can be served there.
+	AppHTTPSOnly bool `json:"app_https_only,omitempty"`
 	// TLSCert is the PEM certificate chain presented for the domain (SNI);
 	// empty means the router's default certificate.
 	TLSCert string `json:"tls_cert,omitempty"`

@@ -100,6 +100,16 @@ func (c *Client) GetApp(ctx context.Context, app string) (*types.App, error) {
 	return &a, nil
 }
 
+// UpdateApp changes the settings of an app that req sets (its app-wide
+// https_only) and returns the app.
+func (c *Client) UpdateApp(ctx context.Context, app string, req types.UpdateAppRequest) (*types.App, error) {
+	var a types.App
+	if err := c.do(ctx, http.MethodPatch, appPath(app), req, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
 // DeleteApp deletes an app with its config and releases.
 func (c *Client) DeleteApp(ctx context.Context, app string) error {
 	return c.do(ctx, http.MethodDelete, appPath(app), nil, nil)

@@ -13,7 +13,7 @@ import (
 
 // appColumns selects an app with the version of its current release, from
 // apps a LEFT JOIN releases cur ON cur.id = a.release_id.
-const appColumns = `a.id::text, a.name, a.created_at, COALESCE(cur.version, 0)`
+const appColumns = `a.id::text, a.name, a.created_at, COALESCE(cur.version, 0), a.https_only`
 
 // The store's App values leave GitURL and WebURL empty: they depend on the
 // controller's configuration, not on the database.
@@ -21,7 +21,7 @@ const appColumns = `a.id::text, a.name, a.created_at, COALESCE(cur.version, 0)`
 func scanApp(row pgx.Row) (types.App, error) {
 	var a types.App
 	var created time.Time
-	if err := row.Scan(&a.ID, &a.Name, &created, &a.Release); err != nil {
+	if err := row.Scan(&a.ID, &a.Name, &created, &a.Release, &a.HTTPSOnly); err != nil {
 		return types.App{}, err
 	}
 	a.CreatedAt = created.UTC()
@@ -34,7 +34,7 @@ func (s *Store) CreateApp(ctx context.Context, name string) (types.App, error) {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	row := s.pool.QueryRow(ctx, `INSERT INTO apps (name) VALUES ($1)
-		RETURNING id::text, name, created_at, 0`, name)
+		RETURNING id::text, name, created_at, 0, https_only`, name)
 	a, err := scanApp(row)
 	return a, wrap("create app "+name, err)
 }
@@ -65,6 +65,18 @@ func (s *Store) GetApp(ctx context.Context, name string) (types.App, error) {
 		WHERE a.name = $1`, name)
 	a, err := scanApp(row)
 	return a, appErr("get app", name, err)
+}
+
+// SetHTTPSOnly turns the app-wide HTTPS-only switch of app on or off and
+// returns the app, or ErrAppNotFound.
+func (s *Store) SetHTTPSOnly(ctx context.Context, name string, on bool) (types.App, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	row := s.pool.QueryRow(ctx, `UPDATE apps a SET https_only = $2
+		FROM apps x LEFT JOIN releases cur ON cur.id = x.release_id
+		WHERE a.name = $1 AND x.id = a.id RETURNING `+appColumns, name, on)
+	a, err := scanApp(row)
+	return a, appErr("set https_only of app", name, err)
 }
 
 // DeleteApp deletes the app name with its config vars and releases, or

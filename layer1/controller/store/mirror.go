@@ -40,6 +40,11 @@ type MirrorState struct {
 	WebApps []string
 	// Routes are the custom routes of those apps, by domain.
 	Routes []Route
+	// HTTPSOnly holds the apps whose app-wide HTTPS-only switch is on.
+	HTTPSOnly map[string]bool
+	// DefaultCerts are the obtained certificates of those apps' default
+	// domains, by app (issued ones only; see DefaultCert.Domain).
+	DefaultCerts map[string]DefaultCert
 }
 
 // effectiveCount is the count of formation f that etcd gets: its own,
@@ -63,22 +68,39 @@ func (s *Store) Mirror(ctx context.Context, app string) (MirrorState, error) {
 	var m MirrorState
 	// One snapshot for all the reads.
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT a.name, COALESCE(cur.processes ? 'web', false)
+		rows, err := tx.Query(ctx, `SELECT a.name, COALESCE(cur.processes ? 'web', false), a.https_only
 			FROM apps a LEFT JOIN releases cur ON cur.id = a.release_id
 			WHERE $1 = '' OR a.name = $1 ORDER BY a.name`, app)
 		if err != nil {
 			return err
 		}
 		var name string
-		var web bool
-		if _, err := pgx.ForEachRow(rows, []any{&name, &web}, func() error {
+		var web, httpsOnly bool
+		m.HTTPSOnly = map[string]bool{}
+		if _, err := pgx.ForEachRow(rows, []any{&name, &web, &httpsOnly}, func() error {
 			m.Apps = append(m.Apps, name)
 			if web {
 				m.WebApps = append(m.WebApps, name)
 			}
+			if httpsOnly {
+				m.HTTPSOnly[name] = true
+			}
 			return nil
 		}); err != nil {
 			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT `+defaultCertColumns+` FROM default_certs d JOIN apps a ON a.id = d.app_id
+			WHERE ($1 = '' OR a.name = $1) AND d.tls_cert <> ''`, app)
+		if err != nil {
+			return err
+		}
+		certs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (DefaultCert, error) { return scanDefaultCert(r) })
+		if err != nil {
+			return err
+		}
+		m.DefaultCerts = make(map[string]DefaultCert, len(certs))
+		for _, d := range certs {
+			m.DefaultCerts[d.App] = d
 		}
 		rows, err = tx.Query(ctx, `SELECT a.name, r.id::text, r.version, f.type, `+effectiveCount+`, r.image, r.slug, r.slug_path,
 				r.config, r.processes -> f.type, COALESCE(f.restarted_at, 'epoch'), f.updated_at

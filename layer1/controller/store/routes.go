@@ -122,6 +122,37 @@ func (s *Store) AddRoute(ctx context.Context, r Route, appDomain string) (Route,
 	return r, nil
 }
 
+// DefaultCert is the certificate the controller obtains for an app's
+// default domain (see WantDefaultCerts).
+type DefaultCert struct {
+	// App is the app name.
+	App string
+	// Domain is the default domain the certificate is for; it may be an
+	// earlier one when the platform's domain changed and the
+	// certificate manager has not caught up yet.
+	Domain string
+	// TLSCert and TLSKey are the PEM chain and the sealed key; empty
+	// until the first certificate is obtained.
+	TLSCert string
+	TLSKey  string
+	// The Cert fields mean what they mean in Route.
+	CertNotAfter time.Time
+	CertState    string
+	CertError    string
+	CertRetryAt  time.Time
+}
+
+// defaultCertColumns selects a DefaultCert from default_certs d JOIN apps a.
+const defaultCertColumns = `a.name, d.domain, d.tls_cert, d.tls_key, COALESCE(d.cert_not_after, 'epoch'), d.cert_state, d.cert_error,
+	COALESCE(d.cert_retry_at, 'epoch')`
+
+func scanDefaultCert(row pgx.Row) (DefaultCert, error) {
+	var d DefaultCert
+	err := row.Scan(&d.App, &d.Domain, &d.TLSCert, &d.TLSKey, &d.CertNotAfter, &d.CertState, &d.CertError, &d.CertRetryAt)
+	d.CertNotAfter, d.CertRetryAt = orZero(d.CertNotAfter), orZero(d.CertRetryAt)
+	return d, err
+}
+
 // AppRoutes is what the route list of an app is made of.
 type AppRoutes struct {
 	App types.App
@@ -130,6 +161,9 @@ type AppRoutes struct {
 	Web bool
 	// Routes are the custom routes, sorted by domain.
 	Routes []Route
+	// DefaultCert is the certificate state of the default domain; nil
+	// when the controller obtains none for it.
+	DefaultCert *DefaultCert
 }
 
 // ListRoutes returns the custom routes of app and whether it has a default
@@ -155,7 +189,18 @@ func (s *Store) ListRoutes(ctx context.Context, app string) (AppRoutes, error) {
 			return err
 		}
 		out.Routes, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Route, error) { return scanRoute(r) })
-		return err
+		if err != nil {
+			return err
+		}
+		d, err := scanDefaultCert(tx.QueryRow(ctx, `SELECT `+defaultCertColumns+` FROM default_certs d JOIN apps a ON a.id = d.app_id
+			WHERE a.name = $1`, app))
+		switch {
+		case err == nil:
+			out.DefaultCert = &d
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return AppRoutes{}, appErr("list routes of app", app, err)

@@ -38,6 +38,17 @@ type App struct {
 	URLs []string `json:"urls,omitempty"`
 	// Release is the version of the current release, 0 when there is none.
 	Release int `json:"release"`
+	// HTTPSOnly redirects plain HTTP requests to HTTPS on every domain of
+	// the app that has a certificate (gantry https-only on).
+	HTTPSOnly bool `json:"https_only"`
+}
+
+// UpdateAppRequest is the body of PATCH /v1/apps/{app}: the settings to
+// change; an absent field is left as it is.
+type UpdateAppRequest struct {
+	// HTTPSOnly turns the app-wide redirect of plain HTTP to HTTPS on or
+	// off (see App.HTTPSOnly).
+	HTTPSOnly *bool `json:"https_only,omitempty"`
 }
 
 // CreateAppRequest is the body of POST /v1/apps.
@@ -232,7 +243,9 @@ type Route struct {
 	// Default is true for the route <app>.<domain> that every app with a
 	// web process has; it cannot be removed.
 	Default bool `json:"default"`
-	// HTTPSOnly redirects plain HTTP requests to HTTPS.
+	// HTTPSOnly redirects plain HTTP requests to HTTPS: the route's own
+	// setting (the default route has none; see App.HTTPSOnly for the
+	// app-wide one).
 	HTTPSOnly bool `json:"https_only"`
 	// TLS is true when the route has its own certificate.
 	TLS bool `json:"tls"`
