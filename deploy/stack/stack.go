@@ -235,10 +235,8 @@ func (b *build) run(ctx context.Context) error {
 		return nil
 	}
 	if base {
-		if os.Geteuid() != 0 {
-			return ErrNotRoot
-		}
-		if err := b.findDebootstrap(); err != nil {
+		// Fail before waiting for the lock.
+		if err := b.canBuildBase(); err != nil {
 			return err
 		}
 	}
@@ -281,6 +279,9 @@ func (b *build) run(ctx context.Context) error {
 // buildBase makes the stack and builder images from a debootstrapped root
 // file system and tags them.
 func (b *build) buildBase(ctx context.Context, mirror string) error {
+	if err := b.canBuildBase(); err != nil {
+		return err
+	}
 	stackRef, builderRef := StackRef(b.cfg.Version), BuilderRef(b.cfg.Version)
 	b.say("Building %s and %s", stackRef, builderRef)
 	scratch, err := os.MkdirTemp(b.cfg.WorkDir, "gantry-stack-")
@@ -363,6 +364,15 @@ func (b *build) buildBase(ctx context.Context, mirror string) error {
 	}
 	b.say("Built %s and %s", stackRef, builderRef)
 	return nil
+}
+
+// canBuildBase fails with ErrNotRoot or ErrNoDebootstrap when the stack and
+// builder images cannot be built here, and sets b.debootstrap.
+func (b *build) canBuildBase() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	return b.findDebootstrap()
 }
 
 // findDebootstrap sets b.debootstrap or fails with ErrNoDebootstrap.
