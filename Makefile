@@ -18,9 +18,9 @@ build:
 deps:
 	@deploy/install-deps.sh
 
-## up: build, install what is missing, build the base images if missing, run gantryd up
+## up: build, install what is missing, build the images if missing, run gantryd up
 up: deps build
-	@echo "==> Checking the base images (built once, a few minutes)"
+	@echo "==> Checking the images: stack, builder, postgres, platform (built once, a few minutes)"
 	bin/gantryd stack build
 	@echo "==> Starting gantryd up (Ctrl-C stops it; apps keep running)"
 	bin/gantryd up

@@ -135,7 +135,7 @@ func stackCommand() *cli.Command {
 		Usage: "manage the base images",
 		Subcommands: []*cli.Command{{
 			Name:  "build",
-			Usage: "build gantry/stack and gantry/builder into the local Docker engine (does nothing when they exist)",
+			Usage: "build gantry/stack, gantry/builder, gantry/postgres and gantry/platform into the local Docker engine (does nothing when they exist)",
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "force", Usage: "rebuild even when the images exist"},
 				&cli.StringFlag{Name: "version", Value: stack.DefaultVersion, Usage: "image tag"},
@@ -150,13 +150,23 @@ func stackCommand() *cli.Command {
 					return fmt.Errorf("docker client: %w", err)
 				}
 				defer dk.Close()
-				return stack.Build(c.Context, stack.Config{
+				if err := stack.Build(c.Context, stack.Config{
 					Version:  c.String("version"),
 					Force:    c.Bool("force"),
 					Docker:   dk,
 					Progress: os.Stdout,
 					Logger:   log,
+				}); err != nil {
+					return err
+				}
+				_, err = stack.EnsurePlatformImage(c.Context, stack.PlatformConfig{
+					Version:      version,
+					StackVersion: c.String("version"),
+					Docker:       dk,
+					Progress:     os.Stdout,
+					Logger:       log,
 				})
+				return err
 			},
 		}},
 	}

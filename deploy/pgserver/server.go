@@ -276,16 +276,9 @@ func (s *Server) start(bins Binaries, pgdata string, cred *syscall.Credential, n
 		"-c", "listen_addresses=",
 		"-c", `unix_socket_directories="` + s.dir + `"`,
 		"-c", "unix_socket_permissions=0700",
-		// Bounds the WAL (pg_wal) to about 64 MiB: a checkpoint starts
-		// when it passes max_wal_size, and segments beyond min_wal_size
-		// are removed rather than recycled. PostgreSQL's defaults (1 GiB,
-		// 80 MiB) let every blob written since the last checkpoint
-		// pile up there.
-		"-c", "max_wal_size=64MB",
-		"-c", "min_wal_size=32MB",
 	}
-	if noFsync {
-		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	for _, setting := range settings(noFsync) {
+		args = append(args, "-c", setting)
 	}
 	cmd := exec.Command(bins.Postgres, args...)
 	cmd.Dir = s.dir
@@ -316,6 +309,23 @@ func (s *Server) start(bins Binaries, pgdata string, cred *syscall.Credential, n
 	}
 	s.pid = cmd.Process.Pid
 	return nil
+}
+
+// settings are the server settings ("name=value") of both modes.
+func settings(noFsync bool) []string {
+	out := []string{
+		// Bounds the WAL (pg_wal) to about 64 MiB: a checkpoint starts
+		// when it passes max_wal_size, and segments beyond min_wal_size
+		// are removed rather than recycled. PostgreSQL's defaults (1 GiB,
+		// 80 MiB) let every blob written since the last checkpoint
+		// pile up there.
+		"max_wal_size=64MB",
+		"min_wal_size=32MB",
+	}
+	if noFsync {
+		out = append(out, "fsync=off", "synchronous_commit=off", "full_page_writes=off")
+	}
+	return out
 }
 
 // waitReady polls until postgres accepts connections, exits, or ctx ends.
@@ -381,10 +391,21 @@ func Running(dir string) bool {
 
 // CreateDatabase creates database name unless it exists.
 func (s *Server) CreateDatabase(ctx context.Context, name string) error {
+	return createDatabase(ctx, s.URL("postgres"), name)
+}
+
+// DropDatabase drops database name, closing its connections, if it exists.
+func (s *Server) DropDatabase(ctx context.Context, name string) error {
+	return dropDatabase(ctx, s.URL("postgres"), name)
+}
+
+// createDatabase creates database name unless it exists, connected as the
+// superuser through url.
+func createDatabase(ctx context.Context, url, name string) error {
 	if name == "" {
 		return errors.New("pgserver: create database: empty name")
 	}
-	return s.admin(ctx, "create database "+name, func(ctx context.Context, conn *pgx.Conn) error {
+	return admin(ctx, url, "create database "+name, func(ctx context.Context, conn *pgx.Conn) error {
 		var exists bool
 		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
 			return err
@@ -401,25 +422,26 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) error {
 	})
 }
 
-// DropDatabase drops database name, closing its connections, if it exists.
-func (s *Server) DropDatabase(ctx context.Context, name string) error {
+// dropDatabase drops database name, closing its connections, if it
+// exists, connected as the superuser through url.
+func dropDatabase(ctx context.Context, url, name string) error {
 	if name == "" {
 		return errors.New("pgserver: drop database: empty name")
 	}
-	return s.admin(ctx, "drop database "+name, func(ctx context.Context, conn *pgx.Conn) error {
+	return admin(ctx, url, "drop database "+name, func(ctx context.Context, conn *pgx.Conn) error {
 		_, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 		return err
 	})
 }
 
-// admin runs fn on a connection to the postgres database.
-func (s *Server) admin(ctx context.Context, what string, fn func(context.Context, *pgx.Conn) error) error {
+// admin runs fn on a connection to url, the postgres database of a server.
+func admin(ctx context.Context, url, what string, fn func(context.Context, *pgx.Conn) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opTimeout)
 		defer cancel()
 	}
-	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return fmt.Errorf("pgserver: %s: %w", what, err)
 	}

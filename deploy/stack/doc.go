@@ -6,8 +6,13 @@
 //     user app (uid 1000), WorkingDir /app, LANG=C.UTF-8.
 //   - gantry/builder:<version> runs builds: the same root file system plus
 //     build-essential, git, curl, pkg-config and python3-venv.
+//   - gantry/postgres:<version> runs PostgreSQL: the stack image plus
+//     Debian's postgresql-15, built by the engine (see [PostgresRef]).
+//   - gantry/platform:<gantryd version>-<digest> runs the platform's own
+//     containers: the stack image plus a gantryd binary as its entrypoint,
+//     built by each host from its own binary ([EnsurePlatformImage]).
 //
-// The build, run by [Build]:
+// The build of the first three, run by [Build]:
 //
 //	/etc/apt/sources.list{,.d/*}    the mirror (first deb entry of the main archive)
 //	        |
@@ -22,6 +27,15 @@
 //	tar | ImageImport  -> builder image (untagged)
 //	        |
 //	tag both, remove the images the tags pointed to before
+//	        |
+//	docker build FROM the stack: apt-get install postgresql-15 -> postgres image (tagged)
+//
+// Build builds only what is missing: with the stack and builder images
+// present, only the PostgreSQL image. The PostgreSQL image and the platform
+// image are built by the engine's classic builder from a tar context made
+// in Go; the PostgreSQL build runs on the host's network with apt reading
+// the mirror named by the machine's apt configuration, passed in as a
+// build argument.
 //
 // Commands inside the root file system run through chroot in a private mount
 // namespace with their own /proc, /dev and /dev/pts, so nothing they mount

@@ -280,11 +280,14 @@ func (b *build) chroot(ctx context.Context, timeout time.Duration, rootfs, cache
 	return b.exec(ctx, timeout, "chroot "+argv[0], env, "/bin/sh", args...)
 }
 
+// proxyVars are the proxy settings of the host that builds pass on.
+var proxyVars = []string{"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+
 // hostEnv is the environment of the commands: a fixed PATH, no prompts,
 // and the host's proxy settings.
 func hostEnv() []string {
 	env := []string{"PATH=" + imagePath, "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive"}
-	for _, k := range []string{"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"} {
+	for _, k := range proxyVars {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}

@@ -42,6 +42,7 @@ var (
 	ErrNoDebootstrap = errors.New(`stack: debootstrap is not installed; install it with "apt-get install -y debootstrap" (make up and .ci/run do this)`)
 	ErrNotRoot       = errors.New("stack: building the images needs root (debootstrap, chroot)")
 	ErrNoMirror      = errors.New("stack: no Debian mirror in the apt configuration")
+	ErrNoBaseImage   = errors.New("stack: base image missing")
 )
 
 // Packages of the images, on top of the minbase variant.
@@ -74,6 +75,10 @@ var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 // runs apps on. Bump it when the recipe of either image changes.
 const DefaultVersion = "bookworm-2"
 
+// PostgresRef returns the reference of the PostgreSQL image of version,
+// e.g. "gantry/postgres:0.1.0".
+func PostgresRef(version string) string { return PostgresImage + ":" + version }
+
 // StackRef returns the reference of the stack image of version, e.g.
 // "gantry/stack:0.1.0".
 func StackRef(version string) string { return StackImage + ":" + version }
@@ -85,10 +90,11 @@ func BuilderRef(version string) string { return BuilderImage + ":" + version }
 // Config configures Build.
 type Config struct {
 	// Version is the image tag, e.g. "0.1.0"; required. The images are
-	// StackRef(Version) and BuilderRef(Version).
+	// StackRef(Version), BuilderRef(Version) and PostgresRef(Version).
 	Version string
-	// Force rebuilds the images even when both exist. Zero: a build with
-	// both images present does nothing.
+	// Force rebuilds the images even when they exist. Zero: a build with
+	// all images present does nothing, and one with only the PostgreSQL
+	// image missing builds only that.
 	Force bool
 	// WorkDir is the directory under which the scratch root file system is
 	// made (about 1 GB); the scratch directory is removed afterwards.
@@ -125,15 +131,34 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Exists reports whether both images of version are present in the engine.
+// Exists reports whether all images of version (stack, builder,
+// PostgreSQL) are present in the engine.
 func Exists(ctx context.Context, docker *client.Client, version string) (bool, error) {
-	for _, ref := range []string{StackRef(version), BuilderRef(version)} {
+	for _, ref := range []string{StackRef(version), BuilderRef(version), PostgresRef(version)} {
 		_, ok, err := inspect(ctx, docker, ref)
 		if err != nil || !ok {
 			return false, err
 		}
 	}
 	return true, nil
+}
+
+// missing reports which images of the build's version must be built: the
+// stack and builder images (always together) and the PostgreSQL image.
+func (b *build) missing(ctx context.Context) (base, postgres bool, err error) {
+	if b.cfg.Force {
+		return true, true, nil
+	}
+	have := map[string]bool{}
+	for _, ref := range []string{StackRef(b.cfg.Version), BuilderRef(b.cfg.Version), PostgresRef(b.cfg.Version)} {
+		_, ok, err := inspect(ctx, b.cfg.Docker, ref)
+		if err != nil {
+			return false, false, err
+		}
+		have[ref] = ok
+	}
+	base = !have[StackRef(b.cfg.Version)] || !have[BuilderRef(b.cfg.Version)]
+	return base, base || !have[PostgresRef(b.cfg.Version)], nil
 }
 
 // inspect returns the image ref and whether it exists.
@@ -150,9 +175,11 @@ func inspect(ctx context.Context, docker *client.Client, ref string) (image.Insp
 	return img, true, nil
 }
 
-// Build makes the stack and builder images of cfg.Version. It is
-// idempotent: when both images exist and cfg.Force is false it says so and
-// does nothing. It needs root and debootstrap.
+// Build makes the stack, builder and PostgreSQL images of cfg.Version. It
+// is idempotent: when the images exist and cfg.Force is false it says so
+// and does nothing. Building the stack and builder images needs root and
+// debootstrap; the PostgreSQL image is built by the engine on top of the
+// stack image.
 func Build(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -198,22 +225,20 @@ func newBuild(cfg Config) (*build, error) {
 }
 
 func (b *build) run(ctx context.Context) error {
-	stackRef, builderRef := StackRef(b.cfg.Version), BuilderRef(b.cfg.Version)
-	if !b.cfg.Force {
-		ok, err := Exists(ctx, b.cfg.Docker, b.cfg.Version)
-		if err != nil {
+	stackRef, builderRef, postgresRef := StackRef(b.cfg.Version), BuilderRef(b.cfg.Version), PostgresRef(b.cfg.Version)
+	base, postgres, err := b.missing(ctx)
+	if err != nil {
+		return err
+	}
+	if !base && !postgres {
+		b.say("%s, %s and %s already exist; nothing to do", stackRef, builderRef, postgresRef)
+		return nil
+	}
+	if base {
+		// Fail before waiting for the lock.
+		if err := b.canBuildBase(); err != nil {
 			return err
 		}
-		if ok {
-			b.say("%s and %s already exist; nothing to do", stackRef, builderRef)
-			return nil
-		}
-	}
-	if os.Geteuid() != 0 {
-		return ErrNotRoot
-	}
-	if err := b.findDebootstrap(); err != nil {
-		return err
 	}
 	mirror, err := findMirror(aptConfigDir)
 	if err != nil {
@@ -227,21 +252,38 @@ func (b *build) run(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	if !b.cfg.Force {
-		// Another build may have made the images while this one waited.
-		ok, err := Exists(ctx, b.cfg.Docker, b.cfg.Version)
-		if err != nil {
-			return err
-		}
-		if ok {
-			b.say("%s and %s already exist; nothing to do", stackRef, builderRef)
-			return nil
-		}
+	// Another build may have made the images while this one waited.
+	if base, postgres, err = b.missing(ctx); err != nil {
+		return err
+	}
+	if !base && !postgres {
+		b.say("%s, %s and %s already exist; nothing to do", stackRef, builderRef, postgresRef)
+		return nil
 	}
 	b.log.Info("stack build", "version", b.cfg.Version, "force", b.cfg.Force, "work_dir", b.cfg.WorkDir,
-		"cache_dir", b.cacheDir, "mirror", mirror, "suite", Suite)
-	b.say("Building %s and %s", stackRef, builderRef)
+		"cache_dir", b.cacheDir, "mirror", mirror, "suite", Suite, "base", base, "postgres", postgres)
+	if base {
+		if err := b.buildBase(ctx, mirror); err != nil {
+			return err
+		}
+	}
+	if err := b.step(fmt.Sprintf("Building %s (PostgreSQL %s from %s)", postgresRef, PostgresMajor, mirror), func() (string, error) {
+		return b.buildPostgres(ctx, mirror)
+	}); err != nil {
+		return err
+	}
+	b.say("Done in %.1fs", time.Since(b.start).Seconds())
+	return nil
+}
 
+// buildBase makes the stack and builder images from a debootstrapped root
+// file system and tags them.
+func (b *build) buildBase(ctx context.Context, mirror string) error {
+	if err := b.canBuildBase(); err != nil {
+		return err
+	}
+	stackRef, builderRef := StackRef(b.cfg.Version), BuilderRef(b.cfg.Version)
+	b.say("Building %s and %s", stackRef, builderRef)
 	scratch, err := os.MkdirTemp(b.cfg.WorkDir, "gantry-stack-")
 	if err != nil {
 		return fmt.Errorf("stack: scratch dir: %w", err)
@@ -320,8 +362,17 @@ func (b *build) run(ctx context.Context) error {
 			b.removeImage(ctx, id)
 		}
 	}
-	b.say("Built %s and %s in %.1fs", stackRef, builderRef, time.Since(b.start).Seconds())
+	b.say("Built %s and %s", stackRef, builderRef)
 	return nil
+}
+
+// canBuildBase fails with ErrNotRoot or ErrNoDebootstrap when the stack and
+// builder images cannot be built here, and sets b.debootstrap.
+func (b *build) canBuildBase() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	return b.findDebootstrap()
 }
 
 // findDebootstrap sets b.debootstrap or fails with ErrNoDebootstrap.
@@ -382,14 +433,20 @@ func (b *build) tag(ctx context.Context, id, ref string) error {
 // removeImage removes image id, also after ctx is cancelled; an image still
 // used by containers or other tags stays, which is logged.
 func (b *build) removeImage(ctx context.Context, id string) {
+	removeImage(ctx, b.cfg.Docker, b.log, id)
+}
+
+// removeImage removes image id, also after ctx is cancelled; an image still
+// used by containers or other tags stays, which is logged.
+func removeImage(ctx context.Context, docker *client.Client, log *slog.Logger, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 	defer cancel()
-	_, err := b.cfg.Docker.ImageRemove(ctx, id, image.RemoveOptions{PruneChildren: true})
+	_, err := docker.ImageRemove(ctx, id, image.RemoveOptions{PruneChildren: true})
 	switch {
 	case err == nil, cerrdefs.IsNotFound(err):
 	case cerrdefs.IsConflict(err):
-		b.log.Info("image still in use; left in place", "id", id, "err", err)
+		log.Info("image still in use; left in place", "id", id, "err", err)
 	default:
-		b.log.Warn("remove image", "id", id, "err", err)
+		log.Warn("remove image", "id", id, "err", err)
 	}
 }

@@ -59,7 +59,7 @@ func TestRefs(t *testing.T) {
 	}
 }
 
-// TestBuild builds both images for real (about a minute with the .deb
+// TestBuild builds the three images for real (a few minutes with the .deb
 // cache in the user cache dir warm), runs containers from them, and
 // checks that a second build is a no-op.
 func TestBuild(t *testing.T) {
@@ -77,7 +77,7 @@ func TestBuild(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		for _, ref := range []string{StackRef(version), BuilderRef(version)} {
+		for _, ref := range []string{PostgresRef(version), StackRef(version), BuilderRef(version)} {
 			if _, err := docker.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
 				t.Errorf("remove %s: %v", ref, err)
 			}
@@ -146,6 +146,16 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	postgresImg, err := docker.ImageInspect(t.Context(), PostgresRef(version))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := postgresImg.Config.Labels[LabelVersion]; got != version {
+		t.Errorf("postgres label %s = %q, want %q", LabelVersion, got, version)
+	}
+	if out := runContainer(t, docker, PostgresRef(version), "postgres", "postgres", "--version"); !strings.Contains(out, "(PostgreSQL) "+PostgresMajor+".") {
+		t.Errorf("postgres --version printed %q", out)
+	}
 	progress.Reset()
 	if err := Build(t.Context(), cfg); err != nil {
 		t.Fatalf("second Build: %v", err)
@@ -153,7 +163,7 @@ func TestBuild(t *testing.T) {
 	if !strings.Contains(progress.String(), "nothing to do") {
 		t.Errorf("second Build progress = %q, want it to say there is nothing to do", progress.String())
 	}
-	for ref, id := range map[string]string{StackRef(version): stackImg.ID, BuilderRef(version): builderImg.ID} {
+	for ref, id := range map[string]string{StackRef(version): stackImg.ID, BuilderRef(version): builderImg.ID, PostgresRef(version): postgresImg.ID} {
 		img, err := docker.ImageInspect(t.Context(), ref)
 		if err != nil || img.ID != id {
 			t.Errorf("%s after the second build = %s, %v; want unchanged %s", ref, img.ID, err, id)

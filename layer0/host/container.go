@@ -28,7 +28,7 @@ import (
 // Docker Engine; LabelService lets an orphaned container be deregistered
 // from discovery without its assignment.
 const (
-	LabelHost    = "gantry.host"
+	LabelHost    = keyspace.LabelHost
 	LabelService = "gantry.service"
 )
 

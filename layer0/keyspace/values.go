@@ -12,6 +12,15 @@ const (
 	LabelType    = "gantry.type"
 )
 
+// Labels of the platform's own containers (PostgreSQL, etcd, the host
+// agent): LabelSystem names the component, LabelHost the host whose
+// gantryd owns the container, so that several hosts sharing one Docker
+// Engine each touch only their own. They carry LabelCluster too.
+const (
+	LabelSystem = "gantry.system"
+	LabelHost   = "gantry.host"
+)
+
 // Host is the value under Space.Host, written by the host agent under its
 // lease: it disappears when the host stops heartbeating.
 type Host struct {
