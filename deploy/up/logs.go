@@ -8,23 +8,27 @@ import (
 	"net"
 	"path/filepath"
 
+	"github.com/gantryhq/gantry/layer0/host"
 	"github.com/gantryhq/gantry/layer1/controller"
 	"github.com/gantryhq/gantry/layer1/logaggregator"
 	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
 	"github.com/gantryhq/gantry/router"
 )
 
-// The router and the controller ship to the aggregator with a Shipper each.
+// The host agent, the router and the controller ship to the aggregator
+// with a Shipper each.
 var (
+	_ host.LogSink         = (*logclient.Shipper)(nil)
 	_ router.AppLogSink    = (*logclient.Shipper)(nil)
 	_ controller.EventSink = (*logclient.Shipper)(nil)
 )
 
 // logPlane is the node's log aggregator, which starts before the other
 // roles and stops after them so that their last lines reach it, and the
-// shippers of the router and the controller (the host agent has its own).
+// shippers of the host agent, the router and the controller.
 type logPlane struct {
 	url        string
+	host       *logclient.Shipper
 	router     *logclient.Shipper
 	controller *logclient.Shipper
 
@@ -58,8 +62,10 @@ func startLogs(cfg Config, dataDir, token string, log *slog.Logger) (*logPlane, 
 	shipper := func(component string) (*logclient.Shipper, error) {
 		return logclient.NewShipper(logclient.ShipperConfig{URL: p.url, Token: token, Logger: log.With("shipper", component)})
 	}
-	if p.router, err = shipper("router"); err == nil {
-		p.controller, err = shipper("controller")
+	if p.host, err = shipper("host"); err == nil {
+		if p.router, err = shipper("router"); err == nil {
+			p.controller, err = shipper("controller")
+		}
 	}
 	if err != nil {
 		p.stop()
@@ -68,10 +74,10 @@ func startLogs(cfg Config, dataDir, token string, log *slog.Logger) (*logPlane, 
 	return p, nil
 }
 
-// stop ships what the router and the controller hold, then stops the
+// stop ships what the host agent, the router and the controller hold, then stops the
 // aggregator and closes its files.
 func (p *logPlane) stop() {
-	for _, s := range []*logclient.Shipper{p.router, p.controller} {
+	for _, s := range []*logclient.Shipper{p.host, p.router, p.controller} {
 		if s == nil {
 			continue
 		}

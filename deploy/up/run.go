@@ -171,7 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 			APIAddr:       cfg.HostAPIAddr,
 			APIToken:      hostToken,
 			StateDir:      filepath.Join(dataDir, "host"),
-			LogURL:        logs.url,
+			Logs:          logs.host,
 			Version:       cfg.Version,
 			Logger:        log.With("component", "host"),
 		})
