@@ -31,7 +31,7 @@ func etcdFlag() cli.Flag {
 	return &cli.StringFlag{Name: "etcd", Value: "http://127.0.0.1:7379", Usage: "comma-separated client URLs of the etcd cluster", EnvVars: []string{"GANTRY_ETCD"}}
 }
 
-// logURLFlag is --log-url: the log aggregator's URL, where role ships
+// logURLFlag is --log-url: the log aggregator's URL, where the role ships
 // what it adds to the apps' logs.
 func logURLFlag(what string) cli.Flag {
 	return &cli.StringFlag{Name: "log-url", EnvVars: []string{"GANTRY_LOG_URL"},
