@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -19,10 +17,9 @@ func gitreceiverServeCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "serve git push over SSH: keys, apps and builds through the controller",
 		Flags: []cli.Flag{
+			dataFlag(),
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:2222", Usage: "SSH listen address"},
-			&cli.StringFlag{Name: "data", Value: filepath.Join(defaultDataDir(), "git"), Usage: "directory of the host key and the repositories"},
 			&cli.StringFlag{Name: "controller", Value: "http://127.0.0.1:7070", Usage: "controller API URL", EnvVars: []string{"GANTRY_CONTROLLER_URL"}},
-			&cli.StringFlag{Name: "token", Usage: "the platform's host token", EnvVars: []string{"GANTRY_HOST_TOKEN"}},
 			&cli.DurationFlag{Name: "handshake-timeout", Value: 30 * time.Second, Usage: "time a connection has to authenticate and open a session"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 10 * time.Minute, Usage: "an authenticated connection without traffic for this long is closed"},
 			&cli.IntFlag{Name: "max-unauthenticated", Value: 64, Usage: "connections not yet authenticated, at most, in total"},
@@ -33,24 +30,25 @@ func gitreceiverServeCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.String("token") == "" {
-				return errors.New("--token (or GANTRY_HOST_TOKEN) is required: the platform's host token")
+			n, err := openNode(c)
+			if err != nil {
+				return err
 			}
-			b := backend.New(client.New(c.String("controller"), c.String("token")))
-			return gitreceiver.Run(c.Context, gitreceiver.Config{
-				Addr:        c.String("addr"),
-				HostKeyFile: filepath.Join(c.String("data"), "ssh_host_ed25519_key"),
-				RepoDir:     filepath.Join(c.String("data"), "repos"),
-				Keys:        b,
-				Apps:        b,
-				Builder:     b,
-				Logger:      log.With("component", "gitreceiver"),
+			// The host key and the repositories are under <data>/git;
+			// the controller is asked with the host token.
+			b := backend.New(client.New(c.String("controller"), n.HostToken))
+			return gitreceiver.Run(c.Context, n.GitReceiver(gitreceiver.Config{
+				Addr:    c.String("addr"),
+				Keys:    b,
+				Apps:    b,
+				Builder: b,
+				Logger:  log.With("component", "gitreceiver"),
 
 				HandshakeTimeout:            c.Duration("handshake-timeout"),
 				IdleTimeout:                 c.Duration("idle-timeout"),
 				MaxUnauthenticated:          c.Int("max-unauthenticated"),
 				MaxUnauthenticatedPerSource: c.Int("max-unauthenticated-per-source"),
-			})
+			}))
 		},
 	}
 }

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"errors"
-	"path/filepath"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/gantryhq/gantry/layer1/logaggregator"
@@ -16,9 +13,8 @@ func logaggregatorCommand() *cli.Command {
 		Name:  "logaggregator",
 		Usage: "keep the apps' logs that hosts, the router and the controller ship (part of `gantryd up`)",
 		Flags: []cli.Flag{
+			dataFlag(),
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7072", Usage: "listen address"},
-			&cli.StringFlag{Name: "data", Value: filepath.Join(defaultDataDir(), "logs"), Usage: "directory of the apps' log files"},
-			&cli.StringFlag{Name: "token", Usage: "the platform's host token", EnvVars: []string{"GANTRY_HOST_TOKEN"}},
 			&cli.IntFlag{Name: "lines", Value: logaggregator.DefaultLines, Usage: "lines of history kept per app"},
 		},
 		Action: func(c *cli.Context) error {
@@ -26,16 +22,17 @@ func logaggregatorCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.String("token") == "" {
-				return errors.New("--token (or GANTRY_HOST_TOKEN) is required: the platform's host token")
+			n, err := openNode(c)
+			if err != nil {
+				return err
 			}
-			return logaggregator.Run(c.Context, logaggregator.Config{
-				Addr:    c.String("addr"),
-				DataDir: c.String("data"),
-				Token:   c.String("token"),
-				Lines:   c.Int("lines"),
-				Logger:  log.With("component", "logaggregator"),
-			})
+			// The apps' log files are under <data>/logs; the roles ship
+			// with the host token.
+			return logaggregator.Run(c.Context, n.LogAggregator(logaggregator.Config{
+				Addr:   c.String("addr"),
+				Lines:  c.Int("lines"),
+				Logger: log.With("component", "logaggregator"),
+			}))
 		},
 	}
 }

@@ -1,5 +1,6 @@
 // Command gantryd runs the Gantry platform: `gantryd up` starts a whole
-// single node; the other commands run one role each.
+// single node; `gantryd etcd`, `host`, `controller`, `scheduler`, `router`,
+// `gitreceiver serve` and `logaggregator` run one role each.
 package main
 
 import (
@@ -10,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	docker "github.com/docker/docker/client"
 	"github.com/urfave/cli/v2"
@@ -18,7 +18,6 @@ import (
 	"github.com/gantryhq/gantry/deploy/stack"
 	"github.com/gantryhq/gantry/deploy/up"
 	"github.com/gantryhq/gantry/gitreceiver"
-	"github.com/gantryhq/gantry/layer1/acme"
 	"github.com/gantryhq/gantry/slugrunner"
 )
 
@@ -38,7 +37,8 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"GANTRY_LOG_LEVEL"}},
 		},
-		Commands: []*cli.Command{upCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(), gitreceiverCommand(), logaggregatorCommand(), routerCommand()},
+		Commands: []*cli.Command{upCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(),
+			etcdCommand(), hostCommand(), controllerCommand(), schedulerCommand(), routerCommand(), gitreceiverCommand(), logaggregatorCommand()},
 	}
 	if err := app.RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "gantryd: %v\n", err)
@@ -79,16 +79,9 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "etcd-peer-addr", Value: "127.0.0.1:7380", Usage: "embedded etcd peer listen address"},
 			&cli.StringFlag{Name: "etcd", Usage: "comma-separated URLs of an external etcd cluster (instead of the embedded one)"},
 			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
-			&cli.StringFlag{Name: "domain", Value: "localhost", Usage: "apps are served at <app>.<domain>"},
 			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "IP address app ports are published on"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- for stdout)"},
-			&cli.StringFlag{Name: "acme-email", Usage: "obtain certificates with ACME for the custom domains added without --cert; this `EMAIL` is the account contact", EnvVars: []string{"GANTRY_ACME_EMAIL"}},
-			&cli.StringFlag{Name: "acme-directory", Value: acme.LetsEncrypt, Usage: "ACME directory `URL`"},
-			&cli.StringFlag{Name: "acme-ca-file", Usage: "PEM CA bundle `FILE` trusted to reach a private ACME server"},
-			&cli.IntFlag{Name: "slugs-kept", Value: 10, Usage: "how many of each app's newest releases keep their slugs and can be rolled back to"},
-			&cli.DurationFlag{Name: "gc-interval", Value: time.Hour, Usage: "period of the garbage collection (gantry gc runs one now)"},
-			&cli.DurationFlag{Name: "deploy-timeout", Value: 120 * time.Second, Usage: "how long a deploy waits for the new release's jobs to be up before it fails and the old release keeps serving"},
-		}, routerLimitFlags()...),
+		}, append(controllerFlags(), routerLimitFlags()...)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
 			if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,10 +8,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/gantryhq/gantry/layer0/sealed"
-	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
 	"github.com/gantryhq/gantry/router"
 )
 
@@ -64,23 +60,21 @@ func splitList(s string) []string {
 	return out
 }
 
-// routerCommand runs the router on its own, for clusters: `gantryd up`
-// runs the same router in its process.
+// routerCommand runs the router on its own: `gantryd up` runs the same
+// router in its process.
 func routerCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "router",
 		Usage: "route HTTP and HTTPS requests to the apps' instances (part of `gantryd up`)",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "etcd", Value: "http://127.0.0.1:7379", Usage: "comma-separated URLs of the etcd cluster", EnvVars: []string{"GANTRY_ETCD"}},
-			&cli.StringFlag{Name: "cluster", Usage: "cluster ID (required; on a single node, the content of <data>/cluster-id)", EnvVars: []string{"GANTRY_CLUSTER"}},
+			dataFlag(),
+			etcdFlag(),
 			&cli.StringFlag{Name: "http-addr", Value: "127.0.0.1:8080", Usage: "HTTP listen address"},
 			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "HTTPS listen address (empty: none)"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the access log to this file (- for stdout)"},
-			&cli.StringFlag{Name: "secrets-key-file", Usage: "the platform's secrets.key `FILE` (mode 0600), which opens the routes' sealed private keys (empty: routes with sealed keys are left out)"},
-			&cli.StringFlag{Name: "log-url", Usage: "log aggregator URL: add each request's line to its app's log (empty: none)", EnvVars: []string{"GANTRY_LOG_URL"}},
-			&cli.StringFlag{Name: "token", Usage: "the platform's host token, for --log-url and --metrics-addr", EnvVars: []string{"GANTRY_HOST_TOKEN"}},
-			&cli.StringFlag{Name: "metrics-addr", Usage: "serve the apps' request metrics (GET /metrics, with --token) here and register it in discovery (empty: none)"},
-			&cli.StringFlag{Name: "id", Usage: "the router's name in discovery (default: the host name)"},
+			logURLFlag("add each request's line to its app's log"),
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve the apps' request metrics (GET /metrics, with the host token) here and register it in discovery (empty: none)"},
+			&cli.StringFlag{Name: "id", Usage: "the router's name in discovery (default: the host ID)"},
 		}, routerLimitFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
@@ -88,13 +82,13 @@ func routerCommand() *cli.Command {
 				return err
 			}
 			log = log.With("component", "router")
-			endpoints := splitList(c.String("etcd"))
-			if len(endpoints) == 0 {
-				return errors.New("--etcd is required")
-			}
-			etcd, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+			n, err := openNode(c)
 			if err != nil {
-				return fmt.Errorf("etcd client: %w", err)
+				return err
+			}
+			etcd, err := etcdClient(c)
+			if err != nil {
+				return err
 			}
 			defer etcd.Close()
 			accessLog, closeAccessLog, err := openAccessLog(c.String("access-log"))
@@ -102,34 +96,24 @@ func routerCommand() *cli.Command {
 				return err
 			}
 			defer closeAccessLog()
-			cfg := router.Config{
-				Cluster:   c.String("cluster"),
-				Etcd:      etcd,
-				HTTPAddr:  c.String("http-addr"),
-				HTTPSAddr: c.String("https-addr"),
-				AccessLog: accessLog,
-				Logger:    log,
-				Limits:    routerLimits(c),
-
-				ID:           c.String("id"),
-				MetricsAddr:  c.String("metrics-addr"),
-				MetricsToken: c.String("token"),
+			// The data dir's secrets.key opens the routes' sealed private
+			// keys; the host token guards the metrics.
+			cfg := n.Router(router.Config{
+				Etcd:        etcd,
+				HTTPAddr:    c.String("http-addr"),
+				HTTPSAddr:   c.String("https-addr"),
+				AccessLog:   accessLog,
+				Logger:      log,
+				Limits:      routerLimits(c),
+				ID:          c.String("id"),
+				MetricsAddr: c.String("metrics-addr"),
+			})
+			shipper, closeShipper, err := logShipper(c, n, "router", log)
+			if err != nil {
+				return err
 			}
-			if f := c.String("secrets-key-file"); f != "" {
-				if cfg.SecretsKey, err = sealed.ReadKey(f); err != nil {
-					return err
-				}
-			}
-			if u := c.String("log-url"); u != "" {
-				shipper, err := logclient.NewShipper(logclient.ShipperConfig{URL: u, Token: c.String("token"), Logger: log.With("shipper", "router")})
-				if err != nil {
-					return err
-				}
-				defer func() {
-					if err := shipper.Close(); err != nil {
-						log.Warn("log lines lost at shutdown", "err", err)
-					}
-				}()
+			defer closeShipper()
+			if shipper != nil {
 				cfg.AppLog = shipper
 			}
 			return router.Run(c.Context, cfg)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/pgserver"
 )
 
@@ -31,17 +32,17 @@ const (
 	gitEntry      = "git.tar"
 )
 
-// Layout of a data dir (as deploy/up lays it out) that a backup covers.
+// Layout of a data dir (see deploy/node) that a backup covers.
 const (
-	clusterIDFile = "cluster-id"
-	hostTokenFile = "host-token"
-	adminEnvFile  = "admin.env"
+	clusterIDFile = node.ClusterIDFile
+	hostTokenFile = node.HostTokenFile
+	adminEnvFile  = node.AdminEnvFile
 	// secretsKeyFile seals the private keys stored in PostgreSQL; without
 	// it a restored platform cannot open them.
-	secretsKeyFile = "secrets.key"
-	gitHostKey     = "git/ssh_host_ed25519_key"
-	gitRepos       = "git/repos"
-	postgresDir    = "postgres"
+	secretsKeyFile = node.SecretsKeyFile
+	gitHostKey     = node.GitHostKeyFile
+	gitRepos       = node.GitReposDir
+	postgresDir    = node.PostgresDir
 	// DatabaseName is the controller's database on the private server.
 	DatabaseName = "gantry"
 )

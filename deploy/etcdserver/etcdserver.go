@@ -1,6 +1,6 @@
 // Package etcdserver runs a single-member etcd inside the gantryd process
-// (go.etcd.io/etcd/server/v3/embed), for the single-node default and for
-// tests.
+// (go.etcd.io/etcd/server/v3/embed), for the single-node default, the
+// `gantryd etcd` role and tests.
 package etcdserver
 
 import (
@@ -144,6 +144,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.Logger.Info("embedded etcd ready", "dir", cfg.Dir, "client_url", curl.String())
 	return &Server{etcd: e, endpoint: curl.String(), tlsDir: cfg.TLSDir, log: cfg.Logger}, nil
+}
+
+// Run starts the server (see Start), serves until ctx is done or the
+// server fails, and stops it: the `gantryd etcd` role. It returns nil when
+// ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	srv, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-srv.Err():
+		return fmt.Errorf("embedded etcd: %w", err)
+	}
 }
 
 // Endpoint returns the client URL, e.g. "https://127.0.0.1:7379".

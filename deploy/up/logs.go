@@ -6,25 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 
-	"github.com/gantryhq/gantry/layer1/controller"
+	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/layer1/logaggregator"
 	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
-	"github.com/gantryhq/gantry/router"
-)
-
-// The router and the controller ship to the aggregator with a Shipper each.
-var (
-	_ router.AppLogSink    = (*logclient.Shipper)(nil)
-	_ controller.EventSink = (*logclient.Shipper)(nil)
 )
 
 // logPlane is the node's log aggregator, which starts before the other
 // roles and stops after them so that their last lines reach it, and the
-// shippers of the router and the controller (the host agent has its own).
+// shippers of the host agent, the router and the controller.
 type logPlane struct {
 	url        string
+	host       *logclient.Shipper
 	router     *logclient.Shipper
 	controller *logclient.Shipper
 
@@ -34,15 +27,12 @@ type logPlane struct {
 	log    *slog.Logger
 }
 
-// startLogs starts the aggregator on cfg.LogAddr with its files under
-// <data>/logs, for the platform token.
-func startLogs(cfg Config, dataDir, token string, log *slog.Logger) (*logPlane, error) {
-	srv, err := logaggregator.New(logaggregator.Config{
-		DataDir: filepath.Join(dataDir, "logs"),
-		Token:   token,
-		Lines:   cfg.LogLines,
-		Logger:  log,
-	})
+// startLogs starts the aggregator of node n on cfg.LogAddr.
+func startLogs(cfg Config, n *node.Node, log *slog.Logger) (*logPlane, error) {
+	srv, err := logaggregator.New(n.LogAggregator(logaggregator.Config{
+		Lines:  cfg.LogLines,
+		Logger: log,
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -55,11 +45,11 @@ func startLogs(cfg Config, dataDir, token string, log *slog.Logger) (*logPlane, 
 	var ctx context.Context
 	ctx, p.cancel = context.WithCancel(context.Background())
 	go func() { p.served <- srv.Serve(ctx, ln) }()
-	shipper := func(component string) (*logclient.Shipper, error) {
-		return logclient.NewShipper(logclient.ShipperConfig{URL: p.url, Token: token, Logger: log.With("shipper", component)})
-	}
-	if p.router, err = shipper("router"); err == nil {
-		p.controller, err = shipper("controller")
+	shipper := func(component string) (*logclient.Shipper, error) { return n.Shipper(p.url, component, log) }
+	if p.host, err = shipper("host"); err == nil {
+		if p.router, err = shipper("router"); err == nil {
+			p.controller, err = shipper("controller")
+		}
 	}
 	if err != nil {
 		p.stop()
@@ -68,10 +58,10 @@ func startLogs(cfg Config, dataDir, token string, log *slog.Logger) (*logPlane, 
 	return p, nil
 }
 
-// stop ships what the router and the controller hold, then stops the
+// stop ships what the host agent, the router and the controller hold, then stops the
 // aggregator and closes its files.
 func (p *logPlane) stop() {
-	for _, s := range []*logclient.Shipper{p.router, p.controller} {
+	for _, s := range []*logclient.Shipper{p.host, p.router, p.controller} {
 		if s == nil {
 			continue
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,14 +14,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gantryhq/gantry/deploy/etcdserver"
+	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/pgserver"
 	"github.com/gantryhq/gantry/deploy/stack"
 	"github.com/gantryhq/gantry/gitreceiver"
 	"github.com/gantryhq/gantry/gitreceiver/backend"
 	"github.com/gantryhq/gantry/layer0/host"
-	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/scheduler"
-	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/controller"
 	"github.com/gantryhq/gantry/layer1/controller/client"
 	"github.com/gantryhq/gantry/router"
@@ -39,26 +37,14 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Out = os.Stdout
 	}
 	log := cfg.Logger
-	dataDir, err := filepath.Abs(cfg.DataDir)
-	if err != nil {
-		return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
-	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	clusterID, err := readOrCreate(filepath.Join(dataDir, "cluster-id"), func() (string, error) {
-		h, err := randomHex(4)
-		return "c-" + h, err
-	})
+	// The data dir and the identity every role shares, as the role
+	// commands open them.
+	n, err := node.Open(ctx, cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	space, err := keyspace.New(clusterID)
-	if err != nil {
-		return fmt.Errorf("%s/cluster-id: %w", dataDir, err)
-	}
 	log.Info("gantryd up starting",
-		"version", cfg.Version, "data", dataDir, "cluster", clusterID,
+		"version", cfg.Version, "data", n.Dir, "cluster", n.Cluster, "host", n.HostID,
 		"api_addr", cfg.APIAddr, "http_addr", cfg.HTTPAddr, "https_addr", cfg.HTTPSAddr,
 		"ssh_addr", cfg.SSHAddr, "host_api_addr", cfg.HostAPIAddr, "domain", cfg.Domain, "deploy_timeout", cfg.DeployTimeout,
 		"slugs_kept", cfg.SlugsKept, "gc_interval", cfg.GCInterval,
@@ -67,12 +53,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// etcd: embedded unless an external cluster is given.
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
-		srv, err := etcdserver.Start(ctx, etcdserver.Config{
-			Dir:        filepath.Join(dataDir, "etcd"),
+		srv, err := etcdserver.Start(ctx, n.Etcd(etcdserver.Config{
 			ClientAddr: cfg.EtcdClientAddr,
 			PeerAddr:   cfg.EtcdPeerAddr,
 			Logger:     log.With("component", "etcd"),
-		})
+		}))
 		if err != nil {
 			return err
 		}
@@ -88,7 +73,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// PostgreSQL: private unless an external server is given.
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
-		pg, err := pgserver.Start(ctx, pgserver.Config{Dir: filepath.Join(dataDir, "postgres"), Logger: log.With("component", "postgres")})
+		pg, err := pgserver.Start(ctx, pgserver.Config{Dir: n.Path(node.PostgresDir), Logger: log.With("component", "postgres")})
 		if err != nil {
 			return err
 		}
@@ -107,26 +92,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := controller.Migrate(ctx, dbURL, log.With("component", "migrate")); err != nil {
 		return err
 	}
-	envFile := filepath.Join(dataDir, "admin.env")
-	if err := ensureAdminEnv(ctx, envFile, dbURL, apiURL(cfg.APIAddr)); err != nil {
-		return err
-	}
-
-	hostID, err := readOrCreate(filepath.Join(dataDir, "host-id"), func() (string, error) {
-		h, err := randomHex(4)
-		return "host-" + h, err
-	})
-	if err != nil {
-		return err
-	}
-	hostToken, err := readOrCreate(filepath.Join(dataDir, "host-token"), func() (string, error) { return randomHex(32) })
-	if err != nil {
-		return err
-	}
-	// secrets.key (mode 0600) seals the private keys of the routes'
-	// certificates and the ACME account key in PostgreSQL.
-	secretsKey, err := sealed.LoadKey(filepath.Join(dataDir, "secrets.key"))
-	if err != nil {
+	api := node.APIURL(cfg.APIAddr)
+	if err := n.EnsureAdminEnv(ctx, dbURL, api); err != nil {
 		return err
 	}
 	var acmeCfg *controller.ACMEConfig
@@ -138,7 +105,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("docker client: %w", err)
 	}
 	defer dk.Close()
-	logs, err := startLogs(cfg, dataDir, hostToken, log.With("component", "logaggregator"))
+	logs, err := startLogs(cfg, n, log.With("component", "logaggregator"))
 	if err != nil {
 		return err
 	}
@@ -149,36 +116,24 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(missingImages) > 0 {
 		log.Warn("images missing: git push cannot build until `gantryd stack build` makes them", "images", missingImages)
 	}
-	env := buildEnv(ctx, log)
+	env := node.BuildEnv(ctx, log)
 	log.Info("build settings", "builder", builderImage, "stack", stackImage, "env", env)
 
-	// The controller reports the git server's host key, which the CLI
-	// pins before the first push.
-	gitHostKeyFile := filepath.Join(dataDir, "git", "ssh_host_ed25519_key")
-	gitHostKey, err := gitreceiver.HostPublicKey(gitHostKeyFile)
-	if err != nil {
-		return err
-	}
-	gitBackend := backend.New(client.New(apiURL(cfg.APIAddr), hostToken))
+	gitBackend := backend.New(client.New(api, n.HostToken))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return host.Run(gctx, host.Config{
-			ID:            hostID,
-			Cluster:       space.Cluster(),
+		return host.Run(gctx, n.Host(host.Config{
 			Etcd:          etcd,
 			Docker:        dk,
 			AdvertiseAddr: cfg.AdvertiseAddr,
 			APIAddr:       cfg.HostAPIAddr,
-			APIToken:      hostToken,
-			StateDir:      filepath.Join(dataDir, "host"),
-			LogURL:        logs.url,
+			Logs:          logs.host,
 			Version:       cfg.Version,
 			Logger:        log.With("component", "host"),
-		})
+		}))
 	})
 	g.Go(func() error {
-		return router.Run(gctx, router.Config{
-			Cluster:   space.Cluster(),
+		return router.Run(gctx, n.Router(router.Config{
 			Etcd:      etcd,
 			HTTPAddr:  cfg.HTTPAddr,
 			HTTPSAddr: cfg.HTTPSAddr,
@@ -188,76 +143,64 @@ func Run(ctx context.Context, cfg Config) error {
 			Limits:    cfg.RouterLimits,
 			// The controller finds the router's metrics through
 			// discovery and reads them with the platform token.
-			ID:           hostID,
-			MetricsAddr:  net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0"),
-			MetricsToken: hostToken,
-			SecretsKey:   secretsKey,
-		})
+			MetricsAddr: net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0"),
+		}))
 	})
 	g.Go(func() error {
-		return scheduler.Run(gctx, scheduler.Config{
-			Cluster: space.Cluster(),
-			Etcd:    etcd,
-			ID:      hostID,
-			Logger:  log.With("component", "scheduler"),
-		})
+		return scheduler.Run(gctx, n.Scheduler(scheduler.Config{
+			Etcd:   etcd,
+			Logger: log.With("component", "scheduler"),
+		}))
 	})
 	g.Go(func() error {
 		// The controller mirrors formations and routes into etcd and
 		// re-syncs them periodically (controller.Server.Serve), and kills
 		// jobs through the host agent's API with the host token.
-		return controller.Run(gctx, controller.Config{
+		return controller.Run(gctx, n.Controller(controller.Config{
 			DatabaseURL: dbURL,
 			Addr:        cfg.APIAddr,
-			Cluster:     space.Cluster(),
 			Etcd:        etcd,
-			HostToken:   hostToken,
 			LogURL:      logs.url,
 			Events:      logs.controller,
 			Domain:      cfg.Domain,
 			GitURL:      sshBaseURL(cfg.SSHAddr),
-			GitHostKey:  gitHostKey,
 			RouterHTTP:  publicURL("http", cfg.HTTPAddr),
 			RouterHTTPS: publicURL("https", cfg.HTTPSAddr),
 			// The host agent fetches slugs and build inputs from the
 			// controller, and uploads build outputs to it, on loopback.
-			InternalURL:   apiURL(cfg.APIAddr),
+			InternalURL:   api,
 			BuilderImage:  builderImage,
 			StackImage:    stackImage,
 			BuildEnv:      env,
 			DeployTimeout: cfg.DeployTimeout,
 			SlugsKept:     cfg.SlugsKept,
 			GCInterval:    cfg.GCInterval,
-			MetricsFile:   filepath.Join(dataDir, "metrics.gob"),
-			SecretsKey:    secretsKey,
 			ACME:          acmeCfg,
 			Version:       cfg.Version,
 			Logger:        log.With("component", "controller"),
-		})
+		}))
 	})
 	g.Go(func() error {
 		// The git receiver asks the controller about keys and apps and
 		// has it build each push, with the platform's host token.
-		return gitreceiver.Run(gctx, gitreceiver.Config{
-			Addr:        cfg.SSHAddr,
-			HostKeyFile: gitHostKeyFile,
-			RepoDir:     filepath.Join(dataDir, "git", "repos"),
-			Keys:        gitBackend,
-			Apps:        gitBackend,
-			Builder:     gitBackend,
-			Logger:      log.With("component", "gitreceiver"),
-		})
+		return gitreceiver.Run(gctx, n.GitReceiver(gitreceiver.Config{
+			Addr:    cfg.SSHAddr,
+			Keys:    gitBackend,
+			Apps:    gitBackend,
+			Builder: gitBackend,
+			Logger:  log.With("component", "gitreceiver"),
+		}))
 	})
 	g.Go(func() error {
-		if err := waitHealthy(gctx, apiURL(cfg.APIAddr)+"/healthz"); err != nil {
+		if err := waitHealthy(gctx, api+"/healthz"); err != nil {
 			return err
 		}
 		fmt.Fprintf(cfg.Out, "Gantry is up: API %s, apps at %s, git push to %s/<app>.git\n",
-			apiURL(cfg.APIAddr), publicURL("http", cfg.HTTPAddr), sshBaseURL(cfg.SSHAddr))
+			api, publicURL("http", cfg.HTTPAddr), sshBaseURL(cfg.SSHAddr))
 		if len(missingImages) > 0 {
 			fmt.Fprintf(cfg.Out, "Images missing (%s): run `gantryd stack build` before git push\n", strings.Join(missingImages, ", "))
 		}
-		fmt.Fprintf(cfg.Out, "To use the CLI: set -a; . %s; set +a\n", envFile)
+		fmt.Fprintf(cfg.Out, "To use the CLI: set -a; . %s; set +a\n", n.Path(node.AdminEnvFile))
 		return nil
 	})
 	err = g.Wait()
@@ -276,34 +219,6 @@ func metricsHost(httpAddr string) string {
 		return "127.0.0.1"
 	}
 	return host
-}
-
-// ensureAdminEnv writes envFile with a new admin token unless it exists.
-// An existing file keeps its token; its GANTRY_URL is brought up to date
-// when the API's address changed (a restore onto another machine, a new
-// --api-addr).
-func ensureAdminEnv(ctx context.Context, envFile, dbURL, api string) error {
-	if b, err := os.ReadFile(envFile); err == nil {
-		lines := strings.Split(string(b), "\n")
-		changed := false
-		for i, l := range lines {
-			if v, ok := strings.CutPrefix(l, "GANTRY_URL="); ok && v != api {
-				lines[i], changed = "GANTRY_URL="+api, true
-			}
-		}
-		if !changed {
-			return nil
-		}
-		return writeFileAtomic(envFile, []byte(strings.Join(lines, "\n")), 0o600)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", envFile, err)
-	}
-	token, err := controller.CreateAdminToken(ctx, dbURL)
-	if err != nil {
-		return fmt.Errorf("create admin token: %w", err)
-	}
-	content := fmt.Sprintf("GANTRY_URL=%s\nGANTRY_TOKEN=%s\n", api, token)
-	return writeFileAtomic(envFile, []byte(content), 0o600)
 }
 
 func etcdMode(cfg Config) string {

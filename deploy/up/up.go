@@ -1,22 +1,18 @@
 // Package up runs a whole single-node Gantry in one process: embedded etcd
 // (or an external cluster), a private PostgreSQL (or an external server), the
-// controller API, the host agent, the scheduler, the router and the git
-// receiver. Every role
-// talks to the others over the network (HTTP, etcd), exactly as it would when
-// running on its own, so this package only wires them together.
+// controller API, the host agent, the scheduler, the router, the git
+// receiver and the log aggregator. Every role talks to the others over the
+// network (HTTP, etcd), exactly as it does when it runs as its own process
+// (the role commands of gantryd), and takes its identity from the data dir
+// through package node as they do, so this package only composes them.
 package up
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gantryhq/gantry/router"
@@ -127,60 +123,6 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// readOrCreate returns the trimmed content of file, creating it with the
-// value of gen (mode 0600) when it does not exist.
-func readOrCreate(file string, gen func() (string, error)) (string, error) {
-	b, err := os.ReadFile(file)
-	if err == nil {
-		if v := strings.TrimSpace(string(b)); v != "" {
-			return v, nil
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read %s: %w", file, err)
-	}
-	v, err := gen()
-	if err != nil {
-		return "", err
-	}
-	if err := writeFileAtomic(file, []byte(v+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	return v, nil
-}
-
-// writeFileAtomic writes data to a temporary file next to file and renames
-// it into place, so a crash never leaves a half-written file.
-func writeFileAtomic(file string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	return nil
-}
-
-func randomHex(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("random: %w", err)
-	}
-	return hex.EncodeToString(b), nil
-}
-
 // publicURL turns a listen address into a URL a local client can use:
 // an unspecified host becomes "localhost".
 func publicURL(scheme, addr string) string {
@@ -192,15 +134,6 @@ func publicURL(scheme, addr string) string {
 		host = "localhost"
 	}
 	return scheme + "://" + net.JoinHostPort(host, port)
-}
-
-// apiURL is the controller URL written to admin.env.
-func apiURL(addr string) string {
-	host, port, _ := net.SplitHostPort(addr)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port)
 }
 
 // sshBaseURL is the base of the apps' git URLs.

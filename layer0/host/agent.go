@@ -56,7 +56,6 @@ type agent struct {
 	artifacts *artifactCache
 	transfers *http.Client // artifact downloads and output uploads
 	gantryd   string       // the executable MountGantryd mounts
-	logs      *logShipper  // nil when no log aggregator is configured
 
 	mu          sync.Mutex
 	jobs        map[string]*job                // every job with a goroutine, by job ID
@@ -112,11 +111,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("host agent: listen on %s: %w", cfg.APIAddr, err)
 	}
-	logs, err := newLogShipper(cfg, cfg.Logger.With("host", cfg.ID, "component", "log-shipper"))
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("host agent: %w", err)
-	}
 	a := &agent{
 		cfg:       cfg,
 		space:     keyspace.MustNew(cfg.Cluster),
@@ -136,7 +130,6 @@ func Run(ctx context.Context, cfg Config) error {
 		artifacts: cache,
 		transfers: transfers,
 		gantryd:   gantryd,
-		logs:      logs,
 	}
 	a.initMetrics()
 	a.disc = discovery.New(a.etcd, a.space, etcdTimeout, a.log)
@@ -162,7 +155,6 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		<-served
 		a.wg.Wait()
-		a.logs.close()
 		a.log.Info("host agent stopped; containers left running")
 	}()
 

@@ -12,7 +12,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
-	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
 )
 
 // Defaults applied by Run to zero Config fields and to zero JobSpec fields.
@@ -93,11 +92,10 @@ type Config struct {
 	// LogLines is how many lines of output the agent keeps per job; zero
 	// means 1000.
 	LogLines int
-	// LogURL is the base URL of the log aggregator, e.g.
-	// "http://127.0.0.1:7072": the agent ships its jobs' output and its
-	// events about them (crashes, restarts) there, with APIToken. Empty
+	// Logs receives the jobs' output and the agent's events about them
+	// (crashes, restarts) for the apps' logs; Run does not close it. Nil
 	// ships nothing.
-	LogURL string
+	Logs LogSink
 	// StatsInterval is how often the agent reads each running job's
 	// resource use from its cgroups (see GET /v1/jobs and /metrics); zero
 	// means 10 s.
@@ -158,11 +156,6 @@ func (c Config) Validate() error {
 	}
 	if c.StatsInterval < 0 || (c.StatsInterval > 0 && c.StatsInterval < 100*time.Millisecond) {
 		errs = append(errs, errors.New("StatsInterval must be zero or at least 100ms"))
-	}
-	if c.LogURL != "" {
-		if err := logclient.ValidateURL(c.LogURL); err != nil {
-			errs = append(errs, fmt.Errorf("LogURL: %w", err))
-		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)

@@ -104,7 +104,7 @@ func newJob(a *agent, as keyspace.Assignment, containerID string, prev *keyspace
 		wakeCh:      make(chan struct{}, 1),
 		containerID: containerID,
 	}
-	j.logs.ship = a.logs.jobLines(as, orphan)
+	j.logs.ship = a.jobLines(as, orphan)
 	if as.Spec.Attach != nil && !orphan {
 		j.gate = newAttachGate()
 	}

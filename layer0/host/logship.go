@@ -2,69 +2,49 @@ package host
 
 import (
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
-	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
-	logtypes "github.com/gantryhq/gantry/layer1/logaggregator/types"
 )
 
-// logShipper sends the jobs' output and the agent's events about them
-// (crashes, restarts) to the log aggregator (Config.LogURL). A nil
-// *logShipper ships nothing.
-type logShipper struct {
-	s   *logclient.Shipper
-	log *slog.Logger
+// LogSink receives what the agent adds to the apps' logs: each line of its
+// jobs' output and its events about them (crashes, restarts). The log
+// aggregator's Shipper (layer1/logaggregator/client) is one; the caller
+// that creates it closes it after Run returns.
+//
+// A job is named by its app, its process type (typ), its job ID and its
+// index (0 for a one-off job). Both methods are called on the agent's
+// goroutines and must not block.
+type LogSink interface {
+	// JobLine is a line of the job's output (stdout or stderr), without
+	// its newline, as Docker received it at at.
+	JobLine(app, typ, job string, index int, at time.Time, text string)
+	// JobEvent is the agent's event about the job, such as
+	// "web.1 crashed (exit 3)", at at.
+	JobEvent(app, typ, job string, index int, at time.Time, msg string)
 }
 
-// newLogShipper returns the shipper of cfg.LogURL, or nil when it is empty.
-func newLogShipper(cfg Config, log *slog.Logger) (*logShipper, error) {
-	if cfg.LogURL == "" {
-		return nil, nil
-	}
-	s, err := logclient.NewShipper(logclient.ShipperConfig{URL: cfg.LogURL, Token: cfg.APIToken, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	return &logShipper{s: s, log: log}, nil
-}
-
-// close ships what is held, for a few seconds at most.
-func (l *logShipper) close() {
-	if l == nil {
-		return
-	}
-	if err := l.s.Close(); err != nil {
-		l.log.Warn("log lines lost at shutdown", "err", err)
-	}
-}
-
-// jobLines returns the function that ships each line of a job's output as
-// an app line, or nil when nothing is shipped (no aggregator, or a
-// container being removed whose job the agent no longer knows).
-func (l *logShipper) jobLines(as keyspace.Assignment, orphan bool) func(client.LogLine) {
-	if l == nil || orphan {
+// jobLines returns the function that ships each line of a job's output to
+// the sink, or nil when nothing is shipped (no sink, or a container being
+// removed whose job the agent no longer knows).
+func (a *agent) jobLines(as keyspace.Assignment, orphan bool) func(client.LogLine) {
+	sink := a.cfg.Logs
+	if sink == nil || orphan {
 		return nil
 	}
-	base := logtypes.Line{App: as.Spec.App, Source: logtypes.SourceApp, Type: as.Spec.Type, Job: as.JobID, Index: as.Index}
+	app, typ, job, index := as.Spec.App, as.Spec.Type, as.JobID, as.Index
 	return func(ll client.LogLine) {
-		line := base
-		line.Time, line.Msg = ll.Time, logtypes.CleanMsg(ll.Text)
-		l.s.Ship(line)
+		sink.JobLine(app, typ, job, index, ll.Time, ll.Text)
 	}
 }
 
-// event ships msg as a platform event about the job of as.
-func (l *logShipper) event(as keyspace.Assignment, msg string) {
-	if l == nil {
+// event ships msg as the agent's event about the job of as.
+func (a *agent) event(as keyspace.Assignment, msg string) {
+	if a.cfg.Logs == nil {
 		return
 	}
-	l.s.Ship(logtypes.Line{
-		App: as.Spec.App, Source: logtypes.SourceGantry, Type: as.Spec.Type, Job: as.JobID, Index: as.Index,
-		Time: time.Now().UTC(), Msg: logtypes.CleanMsg(msg),
-	})
+	a.cfg.Logs.JobEvent(as.Spec.App, as.Spec.Type, as.JobID, as.Index, time.Now().UTC(), msg)
 }
 
 // process names the job as the log shows it: "web.1".
@@ -92,13 +72,13 @@ func (j *job) shipCrash(code *int, msg string) {
 	if msg != "" {
 		text += ": " + msg
 	}
-	j.a.logs.event(j.asg, text)
+	j.a.event(j.asg, text)
 }
 
 // shipStart ships the event of a replacement job's start: the job of the
 // same index crashed before.
 func (j *job) shipStart() {
 	if j.asg.Restarts > 0 && !j.orphan {
-		j.a.logs.event(j.asg, fmt.Sprintf("%s restarting after a crash (restart %d)", process(j.asg), j.asg.Restarts))
+		j.a.event(j.asg, fmt.Sprintf("%s restarting after a crash (restart %d)", process(j.asg), j.asg.Restarts))
 	}
 }

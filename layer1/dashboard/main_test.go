@@ -132,6 +132,10 @@ func startPlatform(t *testing.T) *platform {
 func (p *platform) startLayer0(t *testing.T, docker *dockerclient.Client) {
 	t.Helper()
 	testenv.CleanupContainers(t, docker, p.cluster)
+	shipper, err := logclient.NewShipper(logclient.ShipperConfig{URL: p.logURL, Token: hostToken})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -145,7 +149,7 @@ func (p *platform) startLayer0(t *testing.T, docker *dockerclient.Client) {
 			ID: "host-1", Cluster: p.cluster, Etcd: p.etcd, Docker: docker,
 			APIAddr: "127.0.0.1:0", APIToken: hostToken, StateDir: t.TempDir(),
 			LeaseTTL: 2 * time.Second, DrainDelay: 100 * time.Millisecond,
-			StatsInterval: time.Second, LogURL: p.logURL,
+			StatsInterval: time.Second, Logs: shipper,
 			Logger: slog.New(slog.NewTextHandler(p.logs, nil)).With("component", "host"),
 		}); err != nil {
 			t.Errorf("host agent: %v", err)
@@ -154,6 +158,7 @@ func (p *platform) startLayer0(t *testing.T, docker *dockerclient.Client) {
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
+		shipper.Close()
 	})
 }
 

@@ -317,3 +317,35 @@ func TestShipperRouterLine(t *testing.T) {
 		t.Fatalf("%d lines dropped as invalid, want 1", invalid)
 	}
 }
+
+func TestShipperJobLines(t *testing.T) {
+	ln := listen(t, "127.0.0.1:0")
+	base := "http://" + ln.Addr().String()
+	serve(t, ln, t.TempDir())
+	s := newShipper(t, client.ShipperConfig{URL: base})
+	at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.FixedZone("x", 3600))
+	cases := []struct {
+		name   string
+		ship   func(at time.Time)
+		source string
+		want   string
+	}{
+		{"output", func(at time.Time) { s.JobLine("demo", "web", "j1", 1, at, "listening") }, types.SourceApp, "listening"},
+		{"output cleaned", func(at time.Time) { s.JobLine("demo", "web", "j1", 1, at, "a\r\nb\xff") }, types.SourceApp, "a b\uFFFD"},
+		{"event", func(at time.Time) { s.JobEvent("demo", "web", "j1", 1, at, "web.1 crashed (exit 3)") }, types.SourceGantry, "web.1 crashed (exit 3)"},
+	}
+	for i, tc := range cases {
+		tc.ship(at.Add(time.Duration(i) * time.Second))
+	}
+	waitCount(t, base, "demo", len(cases))
+	got := query(t, base, "demo")
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := got[i]
+			if l.Msg != tc.want || l.Source != tc.source || !l.Time.Equal(at.Add(time.Duration(i)*time.Second)) ||
+				l.Type != "web" || l.Job != "j1" || l.Index != 1 {
+				t.Fatalf("kept %+v, want msg %q from %s of web.1 (job j1)", l, tc.want, tc.source)
+			}
+		})
+	}
+}

@@ -28,3 +28,15 @@ func (s *Shipper) RouterLine(app string, at time.Time, line []byte) {
 		s.shipMsg(l, line)
 	}
 }
+
+// JobLine ships a line of a job's output as an app line. With JobEvent it
+// makes a Shipper the host agent's LogSink.
+func (s *Shipper) JobLine(app, typ, job string, index int, at time.Time, text string) {
+	s.Ship(types.Line{App: app, Source: types.SourceApp, Type: typ, Job: job, Index: index, Time: at.UTC(), Msg: types.CleanMsg(text)})
+}
+
+// JobEvent ships msg as the host agent's event about a job (source
+// gantry).
+func (s *Shipper) JobEvent(app, typ, job string, index int, at time.Time, msg string) {
+	s.Ship(types.Line{App: app, Source: types.SourceGantry, Type: typ, Job: job, Index: index, Time: at.UTC(), Msg: types.CleanMsg(msg)})
+}

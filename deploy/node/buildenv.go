@@ -1,16 +1,12 @@
-package up
+package node
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
 	"time"
-
-	cerrdefs "github.com/containerd/errdefs"
-	docker "github.com/docker/docker/client"
 )
 
 // goSettings are the go command's settings that builds of Go apps take
@@ -25,11 +21,11 @@ var passedSettings = []string{"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUST
 // goEnvTimeout bounds `go env`.
 const goEnvTimeout = 30 * time.Second
 
-// buildEnv returns the environment that build jobs get from this machine:
+// BuildEnv returns the environment that build jobs get from this machine:
 // each Go setting from gantryd's environment, else from `go env` when the
 // go command is installed, and the other settings from the environment.
 // Empty values are left out.
-func buildEnv(ctx context.Context, log *slog.Logger) map[string]string {
+func BuildEnv(ctx context.Context, log *slog.Logger) map[string]string {
 	env := map[string]string{}
 	for _, name := range append(goSettings, passedSettings...) {
 		if v := os.Getenv(name); v != "" {
@@ -59,22 +55,4 @@ func buildEnv(ctx context.Context, log *slog.Logger) map[string]string {
 		}
 	}
 	return env
-}
-
-// checkImages warns when an image the platform runs is missing from the
-// local engine: pushes need both (gantryd stack build makes them).
-func checkImages(ctx context.Context, dk *docker.Client, log *slog.Logger, refs ...string) []string {
-	var missing []string
-	for _, ref := range refs {
-		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := dk.ImageInspect(ictx, ref)
-		cancel()
-		switch {
-		case cerrdefs.IsNotFound(err):
-			missing = append(missing, ref)
-		case err != nil && !errors.Is(err, context.Canceled):
-			log.Warn("cannot check an image", "image", ref, "err", err)
-		}
-	}
-	return missing
 }

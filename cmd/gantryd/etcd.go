@@ -1,0 +1,36 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/gantryhq/gantry/deploy/etcdserver"
+)
+
+// etcdCommand runs the node's etcd member on its own: `gantryd up` runs
+// the same embedded etcd in its process.
+func etcdCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "etcd",
+		Usage: "run the node's etcd member, data under <data>/etcd (part of `gantryd up`)",
+		Flags: []cli.Flag{
+			dataFlag(),
+			&cli.StringFlag{Name: "client-addr", Value: "127.0.0.1:7379", Usage: "client listen address"},
+			&cli.StringFlag{Name: "peer-addr", Value: "127.0.0.1:7380", Usage: "peer listen address"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			n, err := openNode(c)
+			if err != nil {
+				return err
+			}
+			return etcdserver.Run(c.Context, n.Etcd(etcdserver.Config{
+				ClientAddr: c.String("client-addr"),
+				PeerAddr:   c.String("peer-addr"),
+				Logger:     log.With("component", "etcd"),
+			}))
+		},
+	}
+}

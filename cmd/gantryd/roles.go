@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gantryhq/gantry/deploy/node"
+	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
+)
+
+// The flags and helpers shared by the role commands (`gantryd host`,
+// `controller`, `scheduler`, `router`, `gitreceiver serve`,
+// `logaggregator`, `etcd`). Each role takes its identity (cluster ID, host
+// ID, host token, secrets key) from the data dir that --data names, the
+// same files `gantryd up` uses (see deploy/node), and finds the other roles
+// over the network: etcd (--etcd) and HTTP URLs.
+
+// dataFlag is --data: the node's data dir.
+func dataFlag() cli.Flag {
+	return &cli.StringFlag{Name: "data", Value: defaultDataDir(), EnvVars: []string{"GANTRY_DATA"},
+		Usage: "the node's data `DIR`, as gantryd up lays it out: the identity (cluster-id, host-id, host-token, secrets.key) is read from it, and made when missing"}
+}
+
+// etcdFlag is --etcd: the etcd cluster's client URLs.
+func etcdFlag() cli.Flag {
+	return &cli.StringFlag{Name: "etcd", Value: "http://127.0.0.1:7379", Usage: "comma-separated client URLs of the etcd cluster", EnvVars: []string{"GANTRY_ETCD"}}
+}
+
+// logURLFlag is --log-url: the log aggregator's URL, where the role ships
+// what it adds to the apps' logs.
+func logURLFlag(what string) cli.Flag {
+	return &cli.StringFlag{Name: "log-url", EnvVars: []string{"GANTRY_LOG_URL"},
+		Usage: "log aggregator `URL` (e.g. http://127.0.0.1:7072): " + what + " (empty: none)"}
+}
+
+// openNode opens the data dir of --data.
+func openNode(c *cli.Context) (*node.Node, error) {
+	return node.Open(c.Context, c.String("data"))
+}
+
+// etcdClient connects to the cluster of --etcd; the caller closes it.
+func etcdClient(c *cli.Context) (*clientv3.Client, error) {
+	endpoints := splitList(c.String("etcd"))
+	if len(endpoints) == 0 {
+		return nil, errors.New("--etcd is required")
+	}
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client %v: %w", endpoints, err)
+	}
+	return etcd, nil
+}
+
+// logShipper starts the Shipper of --log-url for component, or returns nil
+// when --log-url is empty; close ships what it holds and stops it.
+func logShipper(c *cli.Context, n *node.Node, component string, log *slog.Logger) (s *logclient.Shipper, close func(), err error) {
+	url := c.String("log-url")
+	if url == "" {
+		return nil, func() {}, nil
+	}
+	s, err = n.Shipper(url, component, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() {
+		if err := s.Close(); err != nil {
+			log.Warn("log lines lost at shutdown", "err", err)
+		}
+	}, nil
+}

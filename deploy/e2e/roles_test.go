@@ -1,0 +1,199 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/deploy/node"
+	"github.com/gantryhq/gantry/deploy/testenv"
+)
+
+// TestRoleProcesses runs the platform as separate role processes of one
+// gantryd binary against one data dir, as its containers will: `gantryd
+// etcd`, `logaggregator`, `controller` (on a PostgreSQL of its own, by
+// --database-url), `host`, `scheduler`, `router` and `gitreceiver serve`,
+// which find each other only over the network. An image app deployed
+// through the controller answers 200 through the router, its request
+// lines reach its log through the aggregator, and every role stops cleanly
+// on SIGTERM.
+func TestRoleProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
+	}
+	gantryd, gantry := buildBinaries(t)
+	docker := testenv.Docker(t)
+	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
+	pg := testenv.StartPostgres(t, "")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	err := pg.CreateDatabase(ctx, "gantry")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	data := t.TempDir()
+	etcdAddr, apiAddr, httpAddr, logAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
+	etcdURL, apiURL, logURL := "http://"+etcdAddr, "http://"+apiAddr, "http://"+logAddr
+	sshAddr := testenv.FreeAddr(t)
+	r := &roles{t: t, gantryd: gantryd, home: t.TempDir()}
+	t.Cleanup(func() { r.stopAll(data) })
+
+	dataArgs := []string{"--data", data}
+	etcdArgs := []string{"--data", data, "--etcd", etcdURL}
+	r.start("etcd", slices.Concat(dataArgs, []string{"--client-addr", etcdAddr, "--peer-addr", testenv.FreeAddr(t)}))
+	r.waitHealthy("etcd", etcdURL+"/health")
+	r.start("logaggregator", slices.Concat(dataArgs, []string{"--addr", logAddr}))
+	r.start("controller", slices.Concat(etcdArgs, []string{"--addr", apiAddr, "--database-url", pg.URL("gantry"), "--log-url", logURL,
+		"--git-url", "ssh://git@" + sshAddr, "--router-http-url", "http://localhost:" + port(t, "http://"+httpAddr)}))
+	r.start("host", slices.Concat(etcdArgs, []string{"--addr", testenv.FreeAddr(t), "--log-url", logURL}))
+	r.start("scheduler", etcdArgs)
+	r.start("router", slices.Concat(etcdArgs, []string{"--http-addr", httpAddr, "--https-addr", testenv.FreeAddr(t), "--log-url", logURL}))
+	r.start("gitreceiver", slices.Concat([]string{"serve"}, dataArgs, []string{"--addr", sshAddr, "--controller", apiURL}))
+	r.waitHealthy("logaggregator", logURL+"/healthz")
+	r.waitHealthy("controller", apiURL+"/healthz")
+
+	// The controller role wrote the CLI's admin.env into the data dir, as
+	// gantryd up does.
+	p := &platform{t: t, gantry: gantry, home: r.home, data: data, apiURL: apiURL, httpURL: "http://" + httpAddr}
+	env, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(env), "\n") {
+		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
+			p.token = v
+		}
+	}
+	if p.token == "" {
+		t.Fatalf("admin.env has no token:\n%s", env)
+	}
+
+	p.ok("create", "web1")
+	p.ok("release", "create", "-a", "web1", "--image", image, "--process", "web=serve", "--health", "web=/healthz")
+	p.ok("scale", "-a", "web1", "web=1")
+	eventually(t, 2*time.Minute, "web1 answers 200 through the router", func() bool {
+		code, _, err := p.get("web1.localhost", "/")
+		return err == nil && code == http.StatusOK
+	})
+	eventually(t, time.Minute, "the router's request line in web1's log", func() bool {
+		res := p.run("", nil, "log", "-a", "web1")
+		return res.code == 0 && strings.Contains(res.stdout, "status=200")
+	})
+	r.stopAll(data)
+}
+
+// roles are gantryd role processes, stopped in the reverse order of their
+// start.
+type roles struct {
+	t       *testing.T
+	gantryd string
+	home    string
+	procs   []*roleProc
+	stopped bool
+}
+
+// roleProc is one running role.
+type roleProc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncWriter
+	done chan error
+}
+
+// start runs `gantryd <name> args...`.
+func (r *roles) start(name string, args []string) {
+	r.t.Helper()
+	out := &syncWriter{buf: &bytes.Buffer{}}
+	cmd := exec.Command(r.gantryd, append([]string{"--log-level", "debug", name}, args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+r.home)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("start gantryd %s: %v", name, err)
+	}
+	p := &roleProc{name: name, cmd: cmd, out: out, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	r.procs = append(r.procs, p)
+}
+
+// waitHealthy polls url until it answers 200, failing the test when the
+// role exits first or after a minute.
+func (r *roles) waitHealthy(name, url string) {
+	r.t.Helper()
+	var p *roleProc
+	for _, q := range r.procs {
+		if q.name == name {
+			p = q
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	client := http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			r.t.Fatalf("gantryd %s exited while starting: %v", name, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("gantryd %s: %s not healthy after a minute (last: %v)", name, url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stopAll sends SIGTERM to every role, newest first, and checks that each
+// exits cleanly within a minute (else it is killed); then it removes the
+// cluster's app containers and, when the test failed, logs each role's
+// output. It runs once.
+func (r *roles) stopAll(data string) {
+	if r.stopped {
+		return
+	}
+	r.stopped = true
+	for i := len(r.procs) - 1; i >= 0; i-- {
+		p := r.procs[i]
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			r.t.Errorf("SIGTERM gantryd %s: %v", p.name, err)
+		}
+		select {
+		case err := <-p.done:
+			if err != nil {
+				r.t.Errorf("gantryd %s exited with %v after SIGTERM", p.name, err)
+			}
+		case <-time.After(time.Minute):
+			p.cmd.Process.Kill()
+			<-p.done
+			r.t.Errorf("gantryd %s did not stop within a minute of SIGTERM", p.name)
+		}
+	}
+	if r.t.Failed() {
+		for _, p := range r.procs {
+			r.t.Logf("gantryd %s output:\n%s", p.name, p.out.String())
+		}
+	}
+	// App containers outlive the host agent by design; the test removes
+	// its cluster's.
+	if id, err := os.ReadFile(filepath.Join(data, node.ClusterIDFile)); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := testenv.RemoveContainers(ctx, testenv.Docker(r.t), strings.TrimSpace(string(id))); err != nil {
+			r.t.Errorf("remove the cluster's containers: %v", err)
+		}
+	}
+}
