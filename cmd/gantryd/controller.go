@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -43,7 +44,6 @@ func controllerCommand() *cli.Command {
 		Usage: "run the controller: the API, state in PostgreSQL, builds and deploys (part of `gantryd up`)",
 		Flags: append([]cli.Flag{
 			dataFlag(),
-			etcdFlag(),
 			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL connection string (required)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7070", Usage: "API listen address"},
 			&cli.StringFlag{Name: "internal-url", Usage: "`URL` at which the host agents reach this controller for blobs (default: http:// and --addr)"},
@@ -51,7 +51,7 @@ func controllerCommand() *cli.Command {
 			&cli.StringFlag{Name: "router-http-url", Value: "http://localhost:8080", Usage: "the routers' public HTTP `URL`, for the apps' web URLs"},
 			&cli.StringFlag{Name: "router-https-url", Value: "https://localhost:8443", Usage: "the routers' public HTTPS `URL`"},
 			logURLFlag("ship the apps' platform events there and query their logs"),
-		}, controllerFlags()...),
+		}, slices.Concat(etcdFlags(), controllerFlags())...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
 			if err != nil {
@@ -66,7 +66,7 @@ func controllerCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			etcd, err := etcdClient(c)
+			etcd, err := etcdClient(c, n)
 			if err != nil {
 				return err
 			}

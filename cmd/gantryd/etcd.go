@@ -11,7 +11,7 @@ import (
 func etcdCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "etcd",
-		Usage: "run the node's etcd member, data under <data>/etcd (part of `gantryd up`)",
+		Usage: "run the node's etcd member, data under <data>/etcd, mutual TLS with the certificates of <data>/tls (part of `gantryd up`)",
 		Flags: []cli.Flag{
 			dataFlag(),
 			&cli.StringFlag{Name: "client-addr", Value: "127.0.0.1:7379", Usage: "client listen address"},
@@ -24,6 +24,9 @@ func etcdCommand() *cli.Command {
 			}
 			n, err := openNode(c)
 			if err != nil {
+				return err
+			}
+			if err := n.EnsureTLS(c.Context, c.String("client-addr"), c.String("peer-addr")); err != nil {
 				return err
 			}
 			return etcdserver.Run(c.Context, n.Etcd(etcdserver.Config{

@@ -15,13 +15,12 @@ func hostCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "host",
 		Usage: "run the host agent: the jobs the scheduler assigns to this host, on the local Docker Engine (part of `gantryd up`)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			dataFlag(),
-			etcdFlag(),
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7071", Usage: "agent API listen address"},
 			&cli.StringFlag{Name: "advertise", Value: host.DefaultAdvertiseAddr, Usage: "IP address app ports are published on"},
 			logURLFlag("ship the jobs' output and crash events there"),
-		},
+		}, etcdFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
 			if err != nil {
@@ -32,7 +31,7 @@ func hostCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			etcd, err := etcdClient(c)
+			etcd, err := etcdClient(c, n)
 			if err != nil {
 				return err
 			}

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,9 +23,16 @@ func dataFlag() cli.Flag {
 		Usage: "the node's data `DIR`, as gantryd up lays it out: the identity (cluster-id, host-id, host-token, secrets.key) is read from it, and made when missing"}
 }
 
-// etcdFlag is --etcd: the etcd cluster's client URLs.
-func etcdFlag() cli.Flag {
-	return &cli.StringFlag{Name: "etcd", Value: "http://127.0.0.1:7379", Usage: "comma-separated client URLs of the etcd cluster", EnvVars: []string{"GANTRY_ETCD"}}
+// etcdFlags are --etcd, the etcd cluster's client URLs, and the client
+// certificate for an etcd cluster of one's own.
+func etcdFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "etcd", Value: "https://127.0.0.1:7379", EnvVars: []string{"GANTRY_ETCD"},
+			Usage: "comma-separated client URLs of the etcd cluster; https URLs use the node's cluster certificates (<data>/tls) unless --etcd-cert-file is given"},
+		&cli.StringFlag{Name: "etcd-ca-file", Usage: "CA bundle `FILE` of an external etcd cluster"},
+		&cli.StringFlag{Name: "etcd-cert-file", Usage: "client certificate `FILE` for an external etcd cluster"},
+		&cli.StringFlag{Name: "etcd-key-file", Usage: "client key `FILE` for an external etcd cluster"},
+	}
 }
 
 // logURLFlag is --log-url: the log aggregator's URL, where the role ships
@@ -43,17 +47,20 @@ func openNode(c *cli.Context) (*node.Node, error) {
 	return node.Open(c.Context, c.String("data"))
 }
 
-// etcdClient connects to the cluster of --etcd; the caller closes it.
-func etcdClient(c *cli.Context) (*clientv3.Client, error) {
-	endpoints := splitList(c.String("etcd"))
-	if len(endpoints) == 0 {
-		return nil, errors.New("--etcd is required")
+// etcdClient connects to the cluster of --etcd with the node's
+// certificates or those of the --etcd-*-file flags; the caller closes it.
+func etcdClient(c *cli.Context, n *node.Node) (*clientv3.Client, error) {
+	return n.EtcdClient(etcdClientConfig(c))
+}
+
+// etcdClientConfig reads the --etcd flags.
+func etcdClientConfig(c *cli.Context) node.EtcdClientConfig {
+	return node.EtcdClientConfig{
+		Endpoints: splitList(c.String("etcd")),
+		CAFile:    c.String("etcd-ca-file"),
+		CertFile:  c.String("etcd-cert-file"),
+		KeyFile:   c.String("etcd-key-file"),
 	}
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("etcd client %v: %w", endpoints, err)
-	}
-	return etcd, nil
 }
 
 // logShipper starts the Shipper of --log-url for component, or returns nil

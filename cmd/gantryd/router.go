@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,14 +69,13 @@ func routerCommand() *cli.Command {
 		Usage: "route HTTP and HTTPS requests to the apps' instances (part of `gantryd up`)",
 		Flags: append([]cli.Flag{
 			dataFlag(),
-			etcdFlag(),
 			&cli.StringFlag{Name: "http-addr", Value: "127.0.0.1:8080", Usage: "HTTP listen address"},
 			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "HTTPS listen address (empty: none)"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the access log to this file (- for stdout)"},
 			logURLFlag("add each request's line to its app's log"),
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve the apps' request metrics (GET /metrics, with the host token) here and register it in discovery (empty: none)"},
 			&cli.StringFlag{Name: "id", Usage: "the router's name in discovery (default: the host ID)"},
-		}, routerLimitFlags()...),
+		}, slices.Concat(etcdFlags(), routerLimitFlags())...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
 			if err != nil {
@@ -86,7 +86,7 @@ func routerCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			etcd, err := etcdClient(c)
+			etcd, err := etcdClient(c, n)
 			if err != nil {
 				return err
 			}

@@ -13,11 +13,10 @@ func schedulerCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "scheduler",
 		Usage: "run a scheduler candidate: the elected leader places the formations' jobs on hosts (part of `gantryd up`)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			dataFlag(),
-			etcdFlag(),
 			&cli.StringFlag{Name: "id", Usage: "the candidate's name in the election (default: the host ID)"},
-		},
+		}, etcdFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
 			if err != nil {
@@ -27,7 +26,7 @@ func schedulerCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			etcd, err := etcdClient(c)
+			etcd, err := etcdClient(c, n)
 			if err != nil {
 				return err
 			}

@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/pgserver"
+	"github.com/gantryhq/gantry/layer0/clustertls"
 )
 
 // FormatVersion is the archive format that Write produces and Restore
@@ -49,8 +51,9 @@ const (
 
 // identityFiles maps the identity entries to their place in the data dir.
 // Each is required except the git host key, which exists only once the
-// git receiver has started, and the secrets key, which data dirs made
-// before it existed lack.
+// git receiver has started, and the secrets key and the cluster CA, which
+// data dirs made before them lack. The host's own certificate is left out:
+// a restore is a new host, which gets a certificate of the restored CA.
 var identityFiles = []struct {
 	entry, file string
 	required    bool
@@ -60,6 +63,8 @@ var identityFiles = []struct {
 	{"admin.env", adminEnvFile, true},
 	{"git-host-key", gitHostKey, false},
 	{"secrets.key", secretsKeyFile, false},
+	{"cluster-ca.crt", path.Join(node.TLSDir, clustertls.CACertFile), false},
+	{"cluster-ca.key", path.Join(node.TLSDir, clustertls.CAKeyFile), false},
 }
 
 // maxIdentitySize bounds each identity file, in bytes.

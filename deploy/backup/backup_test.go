@@ -14,7 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/pgserver"
+	"github.com/gantryhq/gantry/layer0/clustertls"
 	"github.com/gantryhq/gantry/slugrunner"
 )
 
@@ -29,6 +31,10 @@ func newDataDir(t *testing.T) (dir string, loData []byte, srv *pgserver.Server) 
 		adminEnvFile:   "GANTRY_URL=http://127.0.0.1:7070\nGANTRY_TOKEN=admin-secret\n",
 		gitHostKey:     "-----BEGIN OPENSSH PRIVATE KEY-----\nkey\n",
 		secretsKeyFile: "0123456789abcdef0123456789abcdef",
+		filepath.Join(node.TLSDir, clustertls.CACertFile):            "ca certificate",
+		filepath.Join(node.TLSDir, clustertls.CAKeyFile):             "ca key",
+		filepath.Join(node.TLSDir, clustertls.HostCertFile):          "host certificate",
+		filepath.Join(node.TLSDir, clustertls.HostKeyFile):           "host key",
 		filepath.Join(gitRepos, "demo.git", "HEAD"):                  "ref: refs/heads/main\n",
 		filepath.Join(gitRepos, "demo.git", "refs", "heads", "main"): "0123456789012345678901234567890123456789\n",
 	} {
@@ -127,7 +133,9 @@ func TestWriteRestore(t *testing.T) {
 	if got.Cluster != m.Cluster || got.Version != "v-test" {
 		t.Errorf("restored manifest %+v, want %+v", got, m)
 	}
-	for _, name := range []string{clusterIDFile, hostTokenFile, adminEnvFile, gitHostKey, secretsKeyFile, filepath.Join(gitRepos, "demo.git", "refs", "heads", "main")} {
+	for _, name := range []string{clusterIDFile, hostTokenFile, adminEnvFile, gitHostKey, secretsKeyFile,
+		filepath.Join(node.TLSDir, clustertls.CACertFile), filepath.Join(node.TLSDir, clustertls.CAKeyFile),
+		filepath.Join(gitRepos, "demo.git", "refs", "heads", "main")} {
 		want, _ := os.ReadFile(filepath.Join(src, name))
 		b, err := os.ReadFile(filepath.Join(dst, name))
 		if err != nil || !bytes.Equal(b, want) {
@@ -137,8 +145,10 @@ func TestWriteRestore(t *testing.T) {
 			t.Errorf("%s has mode %v: secrets must not be readable by others", name, fi.Mode().Perm())
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dst, "host-id")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("host-id restored (%v): a restore is a new host", err)
+	for _, name := range []string{"host-id", filepath.Join(node.TLSDir, clustertls.HostCertFile), filepath.Join(node.TLSDir, clustertls.HostKeyFile)} {
+		if _, err := os.Stat(filepath.Join(dst, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s restored (%v): a restore is a new host", name, err)
+		}
 	}
 
 	// The restored database has the row and the large object, at the same

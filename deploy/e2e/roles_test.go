@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/testenv"
+	"github.com/gantryhq/gantry/layer0/clustertls"
 )
 
 // TestRoleProcesses runs the platform as separate role processes of one
@@ -42,7 +44,7 @@ func TestRoleProcesses(t *testing.T) {
 
 	data := t.TempDir()
 	etcdAddr, apiAddr, httpAddr, logAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
-	etcdURL, apiURL, logURL := "http://"+etcdAddr, "http://"+apiAddr, "http://"+logAddr
+	etcdURL, apiURL, logURL := "https://"+etcdAddr, "http://"+apiAddr, "http://"+logAddr
 	sshAddr := testenv.FreeAddr(t)
 	r := &roles{t: t, gantryd: gantryd, home: t.TempDir()}
 	t.Cleanup(func() { r.stopAll(data) })
@@ -50,7 +52,27 @@ func TestRoleProcesses(t *testing.T) {
 	dataArgs := []string{"--data", data}
 	etcdArgs := []string{"--data", data, "--etcd", etcdURL}
 	r.start("etcd", slices.Concat(dataArgs, []string{"--client-addr", etcdAddr, "--peer-addr", testenv.FreeAddr(t)}))
-	r.waitHealthy("etcd", etcdURL+"/health")
+	// etcd serves only clients with a certificate of the cluster CA,
+	// which the first role made in the data dir.
+	eventually(t, time.Minute, "the cluster certificates in the data dir", func() bool {
+		_, err := os.Stat(filepath.Join(data, node.TLSDir, clustertls.HostCertFile))
+		return err == nil
+	})
+	tc, err := clustertls.ClientConfig(filepath.Join(data, node.TLSDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	r.waitHealthyWith(member, "etcd", etcdURL+"/health")
+	anon := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tc.RootCAs, MinVersion: tls.VersionTLS12}}}
+	if resp, err := anon.Get(etcdURL + "/v3/kv/range"); err == nil {
+		resp.Body.Close()
+		t.Errorf("etcd answered %s to a client without a certificate", resp.Status)
+	}
+	if resp, err := http.Get("http://" + etcdAddr + "/health"); err == nil {
+		resp.Body.Close()
+		t.Errorf("etcd answered %s over plain HTTP", resp.Status)
+	}
 	r.start("logaggregator", slices.Concat(dataArgs, []string{"--addr", logAddr}))
 	r.start("controller", slices.Concat(etcdArgs, []string{"--addr", apiAddr, "--database-url", pg.URL("gantry"), "--log-url", logURL,
 		"--git-url", "ssh://git@" + sshAddr, "--router-http-url", "http://localhost:" + port(t, "http://"+httpAddr)}))
@@ -128,6 +150,13 @@ func (r *roles) start(name string, args []string) {
 // role exits first or after a minute.
 func (r *roles) waitHealthy(name, url string) {
 	r.t.Helper()
+	r.waitHealthyWith(&http.Client{Timeout: 2 * time.Second}, name, url)
+}
+
+// waitHealthyWith waits until client gets a 200 from url, and fails the
+// test when the role exits first or a minute passes.
+func (r *roles) waitHealthyWith(client *http.Client, name, url string) {
+	r.t.Helper()
 	var p *roleProc
 	for _, q := range r.procs {
 		if q.name == name {
@@ -135,7 +164,6 @@ func (r *roles) waitHealthy(name, url string) {
 		}
 	}
 	deadline := time.Now().Add(time.Minute)
-	client := http.Client{Timeout: 2 * time.Second}
 	for {
 		resp, err := client.Get(url)
 		if err == nil {

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/gitreceiver"
+	"github.com/gantryhq/gantry/layer0/clustertls"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/sealed"
 )
@@ -55,6 +57,9 @@ const (
 	HostStateDir = "host"
 	// LogsDir holds the log aggregator's files.
 	LogsDir = "logs"
+	// TLSDir holds the cluster CA and the host's certificate (see
+	// layer0/clustertls): mutual TLS for etcd's clients and peers.
+	TLSDir = "tls"
 	// MetricsFile holds the controller's metric history.
 	MetricsFile = "metrics.gob"
 	// lockFile serializes the creation of the identity files between the
@@ -129,6 +134,11 @@ func Open(ctx context.Context, dir string) (*Node, error) {
 	}
 	if n.GitHostKey, err = gitreceiver.HostPublicKey(n.Path(GitHostKeyFile)); err != nil {
 		return nil, err
+	}
+	// The cluster CA is made with the rest of the identity, under the
+	// lock, so roles started at once trust one CA.
+	if err := clustertls.Init(n.Path(TLSDir), clustertls.Host{ID: n.HostID, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}); err != nil {
+		return nil, fmt.Errorf("the node's TLS certificates: %w", err)
 	}
 	return n, nil
 }

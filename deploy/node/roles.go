@@ -31,9 +31,11 @@ var (
 // node's identity and data dir decide filled in; the caller sets the
 // others (addresses, clients, limits).
 
-// Etcd sets the embedded etcd member's data dir (EtcdDir).
+// Etcd sets the embedded etcd member's data dir (EtcdDir) and its TLS
+// dir (TLSDir): it serves only clients and peers with a certificate of the
+// cluster CA. Call EnsureTLS with its addresses first.
 func (n *Node) Etcd(cfg etcdserver.Config) etcdserver.Config {
-	cfg.Dir = n.Path(EtcdDir)
+	cfg.Dir, cfg.TLSDir = n.Path(EtcdDir), n.Path(TLSDir)
 	return cfg
 }
 

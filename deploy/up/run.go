@@ -7,10 +7,8 @@ import (
 	"net"
 	"os"
 	"strings"
-	"time"
 
 	docker "github.com/docker/docker/client"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gantryhq/gantry/deploy/etcdserver"
@@ -53,6 +51,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// etcd: embedded unless an external cluster is given.
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
+		// Mutual TLS only: the host certificate names the addresses
+		// etcd listens on.
+		if err := n.EnsureTLS(ctx, cfg.EtcdClientAddr, cfg.EtcdPeerAddr); err != nil {
+			return err
+		}
 		srv, err := etcdserver.Start(ctx, n.Etcd(etcdserver.Config{
 			ClientAddr: cfg.EtcdClientAddr,
 			PeerAddr:   cfg.EtcdPeerAddr,
@@ -64,9 +67,9 @@ func Run(ctx context.Context, cfg Config) error {
 		defer srv.Close()
 		endpoints = []string{srv.Endpoint()}
 	}
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	etcd, err := n.EtcdClient(node.EtcdClientConfig{Endpoints: endpoints, CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile})
 	if err != nil {
-		return fmt.Errorf("connect to etcd %v: %w", endpoints, err)
+		return fmt.Errorf("connect to etcd: %w", err)
 	}
 	defer etcd.Close()
 

@@ -46,6 +46,10 @@ type Config struct {
 	// EtcdEndpoints points at an external etcd cluster instead of the
 	// embedded one; empty means embedded.
 	EtcdEndpoints []string
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile are the CA bundle and client
+	// certificate for the external cluster's https endpoints; all empty
+	// means the node's own cluster certificates (<data>/tls).
+	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
 	// DatabaseURL points at an external PostgreSQL instead of the private
 	// one; empty means private.
 	DatabaseURL string

@@ -92,7 +92,10 @@ func PathsIn(dir string) Paths {
 // Init makes sure dir holds a cluster CA and a certificate of host signed by
 // it: it creates the CA when dir has none (a new cluster), and issues the
 // host certificate when it is missing, close to its end, or does not name
-// every address of host. It is idempotent.
+// every address of host. A certificate issued again for the same host ID
+// keeps the addresses and names of the one it replaces, so roles of one
+// host can each add the addresses they listen on. It is idempotent; callers
+// in several processes serialize their calls.
 func Init(dir string, host Host) error {
 	if err := host.Validate(); err != nil {
 		return err
@@ -110,6 +113,18 @@ func Init(dir string, host Host) error {
 	}
 	if current(p, host, time.Now()) {
 		return nil
+	}
+	if old, err := readCert(p.HostCert); err == nil && old.Subject.CommonName == host.ID {
+		for _, ip := range old.IPAddresses {
+			if !slices.ContainsFunc(host.IPs, ip.Equal) {
+				host.IPs = append(host.IPs, ip)
+			}
+		}
+		for _, name := range old.DNSNames {
+			if !slices.Contains(host.DNSNames, name) {
+				host.DNSNames = append(host.DNSNames, name)
+			}
+		}
 	}
 	return issueHost(p, host)
 }
@@ -223,13 +238,24 @@ func issueHost(p Paths, host Host) error {
 // the cluster CA.
 func ClientConfig(dir string) (*tls.Config, error) {
 	p := PathsIn(dir)
-	pair, err := tls.LoadX509KeyPair(p.HostCert, p.HostKey)
+	return ClientConfigFromFiles(p.CACert, p.HostCert, p.HostKey)
+}
+
+// ClientConfigFromFiles returns the TLS configuration of a client that
+// presents the certificate of certFile and keyFile and trusts only the CAs
+// of caFile (PEM).
+func ClientConfigFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("load the host certificate in %s: %w", dir, err)
+		return nil, fmt.Errorf("load the client certificate %s: %w", certFile, err)
 	}
-	pool, err := CAPool(dir)
+	b, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read %s: %w", caFile, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{pair},

@@ -44,6 +44,9 @@ func TestInit(t *testing.T) {
 				t.Errorf("host certificate issued again: %v, want %v", reissued, tt.wantReissue)
 			}
 			checkChain(t, dir, tt.second)
+			if tt.first.ID == tt.second.ID {
+				checkChain(t, dir, tt.first) // nothing named before is lost
+			}
 		})
 	}
 }
