@@ -22,7 +22,7 @@ import (
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
-	"github.com/gantryhq/gantry/slugbuilder"
+	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
 )
 
 // Limits and timings of builds.
@@ -344,10 +344,10 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 
 // runJob runs the build job and returns the slugbuilder's result, with
 // the slug stored.
-func (b *buildRun) runJob(ctx context.Context) (slugbuilder.Result, error) {
+func (b *buildRun) runJob(ctx context.Context) (slugtypes.Result, error) {
 	config, err := b.s.store.Config(ctx, b.app)
 	if err != nil {
-		return slugbuilder.Result{}, err
+		return slugtypes.Result{}, err
 	}
 	spec := b.jobSpec(config)
 	ctx, cancel := context.WithTimeout(ctx, b.s.cfg.buildTimeout())
@@ -357,18 +357,18 @@ func (b *buildRun) runJob(ctx context.Context) (slugbuilder.Result, error) {
 	if err := b.s.mirror.put(ctx, key, mustJSON(keyspace.Formation{
 		App: b.app, Release: spec.Release, Type: BuildType, Count: 1, Template: spec, UpdatedAt: time.Now().UTC(),
 	})); err != nil {
-		return slugbuilder.Result{}, err
+		return slugtypes.Result{}, err
 	}
 	st, err := b.follow(ctx)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			b.out.problem("The build did not finish within %s", b.s.cfg.buildTimeout())
-			return slugbuilder.Result{}, failed(types.ErrBuildFailed, "the build timed out after %s", b.s.cfg.buildTimeout())
+			return slugtypes.Result{}, failed(types.ErrBuildFailed, "the build timed out after %s", b.s.cfg.buildTimeout())
 		}
-		return slugbuilder.Result{}, err
+		return slugtypes.Result{}, err
 	}
 	if st.State != keyspace.StateDown {
-		return slugbuilder.Result{}, b.jobFailed(st)
+		return slugtypes.Result{}, b.jobFailed(st)
 	}
 	return b.readResult(ctx)
 }
@@ -384,13 +384,13 @@ func (b *buildRun) jobSpec(config map[string]string) keyspace.JobSpec {
 	// Only warnings of the builder's own logs: its output is the build's.
 	env["GANTRY_LOG_LEVEL"] = "warn"
 	for name, value := range config {
-		env[slugbuilder.EnvConfigVarPrefix+name] = value
+		env[slugtypes.EnvConfigVarPrefix+name] = value
 	}
-	if u, ok := config[slugbuilder.EnvBuildpackURL]; ok {
-		env[slugbuilder.EnvBuildpackURL] = u
+	if u, ok := config[slugtypes.EnvBuildpackURL]; ok {
+		env[slugtypes.EnvBuildpackURL] = u
 	}
-	env[slugbuilder.EnvCacheDir] = slugbuilder.CacheDir
-	artifacts := []keyspace.Artifact{{URL: cfg.blobURL(b.source.Path), Digest: b.source.Digest, Path: slugbuilder.SourcePath}}
+	env[slugtypes.EnvCacheDir] = slugtypes.CacheDir
+	artifacts := []keyspace.Artifact{{URL: cfg.blobURL(b.source.Path), Digest: b.source.Digest, Path: slugtypes.SourcePath}}
 	return keyspace.JobSpec{
 		App:         b.app,
 		Release:     buildReleasePrefix + b.id,
@@ -403,10 +403,10 @@ func (b *buildRun) jobSpec(config map[string]string) keyspace.JobSpec {
 		User:        AppUser,
 		Artifacts:   artifacts,
 		Outputs: []keyspace.Output{
-			{Path: slugbuilder.SlugPath, URL: cfg.blobURL(slugPath(b.app, b.id))},
-			{Path: slugbuilder.ResultPath, URL: cfg.blobURL(resultPath(b.app, b.id))},
+			{Path: slugtypes.SlugPath, URL: cfg.blobURL(slugPath(b.app, b.id))},
+			{Path: slugtypes.ResultPath, URL: cfg.blobURL(resultPath(b.app, b.id))},
 		},
-		Volumes:      []keyspace.Volume{{Name: buildCacheVolume, Path: slugbuilder.CacheDir}},
+		Volumes:      []keyspace.Volume{{Name: buildCacheVolume, Path: slugtypes.CacheDir}},
 		MountGantryd: true,
 		OneOff:       true,
 	}
@@ -440,22 +440,22 @@ func (b *buildRun) jobFailed(st keyspace.JobState) error {
 
 // readResult reads the slugbuilder's result and checks it against the
 // stored slug.
-func (b *buildRun) readResult(ctx context.Context) (slugbuilder.Result, error) {
+func (b *buildRun) readResult(ctx context.Context) (slugtypes.Result, error) {
 	_, rc, err := b.blobs.Get(ctx, resultPath(b.app, b.id))
 	if err != nil {
-		return slugbuilder.Result{}, fmt.Errorf("read the build result: %w", err)
+		return slugtypes.Result{}, fmt.Errorf("read the build result: %w", err)
 	}
 	defer rc.Close()
-	var res slugbuilder.Result
+	var res slugtypes.Result
 	if err := json.NewDecoder(io.LimitReader(rc, maxResultSize)).Decode(&res); err != nil {
-		return slugbuilder.Result{}, fmt.Errorf("decode the build result: %w", err)
+		return slugtypes.Result{}, fmt.Errorf("decode the build result: %w", err)
 	}
 	slug, err := b.blobs.Stat(ctx, slugPath(b.app, b.id))
 	if err != nil {
-		return slugbuilder.Result{}, fmt.Errorf("the slug: %w", err)
+		return slugtypes.Result{}, fmt.Errorf("the slug: %w", err)
 	}
 	if slug.Digest != res.SlugDigest {
-		return slugbuilder.Result{}, fmt.Errorf("the stored slug has digest %s, the build made %s", slug.Digest, res.SlugDigest)
+		return slugtypes.Result{}, fmt.Errorf("the stored slug has digest %s, the build made %s", slug.Digest, res.SlugDigest)
 	}
 	return res, nil
 }
