@@ -15,6 +15,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller/store"
+	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
 const (
@@ -206,13 +207,13 @@ func (d *deployer) report(before store.Deployment, adv store.Advance) {
 	dep := adv.Deployment
 	log := d.log.With("app", dep.App, "release", dep.New.Version, "deployment", dep.ID)
 	switch {
-	case dep.Status == store.DeployRollingBack && before.Status != store.DeployRollingBack:
+	case dep.Status == types.DeployRollingBack && before.Status != types.DeployRollingBack:
 		log.Warn("deployment failed; rolling back", "previous", dep.Old.Version, "reason", dep.Error)
 		d.events.emit(dep.App, fmt.Sprintf("deploy of v%d failed, rolling back to v%d: %s", dep.New.Version, dep.Old.Version, dep.Error))
-	case dep.Status == store.DeployComplete:
+	case dep.Status == types.DeployComplete:
 		log.Info("deployed", "previous", dep.Old.Version)
 		d.events.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
-	case dep.Status == store.DeployRolledBack:
+	case dep.Status == types.DeployRolledBack:
 		log.Warn("deployment rolled back; the previous release runs", "previous", dep.Old.Version, "reason", dep.Error)
 		msg := fmt.Sprintf("rolled back to v%d", dep.Old.Version)
 		if dep.ConfigRestored {
@@ -220,7 +221,7 @@ func (d *deployer) report(before store.Deployment, adv store.Advance) {
 			log.Warn("config restored to the previous release's", "previous", dep.Old.Version)
 		}
 		d.events.emit(dep.App, msg)
-	case dep.Status == store.DeployFailed:
+	case dep.Status == types.DeployFailed:
 		log.Warn("deployment failed", "reason", dep.Error)
 		d.events.emit(dep.App, fmt.Sprintf("deploy of v%d failed: %s", dep.New.Version, dep.Error))
 	default:
@@ -235,13 +236,13 @@ func (d *deployer) report(before store.Deployment, adv store.Advance) {
 // when it had nothing to run).
 func (d *deployer) announce(dep store.Deployment) {
 	switch dep.Status {
-	case store.DeployRunning:
+	case types.DeployRunning:
 		d.log.Info("deploying", "app", dep.App, "release", dep.New.Version, "strategy", dep.Strategy, "deployment", dep.ID)
 		d.events.emit(dep.App, fmt.Sprintf("deploying v%d (%s)", dep.New.Version, dep.Strategy))
-	case store.DeployComplete:
+	case types.DeployComplete:
 		d.log.Info("deployed", "app", dep.App, "release", dep.New.Version, "deployment", dep.ID)
 		d.events.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
-	case store.DeployPending:
+	case types.DeployPending:
 		d.events.emit(dep.App, fmt.Sprintf("v%d waits for the running deployment", dep.New.Version))
 	}
 }
@@ -319,14 +320,14 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 		p.Up = min(v.upNew[p.Type], p.NewCount)
 	}
 	fail := func(reason string, culprit *keyspace.JobState) (store.DeploymentChange, *keyspace.JobState, bool) {
-		change.Status = store.DeployFailed
+		change.Status = types.DeployFailed
 		if dep.FromRunning {
-			change.Status = store.DeployRollingBack
+			change.Status = types.DeployRollingBack
 		}
 		change.Error = reason
 		return change, culprit, true
 	}
-	if dep.Status == store.DeployRollingBack {
+	if dep.Status == types.DeployRollingBack {
 		ready := true
 		for _, p := range dep.Processes {
 			if v.upOld[p.Type] < p.OldCount {
@@ -334,7 +335,7 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 			}
 		}
 		if ready || now.Sub(dep.RollbackAt) >= timeout {
-			change.Status = store.DeployRolledBack
+			change.Status = types.DeployRolledBack
 			return change, nil, true
 		}
 		return change, nil, progressChanged(dep.Processes, change.Processes)
@@ -363,7 +364,7 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 		}
 	}
 	if done {
-		change.Status = store.DeployComplete
+		change.Status = types.DeployComplete
 		return change, nil, true
 	}
 	stepped := false
@@ -371,7 +372,7 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 		p := &change.Processes[i]
 		n, l, w := min(p.Started, p.NewCount), p.OldLeft, p.NewCount
 		switch {
-		case !dep.FromRunning || dep.Strategy == store.StrategyAllAtOnce:
+		case !dep.FromRunning || dep.Strategy == types.StrategyAllAtOnce:
 			n = w
 		case v.upNew[p.Type] >= n && n+l > w && l > 0:
 			l--
