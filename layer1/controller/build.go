@@ -20,6 +20,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/blobstore"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
@@ -273,7 +274,7 @@ func (b *buildRun) run(ctx context.Context) types.Build {
 		res.Error = types.ErrBuildFailed.WithMessage("%s", invalid.Message)
 	case ctx.Err() != nil:
 		res.Error = types.ErrBuildFailed.WithMessage("the build was cancelled")
-	case errors.Is(err, errEtcdUnreachable):
+	case errors.Is(err, etcdkv.ErrUnreachable):
 		b.log.Warn("build failed: etcd unreachable", "err", err)
 		res.Error = types.ErrUnavailable.WithMessage("etcd is unreachable; try again when it is back")
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, blobstore.ErrUnavailable):
@@ -332,7 +333,7 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 	b.out.step("Creating release v%d", rel.Version)
 	// The deployment runs whether or not the client stays.
 	sctx := context.WithoutCancel(ctx)
-	if err := b.s.mirror.syncApp(sctx, b.app); err != nil {
+	if err := b.s.mirror.SyncApp(sctx, b.app); err != nil {
 		b.log.Warn("mirror to etcd failed; the periodic re-sync retries", "err", err)
 	}
 	b.s.deployer.poke()
@@ -354,7 +355,7 @@ func (b *buildRun) runJob(ctx context.Context) (slugtypes.Result, error) {
 	defer cancel()
 	key := b.s.space.Formation(b.app, spec.Release, BuildType)
 	b.formation = key
-	if err := b.s.mirror.put(ctx, key, mustJSON(keyspace.Formation{
+	if err := etcdkv.Put(ctx, b.s.cfg.Etcd, key, etcdkv.MustJSON(keyspace.Formation{
 		App: b.app, Release: spec.Release, Type: BuildType, Count: 1, Template: spec, UpdatedAt: time.Now().UTC(),
 	})); err != nil {
 		return slugtypes.Result{}, err
@@ -396,11 +397,11 @@ func (b *buildRun) jobSpec(config map[string]string) keyspace.JobSpec {
 		Release:     buildReleasePrefix + b.id,
 		Type:        BuildType,
 		Image:       cfg.BuilderImage,
-		Cmd:         []string{GantrydPath, "slugbuilder"},
+		Cmd:         []string{types.GantrydPath, "slugbuilder"},
 		Env:         env,
 		Resources:   keyspace.Resources{Memory: cfg.buildMemory(), PIDs: buildPIDs},
 		StopTimeout: buildStopTimeout,
-		User:        AppUser,
+		User:        types.AppUser,
 		Artifacts:   artifacts,
 		Outputs: []keyspace.Output{
 			{Path: slugtypes.SlugPath, URL: cfg.blobURL(slugPath(b.app, b.id))},
@@ -466,7 +467,7 @@ func (b *buildRun) cleanup(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if b.formation != "" {
-		if err := b.s.mirror.delete(ctx, b.formation); err != nil {
+		if err := etcdkv.Delete(ctx, b.s.cfg.Etcd, b.formation); err != nil {
 			b.log.Warn("remove the build job's formation", "key", b.formation, "err", err)
 		}
 	}
@@ -518,7 +519,7 @@ func (s *Server) lockBuild(ctx context.Context, app string, waiting func()) (unl
 	h.Write([]byte(app))
 	key := int32(h.Sum32())
 	try := func() (bool, error) {
-		qctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+		qctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 		defer cancel()
 		var ok bool
 		err := conn.QueryRow(qctx, `SELECT pg_try_advisory_lock($1::int4, $2::int4)`, buildLockSpace, key).Scan(&ok)
@@ -548,7 +549,7 @@ func (s *Server) lockBuild(ctx context.Context, app string, waiting func()) (unl
 		return nil, err
 	}
 	return func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), etcdTimeout)
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), etcdkv.Timeout)
 		defer cancel()
 		var released bool
 		if err := conn.QueryRow(uctx, `SELECT pg_advisory_unlock($1::int4, $2::int4)`, buildLockSpace, key).Scan(&released); err != nil || !released {

@@ -11,6 +11,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/etcdwatch"
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -59,7 +60,7 @@ func (b *buildRun) waitPlaced(ctx context.Context) (keyspace.Assignment, error) 
 	wctx, cancel := context.WithTimeout(ctx, placeTimeout)
 	defer cancel()
 	snaps, err := etcdwatch.Watch(wctx, etcdwatch.Config{
-		Client: b.s.cfg.Etcd, Prefix: b.s.space.Assignments(), RequestTimeout: etcdTimeout, Logger: b.log,
+		Client: b.s.cfg.Etcd, Prefix: b.s.space.Assignments(), RequestTimeout: etcdkv.Timeout, Logger: b.log,
 	})
 	if err != nil {
 		return keyspace.Assignment{}, err
@@ -88,7 +89,7 @@ func (b *buildRun) waitEnded(ctx context.Context, asg keyspace.Assignment) (keys
 	defer cancel()
 	key := b.s.space.Job(asg.JobID)
 	snaps, err := etcdwatch.Watch(wctx, etcdwatch.Config{
-		Client: b.s.cfg.Etcd, Prefix: key, RequestTimeout: etcdTimeout, Logger: b.log,
+		Client: b.s.cfg.Etcd, Prefix: key, RequestTimeout: etcdkv.Timeout, Logger: b.log,
 	})
 	if err != nil {
 		return keyspace.JobState{}, err
@@ -204,7 +205,7 @@ func describeJob(st keyspace.JobState) string {
 	case st.State == keyspace.StateCrashed:
 		return crashSummary(st)
 	case st.State == keyspace.StateStarting && !st.StartedAt.IsZero() && st.Type == "web":
-		return fmt.Sprintf("%s runs, but nothing answered on $PORT (%d): the web process must listen on the port in $PORT", name, WebPort)
+		return fmt.Sprintf("%s runs, but nothing answered on $PORT (%d): the web process must listen on the port in $PORT", name, types.WebPort)
 	case st.State == keyspace.StateStarting && !st.StartedAt.IsZero():
 		return name + " runs, but never passed its health check"
 	case st.State == keyspace.StateStarting:

@@ -14,6 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
+	"github.com/gantryhq/gantry/layer1/controller/mirror"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -43,7 +45,7 @@ type deployer struct {
 	store   *store.Store
 	etcd    *clientv3.Client
 	space   keyspace.Space
-	mirror  *mirror
+	mirror  *mirror.Mirror
 	timeout time.Duration
 	log     *slog.Logger
 	events  events
@@ -196,7 +198,7 @@ func (d *deployer) check(ctx context.Context, dep store.Deployment, states []key
 		d.report(dep, adv)
 		d.changed.notify()
 	}
-	if err := d.mirror.syncApp(ctx, dep.App); err != nil {
+	if err := d.mirror.SyncApp(ctx, dep.App); err != nil {
 		return true, err
 	}
 	return adv.Deployment.Active() || adv.Next != nil, nil
@@ -438,11 +440,11 @@ func crashSummary(st keyspace.JobState) string {
 
 // jobStates lists the states of every job of the cluster.
 func (d *deployer) jobStates(ctx context.Context) ([]keyspace.JobState, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 	defer cancel()
 	resp, err := d.etcd.Get(ctx, d.space.Jobs(), clientv3.WithPrefix())
 	if err != nil {
-		return nil, etcdErr("list job states", err)
+		return nil, etcdkv.Err("list job states", err)
 	}
 	out := make([]keyspace.JobState, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {

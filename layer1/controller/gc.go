@@ -16,6 +16,7 @@ import (
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/blobstore"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -145,17 +146,17 @@ func (s *Server) compactEtcd(ctx context.Context) (int64, error) {
 	defer cancel()
 	resp, err := s.cfg.Etcd.Get(ctx, s.space.Hosts(), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
-		return 0, etcdErr("read etcd's revision", err)
+		return 0, etcdkv.Err("read etcd's revision", err)
 	}
 	rev := resp.Header.Revision
 	if _, err := s.cfg.Etcd.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil &&
 		!errors.Is(err, rpctypes.ErrCompacted) {
-		return 0, etcdErr("compact etcd", err)
+		return 0, etcdkv.Err("compact etcd", err)
 	}
 	var errs []error
 	for _, ep := range s.cfg.Etcd.Endpoints() {
 		if _, err := s.cfg.Etcd.Defragment(ctx, ep); err != nil {
-			errs = append(errs, etcdErr("defragment etcd member "+ep, err))
+			errs = append(errs, etcdkv.Err("defragment etcd member "+ep, err))
 		}
 	}
 	return rev, errors.Join(errs...)
@@ -292,7 +293,7 @@ func (s *Server) collectBlobs(ctx context.Context) (int, error) {
 // twice the build timeout: their build ended without removing them (its
 // controller stopped), and the mirror leaves one-off formations alone.
 func (s *Server) removeStaleBuildJobs(ctx context.Context) error {
-	kvs, err := s.mirror.list(ctx, s.space.Formations())
+	kvs, err := etcdkv.List(ctx, s.cfg.Etcd, s.space.Formations())
 	if err != nil {
 		return err
 	}
@@ -303,7 +304,7 @@ func (s *Server) removeStaleBuildJobs(ctx context.Context) error {
 			!strings.HasPrefix(f.Release, buildReleasePrefix) || time.Since(f.UpdatedAt) < 2*s.cfg.buildTimeout() {
 			continue
 		}
-		if err := s.mirror.delete(ctx, key); err != nil {
+		if err := etcdkv.Delete(ctx, s.cfg.Etcd, key); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -17,6 +17,7 @@ import (
 
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -33,14 +34,14 @@ type appJobs struct {
 // readJobs reads the assignments and job states of app from etcd in one
 // transaction. Job IDs start with "<app>.", and app names hold no dot.
 func (s *Server) readJobs(ctx context.Context, app string) (appJobs, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 	defer cancel()
 	resp, err := s.cfg.Etcd.Txn(ctx).Then(
 		clientv3.OpGet(s.space.Assignments(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.space.Job(app+"."), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
-		return appJobs{}, etcdErr("read the jobs of app "+app, err)
+		return appJobs{}, etcdkv.Err("read the jobs of app "+app, err)
 	}
 	out := appJobs{assignments: map[string]keyspace.Assignment{}, states: map[string]keyspace.JobState{}}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
@@ -208,11 +209,11 @@ func (s *Server) killJob(w http.ResponseWriter, r *http.Request) {
 // readHost returns the record of a host, or nil when it has none (its
 // lease expired).
 func (s *Server) readHost(ctx context.Context, id string) (*keyspace.Host, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 	defer cancel()
 	resp, err := s.cfg.Etcd.Get(ctx, s.space.Host(id))
 	if err != nil {
-		return nil, etcdErr("read host "+id, err)
+		return nil, etcdkv.Err("read host "+id, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, nil

@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/blobstore"
+	"github.com/gantryhq/gantry/layer1/controller/mirror"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	"github.com/gantryhq/gantry/layer1/dashboard"
@@ -48,7 +49,7 @@ type Server struct {
 	log      *slog.Logger
 	store    *store.Store
 	space    keyspace.Space
-	mirror   *mirror
+	mirror   *mirror.Mirror
 	deployer *deployer
 	hosts    *hostClients
 	blobs    *blobs
@@ -86,10 +87,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
 	log := logger(cfg.Logger)
-	m := &mirror{etcd: cfg.Etcd, space: space, store: st, domain: cfg.defaultDomain, log: log.With("worker", "mirror")}
+	mcfg := mirror.Config{Etcd: cfg.Etcd, Space: space, Source: st, Domain: cfg.defaultDomain, Logger: log.With("worker", "mirror")}
 	if cfg.InternalURL != "" {
-		m.blobURL = cfg.blobURL
+		mcfg.BlobURL = cfg.blobURL
 	}
+	m := mirror.New(mcfg)
 	s := &Server{
 		cfg:    cfg,
 		log:    log,
@@ -114,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if cfg.ACME != nil {
-		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, m.syncApp, log.With("worker", "certs"))
+		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, m.SyncApp, log.With("worker", "certs"))
 	}
 	// The web dashboard at / (layer1/dashboard) and its sessions.
 	if s.dash, err = dashboard.New(dashboard.Config{Tokens: st, Logger: log.With("component", "dashboard")}); err != nil {
@@ -199,7 +201,7 @@ func (s *Server) resyncLoop(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.resyncInterval())
 	defer tick.Stop()
 	for {
-		if err := s.mirror.resync(ctx); err != nil && ctx.Err() == nil {
+		if err := s.mirror.Resync(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("re-sync of etcd from PostgreSQL failed; retrying at the next interval",
 				"interval", s.cfg.resyncInterval(), "err", err)
 		}
@@ -240,7 +242,7 @@ func (s *Server) syncApp(r *http.Request, app string) {
 	// The request's context may end as soon as the answer is sent; the
 	// sync completes regardless.
 	ctx := context.WithoutCancel(r.Context())
-	if err := s.mirror.syncApp(ctx, app); err != nil {
+	if err := s.mirror.SyncApp(ctx, app); err != nil {
 		s.log.Warn("mirror to etcd failed; the periodic re-sync retries", "app", app,
 			"method", r.Method, "path", r.URL.Path, "err", err)
 	}
