@@ -336,7 +336,7 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 	if err := b.s.mirror.SyncApp(sctx, b.app); err != nil {
 		b.log.Warn("mirror to etcd failed; the periodic re-sync retries", "err", err)
 	}
-	b.s.deployer.poke()
+	b.s.deployer.Poke()
 	if _, err := b.s.pruneSlugs(sctx, b.app); err != nil {
 		b.log.Warn("delete old slugs", "err", err)
 	}

@@ -58,7 +58,7 @@ func (b *buildRun) deploy(ctx context.Context, dep store.Deployment, res *types.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-b.s.deployer.changed.wait():
+		case <-b.s.deployer.Changed():
 		case <-tick.C:
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -195,21 +194,4 @@ func (s *Server) jobLastLines(ctx context.Context, st keyspace.JobState) []strin
 		}
 		lines = append(lines, l.Text)
 	}
-}
-
-// describeJob says what is wrong with a job of a release that did not
-// come up.
-func describeJob(st keyspace.JobState) string {
-	name := fmt.Sprintf("%s (%s)", st.Type, st.JobID)
-	switch {
-	case st.State == keyspace.StateCrashed:
-		return crashSummary(st)
-	case st.State == keyspace.StateStarting && !st.StartedAt.IsZero() && st.Type == "web":
-		return fmt.Sprintf("%s runs, but nothing answered on $PORT (%d): the web process must listen on the port in $PORT", name, types.WebPort)
-	case st.State == keyspace.StateStarting && !st.StartedAt.IsZero():
-		return name + " runs, but never passed its health check"
-	case st.State == keyspace.StateStarting:
-		return name + " never started"
-	}
-	return fmt.Sprintf("%s is %s", name, st.State)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/blobstore"
+	"github.com/gantryhq/gantry/layer1/controller/deployer"
 	"github.com/gantryhq/gantry/layer1/controller/mirror"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -50,7 +51,7 @@ type Server struct {
 	store    *store.Store
 	space    keyspace.Space
 	mirror   *mirror.Mirror
-	deployer *deployer
+	deployer *deployer.Deployer
 	hosts    *hostClients
 	blobs    *blobs
 	events   events
@@ -93,22 +94,21 @@ func New(cfg Config) (*Server, error) {
 	}
 	m := mirror.New(mcfg)
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		store:  st,
-		space:  space,
-		mirror: m,
-		deployer: &deployer{
-			store: st, etcd: cfg.Etcd, space: space, mirror: m, timeout: cfg.deployTimeout(),
-			log: log.With("worker", "deployer"), wake: make(chan struct{}, 1), events: events{cfg.Events},
-		},
+		cfg:     cfg,
+		log:     log,
+		store:   st,
+		space:   space,
+		mirror:  m,
 		hosts:   newHostClients(cfg.HostToken),
 		blobs:   &blobs{databaseURL: cfg.DatabaseURL},
 		events:  events{cfg.Events},
 		metrics: newRegistry(),
 		history: metricstore.New(0),
 	}
-	s.deployer.lastLines = s.jobLastLines
+	s.deployer = deployer.New(deployer.Config{
+		Store: st, Etcd: cfg.Etcd, Space: space, Mirror: m, Timeout: cfg.deployTimeout(),
+		Events: cfg.Events, LastLines: s.jobLastLines, Logger: log.With("worker", "deployer"),
+	})
 	if cfg.SecretsKey != nil {
 		if s.sealer, err = sealed.NewSealer(cfg.SecretsKey); err != nil {
 			st.Close()
@@ -156,7 +156,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(s.deployer.shutdown)
+	srv.RegisterOnShutdown(s.deployer.Shutdown)
 	srv.RegisterOnShutdown(s.logs.end)
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var workers sync.WaitGroup
@@ -166,7 +166,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	workers.Go(func() { s.resyncLoop(wctx) })
 	workers.Go(func() { s.gcLoop(wctx) })
-	workers.Go(func() { s.deployer.run(wctx) })
+	workers.Go(func() { s.deployer.Run(wctx) })
 	workers.Go(func() { s.sweepRuns(wctx) })
 	workers.Go(func() { s.collectMetrics(wctx) })
 	if s.certs != nil {
@@ -205,7 +205,7 @@ func (s *Server) resyncLoop(ctx context.Context) {
 			s.log.Warn("re-sync of etcd from PostgreSQL failed; retrying at the next interval",
 				"interval", s.cfg.resyncInterval(), "err", err)
 		}
-		s.deployer.poke()
+		s.deployer.Poke()
 		select {
 		case <-ctx.Done():
 			return
@@ -246,7 +246,7 @@ func (s *Server) syncApp(r *http.Request, app string) {
 		s.log.Warn("mirror to etcd failed; the periodic re-sync retries", "app", app,
 			"method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	s.deployer.poke()
+	s.deployer.Poke()
 }
 
 // Run migrates the database, listens on cfg.Addr and serves the API until
