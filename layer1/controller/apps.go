@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -233,7 +234,7 @@ func (s *Server) markDeletedSlugs(ctx context.Context, app string, releases []ty
 	if err != nil {
 		return err
 	}
-	blobs, err := st.List(ctx, slugsPrefix+app+"/")
+	blobs, err := st.List(ctx, build.SlugsPrefix+app+"/")
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/blobstore"
+	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -29,7 +30,7 @@ func (s *Server) deleteAppBlobs(ctx context.Context, app string) error {
 		return err
 	}
 	var errs []error
-	for _, prefix := range []string{slugsPrefix, cachesPrefix, buildsPrefix} {
+	for _, prefix := range []string{build.SlugsPrefix, cachesPrefix, build.BuildsPrefix} {
 		if _, err := st.DeletePrefix(ctx, prefix+app+"/"); err != nil {
 			errs = append(errs, err)
 		}
@@ -49,7 +50,7 @@ func (s *Server) pruneSlugs(ctx context.Context, app string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	list, err := st.List(ctx, slugsPrefix+app+"/")
+	list, err := st.List(ctx, build.SlugsPrefix+app+"/")
 	if err != nil {
 		return 0, err
 	}
@@ -248,14 +249,14 @@ func (s *Server) collectBlobs(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, errors.Join(append(errs, err)...)
 	}
-	deleted, err := st.DeleteOlder(ctx, buildsPrefix, time.Now().Add(-2*s.cfg.buildTimeout()))
+	deleted, err := st.DeleteOlder(ctx, build.BuildsPrefix, time.Now().Add(-2*s.cfg.buildTimeout()))
 	if err != nil {
 		errs = append(errs, err)
 	}
 	// The blobs are listed before the apps: a blob listed is an existing
 	// app's, or its app is gone for good.
 	var blobs []blobstore.Blob
-	for _, prefix := range []string{slugsPrefix, cachesPrefix, buildsPrefix} {
+	for _, prefix := range []string{build.SlugsPrefix, cachesPrefix, build.BuildsPrefix} {
 		list, err := st.List(ctx, prefix)
 		if err != nil {
 			return deleted, errors.Join(append(errs, err)...)
@@ -300,8 +301,8 @@ func (s *Server) removeStaleBuildJobs(ctx context.Context) error {
 	var errs []error
 	for key, v := range kvs {
 		var f keyspace.Formation
-		if json.Unmarshal(v, &f) != nil || !f.Template.OneOff || f.Type != BuildType ||
-			!strings.HasPrefix(f.Release, buildReleasePrefix) || time.Since(f.UpdatedAt) < 2*s.cfg.buildTimeout() {
+		if json.Unmarshal(v, &f) != nil || !f.Template.OneOff || f.Type != build.Type ||
+			!strings.HasPrefix(f.Release, build.ReleasePrefix) || time.Since(f.UpdatedAt) < 2*s.cfg.buildTimeout() {
 			continue
 		}
 		if err := etcdkv.Delete(ctx, s.cfg.Etcd, key); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -57,9 +58,9 @@ func TestCollectGarbage(t *testing.T) {
 		t.Fatal(err)
 	}
 	formation := func(release string, oneOff bool, age time.Duration) string {
-		key := s.space.Formation("live", release, BuildType)
-		v, _ := json.Marshal(keyspace.Formation{App: "live", Release: release, Type: BuildType, Count: 1,
-			Template:  keyspace.JobSpec{App: "live", Release: release, Type: BuildType, OneOff: oneOff},
+		key := s.space.Formation("live", release, build.Type)
+		v, _ := json.Marshal(keyspace.Formation{App: "live", Release: release, Type: build.Type, Count: 1,
+			Template:  keyspace.JobSpec{App: "live", Release: release, Type: build.Type, OneOff: oneOff},
 			UpdatedAt: time.Now().Add(-age)})
 		if _, err := etcd.Put(ctx, key, string(v)); err != nil {
 			t.Fatal(err)

@@ -21,8 +21,13 @@ import (
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
-// hostTimeout bounds a call to a host agent's API.
-const hostTimeout = 10 * time.Second
+const (
+	// hostTimeout bounds a call to a host agent's API.
+	hostTimeout = 10 * time.Second
+	// lastLines is how many lines of a job's output a failed deployment
+	// shows when the job's state has none.
+	lastLines = 10
+)
 
 // appJobs are the etcd records of one app's jobs, read at one revision.
 type appJobs struct {
@@ -248,4 +253,31 @@ func (h *hostClients) get(apiURL string) *hostclient.Client {
 		h.byURL[apiURL] = c
 	}
 	return c
+}
+
+// jobLastLines returns the last lines of output of a job from its host
+// agent, or nil when they cannot be had.
+func (s *Server) jobLastLines(ctx context.Context, st keyspace.JobState) []string {
+	if len(st.LastLines) > 0 {
+		return st.LastLines
+	}
+	host, err := s.readHost(ctx, st.HostID)
+	if err != nil || host == nil || host.APIURL == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, hostTimeout)
+	defer cancel()
+	stream, err := s.hosts.get(host.APIURL).Logs(ctx, st.JobID, hostclient.LogOptions{Lines: lastLines})
+	if err != nil {
+		return nil
+	}
+	defer stream.Close()
+	var lines []string
+	for {
+		l, err := stream.Next()
+		if err != nil {
+			return lines
+		}
+		lines = append(lines, l.Text)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/host/attach"
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -38,6 +39,10 @@ const (
 	runHeaderJob = "Gantry-Job"
 	// maxTerminalSize bounds the rows and columns of a run's terminal.
 	maxTerminalSize = 10000
+	// placeTimeout bounds the wait for the scheduler to place a run job.
+	placeTimeout = 2 * time.Minute
+	// cleanupTimeout bounds the removal of a run's formation.
+	cleanupTimeout = 30 * time.Second
 )
 
 // runJob runs a one-off job of the app's current release (POST
@@ -68,7 +73,7 @@ func (s *Server) runJob(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	id := newBuildID()
+	id := build.NewID()
 	spec, apiErr := s.runSpec(app, id, rel, slugPath, req)
 	if apiErr != nil {
 		writeError(w, apiErr)

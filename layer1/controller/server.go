@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/blobstore"
+	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/deployer"
 	"github.com/gantryhq/gantry/layer1/controller/mirror"
 	"github.com/gantryhq/gantry/layer1/controller/store"
@@ -52,6 +53,7 @@ type Server struct {
 	space    keyspace.Space
 	mirror   *mirror.Mirror
 	deployer *deployer.Deployer
+	builder  *build.Builder
 	hosts    *hostClients
 	blobs    *blobs
 	events   events
@@ -109,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		Store: st, Etcd: cfg.Etcd, Space: space, Mirror: m, Timeout: cfg.deployTimeout(),
 		Events: cfg.Events, LastLines: s.jobLastLines, Logger: log.With("worker", "deployer"),
 	})
+	s.builder = s.newBuilder()
 	if cfg.SecretsKey != nil {
 		if s.sealer, err = sealed.NewSealer(cfg.SecretsKey); err != nil {
 			st.Close()

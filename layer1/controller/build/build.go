@@ -1,4 +1,12 @@
-package controller
+// Package build is the controller's build orchestrator: it turns an
+// app's stored source archive into a release. A build runs `gantryd
+// slugbuilder` as a one-off job on the builder image (through the
+// scheduler, as a formation in etcd), streams the job's output from its
+// host agent, reads the slug and the result from the blobstore, makes the
+// release of the slug and follows its deployment. One build of an app runs
+// at a time across all controllers, under the app's build lock in
+// PostgreSQL (see Builder.lock). See docs/ARCHITECTURE.md, "Build path".
+package build
 
 import (
 	"context"
@@ -7,17 +15,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
@@ -28,15 +37,12 @@ import (
 
 // Limits and timings of builds.
 const (
-	// MaxSourceSize is the largest source archive a build accepts, in
-	// bytes.
-	MaxSourceSize = 1 << 30
-	// BuildType is the process type of build jobs: their job IDs are
+	// Type is the process type of build jobs: their job IDs are
 	// <app>.build.1.<hex>.
-	BuildType = "build"
-	// buildReleasePrefix starts the release segment of a build's
-	// formation key (formations/<app>/build-<id>/build).
-	buildReleasePrefix = "build-"
+	Type = "build"
+	// ReleasePrefix starts the release segment of a build's formation key
+	// (formations/<app>/build-<id>/build).
+	ReleasePrefix = "build-"
 	// buildPIDs is the PID limit of a build job (compilers fork a lot).
 	buildPIDs = 4096
 	// buildStopTimeout is the grace period of a cancelled build job.
@@ -48,8 +54,6 @@ const (
 	placeTimeout = 2 * time.Minute
 	// maxResultSize bounds the slugbuilder's result JSON.
 	maxResultSize = 1 << 20
-	// lockPoll is how often a waiting build tries the app's build lock.
-	lockPoll = time.Second
 	// logDrain is how long the build output may still arrive once the
 	// build job's state is final.
 	logDrain = 5 * time.Second
@@ -59,101 +63,162 @@ const (
 	deployPollInterval = time.Second
 	// deployReportEvery is how often a waiting deployment says so.
 	deployReportEvery = 15 * time.Second
-	// lastLines is how many lines of a job's output a failure shows.
-	lastLines = 10
-	// buildLockSpace is the first key of the PostgreSQL advisory locks
-	// that serialise the builds of an app ("buil"); the second is a hash
-	// of the app's name.
-	buildLockSpace int32 = 0x6275696c
 )
 
-// commitPattern matches the commit a build request may name.
-var commitPattern = regexp.MustCompile(`^[0-9a-f]{4,64}$`)
+// Blob paths of builds. Every path starts with the app's name after its
+// kind, so deleting an app deletes its blobs by prefix.
+const (
+	SlugsPrefix  = "slugs/"  // slugs/<app>/<build>.tgz, referenced by releases
+	BuildsPrefix = "builds/" // builds/<app>/<build>/{source.tar,result.json}, deleted after the build
+)
 
-// build builds the source archive in the request body into a slug, makes
-// it a release and deploys it (POST /v1/apps/{app}/builds). The source is
-// stored first; then the answer is a stream of types.BuildEvent (NDJSON)
-// that ends with the outcome. See docs/API.md.
-func (s *Server) build(w http.ResponseWriter, r *http.Request) {
-	app := r.PathValue("app")
-	commit := r.URL.Query().Get("commit")
-	if commit != "" && !commitPattern.MatchString(commit) {
-		writeError(w, types.ErrInvalid.WithMessage("commit %q is not a git object ID (4 to 64 lower-case hex digits)", commit))
-		return
-	}
-	if _, err := s.store.GetApp(r.Context(), app); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if s.cfg.BuilderImage == "" || s.cfg.StackImage == "" || s.cfg.InternalURL == "" {
-		writeError(w, types.ErrUnavailable.WithMessage("this controller runs no builds: it has no builder image, stack image or internal URL configured"))
-		return
-	}
-	blobs, err := s.blobStore(r.Context())
-	if err != nil {
-		s.failBlob(w, r, err)
-		return
-	}
-	id := newBuildID()
-	body := &bodyReader{r: r.Body}
-	src, err := blobs.Put(r.Context(), sourcePath(app, id), body, MaxSourceSize)
-	switch {
-	case errors.Is(err, blobstore.ErrTooLarge):
-		writeError(w, types.ErrTooLarge.WithMessage("the source archive is larger than %d bytes", MaxSourceSize))
-		return
-	case err != nil && (body.err != nil || r.Context().Err() != nil):
-		s.log.Warn("source upload interrupted", "app", app, "err", err)
-		writeError(w, types.ErrBadRequest.WithMessage("the upload of the source archive was interrupted"))
-		return
-	case err != nil:
-		s.failBlob(w, r, err)
-		return
-	case src.Size == 0:
-		s.deleteBlob(r.Context(), sourcePath(app, id))
-		writeError(w, types.ErrInvalid.WithMessage("the source archive is empty; send a tar archive of the app's source (git archive)"))
-		return
-	}
+// SlugPath is the blob of the slug of build id of app.
+func SlugPath(app, id string) string { return SlugsPrefix + app + "/" + id + ".tgz" }
 
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	out := &buildOutput{enc: json.NewEncoder(w), rc: http.NewResponseController(w)}
-	out.flush()
-	b := &buildRun{
-		s: s, blobs: blobs, out: out, app: app, id: id, commit: commit, source: src,
-		log: s.log.With("app", app, "build", id),
-	}
-	res := b.run(r.Context())
-	b.log.Info("build finished", "status", res.Status, "release", res.Release, "err", res.Error)
-	out.done(res)
-}
+// Dir is the prefix of the blobs that build id of app keeps while it runs.
+func Dir(app, id string) string { return BuildsPrefix + app + "/" + id + "/" }
 
-// bodyReader remembers the error of the request body, so that a failed
-// upload is told apart from a failure of the store.
-type bodyReader struct {
-	r   io.Reader
-	err error
-}
+// SourcePath is the blob of the source archive of build id of app.
+func SourcePath(app, id string) string { return Dir(app, id) + "source.tar" }
 
-func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
-		b.err = err
-	}
-	return n, err
-}
+func resultPath(app, id string) string { return Dir(app, id) + "result.json" }
 
-func newBuildID() string {
+// NewID returns a new build ID: 12 random hex digits.
+func NewID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	return hex.EncodeToString(b[:])
 }
 
-// buildOutput writes the events of a build's answer, each flushed at once.
-// It is safe for concurrent use; write errors (the client left) are
-// ignored, since the request's context ends the build then.
-type buildOutput struct {
+// Store is the controller's state that a build reads and writes.
+type Store interface {
+	Config(ctx context.Context, app string) (map[string]string, error)
+	DeployRelease(ctx context.Context, app string, r store.NewRelease) (types.Release, store.Deployment, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Deployments is the controller's side of the deployment of a build's
+// release.
+type Deployments interface {
+	// Released is called once the release is stored: the app is mirrored
+	// into etcd, the deployer woken and the slugs no release needs
+	// deleted. Failures are the callee's to log.
+	Released(ctx context.Context, app string)
+	// Deployment returns the API's view of a deployment of app;
+	// store.ErrNotFound when the app is gone.
+	Deployment(ctx context.Context, app, id string) (types.Deployment, error)
+	// Changed returns a channel closed at the next change of a deployment.
+	Changed() <-chan struct{}
+}
+
+// Hosts finds the host agents that run the build jobs.
+type Hosts interface {
+	// Host returns the record of a host, nil when it has none (its lease
+	// expired).
+	Host(ctx context.Context, id string) (*keyspace.Host, error)
+	// Logs opens the output of a job on the agent at apiURL.
+	Logs(ctx context.Context, apiURL, jobID string, opts hostclient.LogOptions) (*hostclient.LogStream, error)
+}
+
+// Outputs reads the files a build job left in the blobstore.
+type Outputs interface {
+	Get(ctx context.Context, path string) (blobstore.Blob, io.ReadCloser, error)
+	Stat(ctx context.Context, path string) (blobstore.Blob, error)
+}
+
+// Cleaner removes what a build leaves in the blobstore.
+type Cleaner interface {
+	Delete(ctx context.Context, path string) error
+	DeletePrefix(ctx context.Context, prefix string) (int, error)
+	Vacuum(ctx context.Context) error
+}
+
+// Blobs is the blobstore as a build uses it.
+type Blobs interface {
+	Outputs
+	Cleaner
+}
+
+var _ Blobs = (*blobstore.Store)(nil)
+
+// Config is what a Builder needs. Every field is required unless it says
+// otherwise.
+type Config struct {
+	// Etcd is the client of the cluster's etcd: the build job's formation
+	// is put there, and its assignment and state watched.
+	Etcd *clientv3.Client
+	// Space is the cluster's key space.
+	Space       keyspace.Space
+	Store       Store
+	Deployments Deployments
+	Hosts       Hosts
+	// Conns gives the connections that hold the build locks.
+	Conns Conns
+	// BuilderImage is the image of the build jobs; StackImage that of the
+	// releases they make.
+	BuilderImage, StackImage string
+	// BuildEnv is added to the environment of every build job; nil adds
+	// nothing.
+	BuildEnv map[string]string
+	// Memory is the memory limit of a build job, in bytes.
+	Memory int64
+	// Timeout bounds the build job, from its formation to its end.
+	Timeout time.Duration
+	// BlobURL returns the URL of a blob as the host agents reach it.
+	BlobURL func(path string) string
+	// WebURL returns where the router serves an app, or "".
+	WebURL func(app string) string
+	// Logger receives the builds' logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Builder runs builds; it is safe for concurrent use.
+type Builder struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the Builder of cfg.
+func New(cfg Config) *Builder {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Builder{cfg: cfg, log: log}
+}
+
+// Request is one build: a source archive already stored in Blobs.
+type Request struct {
+	App string
+	// ID is the build's ID (NewID); the source is at SourcePath(App, ID).
+	ID string
+	// Commit is the git commit built, or "".
+	Commit string
+	Source blobstore.Blob
+	Blobs  Blobs
+}
+
+// Run builds req, makes a release of the slug and follows its deployment,
+// writing the progress to out, and returns the outcome (not yet written
+// to out: see Output.Done). It always cleans up: the build job's
+// formation goes (the agent stops and removes its container), and so do
+// the source and the other blobs no release needs.
+func (bd *Builder) Run(ctx context.Context, req Request, out *Output) types.Build {
+	b := &buildRun{
+		bd: bd, blobs: req.Blobs, out: out, app: req.App, id: req.ID, commit: req.Commit, source: req.Source,
+		log: bd.log.With("app", req.App, "build", req.ID),
+	}
+	res := b.run(ctx)
+	b.log.Info("build finished", "status", res.Status, "release", res.Release, "err", res.Error)
+	return res
+}
+
+// Output writes the events of a build's answer (NDJSON
+// types.BuildEvent), each flushed at once. It is safe for concurrent use;
+// write errors (the client left) are ignored, since the request's context
+// ends the build then.
+type Output struct {
 	mu  sync.Mutex
 	enc *json.Encoder
 	rc  *http.ResponseController
@@ -161,7 +226,7 @@ type buildOutput struct {
 	errorShown bool
 }
 
-func (o *buildOutput) event(e types.BuildEvent) {
+func (o *Output) event(e types.BuildEvent) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if e.Event == types.BuildOutput && strings.HasPrefix(e.Text, " !") {
@@ -171,34 +236,46 @@ func (o *buildOutput) event(e types.BuildEvent) {
 	_ = o.rc.Flush()
 }
 
-func (o *buildOutput) flush() {
+// NewOutput returns the Output of the answer w, with its headers sent.
+func NewOutput(w http.ResponseWriter) *Output {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	o := &Output{enc: json.NewEncoder(w), rc: http.NewResponseController(w)}
+	o.flush()
+	return o
+}
+
+func (o *Output) flush() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	_ = o.rc.Flush()
 }
 
 // text sends one line of output.
-func (o *buildOutput) text(line string) {
+func (o *Output) text(line string) {
 	o.event(types.BuildEvent{Event: types.BuildOutput, Text: line})
 }
 
 // step sends a "-----> " line.
-func (o *buildOutput) step(format string, args ...any) {
+func (o *Output) step(format string, args ...any) {
 	o.text("-----> " + fmt.Sprintf(format, args...))
 }
 
 // problem sends " !     " lines, one per line of the message.
-func (o *buildOutput) problem(format string, args ...any) {
+func (o *Output) problem(format string, args ...any) {
 	for line := range strings.SplitSeq(fmt.Sprintf(format, args...), "\n") {
 		o.text(" !     " + line)
 	}
 }
 
-func (o *buildOutput) done(b types.Build) {
+// Done writes the outcome of the build, the answer's last event.
+func (o *Output) Done(b types.Build) {
 	o.event(types.BuildEvent{Event: types.BuildDone, Build: &b})
 }
 
-func (o *buildOutput) sawError() bool {
+func (o *Output) sawError() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.errorShown
@@ -206,9 +283,9 @@ func (o *buildOutput) sawError() bool {
 
 // buildRun is one build: from the stored source to the deployed release.
 type buildRun struct {
-	s      *Server
-	blobs  *blobstore.Store
-	out    *buildOutput
+	bd     *Builder
+	blobs  Blobs
+	out    *Output
 	log    *slog.Logger
 	app    string
 	id     string
@@ -245,7 +322,7 @@ func (b *buildRun) run(ctx context.Context) types.Build {
 		// The lock covers the deployment too: a second build waits until
 		// the first one's release is up (or has failed), and until the
 		// first one is cleaned up.
-		unlock, err := b.s.lockBuild(ctx, b.app, func() {
+		unlock, err := b.bd.lock(ctx, b.app, func() {
 			b.out.step("Waiting for another build of %s to finish...", b.app)
 		})
 		if err != nil {
@@ -317,11 +394,11 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 	if b.commit != "" {
 		description = "push of commit " + b.commit[:min(7, len(b.commit))]
 	}
-	rel, dep, err := b.s.store.DeployRelease(ctx, b.app, store.NewRelease{
+	rel, dep, err := b.bd.cfg.Store.DeployRelease(ctx, b.app, store.NewRelease{
 		Description: description,
-		Image:       b.s.cfg.StackImage,
+		Image:       b.bd.cfg.StackImage,
 		Slug:        result.SlugDigest,
-		SlugPath:    slugPath(b.app, b.id),
+		SlugPath:    SlugPath(b.app, b.id),
 		Processes:   processes,
 	})
 	if err != nil {
@@ -332,39 +409,32 @@ func (b *buildRun) buildAndRelease(ctx context.Context, res *types.Build) (store
 	b.log.Info("release created", "release", rel.Version, "slug", result.SlugDigest, "deployment", dep.Status)
 	b.out.step("Creating release v%d", rel.Version)
 	// The deployment runs whether or not the client stays.
-	sctx := context.WithoutCancel(ctx)
-	if err := b.s.mirror.SyncApp(sctx, b.app); err != nil {
-		b.log.Warn("mirror to etcd failed; the periodic re-sync retries", "err", err)
-	}
-	b.s.deployer.Poke()
-	if _, err := b.s.pruneSlugs(sctx, b.app); err != nil {
-		b.log.Warn("delete old slugs", "err", err)
-	}
+	b.bd.cfg.Deployments.Released(context.WithoutCancel(ctx), b.app)
 	return dep, nil
 }
 
 // runJob runs the build job and returns the slugbuilder's result, with
 // the slug stored.
 func (b *buildRun) runJob(ctx context.Context) (slugtypes.Result, error) {
-	config, err := b.s.store.Config(ctx, b.app)
+	config, err := b.bd.cfg.Store.Config(ctx, b.app)
 	if err != nil {
 		return slugtypes.Result{}, err
 	}
 	spec := b.jobSpec(config)
-	ctx, cancel := context.WithTimeout(ctx, b.s.cfg.buildTimeout())
+	ctx, cancel := context.WithTimeout(ctx, b.bd.cfg.Timeout)
 	defer cancel()
-	key := b.s.space.Formation(b.app, spec.Release, BuildType)
+	key := b.bd.cfg.Space.Formation(b.app, spec.Release, Type)
 	b.formation = key
-	if err := etcdkv.Put(ctx, b.s.cfg.Etcd, key, etcdkv.MustJSON(keyspace.Formation{
-		App: b.app, Release: spec.Release, Type: BuildType, Count: 1, Template: spec, UpdatedAt: time.Now().UTC(),
+	if err := etcdkv.Put(ctx, b.bd.cfg.Etcd, key, etcdkv.MustJSON(keyspace.Formation{
+		App: b.app, Release: spec.Release, Type: Type, Count: 1, Template: spec, UpdatedAt: time.Now().UTC(),
 	})); err != nil {
 		return slugtypes.Result{}, err
 	}
 	st, err := b.follow(ctx)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			b.out.problem("The build did not finish within %s", b.s.cfg.buildTimeout())
-			return slugtypes.Result{}, failed(types.ErrBuildFailed, "the build timed out after %s", b.s.cfg.buildTimeout())
+			b.out.problem("The build did not finish within %s", b.bd.cfg.Timeout)
+			return slugtypes.Result{}, failed(types.ErrBuildFailed, "the build timed out after %s", b.bd.cfg.Timeout)
 		}
 		return slugtypes.Result{}, err
 	}
@@ -379,7 +449,7 @@ func (b *buildRun) runJob(ctx context.Context) (slugtypes.Result, error) {
 // build-cache volume of the building host as its CACHE_DIR, and the slug
 // and the result uploaded afterwards.
 func (b *buildRun) jobSpec(config map[string]string) keyspace.JobSpec {
-	cfg := b.s.cfg
+	cfg := b.bd.cfg
 	env := map[string]string{}
 	maps.Copy(env, cfg.BuildEnv)
 	// Only warnings of the builder's own logs: its output is the build's.
@@ -391,21 +461,21 @@ func (b *buildRun) jobSpec(config map[string]string) keyspace.JobSpec {
 		env[slugtypes.EnvBuildpackURL] = u
 	}
 	env[slugtypes.EnvCacheDir] = slugtypes.CacheDir
-	artifacts := []keyspace.Artifact{{URL: cfg.blobURL(b.source.Path), Digest: b.source.Digest, Path: slugtypes.SourcePath}}
+	artifacts := []keyspace.Artifact{{URL: cfg.BlobURL(b.source.Path), Digest: b.source.Digest, Path: slugtypes.SourcePath}}
 	return keyspace.JobSpec{
 		App:         b.app,
-		Release:     buildReleasePrefix + b.id,
-		Type:        BuildType,
+		Release:     ReleasePrefix + b.id,
+		Type:        Type,
 		Image:       cfg.BuilderImage,
 		Cmd:         []string{types.GantrydPath, "slugbuilder"},
 		Env:         env,
-		Resources:   keyspace.Resources{Memory: cfg.buildMemory(), PIDs: buildPIDs},
+		Resources:   keyspace.Resources{Memory: cfg.Memory, PIDs: buildPIDs},
 		StopTimeout: buildStopTimeout,
 		User:        types.AppUser,
 		Artifacts:   artifacts,
 		Outputs: []keyspace.Output{
-			{Path: slugtypes.SlugPath, URL: cfg.blobURL(slugPath(b.app, b.id))},
-			{Path: slugtypes.ResultPath, URL: cfg.blobURL(resultPath(b.app, b.id))},
+			{Path: slugtypes.SlugPath, URL: cfg.BlobURL(SlugPath(b.app, b.id))},
+			{Path: slugtypes.ResultPath, URL: cfg.BlobURL(resultPath(b.app, b.id))},
 		},
 		Volumes:      []keyspace.Volume{{Name: buildCacheVolume, Path: slugtypes.CacheDir}},
 		MountGantryd: true,
@@ -417,7 +487,7 @@ func (b *buildRun) jobSpec(config map[string]string) keyspace.JobSpec {
 func (b *buildRun) jobFailed(st keyspace.JobState) error {
 	switch {
 	case st.Error == "out of memory":
-		b.out.problem("The build ran out of memory (its limit is %d MiB)", b.s.cfg.buildMemory()>>20)
+		b.out.problem("The build ran out of memory (its limit is %d MiB)", b.bd.cfg.Memory>>20)
 	case strings.HasPrefix(st.Error, "image not found"):
 		b.out.problem("%s: the builder image is missing on host %s (gantryd stack build makes it)", st.Error, st.HostID)
 	case st.Error != "":
@@ -451,7 +521,7 @@ func (b *buildRun) readResult(ctx context.Context) (slugtypes.Result, error) {
 	if err := json.NewDecoder(io.LimitReader(rc, maxResultSize)).Decode(&res); err != nil {
 		return slugtypes.Result{}, fmt.Errorf("decode the build result: %w", err)
 	}
-	slug, err := b.blobs.Stat(ctx, slugPath(b.app, b.id))
+	slug, err := b.blobs.Stat(ctx, SlugPath(b.app, b.id))
 	if err != nil {
 		return slugtypes.Result{}, fmt.Errorf("the slug: %w", err)
 	}
@@ -467,15 +537,17 @@ func (b *buildRun) cleanup(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if b.formation != "" {
-		if err := etcdkv.Delete(ctx, b.s.cfg.Etcd, b.formation); err != nil {
+		if err := etcdkv.Delete(ctx, b.bd.cfg.Etcd, b.formation); err != nil {
 			b.log.Warn("remove the build job's formation", "key", b.formation, "err", err)
 		}
 	}
-	if _, err := b.blobs.DeletePrefix(ctx, buildDir(b.app, b.id)); err != nil {
+	if _, err := b.blobs.DeletePrefix(ctx, Dir(b.app, b.id)); err != nil {
 		b.log.Warn("delete the build's blobs", "err", err)
 	}
 	if !b.released {
-		b.s.deleteBlob(ctx, slugPath(b.app, b.id))
+		if err := b.blobs.Delete(ctx, SlugPath(b.app, b.id)); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+			b.log.Warn("delete blob", "path", SlugPath(b.app, b.id), "err", err)
+		}
 	}
 	// The build's source and result, and the slugs pruned after its
 	// release, leave dead pages; reusing them keeps the database at the
@@ -483,80 +555,4 @@ func (b *buildRun) cleanup(ctx context.Context) {
 	if err := b.blobs.Vacuum(ctx); err != nil {
 		b.log.Warn("vacuum the blobs' large objects", "err", err)
 	}
-}
-
-// deleteBlob deletes a blob that may not exist, logging a failure.
-func (s *Server) deleteBlob(ctx context.Context, path string) {
-	st, err := s.blobStore(ctx)
-	if err == nil {
-		err = st.Delete(ctx, path)
-	}
-	if err != nil && !errors.Is(err, blobstore.ErrNotFound) {
-		s.log.Warn("delete blob", "path", path, "err", err)
-	}
-}
-
-// lockBuild takes the app's build lock, a PostgreSQL advisory lock held by
-// a connection of its own, so that one build of an app runs at a time
-// across all controllers; a controller that dies releases it with its
-// connection. When another build holds it, waiting is called once and the
-// lock is tried every lockPoll until ctx ends.
-func (s *Server) lockBuild(ctx context.Context, app string, waiting func()) (unlock func(), err error) {
-	if _, err := s.blobStore(ctx); err != nil {
-		return nil, err
-	}
-	s.blobs.mu.Lock()
-	pool := s.blobs.pool
-	s.blobs.mu.Unlock()
-	if pool == nil {
-		return nil, fmt.Errorf("build lock: %w", store.ErrUnavailable)
-	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("build lock: %w: %w", store.ErrUnavailable, err)
-	}
-	h := fnv.New32a()
-	h.Write([]byte(app))
-	key := int32(h.Sum32())
-	try := func() (bool, error) {
-		qctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
-		defer cancel()
-		var ok bool
-		err := conn.QueryRow(qctx, `SELECT pg_try_advisory_lock($1::int4, $2::int4)`, buildLockSpace, key).Scan(&ok)
-		if err != nil {
-			return false, fmt.Errorf("build lock: %w: %w", store.ErrUnavailable, err)
-		}
-		return ok, nil
-	}
-	ok, err := try()
-	if err == nil && !ok {
-		waiting()
-		tick := time.NewTicker(lockPoll)
-		defer tick.Stop()
-		for err == nil && !ok {
-			select {
-			case <-ctx.Done():
-				err = ctx.Err()
-			case <-tick.C:
-				ok, err = try()
-			}
-		}
-	}
-	if err != nil {
-		// A query cut off by ctx may leave the connection unusable; the
-		// pool drops it, and with it any lock.
-		conn.Release()
-		return nil, err
-	}
-	return func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), etcdkv.Timeout)
-		defer cancel()
-		var released bool
-		if err := conn.QueryRow(uctx, `SELECT pg_advisory_unlock($1::int4, $2::int4)`, buildLockSpace, key).Scan(&released); err != nil || !released {
-			// Closing the session releases the lock for sure.
-			s.log.Warn("release the build lock; closing its connection", "app", app, "err", err)
-			_ = conn.Conn().Close(uctx)
-		}
-		conn.Release()
-	}, nil
 }
