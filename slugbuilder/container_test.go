@@ -335,11 +335,3 @@ func TestBuildInContainer(t *testing.T) {
 		}
 	})
 }
-
-// TestCacheDirInImages checks that the images have the directory build
-// jobs mount their cache volume on.
-func TestCacheDirInImages(t *testing.T) {
-	if stack.BuildCacheDir != slugtypes.CacheDir {
-		t.Fatalf("the images prepare %s for the build cache, the builder uses %s", stack.BuildCacheDir, slugtypes.CacheDir)
-	}
-}
