@@ -167,7 +167,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		stopWorkers()
 		workers.Wait()
 	}()
-	workers.Go(func() { s.resyncLoop(wctx) })
+	workers.Go(func() { s.mirror.Run(wctx, s.cfg.resyncInterval(), s.deployer.Poke) })
 	workers.Go(func() { s.gcLoop(wctx) })
 	workers.Go(func() { s.deployer.Run(wctx) })
 	workers.Go(func() { s.sweepRuns(wctx) })
@@ -195,26 +195,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("controller: graceful shutdown: %w", err)
 	}
 	return nil
-}
-
-// resyncLoop re-syncs the whole etcd mirror now and every ResyncInterval
-// until ctx ends, and wakes the deployer after each pass, so that
-// deployments left running by an earlier process are resumed.
-func (s *Server) resyncLoop(ctx context.Context) {
-	tick := time.NewTicker(s.cfg.resyncInterval())
-	defer tick.Stop()
-	for {
-		if err := s.mirror.Resync(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("re-sync of etcd from PostgreSQL failed; retrying at the next interval",
-				"interval", s.cfg.resyncInterval(), "err", err)
-		}
-		s.deployer.Poke()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // gcLoop deletes at once the blobs that builds cut off by the end of an

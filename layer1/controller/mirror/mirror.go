@@ -14,6 +14,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -126,6 +127,27 @@ func (m *Mirror) SyncApp(ctx context.Context, app string) error {
 	existing := formations
 	maps.Copy(existing, ownRoutes)
 	return m.apply(ctx, want, existing)
+}
+
+// Run re-syncs the whole mirror now and every interval until ctx ends,
+// and calls synced after each pass (the controller wakes its deployer
+// then, so that deployments left running by an earlier process are
+// resumed). A failed pass is logged and retried at the next interval.
+func (m *Mirror) Run(ctx context.Context, interval time.Duration, synced func()) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if err := m.Resync(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("re-sync of etcd from PostgreSQL failed; retrying at the next interval",
+				"interval", interval, "err", err)
+		}
+		synced()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // Resync makes every formation and route key of the cluster match
