@@ -115,7 +115,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 	s.syncApp(r, app)
 	// The app's blobs go too; what a failure leaves, the periodic
 	// collection deletes.
-	if err := s.deleteAppBlobs(context.WithoutCancel(r.Context()), app); err != nil {
+	if err := s.collector.DeleteAppBlobs(context.WithoutCancel(r.Context()), app); err != nil {
 		s.log.Warn("delete the blobs of a deleted app", "app", app, "err", err)
 	}
 	// Its build cache on the hosts goes too.

@@ -23,11 +23,6 @@ const (
 	blobOpenTimeout = 10 * time.Second
 )
 
-// cachesPrefix starts the build caches of earlier versions, caches/<app>/
-// cache.tgz (now a volume); the other blobs are those of builds (see
-// build.SlugsPrefix and build.BuildsPrefix).
-const cachesPrefix = "caches/"
-
 // blobs opens the blobstore on its own connection pool the first time it
 // is needed (New does not connect to PostgreSQL), and keeps it.
 type blobs struct {

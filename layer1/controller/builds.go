@@ -132,7 +132,7 @@ func (d buildDeployments) Released(ctx context.Context, app string) {
 		d.s.log.Warn("mirror to etcd failed; the periodic re-sync retries", "app", app, "err", err)
 	}
 	d.s.deployer.Poke()
-	if _, err := d.s.pruneSlugs(ctx, app); err != nil {
+	if _, err := d.s.collector.PruneSlugs(ctx, app); err != nil {
 		d.s.log.Warn("delete old slugs", "app", app, "err", err)
 	}
 }

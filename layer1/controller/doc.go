@@ -22,6 +22,8 @@
 //     by this package) into a slug in a one-off job on the builder image,
 //     makes a release of it and follows its deployment, streaming the
 //     output, one build of an app at a time under its PostgreSQL lock.
+//   - gc: the garbage collection of blobs, large objects, etcd's history
+//     and the host agents' leftovers, every GCInterval and at POST /v1/gc.
 //
 // Jobs are listed from etcd and killed through the host agents' API;
 // slugs, build caches and sources live in the blobstore, served under

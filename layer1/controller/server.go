@@ -22,6 +22,7 @@ import (
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/deployer"
+	"github.com/gantryhq/gantry/layer1/controller/gc"
 	"github.com/gantryhq/gantry/layer1/controller/mirror"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -54,22 +55,22 @@ type Server struct {
 	mirror   *mirror.Mirror
 	deployer *deployer.Deployer
 	builder  *build.Builder
-	hosts    *hostClients
-	blobs    *blobs
-	events   events
-	logs     logStreams
-	dash     *dashboard.Dashboard
-	handler  http.Handler
-	metrics  *prometheus.Registry // the controller's own, served with the hosts' at /metrics
-	history  *metricstore.Store   // the apps' key series (GET /v1/apps/{app}/metrics)
+	// collector runs the garbage collections.
+	collector *gc.Collector
+	hosts     *hostClients
+	blobs     *blobs
+	events    events
+	logs      logStreams
+	dash      *dashboard.Dashboard
+	handler   http.Handler
+	metrics   *prometheus.Registry // the controller's own, served with the hosts' at /metrics
+	history   *metricstore.Store   // the apps' key series (GET /v1/apps/{app}/metrics)
 
 	// sealer seals the private keys stored in PostgreSQL; nil without
 	// Config.SecretsKey.
 	sealer *sealed.Sealer
 	// certs obtains the routes' certificates; nil without Config.ACME.
 	certs *certManager
-	// gcMu serialises the garbage collections (see collect).
-	gcMu sync.Mutex
 
 	closeOnce sync.Once
 }
@@ -112,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 		Events: cfg.Events, LastLines: s.jobLastLines, Logger: log.With("worker", "deployer"),
 	})
 	s.builder = s.newBuilder()
+	s.collector = s.newCollector()
 	if cfg.SecretsKey != nil {
 		if s.sealer, err = sealed.NewSealer(cfg.SecretsKey); err != nil {
 			st.Close()
@@ -168,7 +170,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		workers.Wait()
 	}()
 	workers.Go(func() { s.mirror.Run(wctx, s.cfg.resyncInterval(), s.deployer.Poke) })
-	workers.Go(func() { s.gcLoop(wctx) })
+	workers.Go(func() { s.collector.Run(wctx) })
 	workers.Go(func() { s.deployer.Run(wctx) })
 	workers.Go(func() { s.sweepRuns(wctx) })
 	workers.Go(func() { s.collectMetrics(wctx) })
@@ -195,27 +197,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("controller: graceful shutdown: %w", err)
 	}
 	return nil
-}
-
-// gcLoop deletes at once the blobs that builds cut off by the end of an
-// earlier controller left behind, and those of deleted apps
-// (collectBlobs), then runs the whole garbage collection (see collect)
-// every Config.GCInterval until ctx ends. A failed part is logged and
-// retried at the next collection.
-func (s *Server) gcLoop(ctx context.Context) {
-	if _, err := s.collectBlobs(ctx); err != nil && ctx.Err() == nil {
-		s.log.Warn("blob garbage collection failed; retrying at the next collection", "interval", s.cfg.gcInterval(), "err", err)
-	}
-	tick := time.NewTicker(s.cfg.gcInterval())
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			s.collect(ctx)
-		}
-	}
 }
 
 // syncApp mirrors app into etcd after a change the request made in
