@@ -11,7 +11,13 @@ import (
 )
 
 // pushLockFile is the file in a repository whose flock(2) is the
-// repository's push lock.
+// repository's push lock. It is not a build lock: the controller's
+// PostgreSQL lock (layer1/controller/build) is the one that serialises
+// builds, for every controller and every caller. The push lock guards the
+// bare repository on disk, so that a push's check of the branch, its build
+// and the move of the branch are one step (git has no compare-and-swap
+// across them), and so that the repository sweep leaves a pushed-to
+// repository alone.
 const pushLockFile = "gantry-push.lock"
 
 // lockPoll is how often a waiting push tries the push lock again.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
 	"github.com/gantryhq/gantry/slugrunner"
 )
 
@@ -23,7 +24,7 @@ import (
 // writes the slug, the build cache and the Result. Its progress goes to
 // cfg.Out as it happens; a failure is also printed there, as " !     "
 // lines, before Build returns it. A failed build writes no output file.
-func Build(ctx context.Context, cfg Config) (*Result, error) {
+func Build(ctx context.Context, cfg Config) (*slugtypes.Result, error) {
 	w := cfg.Out
 	if w == nil {
 		w = io.Discard
@@ -54,7 +55,7 @@ type builder struct {
 	log *slog.Logger
 }
 
-func (b *builder) build(ctx context.Context) (*Result, error) {
+func (b *builder) build(ctx context.Context) (*slugtypes.Result, error) {
 	cfg := b.cfg
 	b.log.Info("slug build",
 		"source", cfg.SourcePath, "cache_in", cfg.CacheInPath, "slug_out", cfg.SlugPath,
@@ -86,7 +87,7 @@ func (b *builder) build(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{}
+	res := &slugtypes.Result{}
 	defaults := map[string]string{}
 	for _, p := range packs {
 		if !p.detected {

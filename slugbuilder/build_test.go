@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
 	"github.com/gantryhq/gantry/slugrunner"
 )
 
@@ -66,7 +67,7 @@ func TestGoApp(t *testing.T) {
 	if res.SlugDigest != "sha256:"+hex.EncodeToString(sum[:]) || res.SlugSize != int64(len(slugBytes)) {
 		t.Errorf("result %s %d does not describe the slug file (%d bytes)", res.SlugDigest, res.SlugSize, len(slugBytes))
 	}
-	var stored Result
+	var stored slugtypes.Result
 	data, err := os.ReadFile(warm.cfg.ResultPath)
 	if err != nil {
 		t.Fatalf("no result written: %v", err)

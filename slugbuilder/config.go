@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
 	"github.com/gantryhq/gantry/slugrunner"
 )
 
@@ -36,47 +37,6 @@ var (
 	// ErrSlugTooLarge is returned when the compressed slug is bigger than
 	// Config.MaxSlugSize.
 	ErrSlugTooLarge = errors.New("slug too large")
-)
-
-// The file layout of a build job in the builder container. The host agent
-// mounts the inputs read-only under InDir and copies the outputs out of
-// OutDir after the job exits with status 0. The build writes only OutDir,
-// AppDir and a temporary work directory, so it runs as the builder image's
-// unprivileged user. InDir and OutDir are two directories of /tmp rather
-// than two of one /tmp/gantry: Docker creates the missing parents of mount
-// points as directories owned by root, in which that user could not create
-// OutDir, while anyone may create a directory in /tmp.
-const (
-	// InDir holds the inputs.
-	InDir = "/tmp/gantry-in"
-	// OutDir holds the outputs; Build creates it.
-	OutDir = "/tmp/gantry-out"
-
-	// SourcePath is the default source archive: a tar archive, optionally
-	// gzipped, of the app's source tree.
-	SourcePath = InDir + "/source.tgz"
-	// CacheInPath is the default previous build cache; a missing file means
-	// no cache yet.
-	CacheInPath = InDir + "/cache.tgz"
-	// SlugPath is the default slug: a gzipped tar archive of AppDir.
-	SlugPath = OutDir + "/slug.tgz"
-	// CacheOutPath is the default new build cache, written only when the
-	// cache changed (Result.CacheSaved).
-	CacheOutPath = OutDir + "/cache.tgz"
-	// ResultPath is the default JSON Result.
-	ResultPath = OutDir + "/result.json"
-	// AppDir is BUILD_DIR in the container: the app is built in place and
-	// becomes /app of the slug.
-	AppDir = "/app"
-	// WorkDir is the work directory in the container (CACHE_DIR and the
-	// rest, see Config.WorkDir). Like AppDir it is the same path in every
-	// build: tools such as the go command key their caches by path, so a
-	// build cache restored at the same place stays valid.
-	WorkDir = "/tmp/gantry-work"
-	// CacheDir is where build jobs mount the app's build-cache volume of
-	// the building host (see Config.CacheDir). The images have it, owned
-	// by the app user, so that a new volume is the build's to write.
-	CacheDir = "/var/cache/gantry-build"
 )
 
 // Defaults of the zero Config fields.
@@ -128,7 +88,7 @@ type Config struct {
 	WorkDir string
 	// AppDir is BUILD_DIR, the directory the source is unpacked into and
 	// the buildpacks compile in; its contents become /app in the slug. It
-	// must be empty or absent. Empty means AppDir ("/app").
+	// must be empty or absent. Empty means types.AppDir ("/app").
 	AppDir string
 	// CompileTimeout bounds each buildpack's bin/compile. Zero means
 	// DefaultCompileTimeout (15 minutes).
@@ -252,7 +212,7 @@ func (c Config) withDefaults() Config {
 		c.MaxSlugSize = DefaultMaxSlugSize
 	}
 	if c.AppDir == "" {
-		c.AppDir = AppDir
+		c.AppDir = slugtypes.AppDir
 	}
 	if c.CompileTimeout == 0 {
 		c.CompileTimeout = DefaultCompileTimeout
@@ -283,52 +243,35 @@ func newHTTPClient() *http.Client {
 	return &http.Client{Transport: t}
 }
 
-// Environment variables read by ConfigFromEnv.
-const (
-	EnvSource         = "SOURCE"
-	EnvCacheIn        = "CACHE_IN"
-	EnvSlugOut        = "SLUG_OUT"
-	EnvCacheOut       = "CACHE_OUT"
-	EnvResultOut      = "RESULT_OUT"
-	EnvCacheDir       = "CACHE_DIR"
-	EnvBuildpackURL   = "BUILDPACK_URL"
-	EnvSlugMaxSize    = "SLUG_MAX_SIZE"
-	EnvCompileTimeout = "COMPILE_TIMEOUT"
-	// EnvConfigVarPrefix starts the variables that carry the app's config
-	// vars: CONFIG_VAR_DATABASE_URL=postgres://... is the config var
-	// DATABASE_URL, written to ENV_DIR/DATABASE_URL.
-	EnvConfigVarPrefix = "CONFIG_VAR_"
-)
-
 // ConfigFromEnv reads the Config of `gantryd slugbuilder` from environ
 // (KEY=value strings, as from os.Environ):
 //
 //   - SOURCE, CACHE_IN, SLUG_OUT, CACHE_OUT, RESULT_OUT: file paths, by
-//     default SourcePath, CacheInPath, SlugPath, CacheOutPath and
-//     ResultPath. Set to the empty string, CACHE_IN, CACHE_OUT and
+//     default the paths of package types (SourcePath, CacheInPath, SlugPath, CacheOutPath and
+//     ResultPath). Set to the empty string, CACHE_IN, CACHE_OUT and
 //     RESULT_OUT turn off restoring the cache, saving it and writing the
 //     result.
 //   - CACHE_DIR: Config.CacheDir; with it, CACHE_IN and CACHE_OUT default
 //     to empty.
-//   - CONFIG_VAR_<NAME>=value: the config var NAME (see EnvConfigVarPrefix).
+//   - CONFIG_VAR_<NAME>=value: the config var NAME (see types.EnvConfigVarPrefix).
 //   - BUILDPACK_URL, SLUG_MAX_SIZE (bytes), COMPILE_TIMEOUT (a Go duration
 //     such as "20m").
 //
 // Environ becomes environ without the variables above, so the buildpacks
 // see neither the build's settings nor the config vars (those are in
 // ENV_DIR); settings such as GOPROXY, GOFLAGS or PIP_INDEX_URL stay in it.
-// AppDir and WorkDir are the container's (AppDir, WorkDir); Out and Logger
+// AppDir and WorkDir are the container's (types.AppDir, types.WorkDir); Out and Logger
 // are left for the caller. The result is validated.
 func ConfigFromEnv(environ []string) (Config, error) {
 	env := make(map[string]string, len(environ))
-	c := Config{Env: map[string]string{}, Environ: []string{}, AppDir: AppDir, WorkDir: WorkDir}
+	c := Config{Env: map[string]string{}, Environ: []string{}, AppDir: slugtypes.AppDir, WorkDir: slugtypes.WorkDir}
 	var errs []error
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			continue
 		}
-		if name, ok := strings.CutPrefix(k, EnvConfigVarPrefix); ok {
+		if name, ok := strings.CutPrefix(k, slugtypes.EnvConfigVarPrefix); ok {
 			if err := checkEnvName(name); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", k, err))
 				continue
@@ -337,8 +280,8 @@ func ConfigFromEnv(environ []string) (Config, error) {
 			continue
 		}
 		switch k {
-		case EnvSource, EnvCacheIn, EnvSlugOut, EnvCacheOut, EnvResultOut, EnvCacheDir,
-			EnvBuildpackURL, EnvSlugMaxSize, EnvCompileTimeout:
+		case slugtypes.EnvSource, slugtypes.EnvCacheIn, slugtypes.EnvSlugOut, slugtypes.EnvCacheOut, slugtypes.EnvResultOut, slugtypes.EnvCacheDir,
+			slugtypes.EnvBuildpackURL, slugtypes.EnvSlugMaxSize, slugtypes.EnvCompileTimeout:
 			env[k] = v
 		default:
 			c.Environ = append(c.Environ, kv)
@@ -350,28 +293,28 @@ func ConfigFromEnv(environ []string) (Config, error) {
 		}
 		return def
 	}
-	c.SourcePath = path(EnvSource, SourcePath)
-	c.CacheDir = env[EnvCacheDir]
-	cacheIn, cacheOut := CacheInPath, CacheOutPath
+	c.SourcePath = path(slugtypes.EnvSource, slugtypes.SourcePath)
+	c.CacheDir = env[slugtypes.EnvCacheDir]
+	cacheIn, cacheOut := slugtypes.CacheInPath, slugtypes.CacheOutPath
 	if c.CacheDir != "" {
 		cacheIn, cacheOut = "", ""
 	}
-	c.CacheInPath = path(EnvCacheIn, cacheIn)
-	c.SlugPath = path(EnvSlugOut, SlugPath)
-	c.CacheOutPath = path(EnvCacheOut, cacheOut)
-	c.ResultPath = path(EnvResultOut, ResultPath)
-	c.BuildpackURL = env[EnvBuildpackURL]
-	if s := env[EnvSlugMaxSize]; s != "" {
+	c.CacheInPath = path(slugtypes.EnvCacheIn, cacheIn)
+	c.SlugPath = path(slugtypes.EnvSlugOut, slugtypes.SlugPath)
+	c.CacheOutPath = path(slugtypes.EnvCacheOut, cacheOut)
+	c.ResultPath = path(slugtypes.EnvResultOut, slugtypes.ResultPath)
+	c.BuildpackURL = env[slugtypes.EnvBuildpackURL]
+	if s := env[slugtypes.EnvSlugMaxSize]; s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q is not a size in bytes", EnvSlugMaxSize, s))
+			errs = append(errs, fmt.Errorf("%s=%q is not a size in bytes", slugtypes.EnvSlugMaxSize, s))
 		}
 		c.MaxSlugSize = n
 	}
-	if s := env[EnvCompileTimeout]; s != "" {
+	if s := env[slugtypes.EnvCompileTimeout]; s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q is not a positive duration", EnvCompileTimeout, s))
+			errs = append(errs, fmt.Errorf("%s=%q is not a positive duration", slugtypes.EnvCompileTimeout, s))
 		}
 		c.CompileTimeout = d
 	}
@@ -382,21 +325,4 @@ func ConfigFromEnv(environ []string) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
-}
-
-// Result describes a built slug.
-type Result struct {
-	// SlugDigest is "sha256:<hex>" of the slug file (compressed).
-	SlugDigest string `json:"slug_digest"`
-	// SlugSize is the size of the slug file in bytes.
-	SlugSize int64 `json:"slug_size"`
-	// ProcessTypes maps process type to command: the buildpacks' default
-	// process types (bin/release), overridden by the Procfile's.
-	ProcessTypes map[string]string `json:"process_types"`
-	// Buildpacks names the buildpacks that built the app, in order.
-	Buildpacks []string `json:"buildpacks"`
-	// CacheSaved is set when a new build cache was written to
-	// Config.CacheOutPath; otherwise the previous cache is still current
-	// (or there is none) and no file was written there.
-	CacheSaved bool `json:"cache_saved"`
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -20,19 +22,19 @@ func TestConfigFromEnv(t *testing.T) {
 			name:    "defaults",
 			environ: []string{"PATH=/usr/bin", "HOME=/app"},
 			want: Config{
-				SourcePath: SourcePath, CacheInPath: CacheInPath, SlugPath: SlugPath,
-				CacheOutPath: CacheOutPath, ResultPath: ResultPath,
+				SourcePath: slugtypes.SourcePath, CacheInPath: slugtypes.CacheInPath, SlugPath: slugtypes.SlugPath,
+				CacheOutPath: slugtypes.CacheOutPath, ResultPath: slugtypes.ResultPath,
 				Env: map[string]string{}, Environ: []string{"PATH=/usr/bin", "HOME=/app"},
-				AppDir: AppDir, WorkDir: WorkDir,
+				AppDir: slugtypes.AppDir, WorkDir: slugtypes.WorkDir,
 			},
 		},
 		{
 			name:    "a kept cache dir",
 			environ: []string{"PATH=/usr/bin", "CACHE_DIR=/var/cache/gantry-build"},
 			want: Config{
-				SourcePath: SourcePath, CacheDir: "/var/cache/gantry-build", SlugPath: SlugPath, ResultPath: ResultPath,
+				SourcePath: slugtypes.SourcePath, CacheDir: "/var/cache/gantry-build", SlugPath: slugtypes.SlugPath, ResultPath: slugtypes.ResultPath,
 				Env: map[string]string{}, Environ: []string{"PATH=/usr/bin"},
-				AppDir: AppDir, WorkDir: WorkDir,
+				AppDir: slugtypes.AppDir, WorkDir: slugtypes.WorkDir,
 			},
 		},
 		{
@@ -63,16 +65,16 @@ func TestConfigFromEnv(t *testing.T) {
 					"MULTI": "line one\nline two", "GOPROXY": "https://app.example",
 				},
 				Environ: []string{"PATH=/usr/bin", "GOPROXY=https://proxy.example"},
-				AppDir:  AppDir, WorkDir: WorkDir,
+				AppDir:  slugtypes.AppDir, WorkDir: slugtypes.WorkDir,
 			},
 		},
 		{
 			name:    "cache and result turned off",
 			environ: []string{"CACHE_IN=", "CACHE_OUT=", "RESULT_OUT="},
 			want: Config{
-				SourcePath: SourcePath, SlugPath: SlugPath,
+				SourcePath: slugtypes.SourcePath, SlugPath: slugtypes.SlugPath,
 				Env: map[string]string{}, Environ: []string{},
-				AppDir: AppDir, WorkDir: WorkDir,
+				AppDir: slugtypes.AppDir, WorkDir: slugtypes.WorkDir,
 			},
 		},
 	} {
@@ -145,7 +147,7 @@ func FuzzConfigFromEnv(f *testing.F) {
 			}
 		}
 		for _, kv := range cfg.Environ {
-			if strings.HasPrefix(kv, EnvConfigVarPrefix) || strings.HasPrefix(kv, EnvSource+"=") || strings.HasPrefix(kv, EnvSlugOut+"=") {
+			if strings.HasPrefix(kv, slugtypes.EnvConfigVarPrefix) || strings.HasPrefix(kv, slugtypes.EnvSource+"=") || strings.HasPrefix(kv, slugtypes.EnvSlugOut+"=") {
 				t.Fatalf("environ keeps %q", kv)
 			}
 		}

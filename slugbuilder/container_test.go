@@ -29,6 +29,7 @@ import (
 	"github.com/gantryhq/gantry/deploy/stack"
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
 )
 
 // Timeouts of the container test's Docker calls.
@@ -172,7 +173,7 @@ func (h *builderHarness) run(t *testing.T, inputs map[string]string, env ...stri
 	if testing.Verbose() {
 		t.Logf("build container exited %d; stdout:\n%s\nstderr:\n%s", b.exit, b.stdout, b.stderr)
 	}
-	b.outputs = h.copyOut(t, id, OutDir)
+	b.outputs = h.copyOut(t, id, slugtypes.OutDir)
 	return b
 }
 
@@ -213,24 +214,24 @@ func (h *builderHarness) copyOut(t *testing.T, id, dir string) map[string][]byte
 }
 
 // result checks the outputs of a successful build and returns its Result.
-func (b containerBuild) result(t *testing.T) Result {
+func (b containerBuild) result(t *testing.T) slugtypes.Result {
 	t.Helper()
 	if b.exit != 0 {
 		t.Fatalf("the build exited with status %d\nstdout:\n%s\nstderr:\n%s", b.exit, b.stdout, b.stderr)
 	}
-	slug, ok := b.outputs[path.Base(SlugPath)]
+	slug, ok := b.outputs[path.Base(slugtypes.SlugPath)]
 	if !ok {
-		t.Fatalf("no slug in %s: %v", OutDir, slices.Collect(maps.Keys(b.outputs)))
+		t.Fatalf("no slug in %s: %v", slugtypes.OutDir, slices.Collect(maps.Keys(b.outputs)))
 	}
-	var res Result
-	if err := json.Unmarshal(b.outputs[path.Base(ResultPath)], &res); err != nil {
+	var res slugtypes.Result
+	if err := json.Unmarshal(b.outputs[path.Base(slugtypes.ResultPath)], &res); err != nil {
 		t.Fatalf("result: %v", err)
 	}
 	sum := sha256.Sum256(slug)
 	if res.SlugDigest != "sha256:"+hex.EncodeToString(sum[:]) || res.SlugSize != int64(len(slug)) {
 		t.Errorf("result %s %d does not describe the slug (%d bytes)", res.SlugDigest, res.SlugSize, len(slug))
 	}
-	if _, ok := b.outputs[path.Base(CacheOutPath)]; ok != res.CacheSaved {
+	if _, ok := b.outputs[path.Base(slugtypes.CacheOutPath)]; ok != res.CacheSaved {
 		t.Errorf("cache file written: %v, but cache_saved is %v", ok, res.CacheSaved)
 	}
 	if !strings.Contains(b.stdout, "-----> Compiled slug size is "+humanSize(res.SlugSize)+"\n") {
@@ -252,7 +253,7 @@ func TestBuildInContainer(t *testing.T) {
 	h := newBuilderHarness(t)
 
 	t.Run("static", func(t *testing.T) {
-		b := h.run(t, map[string]string{SourcePath: sourceFile(t, filepath.Join("testdata", "apps", "static"))},
+		b := h.run(t, map[string]string{slugtypes.SourcePath: sourceFile(t, filepath.Join("testdata", "apps", "static"))},
 			"CONFIG_VAR_GREETING=hello")
 		res := b.result(t)
 		if want := map[string]string{"web": staticCommand}; !maps.Equal(res.ProcessTypes, want) {
@@ -263,7 +264,7 @@ func TestBuildInContainer(t *testing.T) {
 				t.Errorf("stdout lacks %q:\n%s", want, b.stdout)
 			}
 		}
-		slug := slugEntries(t, b.outputs[path.Base(SlugPath)])
+		slug := slugEntries(t, b.outputs[path.Base(slugtypes.SlugPath)])
 		if e := slug["public/index.html"]; e.typ != tar.TypeReg || !strings.Contains(e.data, "<") {
 			t.Errorf("slug lacks public/index.html: %+v", e)
 		}
@@ -271,7 +272,7 @@ func TestBuildInContainer(t *testing.T) {
 
 	t.Run("go", func(t *testing.T) {
 		src := sourceFile(t, filepath.Join("testdata", "apps", "go-web"))
-		cold := h.run(t, map[string]string{SourcePath: src})
+		cold := h.run(t, map[string]string{slugtypes.SourcePath: src})
 		res := cold.result(t)
 		if want := map[string]string{"web": "bin/goweb", "worker": "bin/worker"}; !maps.Equal(res.ProcessTypes, want) {
 			t.Errorf("process types %v, want %v", res.ProcessTypes, want)
@@ -284,7 +285,7 @@ func TestBuildInContainer(t *testing.T) {
 				t.Errorf("stdout lacks %q:\n%s", want, cold.stdout)
 			}
 		}
-		slug := slugEntries(t, cold.outputs[path.Base(SlugPath)])
+		slug := slugEntries(t, cold.outputs[path.Base(slugtypes.SlugPath)])
 		for _, bin := range []string{"bin/goweb", "bin/worker"} {
 			if e := slug[bin]; e.typ != tar.TypeReg || e.mode&0o111 == 0 {
 				t.Errorf("slug lacks the executable %s: %+v", bin, e)
@@ -298,8 +299,8 @@ func TestBuildInContainer(t *testing.T) {
 
 		// The next build restores the cache: it downloads nothing.
 		cache := filepath.Join(t.TempDir(), "cache.tgz")
-		writeFile(t, cache, cold.outputs[path.Base(CacheOutPath)])
-		warm := h.run(t, map[string]string{SourcePath: src, CacheInPath: cache})
+		writeFile(t, cache, cold.outputs[path.Base(slugtypes.CacheOutPath)])
+		warm := h.run(t, map[string]string{slugtypes.SourcePath: src, slugtypes.CacheInPath: cache})
 		warm.result(t)
 		for _, want := range []string{"-----> Restored build cache (", "-----> Using cached Go toolchain go1.26.8\n"} {
 			if !strings.Contains(warm.stdout, want) {
@@ -312,8 +313,8 @@ func TestBuildInContainer(t *testing.T) {
 
 		// A compile error fails the job, names the error and leaves no output.
 		broken := h.run(t, map[string]string{
-			SourcePath:  sourceFile(t, filepath.Join("testdata", "apps", "go-broken")),
-			CacheInPath: cache,
+			slugtypes.SourcePath:  sourceFile(t, filepath.Join("testdata", "apps", "go-broken")),
+			slugtypes.CacheInPath: cache,
 		})
 		if broken.exit == 0 {
 			t.Fatalf("the broken app built:\n%s", broken.stdout)
@@ -333,12 +334,4 @@ func TestBuildInContainer(t *testing.T) {
 			t.Errorf("exit %d, stdout:\n%s", b.exit, b.stdout)
 		}
 	})
-}
-
-// TestCacheDirInImages checks that the images have the directory build
-// jobs mount their cache volume on.
-func TestCacheDirInImages(t *testing.T) {
-	if stack.BuildCacheDir != CacheDir {
-		t.Fatalf("the images prepare %s for the build cache, the builder uses %s", stack.BuildCacheDir, CacheDir)
-	}
 }

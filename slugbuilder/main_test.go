@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
 )
 
 // goproxy is the test machine's GOPROXY (`go env GOPROXY`), given to the Go
@@ -50,7 +52,7 @@ func needsTools(t *testing.T) {
 // testBuild is one build of an app by a test.
 type testBuild struct {
 	cfg Config
-	res *Result
+	res *slugtypes.Result
 	out string
 	err error
 	dur time.Duration

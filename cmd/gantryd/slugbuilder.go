@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gantryhq/gantry/slugbuilder"
+	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
 )
 
 func slugbuilderCommand() *cli.Command {
@@ -15,9 +16,9 @@ func slugbuilderCommand() *cli.Command {
 		Name:  "slugbuilder",
 		Usage: "in a builder container: build the app's source into a slug with buildpacks",
 		Description: "Configured by environment variables (see slugbuilder/README.md):\n" +
-			"SOURCE (default " + slugbuilder.SourcePath + "), CACHE_IN (" + slugbuilder.CacheInPath + "),\n" +
-			"SLUG_OUT (" + slugbuilder.SlugPath + "), CACHE_OUT (" + slugbuilder.CacheOutPath + "),\n" +
-			"RESULT_OUT (" + slugbuilder.ResultPath + "), CONFIG_VAR_<NAME> (the app's config vars),\n" +
+			"SOURCE (default " + slugtypes.SourcePath + "), CACHE_IN (" + slugtypes.CacheInPath + "),\n" +
+			"SLUG_OUT (" + slugtypes.SlugPath + "), CACHE_OUT (" + slugtypes.CacheOutPath + "),\n" +
+			"RESULT_OUT (" + slugtypes.ResultPath + "), CONFIG_VAR_<NAME> (the app's config vars),\n" +
 			"BUILDPACK_URL, SLUG_MAX_SIZE (bytes), COMPILE_TIMEOUT; GOPROXY, PIP_INDEX_URL and the\n" +
 			"rest of the environment are passed to the buildpacks. The build output goes to stdout,\n" +
 			"operational logs to stderr.",

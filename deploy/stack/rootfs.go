@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	slugtypes "github.com/gantryhq/gantry/slugbuilder/types"
 )
 
 // imagePath is PATH in the chroot and in the images.
@@ -29,10 +31,9 @@ const (
 	appHome = "/app"
 )
 
-// BuildCacheDir is where build jobs mount their app's build-cache volume;
-// it is slugbuilder.CacheDir (this package cannot import slugbuilder, whose
-// tests import this package).
-const BuildCacheDir = "/var/cache/gantry-build"
+// BuildCacheDir is where build jobs mount their app's build-cache volume
+// (the build job's contract, slugbuilder/types).
+const BuildCacheDir = slugtypes.CacheDir
 
 // chrootScript runs "$@" chrooted into $1. It runs in a private mount
 // namespace of its own and mounts there /proc, a tmpfs /dev with the usual

@@ -230,7 +230,8 @@ type Exit struct {
 	At time.Time `json:"at"`
 }
 
-// Job states, in JobState.State.
+// Job states, in JobState.State. They are defined here only: layer1
+// (controller/types) derives its job states from them.
 const (
 	StateStarting = "starting" // container being created or health check not yet passed
 	StateUp       = "up"       // running and healthy (registered in discovery if it has a service)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -168,7 +169,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 	s.syncApp(r, app)
 	// The app's blobs go too; what a failure leaves, the periodic
 	// collection deletes.
-	if err := s.deleteAppBlobs(context.WithoutCancel(r.Context()), app); err != nil {
+	if err := s.collector.DeleteAppBlobs(context.WithoutCancel(r.Context()), app); err != nil {
 		s.log.Warn("delete the blobs of a deleted app", "app", app, "err", err)
 	}
 	// Its build cache on the hosts goes too.
@@ -287,7 +288,7 @@ func (s *Server) markDeletedSlugs(ctx context.Context, app string, releases []ty
 	if err != nil {
 		return err
 	}
-	blobs, err := st.List(ctx, slugsPrefix+app+"/")
+	blobs, err := st.List(ctx, build.SlugsPrefix+app+"/")
 	if err != nil {
 		return err
 	}

@@ -23,19 +23,6 @@ const (
 	blobOpenTimeout = 10 * time.Second
 )
 
-// Blob paths. Every path starts with the app's name after its kind, so
-// deleting an app deletes its blobs by prefix.
-const (
-	slugsPrefix  = "slugs/"  // slugs/<app>/<build>.tgz, referenced by releases
-	cachesPrefix = "caches/" // caches/<app>/cache.tgz, the build caches of earlier versions (now a volume)
-	buildsPrefix = "builds/" // builds/<app>/<build>/{source.tar,result.json}, deleted after the build
-)
-
-func slugPath(app, build string) string   { return slugsPrefix + app + "/" + build + ".tgz" }
-func buildDir(app, build string) string   { return buildsPrefix + app + "/" + build + "/" }
-func sourcePath(app, build string) string { return buildDir(app, build) + "source.tar" }
-func resultPath(app, build string) string { return buildDir(app, build) + "result.json" }
-
 // blobs opens the blobstore on its own connection pool the first time it
 // is needed (New does not connect to PostgreSQL), and keeps it.
 type blobs struct {

@@ -27,6 +27,7 @@ import (
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller"
+	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -209,7 +210,7 @@ func (p *buildPlatform) buildContainers(t *testing.T, app string, running bool) 
 	args := filters.NewArgs(
 		filters.Arg("label", keyspace.LabelCluster+"="+p.cluster),
 		filters.Arg("label", keyspace.LabelApp+"="+app),
-		filters.Arg("label", keyspace.LabelType+"="+controller.BuildType),
+		filters.Arg("label", keyspace.LabelType+"="+build.Type),
 	)
 	if running {
 		args.Add("status", "running")

@@ -116,3 +116,31 @@ func TestAppURLs(t *testing.T) {
 		})
 	}
 }
+
+// TestCertifiable holds the rule that decides whether the apps' default
+// domains get certificates: not for names that stay on the machine or
+// that no CA issues for.
+func TestCertifiable(t *testing.T) {
+	tests := []struct {
+		domain string
+		want   bool
+	}{
+		{"apps.example.com", true},
+		{"example.test", true},
+		{"apps.corp.internal", true},
+		{"localhost", false},
+		{"apps.localhost", false},
+		{"127.0.0.1", false},
+		{"10.0.0.7", false},
+		{"::1", false},
+		{"a.123", false},
+		{"gantry", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.domain, func(t *testing.T) {
+			if got := certifiable(tt.domain); got != tt.want {
+				t.Errorf("certifiable(%q) = %v, want %v", tt.domain, got, tt.want)
+			}
+		})
+	}
+}

@@ -33,12 +33,12 @@ const (
 func (s *Server) deploymentMade(w http.ResponseWriter, r *http.Request, app string, d store.Deployment) {
 	w.Header().Set(types.DeploymentHeader, d.ID)
 	s.syncApp(r, app)
-	s.deployer.announce(d)
+	s.deployer.Announce(d)
 }
 
 // wireDeployment is the API's view of d.
 func (s *Server) wireDeployment(d store.Deployment) types.Deployment {
-	timeout := s.deployer.timeoutOf(d)
+	timeout := s.deployer.TimeoutOf(d)
 	out := types.Deployment{
 		ID:             d.ID,
 		App:            d.App,
@@ -192,11 +192,11 @@ func (s *Server) deploymentEvents(w http.ResponseWriter, r *http.Request) {
 		if wire.Ended() {
 			return
 		}
-		changed := s.deployer.changed.wait()
+		changed := s.deployer.Changed()
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.deployer.closing():
+		case <-s.deployer.Closing():
 			return // the server shuts down; the client follows again
 		case <-changed:
 		case <-poll.C:

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -56,12 +57,12 @@ func (s *Server) getHosts(w http.ResponseWriter, r *http.Request) {
 // jobsPerHost counts the jobs the scheduler placed on each host (its
 // assignments), by host ID.
 func (s *Server) jobsPerHost(ctx context.Context) (map[string]int, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 	defer cancel()
 	prefix := s.space.Assignments()
 	resp, err := s.cfg.Etcd.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
-		return nil, etcdErr("count the jobs of the hosts", err)
+		return nil, etcdkv.Err("count the jobs of the hosts", err)
 	}
 	n := map[string]int{}
 	for _, kv := range resp.Kvs {

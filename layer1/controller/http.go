@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -69,7 +70,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, types.ErrConflict.WithMessage("the domain is taken: %s", taken.Error()))
 		return
 	}
-	if errors.Is(err, errEtcdUnreachable) {
+	if errors.Is(err, etcdkv.ErrUnreachable) {
 		s.log.Warn("etcd unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, types.ErrUnavailable.WithMessage("etcd is unreachable; the controller answers again when it is back"))
 		return

@@ -17,11 +17,17 @@ import (
 
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
-// hostTimeout bounds a call to a host agent's API.
-const hostTimeout = 10 * time.Second
+const (
+	// hostTimeout bounds a call to a host agent's API.
+	hostTimeout = 10 * time.Second
+	// lastLines is how many lines of a job's output a failed deployment
+	// shows when the job's state has none.
+	lastLines = 10
+)
 
 // appJobs are the etcd records of one app's jobs, read at one revision.
 type appJobs struct {
@@ -33,14 +39,14 @@ type appJobs struct {
 // readJobs reads the assignments and job states of app from etcd in one
 // transaction. Job IDs start with "<app>.", and app names hold no dot.
 func (s *Server) readJobs(ctx context.Context, app string) (appJobs, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 	defer cancel()
 	resp, err := s.cfg.Etcd.Txn(ctx).Then(
 		clientv3.OpGet(s.space.Assignments(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.space.Job(app+"."), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
-		return appJobs{}, etcdErr("read the jobs of app "+app, err)
+		return appJobs{}, etcdkv.Err("read the jobs of app "+app, err)
 	}
 	out := appJobs{assignments: map[string]keyspace.Assignment{}, states: map[string]keyspace.JobState{}}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
@@ -208,11 +214,11 @@ func (s *Server) killJob(w http.ResponseWriter, r *http.Request) {
 // readHost returns the record of a host, or nil when it has none (its
 // lease expired).
 func (s *Server) readHost(ctx context.Context, id string) (*keyspace.Host, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 	defer cancel()
 	resp, err := s.cfg.Etcd.Get(ctx, s.space.Host(id))
 	if err != nil {
-		return nil, etcdErr("read host "+id, err)
+		return nil, etcdkv.Err("read host "+id, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, nil
@@ -247,4 +253,31 @@ func (h *hostClients) get(apiURL string) *hostclient.Client {
 		h.byURL[apiURL] = c
 	}
 	return c
+}
+
+// jobLastLines returns the last lines of output of a job from its host
+// agent, or nil when they cannot be had.
+func (s *Server) jobLastLines(ctx context.Context, st keyspace.JobState) []string {
+	if len(st.LastLines) > 0 {
+		return st.LastLines
+	}
+	host, err := s.readHost(ctx, st.HostID)
+	if err != nil || host == nil || host.APIURL == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, hostTimeout)
+	defer cancel()
+	stream, err := s.hosts.get(host.APIURL).Logs(ctx, st.JobID, hostclient.LogOptions{Lines: lastLines})
+	if err != nil {
+		return nil
+	}
+	defer stream.Close()
+	var lines []string
+	for {
+		l, err := stream.Next()
+		if err != nil {
+			return lines
+		}
+		lines = append(lines, l.Text)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/appmetrics"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	"github.com/gantryhq/gantry/layer1/metricstore"
 	routertypes "github.com/gantryhq/gantry/router/types"
@@ -133,9 +134,9 @@ func (s *Server) metricSources(ctx context.Context) ([]metricSource, error) {
 	for _, h := range hosts {
 		out = append(out, metricSource{kind: "host", id: h.ID, fetch: s.hosts.get(h.APIURL).Metrics})
 	}
-	routers, _, err := discovery.New(s.cfg.Etcd, s.space, etcdTimeout, s.log).List(ctx, routertypes.Service)
+	routers, _, err := discovery.New(s.cfg.Etcd, s.space, etcdkv.Timeout, s.log).List(ctx, routertypes.Service)
 	if err != nil {
-		return nil, etcdErr("list the routers", err)
+		return nil, etcdkv.Err("list the routers", err)
 	}
 	for _, rt := range routers {
 		out = append(out, metricSource{kind: "router", id: rt.ID, fetch: func(ctx context.Context) (map[string]*dto.MetricFamily, error) {
@@ -167,11 +168,11 @@ func mergeFamily(into map[string]*dto.MetricFamily, f *dto.MetricFamily, name, v
 // listHosts returns the host records in etcd: the hosts whose lease is
 // alive.
 func (s *Server) listHosts(ctx context.Context) ([]keyspace.Host, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 	defer cancel()
 	resp, err := s.cfg.Etcd.Get(ctx, s.space.Hosts(), clientv3.WithPrefix())
 	if err != nil {
-		return nil, etcdErr("list hosts", err)
+		return nil, etcdkv.Err("list hosts", err)
 	}
 	hosts := make([]keyspace.Host, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {

@@ -14,6 +14,8 @@ import (
 	"github.com/gantryhq/gantry/layer0/host/attach"
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/build"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -37,6 +39,10 @@ const (
 	runHeaderJob = "Gantry-Job"
 	// maxTerminalSize bounds the rows and columns of a run's terminal.
 	maxTerminalSize = 10000
+	// placeTimeout bounds the wait for the scheduler to place a run job.
+	placeTimeout = 2 * time.Minute
+	// cleanupTimeout bounds the removal of a run's formation.
+	cleanupTimeout = 30 * time.Second
 )
 
 // runJob runs a one-off job of the app's current release (POST
@@ -67,7 +73,7 @@ func (s *Server) runJob(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	id := newBuildID()
+	id := build.NewID()
 	spec, apiErr := s.runSpec(app, id, rel, slugPath, req)
 	if apiErr != nil {
 		writeError(w, apiErr)
@@ -75,7 +81,7 @@ func (s *Server) runJob(w http.ResponseWriter, r *http.Request) {
 	}
 	log := s.log.With("app", app, "run", id)
 	key := s.space.Formation(app, spec.Release, types.RunType)
-	if err := s.mirror.put(r.Context(), key, mustJSON(keyspace.Formation{
+	if err := etcdkv.Put(r.Context(), s.cfg.Etcd, key, etcdkv.MustJSON(keyspace.Formation{
 		App: app, Release: spec.Release, Type: types.RunType, Count: 1, Template: spec, UpdatedAt: time.Now().UTC(),
 	})); err != nil {
 		s.fail(w, r, err)
@@ -89,7 +95,7 @@ func (s *Server) runJob(w http.ResponseWriter, r *http.Request) {
 		removed = true
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), cleanupTimeout)
 		defer cancel()
-		if err := s.mirror.delete(ctx, key); err != nil {
+		if err := etcdkv.Delete(ctx, s.cfg.Etcd, key); err != nil {
 			log.Warn("remove the run's formation; the sweep retries", "key", key, "err", err)
 		}
 	}
@@ -205,11 +211,11 @@ func (s *Server) runSpec(app, id string, rel types.Release, slugPath string, req
 		// The runner's own messages would mix with the command's output.
 		env["GANTRY_LOG_LEVEL"] = "warn"
 	}
-	spec.Cmd = []string{GantrydPath, "slugrunner", "start", "--slug", SlugMountPath, "--digest", rel.Slug,
+	spec.Cmd = []string{types.GantrydPath, "slugrunner", "start", "--slug", types.SlugMountPath, "--digest", rel.Slug,
 		"--command", shellCommand(req.Command), types.RunType}
-	spec.Artifacts = []keyspace.Artifact{{URL: s.cfg.blobURL(slugPath), Digest: rel.Slug, Path: SlugMountPath}}
+	spec.Artifacts = []keyspace.Artifact{{URL: s.cfg.blobURL(slugPath), Digest: rel.Slug, Path: types.SlugMountPath}}
 	spec.MountGantryd = true
-	spec.User = AppUser
+	spec.User = types.AppUser
 	return spec, nil
 }
 
@@ -232,7 +238,7 @@ func (s *Server) waitRunPlaced(ctx context.Context, app, release string) (keyspa
 	wctx, cancel := context.WithTimeout(ctx, placeTimeout)
 	defer cancel()
 	snaps, err := etcdwatch.Watch(wctx, etcdwatch.Config{
-		Client: s.cfg.Etcd, Prefix: s.space.Assignments(), RequestTimeout: etcdTimeout, Logger: s.log,
+		Client: s.cfg.Etcd, Prefix: s.space.Assignments(), RequestTimeout: etcdkv.Timeout, Logger: s.log,
 	})
 	if err != nil {
 		return keyspace.Assignment{}, err
@@ -319,7 +325,7 @@ func (s *Server) sweepRuns(ctx context.Context) {
 
 // sweepRunsOnce is one pass of sweepRuns.
 func (s *Server) sweepRunsOnce(ctx context.Context) error {
-	kvs, err := s.mirror.list(ctx, s.space.Formations())
+	kvs, err := etcdkv.List(ctx, s.cfg.Etcd, s.space.Formations())
 	if err != nil {
 		return err
 	}
@@ -333,7 +339,7 @@ func (s *Server) sweepRunsOnce(ctx context.Context) error {
 	if len(runs) == 0 {
 		return nil
 	}
-	assignments, err := s.mirror.list(ctx, s.space.Assignments())
+	assignments, err := etcdkv.List(ctx, s.cfg.Etcd, s.space.Assignments())
 	if err != nil {
 		return err
 	}
@@ -367,7 +373,7 @@ func (s *Server) sweepRunsOnce(ctx context.Context) error {
 		if reason == "" {
 			continue
 		}
-		if err := s.mirror.delete(ctx, key); err != nil {
+		if err := etcdkv.Delete(ctx, s.cfg.Etcd, key); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -378,11 +384,11 @@ func (s *Server) sweepRunsOnce(ctx context.Context) error {
 
 // readJobState returns the state of a job, or nil when it has none.
 func (s *Server) readJobState(ctx context.Context, id string) (*keyspace.JobState, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 	defer cancel()
 	resp, err := s.cfg.Etcd.Get(ctx, s.space.Job(id))
 	if err != nil {
-		return nil, etcdErr("read job "+id, err)
+		return nil, etcdkv.Err("read job "+id, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, nil

@@ -233,7 +233,7 @@ func TestCreateRelease(t *testing.T) {
 			App: "demo", Release: rel.ID, ReleaseVersion: 1, Type: "web", Image: "demo:v1",
 			Cmd:     []string{"/server", "--greeting", "hello world", "$PORT"},
 			Env:     map[string]string{"GREETING": "hi"},
-			Port:    controller.WebPort,
+			Port:    types.WebPort,
 			Service: "demo-web",
 			Health:  keyspace.HealthCheck{Path: "/healthz"},
 		},

@@ -20,6 +20,10 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/blobstore"
+	"github.com/gantryhq/gantry/layer1/controller/build"
+	"github.com/gantryhq/gantry/layer1/controller/deployer"
+	"github.com/gantryhq/gantry/layer1/controller/gc"
+	"github.com/gantryhq/gantry/layer1/controller/mirror"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	"github.com/gantryhq/gantry/layer1/dashboard"
@@ -48,24 +52,25 @@ type Server struct {
 	log      *slog.Logger
 	store    *store.Store
 	space    keyspace.Space
-	mirror   *mirror
-	deployer *deployer
-	hosts    *hostClients
-	blobs    *blobs
-	events   events
-	logs     logStreams
-	dash     *dashboard.Dashboard
-	handler  http.Handler
-	metrics  *prometheus.Registry // the controller's own, served with the hosts' at /metrics
-	history  *metricstore.Store   // the apps' key series (GET /v1/apps/{app}/metrics)
+	mirror   *mirror.Mirror
+	deployer *deployer.Deployer
+	builder  *build.Builder
+	// collector runs the garbage collections.
+	collector *gc.Collector
+	hosts     *hostClients
+	blobs     *blobs
+	events    events
+	logs      logStreams
+	dash      *dashboard.Dashboard
+	handler   http.Handler
+	metrics   *prometheus.Registry // the controller's own, served with the hosts' at /metrics
+	history   *metricstore.Store   // the apps' key series (GET /v1/apps/{app}/metrics)
 
 	// sealer seals the private keys stored in PostgreSQL; nil without
 	// Config.SecretsKey.
 	sealer *sealed.Sealer
 	// certs obtains the routes' certificates; nil without Config.ACME.
 	certs *certManager
-	// gcMu serialises the garbage collections (see collect).
-	gcMu sync.Mutex
 
 	closeOnce sync.Once
 }
@@ -86,27 +91,29 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
 	log := logger(cfg.Logger)
-	m := &mirror{etcd: cfg.Etcd, space: space, store: st, domain: cfg.defaultDomain, log: log.With("worker", "mirror")}
+	mcfg := mirror.Config{Etcd: cfg.Etcd, Space: space, Source: st, Domain: cfg.defaultDomain, Logger: log.With("worker", "mirror")}
 	if cfg.InternalURL != "" {
-		m.blobURL = cfg.blobURL
+		mcfg.BlobURL = cfg.blobURL
 	}
+	m := mirror.New(mcfg)
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		store:  st,
-		space:  space,
-		mirror: m,
-		deployer: &deployer{
-			store: st, etcd: cfg.Etcd, space: space, mirror: m, timeout: cfg.deployTimeout(),
-			log: log.With("worker", "deployer"), wake: make(chan struct{}, 1), events: events{cfg.Events},
-		},
+		cfg:     cfg,
+		log:     log,
+		store:   st,
+		space:   space,
+		mirror:  m,
 		hosts:   newHostClients(cfg.HostToken),
 		blobs:   &blobs{databaseURL: cfg.DatabaseURL},
 		events:  events{cfg.Events},
 		metrics: newRegistry(),
 		history: metricstore.New(0),
 	}
-	s.deployer.lastLines = s.jobLastLines
+	s.deployer = deployer.New(deployer.Config{
+		Store: st, Etcd: cfg.Etcd, Space: space, Mirror: m, Timeout: cfg.deployTimeout(),
+		Events: cfg.Events, LastLines: s.jobLastLines, Logger: log.With("worker", "deployer"),
+	})
+	s.builder = s.newBuilder()
+	s.collector = s.newCollector()
 	if cfg.SecretsKey != nil {
 		if s.sealer, err = sealed.NewSealer(cfg.SecretsKey); err != nil {
 			st.Close()
@@ -114,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if cfg.ACME != nil {
-		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, cfg.certDomain(), m.syncApp, log.With("worker", "certs"))
+		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, cfg.certDomain(), m.SyncApp, log.With("worker", "certs"))
 	}
 	// The web dashboard at / (layer1/dashboard) and its sessions.
 	if s.dash, err = dashboard.New(dashboard.Config{Tokens: st, Logger: log.With("component", "dashboard")}); err != nil {
@@ -154,7 +161,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(s.deployer.shutdown)
+	srv.RegisterOnShutdown(s.deployer.Shutdown)
 	srv.RegisterOnShutdown(s.logs.end)
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var workers sync.WaitGroup
@@ -162,9 +169,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		stopWorkers()
 		workers.Wait()
 	}()
-	workers.Go(func() { s.resyncLoop(wctx) })
-	workers.Go(func() { s.gcLoop(wctx) })
-	workers.Go(func() { s.deployer.run(wctx) })
+	workers.Go(func() { s.mirror.Run(wctx, s.cfg.resyncInterval(), s.deployer.Poke) })
+	workers.Go(func() { s.collector.Run(wctx) })
+	workers.Go(func() { s.deployer.Run(wctx) })
 	workers.Go(func() { s.sweepRuns(wctx) })
 	workers.Go(func() { s.collectMetrics(wctx) })
 	if s.certs != nil {
@@ -192,47 +199,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// resyncLoop re-syncs the whole etcd mirror now and every ResyncInterval
-// until ctx ends, and wakes the deployer after each pass, so that
-// deployments left running by an earlier process are resumed.
-func (s *Server) resyncLoop(ctx context.Context) {
-	tick := time.NewTicker(s.cfg.resyncInterval())
-	defer tick.Stop()
-	for {
-		if err := s.mirror.resync(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("re-sync of etcd from PostgreSQL failed; retrying at the next interval",
-				"interval", s.cfg.resyncInterval(), "err", err)
-		}
-		s.deployer.poke()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// gcLoop deletes at once the blobs that builds cut off by the end of an
-// earlier controller left behind, and those of deleted apps
-// (collectBlobs), then runs the whole garbage collection (see collect)
-// every Config.GCInterval until ctx ends. A failed part is logged and
-// retried at the next collection.
-func (s *Server) gcLoop(ctx context.Context) {
-	if _, err := s.collectBlobs(ctx); err != nil && ctx.Err() == nil {
-		s.log.Warn("blob garbage collection failed; retrying at the next collection", "interval", s.cfg.gcInterval(), "err", err)
-	}
-	tick := time.NewTicker(s.cfg.gcInterval())
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			s.collect(ctx)
-		}
-	}
-}
-
 // syncApp mirrors app into etcd after a change the request made in
 // PostgreSQL, and wakes the deployer. A failure is only logged: the change
 // is stored, and the periodic re-sync mirrors it once etcd answers.
@@ -240,11 +206,11 @@ func (s *Server) syncApp(r *http.Request, app string) {
 	// The request's context may end as soon as the answer is sent; the
 	// sync completes regardless.
 	ctx := context.WithoutCancel(r.Context())
-	if err := s.mirror.syncApp(ctx, app); err != nil {
+	if err := s.mirror.SyncApp(ctx, app); err != nil {
 		s.log.Warn("mirror to etcd failed; the periodic re-sync retries", "app", app,
 			"method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	s.deployer.poke()
+	s.deployer.Poke()
 }
 
 // Run migrates the database, listens on cfg.Addr and serves the API until

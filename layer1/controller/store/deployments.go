@@ -13,42 +13,6 @@ import (
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
-// Deployment statuses (see docs/ARCHITECTURE.md, "Deployments").
-const (
-	// DeployPending: the app has an active deployment; this one starts
-	// when it ends. Nothing of its release runs yet.
-	DeployPending = "pending"
-	// DeployRunning: the new release's jobs are being started, and the old
-	// release's stopped, step by step.
-	DeployRunning = "running"
-	// DeployRollingBack: the new release failed; the old release is back
-	// at its counts and the new release's jobs stop once the old ones are
-	// up.
-	DeployRollingBack = "rolling_back"
-	// DeployComplete: the new release is current with its jobs up; the old
-	// release's formations are gone.
-	DeployComplete = "complete"
-	// DeployFailed: the new release did not come up and there was nothing
-	// to fall back to (the app ran no job before); it stays current.
-	DeployFailed = "failed"
-	// DeployRolledBack: the new release did not come up; its jobs are
-	// stopped and the old release runs at its full counts, current.
-	DeployRolledBack = "rolled_back"
-	// DeploySuperseded: a newer release replaced this pending deployment
-	// before it started.
-	DeploySuperseded = "superseded"
-)
-
-// Deploy strategies (see docs/ARCHITECTURE.md).
-const (
-	// StrategyOneByOne replaces the old release's jobs one at a time: a
-	// new job, up, then an old job stops.
-	StrategyOneByOne = "one-by-one"
-	// StrategyAllAtOnce starts all the new jobs, and stops all the old
-	// ones once the new ones are up.
-	StrategyAllAtOnce = "all-at-once"
-)
-
 // MaxDeployTimeout is the longest deploy timeout an app may have, in
 // seconds.
 const MaxDeployTimeout = 3600
@@ -102,12 +66,12 @@ type Deployment struct {
 
 // Active reports whether the deployment is running or rolling back.
 func (d Deployment) Active() bool {
-	return d.Status == DeployRunning || d.Status == DeployRollingBack
+	return d.Status == types.DeployRunning || d.Status == types.DeployRollingBack
 }
 
 // Ended reports whether the deployment is over.
 func (d Deployment) Ended() bool {
-	return !d.Active() && d.Status != DeployPending
+	return !d.Active() && d.Status != types.DeployPending
 }
 
 // DeploymentProcess is the step of one process type of a deployment.
@@ -253,9 +217,9 @@ func start(ctx context.Context, tx pgx.Tx, a appRow, id, relID string) error {
 		return err
 	}
 	fromRunning := sum(oldCounts) > 0 && sum(newCounts) > 0
-	status := DeployRunning
+	status := types.DeployRunning
 	if sum(newCounts) == 0 {
-		status = DeployComplete
+		status = types.DeployComplete
 	}
 	if !fromRunning {
 		if err := makeCurrent(ctx, tx, a.id, relID); err != nil {
@@ -272,7 +236,7 @@ func start(ctx context.Context, tx pgx.Tx, a appRow, id, relID string) error {
 		// Without old jobs to replace, or all at once, every new job is
 		// asked for at once; one by one starts from none.
 		started := newCounts[typ]
-		if fromRunning && strategy == StrategyOneByOne {
+		if fromRunning && strategy == types.StrategyOneByOne {
 			started = 0
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO deployment_processes (deployment_id, type, started, old_left, want)
@@ -452,9 +416,9 @@ func (s *Store) ActiveDeployments(ctx context.Context) ([]Deployment, error) {
 // DeploymentChange is the next step of an active deployment, computed from
 // the deployment at Step.
 type DeploymentChange struct {
-	// Status is the new status: DeployRunning (or DeployRollingBack) to
-	// stay, DeployRollingBack to start rolling back, DeployComplete,
-	// DeployFailed or DeployRolledBack to end.
+	// Status is the new status: types.DeployRunning (or types.DeployRollingBack) to
+	// stay, types.DeployRollingBack to start rolling back, types.DeployComplete,
+	// types.DeployFailed or types.DeployRolledBack to end.
 	Status string
 	// Processes are the new steps of the process types (all of them).
 	Processes []DeploymentProcess
@@ -558,11 +522,11 @@ func applyChange(ctx context.Context, tx pgx.Tx, a appRow, cur Deployment, chang
 		}
 	}
 	switch change.Status {
-	case DeployComplete:
+	case types.DeployComplete:
 		if err := makeCurrent(ctx, tx, a.id, cur.New.ID); err != nil {
 			return err
 		}
-	case DeployRolledBack:
+	case types.DeployRolledBack:
 		if _, err := tx.Exec(ctx, `DELETE FROM formations WHERE release_id = $1`, cur.New.ID); err != nil {
 			return err
 		}

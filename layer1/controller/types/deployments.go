@@ -10,8 +10,9 @@ import (
 // ErrDeploymentNotFound is the answer for an unknown deployment of an app.
 var ErrDeploymentNotFound = &Error{Status: http.StatusNotFound, Code: "deployment_not_found", Message: "no such deployment"}
 
-// Deployment states, in Deployment.State (see docs/ARCHITECTURE.md,
-// "Deployments").
+// Deployment states, in Deployment.State and in the store's
+// store.Deployment.Status (see docs/ARCHITECTURE.md, "Deployments"). They
+// are defined here only.
 const (
 	// DeployPending: waits for the app's active deployment to end.
 	DeployPending = "pending"

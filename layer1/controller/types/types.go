@@ -1,6 +1,10 @@
 package types
 
-import "time"
+import (
+	"time"
+
+	"github.com/gantryhq/gantry/layer0/keyspace"
+)
 
 // Info describes the cluster the controller runs (GET /v1/info).
 type Info struct {
@@ -152,14 +156,16 @@ type RestartRequest struct {
 	Type string `json:"type,omitempty"`
 }
 
-// Job states, in Job.State.
+// Job states, in Job.State: a job placed on a host that has not reported
+// it yet is pending; the others are the states the host agents report,
+// defined by layer0 (keyspace.JobState.State).
 const (
-	JobPending  = "pending"  // placed on a host that has not reported it yet
-	JobStarting = "starting" // being created, or its health check has not passed yet
-	JobUp       = "up"       // running and healthy
-	JobCrashed  = "crashed"  // exited or could not start; see ExitCode, Error, LastLines
-	JobStopping = "stopping" // draining and being stopped
-	JobDown     = "down"     // stopped on purpose
+	JobPending  = "pending"              // placed on a host that has not reported it yet
+	JobStarting = keyspace.StateStarting // being created, or its health check has not passed yet
+	JobUp       = keyspace.StateUp       // running and healthy
+	JobCrashed  = keyspace.StateCrashed  // exited or could not start; see ExitCode, Error, LastLines
+	JobStopping = keyspace.StateStopping // draining and being stopped
+	JobDown     = keyspace.StateDown     // stopped on purpose
 )
 
 // Job is one running instance of a process type of an app.

@@ -1,14 +1,9 @@
-package controller
+package mirror
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"testing"
-
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/sealed"
@@ -17,46 +12,13 @@ import (
 	routertypes "github.com/gantryhq/gantry/router/types"
 )
 
-// TestEtcdErr checks that a failed etcd request is reported as what it
-// is: no answer (503 unavailable), or a request etcd refused.
-func TestEtcdErr(t *testing.T) {
-	tests := []struct {
-		name        string
-		err         error
-		unreachable bool
-	}{
-		{"deadline", context.DeadlineExceeded, true},
-		{"cancelled", context.Canceled, true},
-		{"connection", errors.New("dial tcp 127.0.0.1:2379: connect: connection refused"), true},
-		{"no leader", rpctypes.ErrNoLeader, true},
-		{"timeout", fmt.Errorf("wrapped: %w", rpctypes.ErrTimeout), true},
-		{"request too large", rpctypes.ErrRequestTooLarge, false},
-		{"no space", rpctypes.ErrNoSpace, false},
-		{"too many ops", rpctypes.ErrTooManyOps, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := etcdErr("put k", tt.err)
-			if got := errors.Is(err, errEtcdUnreachable); got != tt.unreachable {
-				t.Errorf("%v: unreachable = %t, want %t", err, got, tt.unreachable)
-			}
-			if got := errors.Is(err, errEtcdRefused); got == tt.unreachable {
-				t.Errorf("%v: refused = %t, want %t", err, got, !tt.unreachable)
-			}
-			if !errors.Is(err, tt.err) {
-				t.Errorf("%v does not wrap %v", err, tt.err)
-			}
-		})
-	}
-}
-
 // TestDesiredRoutes checks what the mirror writes for a route: the key as
 // stored (sealed; the routers open it), and https_only held back while an
 // ACME certificate is awaited.
 func TestDesiredRoutes(t *testing.T) {
 	const sealedKey = sealed.SealedPrefix + "AAAA"
 	space := keyspace.MustNew("c-test")
-	m := &mirror{space: space, domain: func(app string) string { return app + ".localhost" }, log: slog.New(slog.DiscardHandler)}
+	m := &Mirror{space: space, domain: func(app string) string { return app + ".localhost" }, log: slog.New(slog.DiscardHandler)}
 	tests := []struct {
 		name      string
 		route     store.Route
@@ -90,7 +52,7 @@ func TestDesiredRoutes(t *testing.T) {
 func TestDesiredDefaultRoute(t *testing.T) {
 	const sealedKey = sealed.SealedPrefix + "AAAA"
 	space := keyspace.MustNew("c-test")
-	m := &mirror{space: space, domain: func(app string) string { return app + ".apps.example.test" }, log: slog.New(slog.DiscardHandler)}
+	m := &Mirror{space: space, domain: func(app string) string { return app + ".apps.example.test" }, log: slog.New(slog.DiscardHandler)}
 	issued := store.DefaultCert{App: "a", Domain: "a.apps.example.test", TLSCert: "CERT", TLSKey: sealedKey, CertState: types.CertIssued}
 	earlier := issued
 	earlier.Domain = "a.old.example.test"
@@ -121,34 +83,6 @@ func TestDesiredDefaultRoute(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("mirrored %+v, want %+v", got, tt.want)
-			}
-		})
-	}
-}
-
-// TestCertifiable holds the rule that decides whether the apps' default
-// domains get certificates: not for names that stay on the machine or
-// that no CA issues for.
-func TestCertifiable(t *testing.T) {
-	tests := []struct {
-		domain string
-		want   bool
-	}{
-		{"apps.example.com", true},
-		{"example.test", true},
-		{"apps.corp.internal", true},
-		{"localhost", false},
-		{"apps.localhost", false},
-		{"127.0.0.1", false},
-		{"10.0.0.7", false},
-		{"::1", false},
-		{"a.123", false},
-		{"gantry", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.domain, func(t *testing.T) {
-			if got := certifiable(tt.domain); got != tt.want {
-				t.Errorf("certifiable(%q) = %v, want %v", tt.domain, got, tt.want)
 			}
 		})
 	}

@@ -1,4 +1,8 @@
-package controller
+// Package deployer moves the controller's deployments a step at a time:
+// it reads each active deployment's steps from PostgreSQL and the job
+// states from etcd, decides the next step (decide), stores it and has the
+// app mirrored into etcd at once. See docs/ARCHITECTURE.md, "Deployments".
+package deployer
 
 import (
 	"context"
@@ -14,8 +18,67 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
+	"github.com/gantryhq/gantry/layer1/controller/mirror"
 	"github.com/gantryhq/gantry/layer1/controller/store"
+	"github.com/gantryhq/gantry/layer1/controller/types"
 )
+
+// Store holds the deployments and their steps.
+type Store interface {
+	ActiveDeployments(ctx context.Context) ([]store.Deployment, error)
+	AdvanceDeployment(ctx context.Context, id string, step int, change store.DeploymentChange) (store.Advance, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Mirror makes an app's etcd keys match PostgreSQL.
+type Mirror interface {
+	SyncApp(ctx context.Context, app string) error
+}
+
+var _ Mirror = (*mirror.Mirror)(nil)
+
+// EventSink receives the events of an app (a deployment started or
+// ended); Event must not block.
+type EventSink interface {
+	Event(app, msg string)
+}
+
+// Config is what a Deployer needs.
+type Config struct {
+	// Store holds the deployments. Required.
+	Store Store
+	// Etcd is the client of the cluster's etcd, where the job states are
+	// read. Required.
+	Etcd *clientv3.Client
+	// Space is the cluster's key space.
+	Space keyspace.Space
+	// Mirror mirrors an app after each step. Required.
+	Mirror Mirror
+	// Timeout is the deploy timeout of the deployments that have none of
+	// their own. Required (above 0).
+	Timeout time.Duration
+	// Events receives the apps' events; nil drops them.
+	Events EventSink
+	// LastLines returns the last lines of output of a job (from its state
+	// or its host agent); nil reads only the state.
+	LastLines func(context.Context, keyspace.JobState) []string
+	// Logger receives the deployer's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// New returns the deployer of cfg; Run runs it.
+func New(cfg Config) *Deployer {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Deployer{
+		store: cfg.Store, etcd: cfg.Etcd, space: cfg.Space, mirror: cfg.Mirror, timeout: cfg.Timeout,
+		log: log, events: cfg.Events, lastLines: cfg.LastLines, wake: make(chan struct{}, 1),
+	}
+}
 
 const (
 	// deployPoll is how often the deployer looks at the jobs while a
@@ -29,7 +92,7 @@ const (
 	maxReasonLines = 20
 )
 
-// deployer moves the active deployments (see store.AdvanceDeployment) a
+// Deployer moves the active deployments (see store.AdvanceDeployment) a
 // step at a time: at each look it reads a deployment's steps from
 // PostgreSQL and the job states from etcd, decides the next step (decide),
 // stores it if no other deployer stored one first, and mirrors the app
@@ -38,14 +101,14 @@ const (
 // controller resumes the deployments where PostgreSQL says they are.
 //
 // It polls while deployments are active and sleeps otherwise until poked.
-type deployer struct {
-	store   *store.Store
+type Deployer struct {
+	store   Store
 	etcd    *clientv3.Client
 	space   keyspace.Space
-	mirror  *mirror
+	mirror  Mirror
 	timeout time.Duration
 	log     *slog.Logger
-	events  events
+	events  EventSink
 	// lastLines returns the last lines of output of a job (from its state
 	// or its host agent); nil reads only the state.
 	lastLines func(context.Context, keyspace.JobState) []string
@@ -59,9 +122,9 @@ type deployer struct {
 	stop   chan struct{}
 }
 
-// closing returns a channel closed when the server shuts down: the streams
+// Closing returns a channel closed when the server shuts down: the streams
 // that follow deployments end then.
-func (d *deployer) closing() <-chan struct{} {
+func (d *Deployer) Closing() <-chan struct{} {
 	d.stopMu.Lock()
 	defer d.stopMu.Unlock()
 	if d.stop == nil {
@@ -70,8 +133,8 @@ func (d *deployer) closing() <-chan struct{} {
 	return d.stop
 }
 
-// shutdown closes the channel of closing. It is idempotent.
-func (d *deployer) shutdown() {
+// Shutdown closes the channel of closing. It is idempotent.
+func (d *Deployer) Shutdown() {
 	d.stopMu.Lock()
 	defer d.stopMu.Unlock()
 	if d.stop == nil {
@@ -81,6 +144,17 @@ func (d *deployer) shutdown() {
 	case <-d.stop:
 	default:
 		close(d.stop)
+	}
+}
+
+// Changed returns a channel closed at the next change of a deployment:
+// the followers of deployments look again then.
+func (d *Deployer) Changed() <-chan struct{} { return d.changed.wait() }
+
+// emit records msg as an event of app.
+func (d *Deployer) emit(app, msg string) {
+	if d.events != nil {
+		d.events.Event(app, msg)
 	}
 }
 
@@ -110,9 +184,9 @@ func (n *notifier) notify() {
 	}
 }
 
-// poke makes the deployer look at the deployments soon, and tells the
+// Poke makes the deployer look at the deployments soon, and tells the
 // followers of deployments to look again.
-func (d *deployer) poke() {
+func (d *Deployer) Poke() {
 	d.changed.notify()
 	select {
 	case d.wake <- struct{}{}:
@@ -120,8 +194,8 @@ func (d *deployer) poke() {
 	}
 }
 
-// run moves deployments until ctx ends.
-func (d *deployer) run(ctx context.Context) {
+// Run moves deployments until ctx ends.
+func (d *Deployer) Run(ctx context.Context) {
 	timer := time.NewTimer(deployPoll)
 	defer timer.Stop()
 	for {
@@ -146,7 +220,7 @@ func (d *deployer) run(ctx context.Context) {
 
 // step looks at every active deployment once and moves those that can
 // move. It reports whether some are still active.
-func (d *deployer) step(ctx context.Context) (bool, error) {
+func (d *Deployer) step(ctx context.Context) (bool, error) {
 	deps, err := d.store.ActiveDeployments(ctx)
 	if err != nil || len(deps) == 0 {
 		return false, err
@@ -169,8 +243,8 @@ func (d *deployer) step(ctx context.Context) (bool, error) {
 
 // check decides the next step of dep and applies it. It reports whether
 // the app still has an active deployment.
-func (d *deployer) check(ctx context.Context, dep store.Deployment, states []keyspace.JobState) (bool, error) {
-	change, culprit, changed := decide(dep, viewJobs(dep, states), time.Now(), d.timeoutOf(dep))
+func (d *Deployer) check(ctx context.Context, dep store.Deployment, states []keyspace.JobState) (bool, error) {
+	change, culprit, changed := decide(dep, viewJobs(dep, states), time.Now(), d.TimeoutOf(dep))
 	if !changed {
 		return true, nil
 	}
@@ -195,59 +269,59 @@ func (d *deployer) check(ctx context.Context, dep store.Deployment, states []key
 		d.report(dep, adv)
 		d.changed.notify()
 	}
-	if err := d.mirror.syncApp(ctx, dep.App); err != nil {
+	if err := d.mirror.SyncApp(ctx, dep.App); err != nil {
 		return true, err
 	}
 	return adv.Deployment.Active() || adv.Next != nil, nil
 }
 
 // report logs what a step did and emits the app's events.
-func (d *deployer) report(before store.Deployment, adv store.Advance) {
+func (d *Deployer) report(before store.Deployment, adv store.Advance) {
 	dep := adv.Deployment
 	log := d.log.With("app", dep.App, "release", dep.New.Version, "deployment", dep.ID)
 	switch {
-	case dep.Status == store.DeployRollingBack && before.Status != store.DeployRollingBack:
+	case dep.Status == types.DeployRollingBack && before.Status != types.DeployRollingBack:
 		log.Warn("deployment failed; rolling back", "previous", dep.Old.Version, "reason", dep.Error)
-		d.events.emit(dep.App, fmt.Sprintf("deploy of v%d failed, rolling back to v%d: %s", dep.New.Version, dep.Old.Version, dep.Error))
-	case dep.Status == store.DeployComplete:
+		d.emit(dep.App, fmt.Sprintf("deploy of v%d failed, rolling back to v%d: %s", dep.New.Version, dep.Old.Version, dep.Error))
+	case dep.Status == types.DeployComplete:
 		log.Info("deployed", "previous", dep.Old.Version)
-		d.events.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
-	case dep.Status == store.DeployRolledBack:
+		d.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
+	case dep.Status == types.DeployRolledBack:
 		log.Warn("deployment rolled back; the previous release runs", "previous", dep.Old.Version, "reason", dep.Error)
 		msg := fmt.Sprintf("rolled back to v%d", dep.Old.Version)
 		if dep.ConfigRestored {
 			msg += fmt.Sprintf("; the config is v%d's again", dep.Old.Version)
 			log.Warn("config restored to the previous release's", "previous", dep.Old.Version)
 		}
-		d.events.emit(dep.App, msg)
-	case dep.Status == store.DeployFailed:
+		d.emit(dep.App, msg)
+	case dep.Status == types.DeployFailed:
 		log.Warn("deployment failed", "reason", dep.Error)
-		d.events.emit(dep.App, fmt.Sprintf("deploy of v%d failed: %s", dep.New.Version, dep.Error))
+		d.emit(dep.App, fmt.Sprintf("deploy of v%d failed: %s", dep.New.Version, dep.Error))
 	default:
 		log.Debug("deployment step", "processes", dep.Processes)
 	}
 	if next := adv.Next; next != nil {
-		d.announce(*next)
+		d.Announce(*next)
 	}
 }
 
-// announce logs and emits the start of a deployment (or its completion
+// Announce logs and emits the start of a deployment (or its completion
 // when it had nothing to run).
-func (d *deployer) announce(dep store.Deployment) {
+func (d *Deployer) Announce(dep store.Deployment) {
 	switch dep.Status {
-	case store.DeployRunning:
+	case types.DeployRunning:
 		d.log.Info("deploying", "app", dep.App, "release", dep.New.Version, "strategy", dep.Strategy, "deployment", dep.ID)
-		d.events.emit(dep.App, fmt.Sprintf("deploying v%d (%s)", dep.New.Version, dep.Strategy))
-	case store.DeployComplete:
+		d.emit(dep.App, fmt.Sprintf("deploying v%d (%s)", dep.New.Version, dep.Strategy))
+	case types.DeployComplete:
 		d.log.Info("deployed", "app", dep.App, "release", dep.New.Version, "deployment", dep.ID)
-		d.events.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
-	case store.DeployPending:
-		d.events.emit(dep.App, fmt.Sprintf("v%d waits for the running deployment", dep.New.Version))
+		d.emit(dep.App, fmt.Sprintf("deployed v%d", dep.New.Version))
+	case types.DeployPending:
+		d.emit(dep.App, fmt.Sprintf("v%d waits for the running deployment", dep.New.Version))
 	}
 }
 
-// timeoutOf is the deploy timeout of dep.
-func (d *deployer) timeoutOf(dep store.Deployment) time.Duration {
+// TimeoutOf is the deploy timeout of dep.
+func (d *Deployer) TimeoutOf(dep store.Deployment) time.Duration {
 	if dep.Timeout > 0 {
 		return time.Duration(dep.Timeout) * time.Second
 	}
@@ -319,14 +393,14 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 		p.Up = min(v.upNew[p.Type], p.NewCount)
 	}
 	fail := func(reason string, culprit *keyspace.JobState) (store.DeploymentChange, *keyspace.JobState, bool) {
-		change.Status = store.DeployFailed
+		change.Status = types.DeployFailed
 		if dep.FromRunning {
-			change.Status = store.DeployRollingBack
+			change.Status = types.DeployRollingBack
 		}
 		change.Error = reason
 		return change, culprit, true
 	}
-	if dep.Status == store.DeployRollingBack {
+	if dep.Status == types.DeployRollingBack {
 		ready := true
 		for _, p := range dep.Processes {
 			if v.upOld[p.Type] < p.OldCount {
@@ -334,7 +408,7 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 			}
 		}
 		if ready || now.Sub(dep.RollbackAt) >= timeout {
-			change.Status = store.DeployRolledBack
+			change.Status = types.DeployRolledBack
 			return change, nil, true
 		}
 		return change, nil, progressChanged(dep.Processes, change.Processes)
@@ -363,7 +437,7 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 		}
 	}
 	if done {
-		change.Status = store.DeployComplete
+		change.Status = types.DeployComplete
 		return change, nil, true
 	}
 	stepped := false
@@ -371,7 +445,7 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 		p := &change.Processes[i]
 		n, l, w := min(p.Started, p.NewCount), p.OldLeft, p.NewCount
 		switch {
-		case !dep.FromRunning || dep.Strategy == store.StrategyAllAtOnce:
+		case !dep.FromRunning || dep.Strategy == types.StrategyAllAtOnce:
 			n = w
 		case v.upNew[p.Type] >= n && n+l > w && l > 0:
 			l--
@@ -424,6 +498,23 @@ func jobName(st keyspace.JobState) string {
 	return fmt.Sprintf("%s (%s)", st.Type, st.JobID)
 }
 
+// describeJob says what is wrong with a job of a release that did not
+// come up.
+func describeJob(st keyspace.JobState) string {
+	name := fmt.Sprintf("%s (%s)", st.Type, st.JobID)
+	switch {
+	case st.State == keyspace.StateCrashed:
+		return crashSummary(st)
+	case st.State == keyspace.StateStarting && !st.StartedAt.IsZero() && st.Type == "web":
+		return fmt.Sprintf("%s runs, but nothing answered on $PORT (%d): the web process must listen on the port in $PORT", name, types.WebPort)
+	case st.State == keyspace.StateStarting && !st.StartedAt.IsZero():
+		return name + " runs, but never passed its health check"
+	case st.State == keyspace.StateStarting:
+		return name + " never started"
+	}
+	return fmt.Sprintf("%s is %s", name, st.State)
+}
+
 // crashSummary says why a job crashed, "web crashed: image not found: x".
 func crashSummary(st keyspace.JobState) string {
 	switch {
@@ -436,12 +527,12 @@ func crashSummary(st keyspace.JobState) string {
 }
 
 // jobStates lists the states of every job of the cluster.
-func (d *deployer) jobStates(ctx context.Context) ([]keyspace.JobState, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+func (d *Deployer) jobStates(ctx context.Context) ([]keyspace.JobState, error) {
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
 	defer cancel()
 	resp, err := d.etcd.Get(ctx, d.space.Jobs(), clientv3.WithPrefix())
 	if err != nil {
-		return nil, etcdErr("list job states", err)
+		return nil, etcdkv.Err("list job states", err)
 	}
 	out := make([]keyspace.JobState, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {

@@ -1,4 +1,4 @@
-package controller
+package build
 
 import (
 	"context"
@@ -23,7 +23,7 @@ func (b *buildRun) deploy(ctx context.Context, dep store.Deployment, res *types.
 	last := ""
 	reported := time.Now()
 	for {
-		d, err := b.s.store.GetDeployment(ctx, b.app, dep.ID)
+		wire, err := b.bd.cfg.Deployments.Deployment(ctx, b.app, dep.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			b.out.problem("The app was deleted while v%d was deploying", dep.New.Version)
 			return failed(types.ErrDeployFailed, "the app was deleted")
@@ -31,13 +31,12 @@ func (b *buildRun) deploy(ctx context.Context, dep store.Deployment, res *types.
 		if err != nil {
 			return err
 		}
-		wire := b.s.wireDeployment(d)
 		line := wire.Status()
 		switch {
 		case wire.State == types.DeployComplete:
 			b.out.step("%s", line)
 			if webScaled(wire) {
-				res.WebURL = b.s.cfg.webURL(b.app)
+				res.WebURL = b.bd.cfg.WebURL(b.app)
 			}
 			if res.WebURL != "" {
 				b.out.text("=====> Application deployed: " + res.WebURL)
@@ -58,7 +57,7 @@ func (b *buildRun) deploy(ctx context.Context, dep store.Deployment, res *types.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-b.s.deployer.changed.wait():
+		case <-b.bd.cfg.Deployments.Changed():
 		case <-tick.C:
 		}
 	}

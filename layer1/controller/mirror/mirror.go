@@ -1,4 +1,8 @@
-package controller
+// Package mirror makes etcd's formations/ and routes/ of a cluster match
+// the controller's PostgreSQL: it is the only writer of those key
+// families, which the scheduler and the router read. See
+// docs/ARCHITECTURE.md, "Controller: from PostgreSQL to etcd".
+package mirror
 
 import (
 	"bytes"
@@ -12,84 +16,70 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller/argv"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/store"
+	"github.com/gantryhq/gantry/layer1/controller/types"
 	routertypes "github.com/gantryhq/gantry/router/types"
 )
 
-const (
-	// etcdTimeout bounds each etcd request.
-	etcdTimeout = 5 * time.Second
-	// maxMirrorValue is the largest value the mirror puts, in bytes: well
-	// under etcd's request limit (1.5 MiB by default) and the client's (2
-	// MiB). The limits of config vars (types.MaxConfigTotal) and process
-	// commands (types.MaxProcessCommand) keep every formation of a release
-	// made through the API under it, whatever their content; only a
-	// release stored before those limits can exceed it, and its
-	// formations are then not mirrored (see desired).
-	maxMirrorValue = 1 << 20
-	// WebPort is the container port of every process of type web (the
-	// container gets PORT=8080); other process types listen on nothing.
-	WebPort = 8080
-)
-
-// errEtcdUnreachable marks an etcd request that got no answer (a timeout,
-// no connection, no leader): the API answers it with 503.
-var errEtcdUnreachable = errors.New("etcd is unreachable")
-
-// errEtcdRefused marks an etcd request that etcd answered with an error
-// (e.g. a request over its size limit): retrying it will not help.
-var errEtcdRefused = errors.New("etcd refused the request")
-
 // errTooLarge marks a formation whose etcd value would be over
-// maxMirrorValue.
+// etcdkv.MaxValue. The limits of config vars (types.MaxConfigTotal) and
+// process commands (types.MaxProcessCommand) keep every formation of a
+// release made through the API under it, whatever their content; only a
+// release stored before those limits can exceed it, and its formations are
+// then not mirrored (see desired).
 var errTooLarge = errors.New("too large for etcd")
 
-// etcdErr wraps a failed etcd request with what failed and the kind of
-// failure: errEtcdUnreachable or errEtcdRefused (see etcdUnreachable).
-func etcdErr(op string, err error) error {
-	kind := errEtcdRefused
-	if etcdUnreachable(err) {
-		kind = errEtcdUnreachable
-	}
-	return fmt.Errorf("%s: %w: %w", op, kind, err)
+// Source is the state the mirror copies: the formations, routes and apps
+// kept in PostgreSQL, of one app or (app "") of all.
+type Source interface {
+	Mirror(ctx context.Context, app string) (store.MirrorState, error)
 }
 
-// etcdUnreachable reports whether err, from an etcd request, means that
-// etcd did not answer (or answered that it cannot serve now), as opposed
-// to refusing the request itself.
-func etcdUnreachable(err error) bool {
-	var ee rpctypes.EtcdError
-	if !errors.As(err, &ee) {
-		// No answer from etcd: a deadline, a cancelled request, a
-		// connection that failed.
-		return true
-	}
-	for _, e := range []error{rpctypes.ErrNoLeader, rpctypes.ErrNotLeader, rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail,
-		rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrTimeoutWaitAppliedIndex, rpctypes.ErrLeaderChanged,
-		rpctypes.ErrNotCapable, rpctypes.ErrStopped, rpctypes.ErrTooManyRequests, rpctypes.ErrUnhealthy, rpctypes.ErrCorrupt} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+var _ Source = (*store.Store)(nil)
+
+// Config is what a Mirror needs.
+type Config struct {
+	// Etcd is the client of the cluster's etcd. Required.
+	Etcd *clientv3.Client
+	// Space is the cluster's key space.
+	Space keyspace.Space
+	// Source is PostgreSQL's state. Required.
+	Source Source
+	// Domain returns the default domain of an app. Required.
+	Domain func(app string) string
+	// BlobURL returns the URL of a blob as the host agents reach it; nil
+	// leaves the releases built from source unmirrored (a controller
+	// without an internal URL).
+	BlobURL func(path string) string
+	// Logger receives the mirror's logs; nil discards them.
+	Logger *slog.Logger
 }
 
-// mirror writes the formations and routes kept in PostgreSQL into etcd,
+// New returns the mirror of cfg.
+func New(cfg Config) *Mirror {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Mirror{etcd: cfg.Etcd, space: cfg.Space, source: cfg.Source, domain: cfg.Domain, blobURL: cfg.BlobURL, log: log}
+}
+
+// Mirror writes the formations and routes kept in PostgreSQL into etcd,
 // where the scheduler and the router read them. It is the only writer of
 // the key families formations/ and routes/ of its cluster. Writes are
 // level-triggered: each sync reads the state from PostgreSQL and makes the
 // keys match it, putting only the values that differ and deleting the keys
 // PostgreSQL does not have, so a missed or failed sync is repaired by the
 // next one.
-type mirror struct {
+type Mirror struct {
 	etcd   *clientv3.Client
 	space  keyspace.Space
-	store  *store.Store
+	source Source
 	domain func(app string) string // the default domain of an app
 	// blobURL is the URL of a blob as the host agents reach it; nil when
 	// the controller has no InternalURL, which leaves slug releases
@@ -102,12 +92,12 @@ type mirror struct {
 	mu sync.Mutex
 }
 
-// syncApp makes the etcd keys of app match PostgreSQL: its formations, its
+// SyncApp makes the etcd keys of app match PostgreSQL: its formations, its
 // custom routes and its default route. A deleted app loses all its keys.
-func (m *mirror) syncApp(ctx context.Context, app string) error {
+func (m *Mirror) SyncApp(ctx context.Context, app string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st, err := m.store.Mirror(ctx, app)
+	st, err := m.source.Mirror(ctx, app)
 	if err != nil {
 		return err
 	}
@@ -115,7 +105,7 @@ func (m *mirror) syncApp(ctx context.Context, app string) error {
 	if err != nil {
 		return err
 	}
-	routes, err := m.list(ctx, m.space.Routes())
+	routes, err := etcdkv.List(ctx, m.etcd, m.space.Routes())
 	if err != nil {
 		return err
 	}
@@ -139,14 +129,35 @@ func (m *mirror) syncApp(ctx context.Context, app string) error {
 	return m.apply(ctx, want, existing)
 }
 
-// resync makes every formation and route key of the cluster match
+// Run re-syncs the whole mirror now and every interval until ctx ends,
+// and calls synced after each pass (the controller wakes its deployer
+// then, so that deployments left running by an earlier process are
+// resumed). A failed pass is logged and retried at the next interval.
+func (m *Mirror) Run(ctx context.Context, interval time.Duration, synced func()) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if err := m.Resync(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("re-sync of etcd from PostgreSQL failed; retrying at the next interval",
+				"interval", interval, "err", err)
+		}
+		synced()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Resync makes every formation and route key of the cluster match
 // PostgreSQL, deleting the keys of apps, releases, types and domains that
 // PostgreSQL does not have. A custom route wins over another app's default
 // route with the same domain.
-func (m *mirror) resync(ctx context.Context) error {
+func (m *Mirror) Resync(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st, err := m.store.Mirror(ctx, "")
+	st, err := m.source.Mirror(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -154,7 +165,7 @@ func (m *mirror) resync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	routes, err := m.list(ctx, m.space.Routes())
+	routes, err := etcdkv.List(ctx, m.etcd, m.space.Routes())
 	if err != nil {
 		return err
 	}
@@ -163,15 +174,15 @@ func (m *mirror) resync(ctx context.Context) error {
 }
 
 // desired returns the keys and values that st asks for.
-func (m *mirror) desired(st store.MirrorState) map[string][]byte {
+func (m *Mirror) desired(st store.MirrorState) map[string][]byte {
 	want := map[string][]byte{}
 	for _, f := range st.Formations {
 		if f.Count == 0 {
 			continue
 		}
 		v, err := m.formationValue(f)
-		if err == nil && len(v) > maxMirrorValue {
-			err = fmt.Errorf("%w: the formation is %d bytes, the limit is %d", errTooLarge, len(v), maxMirrorValue)
+		if err == nil && len(v) > etcdkv.MaxValue {
+			err = fmt.Errorf("%w: the formation is %d bytes, the limit is %d", errTooLarge, len(v), etcdkv.MaxValue)
 		}
 		if err != nil {
 			// Releases are checked when they are made; this one cannot run.
@@ -196,7 +207,7 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 			// Sealed in PostgreSQL, and so in etcd: the routers open it.
 			TLSKey: r.TLSKey,
 		}
-		want[m.space.Route(r.Domain)] = mustJSON(rt)
+		want[m.space.Route(r.Domain)] = etcdkv.MustJSON(rt)
 	}
 	for _, app := range st.WebApps {
 		d := m.domain(app)
@@ -209,7 +220,7 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 		if c, ok := st.DefaultCerts[app]; ok && c.Domain == d {
 			rt.TLSCert, rt.TLSKey = c.TLSCert, c.TLSKey
 		}
-		want[m.space.Route(d)] = mustJSON(rt)
+		want[m.space.Route(d)] = etcdkv.MustJSON(rt)
 	}
 	return want
 }
@@ -220,14 +231,14 @@ func (m *mirror) desired(st store.MirrorState) map[string][]byte {
 // refuses) never keeps the other apps' keys from being repaired; only an
 // unreachable etcd stops the pass, since every other request would wait
 // for it too. It returns the failures, joined.
-func (m *mirror) apply(ctx context.Context, want, existing map[string][]byte) error {
+func (m *Mirror) apply(ctx context.Context, want, existing map[string][]byte) error {
 	var errs []error
 	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if cur, ok := existing[k]; ok && bytes.Equal(cur, want[k]) {
 			continue
 		}
-		if err := m.put(ctx, k, want[k]); err != nil {
-			if errors.Is(err, errEtcdUnreachable) {
+		if err := etcdkv.Put(ctx, m.etcd, k, want[k]); err != nil {
+			if errors.Is(err, etcdkv.ErrUnreachable) {
 				return errors.Join(append(errs, err)...)
 			}
 			errs = append(errs, err)
@@ -239,8 +250,8 @@ func (m *mirror) apply(ctx context.Context, want, existing map[string][]byte) er
 		if _, ok := want[k]; ok {
 			continue
 		}
-		if err := m.delete(ctx, k); err != nil {
-			if errors.Is(err, errEtcdUnreachable) {
+		if err := etcdkv.Delete(ctx, m.etcd, k); err != nil {
+			if errors.Is(err, etcdkv.ErrUnreachable) {
 				return errors.Join(append(errs, err)...)
 			}
 			errs = append(errs, err)
@@ -257,8 +268,8 @@ func (m *mirror) apply(ctx context.Context, want, existing map[string][]byte) er
 // run) and are never removed here. The one-off formations of an app that
 // no longer exists are the mirror's to remove, so that deleting an app
 // stops its builds and runs too.
-func (m *mirror) listFormations(ctx context.Context, prefix string, live map[string]bool) (map[string][]byte, error) {
-	kvs, err := m.list(ctx, prefix)
+func (m *Mirror) listFormations(ctx context.Context, prefix string, live map[string]bool) (map[string][]byte, error) {
+	kvs, err := etcdkv.List(ctx, m.etcd, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -280,62 +291,11 @@ func liveApps(st store.MirrorState) map[string]bool {
 	return live
 }
 
-// list returns the keys and values under prefix.
-func (m *mirror) list(ctx context.Context, prefix string) (map[string][]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
-	defer cancel()
-	resp, err := m.etcd.Get(ctx, prefix, clientv3.WithPrefix())
-	if err != nil {
-		return nil, etcdErr("list "+prefix, err)
-	}
-	out := make(map[string][]byte, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		out[string(kv.Key)] = kv.Value
-	}
-	return out, nil
-}
-
-func (m *mirror) put(ctx context.Context, key string, value []byte) error {
-	if len(value) > maxMirrorValue {
-		return fmt.Errorf("put %s: %w: the value is %d bytes, the limit is %d", key, errEtcdRefused, len(value), maxMirrorValue)
-	}
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
-	defer cancel()
-	if _, err := m.etcd.Put(ctx, key, string(value)); err != nil {
-		return etcdErr("put "+key, err)
-	}
-	return nil
-}
-
-func (m *mirror) delete(ctx context.Context, key string) error {
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
-	defer cancel()
-	if _, err := m.etcd.Delete(ctx, key); err != nil {
-		return etcdErr("delete "+key, err)
-	}
-	return nil
-}
-
 // webService is the discovery service of an app's web processes.
 func webService(app string) string { return app + "-web" }
 
-// Slug releases run `gantryd slugrunner start` (mounted by the host
-// agent, see keyspace.JobSpec.MountGantryd) on the stack image recorded in
-// the release, as the stack's unprivileged user, with the slug fetched and
-// cached by the agent and mounted read-only at SlugMountPath.
-const (
-	// GantrydPath is where a job with MountGantryd finds gantryd.
-	GantrydPath = "/usr/local/bin/gantryd"
-	// SlugMountPath is where the slug of a release is mounted in its
-	// containers; slugrunner unpacks it into /app.
-	SlugMountPath = "/tmp/gantry-in/slug.tgz"
-	// AppUser is the unprivileged user of the stack and builder images
-	// that builds and slug releases run as.
-	AppUser = "app"
-)
-
 // formationValue is the etcd value of a formation row.
-func (m *mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
+func (m *Mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
 	spec := keyspace.JobSpec{
 		App:            f.App,
 		Release:        f.Release.ID,
@@ -352,11 +312,11 @@ func (m *mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
 		// The command is the release's (the Procfile's, or a buildpack's
 		// default): shell code that slugrunner runs. Flags go before the
 		// type, which only names the process (urfave/cli).
-		spec.Cmd = []string{GantrydPath, "slugrunner", "start", "--slug", SlugMountPath, "--digest", f.Slug,
+		spec.Cmd = []string{types.GantrydPath, "slugrunner", "start", "--slug", types.SlugMountPath, "--digest", f.Slug,
 			"--command", f.Process.Command, f.Type}
-		spec.Artifacts = []keyspace.Artifact{{URL: m.blobURL(f.SlugPath), Digest: f.Slug, Path: SlugMountPath}}
+		spec.Artifacts = []keyspace.Artifact{{URL: m.blobURL(f.SlugPath), Digest: f.Slug, Path: types.SlugMountPath}}
 		spec.MountGantryd = true
-		spec.User = AppUser
+		spec.User = types.AppUser
 	} else {
 		cmd, err := argv.Split(f.Process.Command)
 		if err != nil {
@@ -365,10 +325,10 @@ func (m *mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
 		spec.Cmd = cmd
 	}
 	if f.Type == "web" {
-		spec.Port = WebPort
+		spec.Port = types.WebPort
 		spec.Service = webService(f.App)
 	}
-	return mustJSON(keyspace.Formation{
+	return etcdkv.MustJSON(keyspace.Formation{
 		App:         f.App,
 		Release:     f.Release.ID,
 		Type:        f.Type,
@@ -377,14 +337,4 @@ func (m *mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
 		RestartedAt: f.RestartedAt,
 		UpdatedAt:   f.UpdatedAt,
 	}), nil
-}
-
-// mustJSON marshals values that always marshal (structs of strings,
-// numbers, maps of strings and times).
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("marshal %T: %v", v, err))
-	}
-	return b
 }

@@ -1,16 +1,16 @@
-package controller
+package build
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
 	"github.com/gantryhq/gantry/layer0/etcdwatch"
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -59,12 +59,12 @@ func (b *buildRun) waitPlaced(ctx context.Context) (keyspace.Assignment, error) 
 	wctx, cancel := context.WithTimeout(ctx, placeTimeout)
 	defer cancel()
 	snaps, err := etcdwatch.Watch(wctx, etcdwatch.Config{
-		Client: b.s.cfg.Etcd, Prefix: b.s.space.Assignments(), RequestTimeout: etcdTimeout, Logger: b.log,
+		Client: b.bd.cfg.Etcd, Prefix: b.bd.cfg.Space.Assignments(), RequestTimeout: etcdkv.Timeout, Logger: b.log,
 	})
 	if err != nil {
 		return keyspace.Assignment{}, err
 	}
-	release := buildReleasePrefix + b.id
+	release := ReleasePrefix + b.id
 	for snap := range snaps {
 		for _, v := range snap.KVs {
 			var a keyspace.Assignment
@@ -77,7 +77,7 @@ func (b *buildRun) waitPlaced(ctx context.Context) (keyspace.Assignment, error) 
 		return keyspace.Assignment{}, ctx.Err()
 	}
 	b.out.problem("No host took the build job within %s: it needs %d MiB of memory and a healthy host",
-		placeTimeout, b.s.cfg.buildMemory()>>20)
+		placeTimeout, b.bd.cfg.Memory>>20)
 	return keyspace.Assignment{}, failed(types.ErrBuildFailed, "no host could run the build")
 }
 
@@ -86,9 +86,9 @@ func (b *buildRun) waitPlaced(ctx context.Context) (keyspace.Assignment, error) 
 func (b *buildRun) waitEnded(ctx context.Context, asg keyspace.Assignment) (keyspace.JobState, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	key := b.s.space.Job(asg.JobID)
+	key := b.bd.cfg.Space.Job(asg.JobID)
 	snaps, err := etcdwatch.Watch(wctx, etcdwatch.Config{
-		Client: b.s.cfg.Etcd, Prefix: key, RequestTimeout: etcdTimeout, Logger: b.log,
+		Client: b.bd.cfg.Etcd, Prefix: key, RequestTimeout: etcdkv.Timeout, Logger: b.log,
 	})
 	if err != nil {
 		return keyspace.JobState{}, err
@@ -107,7 +107,7 @@ func (b *buildRun) waitEnded(ctx context.Context, asg keyspace.Assignment) (keys
 				return st, nil
 			}
 		case <-tick.C:
-			host, err := b.s.readHost(ctx, asg.HostID)
+			host, err := b.bd.cfg.Hosts.Host(ctx, asg.HostID)
 			if err != nil {
 				b.log.Warn("check the build job's host", "host", asg.HostID, "err", err)
 				continue
@@ -126,9 +126,9 @@ func (b *buildRun) waitEnded(ctx context.Context, asg keyspace.Assignment) (keys
 func (b *buildRun) streamLogs(ctx context.Context, asg keyspace.Assignment) {
 	var stream *hostclient.LogStream
 	for stream == nil {
-		host, err := b.s.readHost(ctx, asg.HostID)
+		host, err := b.bd.cfg.Hosts.Host(ctx, asg.HostID)
 		if err == nil && host != nil && host.APIURL != "" {
-			stream, err = b.s.hosts.get(host.APIURL).Logs(ctx, asg.JobID, hostclient.LogOptions{Follow: true})
+			stream, err = b.bd.cfg.Hosts.Logs(ctx, host.APIURL, asg.JobID, hostclient.LogOptions{Follow: true})
 		}
 		if ctx.Err() != nil {
 			return
@@ -167,48 +167,4 @@ func (b *buildRun) streamLogs(ctx context.Context, asg keyspace.Assignment) {
 		}
 		b.out.text(l.Text)
 	}
-}
-
-// jobLastLines returns the last lines of output of a job from its host
-// agent, or nil when they cannot be had.
-func (s *Server) jobLastLines(ctx context.Context, st keyspace.JobState) []string {
-	if len(st.LastLines) > 0 {
-		return st.LastLines
-	}
-	host, err := s.readHost(ctx, st.HostID)
-	if err != nil || host == nil || host.APIURL == "" {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, hostTimeout)
-	defer cancel()
-	stream, err := s.hosts.get(host.APIURL).Logs(ctx, st.JobID, hostclient.LogOptions{Lines: lastLines})
-	if err != nil {
-		return nil
-	}
-	defer stream.Close()
-	var lines []string
-	for {
-		l, err := stream.Next()
-		if err != nil {
-			return lines
-		}
-		lines = append(lines, l.Text)
-	}
-}
-
-// describeJob says what is wrong with a job of a release that did not
-// come up.
-func describeJob(st keyspace.JobState) string {
-	name := fmt.Sprintf("%s (%s)", st.Type, st.JobID)
-	switch {
-	case st.State == keyspace.StateCrashed:
-		return crashSummary(st)
-	case st.State == keyspace.StateStarting && !st.StartedAt.IsZero() && st.Type == "web":
-		return fmt.Sprintf("%s runs, but nothing answered on $PORT (%d): the web process must listen on the port in $PORT", name, WebPort)
-	case st.State == keyspace.StateStarting && !st.StartedAt.IsZero():
-		return name + " runs, but never passed its health check"
-	case st.State == keyspace.StateStarting:
-		return name + " never started"
-	}
-	return fmt.Sprintf("%s is %s", name, st.State)
 }
