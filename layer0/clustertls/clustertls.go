@@ -131,11 +131,7 @@ func Init(dir string, host Host) error {
 
 // newCA writes a new self-signed CA.
 func newCA(p Paths) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("generate the cluster CA key: %w", err)
-	}
-	serial, err := serialNumber()
+	key, serial, err := newKey("the cluster CA")
 	if err != nil {
 		return err
 	}
@@ -203,11 +199,7 @@ func issueHost(p Paths, host Host) error {
 	if err != nil {
 		return err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("generate the host key: %w", err)
-	}
-	serial, err := serialNumber()
+	key, serial, err := newKey(host.ID)
 	if err != nil {
 		return err
 	}
@@ -275,12 +267,18 @@ func CAPool(dir string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func serialNumber() (*big.Int, error) {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+// newKey generates the private key and the serial number of a new
+// certificate for whom.
+func newKey(whom string) (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("certificate serial number: %w", err)
+		return nil, nil, fmt.Errorf("generate the key of %s: %w", whom, err)
 	}
-	return n, nil
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, fmt.Errorf("serial number of the certificate of %s: %w", whom, err)
+	}
+	return key, serial, nil
 }
 
 func pemBlock(typ string, der []byte) []byte {
