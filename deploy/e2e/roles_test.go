@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +29,54 @@ import (
 // lines reach its log through the aggregator, and every role stops cleanly
 // on SIGTERM.
 func TestRoleProcesses(t *testing.T) {
+	rp := startRoleProcesses(t, nil)
+	r, p := rp.roles, rp.platform
+	tc, err := clustertls.ClientConfig(filepath.Join(rp.data, node.TLSDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tc.RootCAs, MinVersion: tls.VersionTLS12}}}
+	if resp, err := anon.Get(rp.etcdURL + "/v3/kv/range"); err == nil {
+		resp.Body.Close()
+		t.Errorf("etcd answered %s to a client without a certificate", resp.Status)
+	}
+	if resp, err := http.Get("http://" + strings.TrimPrefix(rp.etcdURL, "https://") + "/health"); err == nil {
+		resp.Body.Close()
+		t.Errorf("etcd answered %s over plain HTTP", resp.Status)
+	}
+
+	p.ok("create", "web1")
+	p.ok("release", "create", "-a", "web1", "--image", rp.image, "--process", "web=serve", "--health", "web=/healthz")
+	p.ok("scale", "-a", "web1", "web=1")
+	eventually(t, 2*time.Minute, "web1 answers 200 through the router", func() bool {
+		code, _, err := p.get("web1.localhost", "/")
+		return err == nil && code == http.StatusOK
+	})
+	eventually(t, time.Minute, "the router's request line in web1's log", func() bool {
+		res := p.run("", nil, "log", "-a", "web1")
+		return res.code == 0 && strings.Contains(res.stdout, "status=200")
+	})
+	r.stopAll(rp.data)
+}
+
+// roleProcesses is the platform run as separate role processes of one
+// gantryd binary on one data dir (see TestRoleProcesses).
+type roleProcesses struct {
+	roles    *roles
+	platform *platform // the CLI's view: API URL, token, router URL
+	data     string    // the data dir every role shares
+	etcdURL  string
+	image    string // the httpserver test image, built in the engine
+}
+
+// startRoleProcesses starts `gantryd etcd`, `logaggregator`, `controller`
+// (on a PostgreSQL of its own, by --database-url), `host`, `scheduler`,
+// `router` and `gitreceiver serve` on free loopback ports and one data
+// dir, each with the extra flags extra holds under its name, and waits
+// until etcd, the log aggregator and the controller answer. The test's end
+// stops them all and removes the cluster's containers.
+func startRoleProcesses(t *testing.T, extra map[string][]string) *roleProcesses {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
 	}
@@ -46,7 +95,7 @@ func TestRoleProcesses(t *testing.T) {
 	etcdAddr, apiAddr, httpAddr, logAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	etcdURL, apiURL, logURL := "https://"+etcdAddr, "http://"+apiAddr, "http://"+logAddr
 	sshAddr := testenv.FreeAddr(t)
-	r := &roles{t: t, gantryd: gantryd, home: t.TempDir()}
+	r := &roles{t: t, gantryd: gantryd, home: t.TempDir(), extra: extra}
 	t.Cleanup(func() { r.stopAll(data) })
 
 	dataArgs := []string{"--data", data}
@@ -64,15 +113,6 @@ func TestRoleProcesses(t *testing.T) {
 	}
 	member := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 	r.waitHealthyWith(member, "etcd", etcdURL+"/health")
-	anon := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tc.RootCAs, MinVersion: tls.VersionTLS12}}}
-	if resp, err := anon.Get(etcdURL + "/v3/kv/range"); err == nil {
-		resp.Body.Close()
-		t.Errorf("etcd answered %s to a client without a certificate", resp.Status)
-	}
-	if resp, err := http.Get("http://" + etcdAddr + "/health"); err == nil {
-		resp.Body.Close()
-		t.Errorf("etcd answered %s over plain HTTP", resp.Status)
-	}
 	r.start("logaggregator", slices.Concat(dataArgs, []string{"--addr", logAddr}))
 	r.start("controller", slices.Concat(etcdArgs, []string{"--addr", apiAddr, "--database-url", pg.URL("gantry"), "--log-url", logURL,
 		"--git-url", "ssh://git@" + sshAddr, "--router-http-url", "http://localhost:" + port(t, "http://"+httpAddr)}))
@@ -98,19 +138,7 @@ func TestRoleProcesses(t *testing.T) {
 	if p.token == "" {
 		t.Fatalf("admin.env has no token:\n%s", env)
 	}
-
-	p.ok("create", "web1")
-	p.ok("release", "create", "-a", "web1", "--image", image, "--process", "web=serve", "--health", "web=/healthz")
-	p.ok("scale", "-a", "web1", "web=1")
-	eventually(t, 2*time.Minute, "web1 answers 200 through the router", func() bool {
-		code, _, err := p.get("web1.localhost", "/")
-		return err == nil && code == http.StatusOK
-	})
-	eventually(t, time.Minute, "the router's request line in web1's log", func() bool {
-		res := p.run("", nil, "log", "-a", "web1")
-		return res.code == 0 && strings.Contains(res.stdout, "status=200")
-	})
-	r.stopAll(data)
+	return &roleProcesses{roles: r, platform: p, data: data, etcdURL: etcdURL, image: image}
 }
 
 // roles are gantryd role processes, stopped in the reverse order of their
@@ -119,6 +147,7 @@ type roles struct {
 	t       *testing.T
 	gantryd string
 	home    string
+	extra   map[string][]string // more flags of a role, by its name
 	procs   []*roleProc
 	stopped bool
 }
@@ -126,24 +155,66 @@ type roles struct {
 // roleProc is one running role.
 type roleProc struct {
 	name string
+	args []string
 	cmd  *exec.Cmd
-	out  *syncWriter
+	out  *syncWriter // the output of every run of the role
 	done chan error
 }
 
 // start runs `gantryd <name> args...`.
 func (r *roles) start(name string, args []string) {
 	r.t.Helper()
-	out := &syncWriter{buf: &bytes.Buffer{}}
+	r.procs = append(r.procs, r.spawn(name, slices.Concat(args, r.extra[name]), &syncWriter{buf: &bytes.Buffer{}}))
+}
+
+// spawn starts one run of a role, its output going to out.
+func (r *roles) spawn(name string, args []string, out *syncWriter) *roleProc {
+	r.t.Helper()
 	cmd := exec.Command(r.gantryd, append([]string{"--log-level", "debug", name}, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+r.home)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("start gantryd %s: %v", name, err)
 	}
-	p := &roleProc{name: name, cmd: cmd, out: out, done: make(chan error, 1)}
+	p := &roleProc{name: name, args: args, cmd: cmd, out: out, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
-	r.procs = append(r.procs, p)
+	return p
+}
+
+// proc returns the role's process entry.
+func (r *roles) proc(name string) (int, *roleProc) {
+	r.t.Helper()
+	for i, p := range r.procs {
+		if p.name == name {
+			return i, p
+		}
+	}
+	r.t.Fatalf("no role %s", name)
+	return 0, nil
+}
+
+// kill ends the role with SIGKILL, as a crash would, and waits until it
+// has exited.
+func (r *roles) kill(name string) {
+	r.t.Helper()
+	_, p := r.proc(name)
+	if err := p.cmd.Process.Kill(); err != nil {
+		r.t.Fatalf("SIGKILL gantryd %s: %v", name, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		r.t.Fatalf("gantryd %s did not exit within a minute of SIGKILL", name)
+	}
+	fmt.Fprintf(p.out, "--- gantryd %s killed (SIGKILL)\n", name)
+}
+
+// restart starts a killed role again with the same arguments; it keeps
+// its place in the stop order.
+func (r *roles) restart(name string) {
+	r.t.Helper()
+	i, p := r.proc(name)
+	r.procs[i] = r.spawn(name, p.args, p.out)
 }
 
 // waitHealthy polls url until it answers 200, failing the test when the
