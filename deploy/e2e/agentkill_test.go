@@ -30,8 +30,8 @@ const agentKills = 10
 // time with the same flags. No request fails, and nothing of the app is
 // disturbed: the same jobs run in the same containers, never restarted,
 // the instances never leave discovery and the jobs never leave the up
-// state; each new run of the agent reuses the host's lease and adopts the
-// jobs; the app's log holds its output once, the lines written while no
+// state; each new run of the agent, started at once or after half the
+// host lease's TTL, reuses the lease and adopts the jobs; the app's log holds its output once, the lines written while no
 // agent ran included. Then the controller is killed: the CLI says it
 // cannot reach the API at its URL, the app keeps serving, and the CLI
 // works again once the controller is back.
@@ -59,8 +59,10 @@ func TestAgentKill(t *testing.T) {
 	})
 
 	jobsBefore := map[string]string{} // job ID -> container ID
+	statesBefore := map[string]keyspace.JobState{}
 	for _, st := range appJobStates(t, etcd, space, app) {
 		jobsBefore[st.JobID] = st.ContainerID
+		statesBefore[st.JobID] = st
 	}
 	containers := p.appContainers(docker, app)
 	if len(jobsBefore) != 2 || len(containers) != 2 {
@@ -69,7 +71,7 @@ func TestAgentKill(t *testing.T) {
 	startsBefore := containerStarts(t, docker, slices.Collect(maps.Keys(containers)))
 	hostBefore, leaseBefore := hostRecord(t, etcd, space, n.HostID)
 	agent := hostclient.New(hostBefore.APIURL, n.HostToken)
-	watch := watchDisturbances(t, etcd, space, app)
+	watch := watchDisturbances(t, etcd, space, app, statesBefore)
 
 	l := startSteadyLoad(p.httpURL+"/", host)
 	var said []string
@@ -87,6 +89,14 @@ func TestAgentKill(t *testing.T) {
 			t.Fatalf("kill %d: GET /say: %d %v", i, code, err)
 		}
 		said = append(said, msg)
+		if i%2 == 0 {
+			// Every other agent stays down until half its lease's time
+			// is gone, as a slower restart would.
+			eventually(t, time.Minute, fmt.Sprintf("kill %d: half the lease's TTL gone", i), func() bool {
+				ttl, granted := leaseTTL(t, etcd, leaseBefore)
+				return ttl <= granted/2
+			})
+		}
 		r.restart("host")
 		eventually(t, time.Minute, fmt.Sprintf("kill %d: the new agent's host record, healthy", i), func() bool {
 			h, _ := hostRecord(t, etcd, space, n.HostID)
@@ -107,8 +117,8 @@ func TestAgentKill(t *testing.T) {
 		t.Errorf("disturbed while the agent was killed: %s", d)
 	}
 	for _, st := range appJobStates(t, etcd, space, app) {
-		if want, ok := jobsBefore[st.JobID]; !ok || st.ContainerID != want || st.State != keyspace.StateUp {
-			t.Errorf("after the kills: job %s %s in container %s, want one of %v, up, in the same container", st.JobID, st.State, st.ContainerID, jobsBefore)
+		if got, want := mustJSON(st), mustJSON(statesBefore[st.JobID]); got != want {
+			t.Errorf("job state after the kills:\n%s\nwant the one before:\n%s", got, want)
 		}
 	}
 	if after := p.appContainers(docker, app); !maps.Equal(keySet(after), keySet(containers)) {
@@ -223,6 +233,19 @@ func hostRecord(t *testing.T, etcd *clientv3.Client, space keyspace.Space, id st
 	return h, clientv3.LeaseID(resp.Kvs[0].Lease)
 }
 
+// leaseTTL returns the seconds a lease has left and the seconds it was
+// granted for.
+func leaseTTL(t *testing.T, etcd *clientv3.Client, id clientv3.LeaseID) (ttl, granted int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := etcd.TimeToLive(ctx, id)
+	if err != nil {
+		t.Fatalf("etcd lease %x: %v", id, err)
+	}
+	return resp.TTL, resp.GrantedTTL
+}
+
 // adopted reports whether the agent runs exactly the jobs of want (job ID
 // -> container ID), up, in the same containers.
 func adopted(t *testing.T, agent *hostclient.Client, want map[string]string) bool {
@@ -295,8 +318,9 @@ func appLogCounts(t *testing.T, p *platform, app string) map[string]int {
 
 // disturbances records, from an etcd watch, every change that tells of an
 // app disturbed: an instance of its web service deregistered, one of its
-// jobs in a state other than up or deleted, an assignment created or
-// deleted, the host record deleted (the host's lease lost).
+// jobs' states deleted or changed from the one before (up, since the same
+// time), an assignment created or deleted, the host record deleted (the
+// host's lease lost).
 type disturbances struct {
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -304,7 +328,7 @@ type disturbances struct {
 	seen   []string
 }
 
-func watchDisturbances(t *testing.T, etcd *clientv3.Client, space keyspace.Space, app string) *disturbances {
+func watchDisturbances(t *testing.T, etcd *clientv3.Client, space keyspace.Space, app string, states map[string]keyspace.JobState) *disturbances {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	resp, err := etcd.Get(ctx, space.Root(), clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -325,7 +349,7 @@ func watchDisturbances(t *testing.T, etcd *clientv3.Client, space keyspace.Space
 				continue
 			}
 			for _, ev := range wr.Events {
-				if what := disturbance(space, app, ev); what != "" {
+				if what := disturbance(space, app, states, ev); what != "" {
 					d.note(what)
 				}
 			}
@@ -350,8 +374,9 @@ func (d *disturbances) stop() []string {
 	return d.seen
 }
 
-// disturbance describes ev when it disturbs app, and returns "" otherwise.
-func disturbance(space keyspace.Space, app string, ev *clientv3.Event) string {
+// disturbance describes ev when it disturbs app, whose jobs had states,
+// and returns "" otherwise.
+func disturbance(space keyspace.Space, app string, states map[string]keyspace.JobState, ev *clientv3.Event) string {
 	key := string(ev.Kv.Key)
 	deleted := ev.Type == clientv3.EventTypeDelete
 	switch {
@@ -373,8 +398,8 @@ func disturbance(space keyspace.Space, app string, ev *clientv3.Event) string {
 		if deleted {
 			return "job state deleted: " + key
 		}
-		if st.State != keyspace.StateUp {
-			return fmt.Sprintf("job %s %s: %s", st.JobID, st.State, st.Error)
+		if got, want := mustJSON(st), mustJSON(states[st.JobID]); got != want {
+			return fmt.Sprintf("job state changed to %s from %s", got, want)
 		}
 	}
 	return ""
