@@ -157,7 +157,9 @@ func TestAgentKill(t *testing.T) {
 		t.Errorf("gantry ps with the controller down: exit %d, stderr %q, want exit 1 and %q", res.code, res.stderr, wantErr)
 	}
 	r.restart("controller")
-	r.waitHealthy("controller", p.apiURL+"/healthz")
+	if err := r.waitHealthy("controller", p.apiURL+"/healthz"); err != nil {
+		t.Fatal(err)
+	}
 	if !p.settled(app, 1, 2) {
 		t.Errorf("after the controller's restart: gantry ps does not show web=2 up:\n%s", p.ok("ps", "-a", app))
 	}

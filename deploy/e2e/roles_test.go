@@ -84,18 +84,41 @@ func startRoleProcesses(t *testing.T, extra map[string][]string) *roleProcesses 
 	docker := testenv.Docker(t)
 	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
 	pg := testenv.StartPostgres(t, "")
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	err := pg.CreateDatabase(ctx, "gantry")
-	cancel()
-	if err != nil {
-		t.Fatal(err)
+	// A free port can be taken by another test between its pick and a
+	// role's bind: then new ports, in a new data dir and database.
+	for attempt := 1; ; attempt++ {
+		db := fmt.Sprintf("gantry%d", attempt)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		err := pg.CreateDatabase(ctx, db)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &roles{t: t, gantryd: gantryd, home: t.TempDir(), extra: extra}
+		rp, err := r.startAll(pg.URL(db))
+		if err == nil {
+			rp.platform.gantry, rp.image = gantry, image
+			return rp
+		}
+		taken := r.portTaken()
+		r.abort()
+		if attempt == 3 || !taken {
+			t.Fatal(err)
+		}
+		t.Logf("a role could not bind a port picked for it, trying other ports: %v", err)
 	}
+}
 
+// startAll starts every role on new free ports and a new data dir, with
+// the controller on the database at dbURL, and waits until etcd, the log
+// aggregator and the controller answer and every role still runs.
+func (r *roles) startAll(dbURL string) (*roleProcesses, error) {
+	t := r.t
+	t.Helper()
 	data := t.TempDir()
 	etcdAddr, apiAddr, httpAddr, logAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	etcdURL, apiURL, logURL := "https://"+etcdAddr, "http://"+apiAddr, "http://"+logAddr
 	sshAddr := testenv.FreeAddr(t)
-	r := &roles{t: t, gantryd: gantryd, home: t.TempDir(), extra: extra}
 	t.Cleanup(func() { r.stopAll(data) })
 
 	dataArgs := []string{"--data", data}
@@ -112,20 +135,29 @@ func startRoleProcesses(t *testing.T, extra map[string][]string) *roleProcesses 
 		t.Fatal(err)
 	}
 	member := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
-	r.waitHealthyWith(member, "etcd", etcdURL+"/health")
+	if err := r.waitHealthyWith(member, "etcd", etcdURL+"/health"); err != nil {
+		return nil, err
+	}
 	r.start("logaggregator", slices.Concat(dataArgs, []string{"--addr", logAddr}))
-	r.start("controller", slices.Concat(etcdArgs, []string{"--addr", apiAddr, "--database-url", pg.URL("gantry"), "--log-url", logURL,
+	r.start("controller", slices.Concat(etcdArgs, []string{"--addr", apiAddr, "--database-url", dbURL, "--log-url", logURL,
 		"--git-url", "ssh://git@" + sshAddr, "--router-http-url", "http://localhost:" + port(t, "http://"+httpAddr)}))
 	r.start("host", slices.Concat(etcdArgs, []string{"--addr", testenv.FreeAddr(t), "--log-url", logURL}))
 	r.start("scheduler", etcdArgs)
 	r.start("router", slices.Concat(etcdArgs, []string{"--http-addr", httpAddr, "--https-addr", testenv.FreeAddr(t), "--log-url", logURL}))
 	r.start("gitreceiver", slices.Concat([]string{"serve"}, dataArgs, []string{"--addr", sshAddr, "--controller", apiURL}))
-	r.waitHealthy("logaggregator", logURL+"/healthz")
-	r.waitHealthy("controller", apiURL+"/healthz")
+	if err := r.waitHealthy("logaggregator", logURL+"/healthz"); err != nil {
+		return nil, err
+	}
+	if err := r.waitHealthy("controller", apiURL+"/healthz"); err != nil {
+		return nil, err
+	}
+	if err := r.exited(); err != nil {
+		return nil, err
+	}
 
 	// The controller role wrote the CLI's admin.env into the data dir, as
 	// gantryd up does.
-	p := &platform{t: t, gantry: gantry, home: r.home, data: data, apiURL: apiURL, httpURL: "http://" + httpAddr}
+	p := &platform{t: t, home: r.home, data: data, apiURL: apiURL, httpURL: "http://" + httpAddr}
 	env, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +170,7 @@ func startRoleProcesses(t *testing.T, extra map[string][]string) *roleProcesses 
 	if p.token == "" {
 		t.Fatalf("admin.env has no token:\n%s", env)
 	}
-	return &roleProcesses{roles: r, platform: p, data: data, etcdURL: etcdURL, image: image}
+	return &roleProcesses{roles: r, platform: p, data: data, etcdURL: etcdURL}, nil
 }
 
 // roles are gantryd role processes, stopped in the reverse order of their
@@ -217,42 +249,76 @@ func (r *roles) restart(name string) {
 	r.procs[i] = r.spawn(name, p.args, p.out)
 }
 
-// waitHealthy polls url until it answers 200, failing the test when the
-// role exits first or after a minute.
-func (r *roles) waitHealthy(name, url string) {
-	r.t.Helper()
-	r.waitHealthyWith(&http.Client{Timeout: 2 * time.Second}, name, url)
+// waitHealthy polls url until it answers 200; it fails when the role
+// exits first or after a minute.
+func (r *roles) waitHealthy(name, url string) error {
+	return r.waitHealthyWith(&http.Client{Timeout: 2 * time.Second}, name, url)
 }
 
-// waitHealthyWith waits until client gets a 200 from url, and fails the
-// test when the role exits first or a minute passes.
-func (r *roles) waitHealthyWith(client *http.Client, name, url string) {
-	r.t.Helper()
-	var p *roleProc
-	for _, q := range r.procs {
-		if q.name == name {
-			p = q
-		}
-	}
+// waitHealthyWith waits until client gets a 200 from url; it fails when
+// the role exits first or a minute passes.
+func (r *roles) waitHealthyWith(client *http.Client, name, url string) error {
+	_, p := r.proc(name)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		select {
 		case err := <-p.done:
 			p.done <- err
-			r.t.Fatalf("gantryd %s exited while starting: %v", name, err)
+			return fmt.Errorf("gantryd %s exited while starting: %v\n%s", name, err, p.out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("gantryd %s: %s not healthy after a minute (last: %v)", name, url, err)
+			return fmt.Errorf("gantryd %s: %s not healthy after a minute (last: %v)", name, url, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// exited returns an error naming the first role that is no longer
+// running, and nil when every role runs.
+func (r *roles) exited() error {
+	for _, p := range r.procs {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return fmt.Errorf("gantryd %s exited while starting: %v\n%s", p.name, err, p.out.String())
+		default:
+		}
+	}
+	return nil
+}
+
+// portTaken reports whether a role that exited could not bind its port.
+func (r *roles) portTaken() bool {
+	for _, p := range r.procs {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			if strings.Contains(p.out.String(), "address already in use") {
+				return true
+			}
+		default:
+		}
+	}
+	return false
+}
+
+// abort kills every role of a start that failed, newest first, and waits
+// until each has exited.
+func (r *roles) abort() {
+	r.stopped = true
+	for i := len(r.procs) - 1; i >= 0; i-- {
+		p := r.procs[i]
+		_ = p.cmd.Process.Kill()
+		err := <-p.done
+		p.done <- err
 	}
 }
 
