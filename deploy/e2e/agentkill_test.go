@@ -81,6 +81,7 @@ func TestAgentKill(t *testing.T) {
 		eventually(t, time.Minute, fmt.Sprintf("kill %d: its share of the load", i), func() bool {
 			return l.total() >= int64(i*minRequests/(agentKills+1))
 		})
+		killedAt := revision(t, etcd)
 		r.kill("host")
 		// Output the app writes while no agent runs reaches its log
 		// once the agent is back.
@@ -107,8 +108,10 @@ func TestAgentKill(t *testing.T) {
 			t.Errorf("kill %d: the host record is under lease %x, want the first run's %x reused", i, lease, leaseBefore)
 		}
 		hostBefore = h
-		eventually(t, time.Minute, fmt.Sprintf("kill %d: the new agent adopted both jobs", i), func() bool {
-			return adopted(t, agent, jobsBefore)
+		// The new run adopts the jobs, then writes each one's state once
+		// it has inspected its container.
+		eventually(t, time.Minute, fmt.Sprintf("kill %d: the new agent adopted both jobs and inspected their containers", i), func() bool {
+			return adopted(t, agent, jobsBefore) && written(t, etcd, space, slices.Collect(maps.Keys(jobsBefore)), killedAt)
 		})
 	}
 	l.end(t, fmt.Sprintf("%d kills of the host agent", agentKills), minRequests)
@@ -233,6 +236,36 @@ func hostRecord(t *testing.T, etcd *clientv3.Client, space keyspace.Space, id st
 		t.Fatalf("host record: %v", err)
 	}
 	return h, clientv3.LeaseID(resp.Kvs[0].Lease)
+}
+
+// revision returns etcd's current revision.
+func revision(t *testing.T, etcd *clientv3.Client) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := etcd.Get(ctx, "/", clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatalf("etcd get: %v", err)
+	}
+	return resp.Header.Revision
+}
+
+// written reports whether the state of every job of ids was written after
+// revision rev.
+func written(t *testing.T, etcd *clientv3.Client, space keyspace.Space, ids []string, rev int64) bool {
+	t.Helper()
+	for _, id := range ids {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		resp, err := etcd.Get(ctx, space.Job(id))
+		cancel()
+		if err != nil {
+			t.Fatalf("etcd get: %v", err)
+		}
+		if len(resp.Kvs) == 0 || resp.Kvs[0].ModRevision <= rev {
+			return false
+		}
+	}
+	return true
 }
 
 // leaseTTL returns the seconds a lease has left and the seconds it was
