@@ -66,6 +66,7 @@ func TestAgent(t *testing.T) {
 		{"Crash", testCrash},
 		{"FailingHealthCheck", testFailingHealthCheck},
 		{"Restart", testRestart},
+		{"RestartKeepsStates", testRestartKeepsStates},
 		{"Orphans", testOrphans},
 		{"LogsAPI", testLogsAPI},
 		{"DockerUnreachable", testDockerUnreachable},
@@ -784,6 +785,61 @@ func testRestart(t *testing.T, f *fixture) {
 		_, err := e.docker.ContainerInspect(t.Context(), webBefore.ContainerID)
 		return cerrdefs.IsNotFound(err), fmt.Sprint(err)
 	})
+}
+
+// testRestartKeepsStates restarts the agent over an up job and a crashed
+// one: the new run adopts both without changing what their states say.
+// The up job is up since the same time, and the crash keeps its exit
+// code, its last lines and its time, from which the scheduler counts the
+// back-off before the job's replacement.
+func testRestartKeepsStates(t *testing.T, f *fixture) {
+	e := f.env(t)
+	cfg := e.config("h1")
+	first := e.start(cfg)
+	e.assign("h1", "job-web", e.webSpec("keeper", nil))
+	e.assign("h1", "job-quit", e.webSpec("quitter", map[string]string{"EXIT_AFTER": "300ms", "EXIT_CODE": "3"}))
+	before := map[string]keyspace.JobState{
+		"job-web":  e.waitState("job-web", keyspace.StateUp),
+		"job-quit": e.waitState("job-quit", keyspace.StateCrashed),
+	}
+	first.stop(t)
+
+	written := map[string]func() []keyspace.JobState{}
+	for id := range before {
+		written[id] = e.history(id)
+	}
+	e.start(cfg)
+	// A new run writes each job's state once it has inspected its
+	// container; every state it writes is the one before.
+	check := func() {
+		t.Helper()
+		for id, want := range before {
+			for _, st := range written[id]() {
+				if got, want := mustJSON(t, st), mustJSON(t, want); got != want {
+					t.Errorf("job %s after the restart:\n%s\nwant the state before:\n%s", id, got, want)
+				}
+			}
+		}
+	}
+	waitFor(t, "both jobs' states written by the new run", func() (bool, string) {
+		return len(written["job-web"]()) > 0 && len(written["job-quit"]()) > 0,
+			fmt.Sprintf("web %d, quitter %d", len(written["job-web"]()), len(written["job-quit"]()))
+	})
+	check()
+	waitFor(t, "web instance registered", func() (bool, string) {
+		insts := e.instances("keeper-web")
+		return len(insts) == 1 && insts[0].Addr == before["job-web"].Addr, fmt.Sprintf("%+v", insts)
+	})
+	check()
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func testOrphans(t *testing.T, f *fixture) {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -120,9 +121,11 @@ func newJob(a *agent, as keyspace.Assignment, containerID string, prev *keyspace
 		UpdatedAt:   now,
 	}
 	if prev != nil && prev.ContainerID == containerID && containerID != "" {
-		// Carry the previous run's view over until the container is
-		// inspected; an up job stays in discovery meanwhile.
-		j.state.State, j.state.Addr, j.state.StartedAt = prev.State, prev.Addr, prev.StartedAt
+		// Carry the previous run's state over: it stands until the
+		// container is inspected, and what the inspection does not
+		// change (an up job's time, a crash's record) stays as it was.
+		// An up job stays in discovery meanwhile.
+		j.state = *prev
 		j.registered = prev.State == keyspace.StateUp && as.Spec.Service != ""
 	}
 	if orphan {
@@ -222,16 +225,29 @@ func (j *job) run(ctx context.Context) {
 	}
 }
 
-// setState changes the job's state and publishes it. The caller holds no
-// lock.
+// setState changes the job's state and publishes it. UpdatedAt moves only
+// when something else changed, so that a new run of the agent that adopts
+// the job, finding it as it was, leaves its state as it was. The caller
+// holds no lock.
 func (j *job) setState(ctx context.Context, change func(st *keyspace.JobState)) {
 	j.mu.Lock()
+	was := j.state
 	change(&j.state)
-	j.state.UpdatedAt = time.Now().UTC()
+	if !sameState(was, j.state) {
+		j.state.UpdatedAt = time.Now().UTC()
+	}
 	j.mu.Unlock()
 	if err := j.publish(ctx); err != nil {
 		j.log.Warn("cannot publish job state; will retry", "err", err)
 	}
+}
+
+// sameState reports whether a and b say the same but for UpdatedAt.
+func sameState(a, b keyspace.JobState) bool {
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+	ja, erra := json.Marshal(a)
+	jb, errb := json.Marshal(b)
+	return erra == nil && errb == nil && bytes.Equal(ja, jb)
 }
 
 // create creates and starts the job's container, or adopts the one it has.
@@ -460,11 +476,22 @@ func (j *job) exitCode(ctx context.Context, id string) *int {
 func (j *job) crash(ctx context.Context, code *int, msg string) {
 	j.phase = phaseExited
 	j.drainLogs(ctx)
-	j.shipCrash(code, msg)
 	j.mu.Lock()
 	j.registered = false
 	j.pid, j.stats = 0, nil // the process is gone; its pid may be reused
+	recorded := j.state.State == keyspace.StateCrashed
 	j.mu.Unlock()
+	if recorded {
+		// A previous run of the agent recorded this crash of this
+		// container: its record, and the time the scheduler counts the
+		// back-off from, stay.
+		if err := j.publish(ctx); err != nil {
+			j.log.Warn("cannot publish job state; will retry", "err", err)
+		}
+		j.retireOneOff(ctx)
+		return
+	}
+	j.shipCrash(code, msg)
 	last := j.logs.last(lastLines)
 	for i, l := range last {
 		if len(l) > maxLastLineLen {
@@ -479,6 +506,11 @@ func (j *job) crash(ctx context.Context, code *int, msg string) {
 		attrs = append(attrs, "exit_code", *code)
 	}
 	j.log.Warn("job crashed", attrs...)
+	j.retireOneOff(ctx)
+}
+
+// retireOneOff retires a crashed one-off job (see retire).
+func (j *job) retireOneOff(ctx context.Context) {
 	if j.spec().OneOff && !j.orphan {
 		j.retire(ctx)
 	}

@@ -55,14 +55,11 @@ func process(as keyspace.Assignment) string {
 	return as.Spec.Type
 }
 
-// shipCrash ships the event of the job's crash, unless its state already
-// says crashed (an earlier run of the agent shipped it). The job's last
-// lines are in the log already.
+// shipCrash ships the event of the job's crash (crash calls it only for a
+// crash no earlier run of the agent recorded). The job's last lines are in
+// the log already.
 func (j *job) shipCrash(code *int, msg string) {
 	if j.orphan {
-		return
-	}
-	if st, _ := j.snapshot(); st.State == keyspace.StateCrashed {
 		return
 	}
 	text := process(j.asg) + " crashed"
