@@ -60,7 +60,12 @@ func TestShutdownDrains(t *testing.T) {
 	d := waitFor(t, "responses with Connection: close", 30*time.Second, func() bool {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+tr.httpAddr+"/", nil)
 		req.Host = "slow.test"
-		resp, err := http.DefaultTransport.RoundTrip(req)
+		// A new connection each time: a pooled one may be an idle
+		// connection the router closed when the stop began, which says
+		// nothing about new connections.
+		fresh := &http.Transport{}
+		defer fresh.CloseIdleConnections()
+		resp, err := fresh.RoundTrip(req)
 		if err != nil {
 			t.Fatalf("request during the shutdown delay: %v", err)
 		}
