@@ -324,7 +324,11 @@ func (m *Mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
 		}
 		spec.Cmd = cmd
 	}
-	if f.Type == "web" {
+	if sys := f.Process.System; sys != nil {
+		// A process of the platform's own apps (never one made through
+		// the API): on the host's network, with the data dir mounted.
+		spec.System, spec.HostNetwork, spec.Port, spec.Binds = f.App, true, sys.Port, sys.Binds
+	} else if f.Type == "web" {
 		spec.Port = types.WebPort
 		spec.Service = webService(f.App)
 	}
