@@ -109,7 +109,7 @@ func TestSystemFormation(t *testing.T) {
 	}{
 		{"system process", space.Formation("gantry-controller", "r1", "controller"), keyspace.JobSpec{
 			App: "gantry-controller", Release: "r1", ReleaseVersion: 1, Type: "controller", Image: "gantry/platform:v1",
-			Cmd: []string{"gantryd", "controller", "--data", "/var/lib/gantry"}, Port: 7070, Health: keyspace.HealthCheck{Path: "/healthz"},
+			Entrypoint: []string{"gantryd"}, Cmd: []string{"controller", "--data", "/var/lib/gantry"}, Port: 7070, Health: keyspace.HealthCheck{Path: "/healthz"},
 			System: "gantry-controller", HostNetwork: true, Binds: binds}},
 		{"app process", space.Formation("demo", "r2", "web"), keyspace.JobSpec{
 			App: "demo", Release: "r2", ReleaseVersion: 1, Type: "web", Image: "demo:v1", Cmd: []string{"/server"},

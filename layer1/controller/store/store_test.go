@@ -485,6 +485,8 @@ func TestEnsureSystemApp(t *testing.T) {
 		{"scaled back up", func(*SystemApp) { exec(t, url, `UPDATE formations SET count = 0`) }, 1, false},
 		{"new command", func(a *SystemApp) { a.Processes = proc("gantryd router --data /data --http-addr :80") }, 2, true},
 		{"new image", func(a *SystemApp) { a.Image = "gantry/platform:v2" }, 3, true},
+		{"new config", func(a *SystemApp) { a.Config = map[string]string{"GOPROXY": "off"} }, 4, true},
+		{"same config", func(*SystemApp) {}, 4, false},
 	}
 	for _, st := range steps {
 		st.change(&want)

@@ -25,6 +25,9 @@ type SystemApp struct {
 	Image string
 	// Description says what made a new release ("gantryd up").
 	Description string
+	// Config is the release's environment (the controller's build
+	// settings); nil means none.
+	Config map[string]string
 	// Processes are the release's processes; Counts their formation, by
 	// type (a type without a count runs no job).
 	Processes map[string]types.Process
@@ -58,7 +61,7 @@ func (a SystemApp) Validate() error {
 // EnsureSystemApp makes sure the system app want exists with a current
 // release of want.Image and want.Processes and the formation want.Counts,
 // in one transaction. It is idempotent: an app already so changes nothing
-// (and keeps its release), one whose image or processes differ gets a new
+// (and keeps its release), one whose image, config or processes differ gets a new
 // release that becomes current at once (no deployment: the platform
 // replaces its own jobs), with only its formations left. It is the
 // platform's bootstrap (`gantryd up`), the only writer of these rows
@@ -66,6 +69,9 @@ func (a SystemApp) Validate() error {
 func (s *Store) EnsureSystemApp(ctx context.Context, want SystemApp) (rel types.Release, changed bool, err error) {
 	if err := want.Validate(); err != nil {
 		return types.Release{}, false, err
+	}
+	if want.Config == nil {
+		want.Config = map[string]string{}
 	}
 	procs, err := json.Marshal(want.Processes)
 	if err != nil {
@@ -91,10 +97,10 @@ func (s *Store) EnsureSystemApp(ctx context.Context, want SystemApp) (rel types.
 			if err != nil {
 				return err
 			}
-			same, rel = cur.Image == want.Image && bytes.Equal(curProcs, procs), cur
+			same, rel = cur.Image == want.Image && maps.Equal(cur.Config, want.Config) && bytes.Equal(curProcs, procs), cur
 		}
 		if !same {
-			if rel, err = insertRelease(ctx, tx, a, NewRelease{Description: want.Description, Image: want.Image, Processes: want.Processes}); err != nil {
+			if rel, err = insertRelease(ctx, tx, a, NewRelease{Description: want.Description, Image: want.Image, Config: want.Config, Processes: want.Processes}); err != nil {
 				return err
 			}
 			if err := makeCurrent(ctx, tx, a.id, rel.ID); err != nil {
