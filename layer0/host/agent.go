@@ -586,6 +586,9 @@ func (a *agent) listContainers(ctx context.Context) (map[string]container.Summar
 	out := make(map[string]container.Summary, len(list))
 	for _, c := range list {
 		id := c.Labels[keyspace.LabelJob]
+		if id == "" && c.Labels[keyspace.LabelSystem] != "" {
+			continue // a platform container that gantryd up runs itself (etcd, the agent)
+		}
 		if !validLabelValue(id) {
 			a.log.Warn("ignoring container without a usable job label", "container", shortID(c.ID))
 			continue
