@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +30,9 @@ import (
 // platform and of the app killed, `gantryd up --containers --detach`
 // again) the app serves again within 60 s with its releases and config;
 // the reserved prefix is refused; `gantryd down` leaves no platform
-// container running and the app's running.
+// container running and the app's running. Last, `gantryd up
+// --containers` in the foreground follows the platform's output and stops
+// it on SIGTERM, the app still running.
 func TestPlatformContainers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
@@ -123,6 +126,50 @@ func TestPlatformContainers(t *testing.T) {
 	apps := listContainers(t, docker, false, keyspace.LabelCluster+"="+cluster, keyspace.LabelApp+"=web1")
 	if len(apps) != 1 {
 		t.Errorf("%d running containers of web1 after gantryd down, want 1", len(apps))
+	}
+
+	// In the foreground: up follows the platform's output until SIGTERM,
+	// then stops the platform and leaves the app running.
+	fg := &syncWriter{buf: &bytes.Buffer{}}
+	cmd := exec.Command(p.gantryd, slices.DeleteFunc(slices.Clone(p.args), func(a string) bool { return a == "--detach" })...)
+	cmd.Env = append(os.Environ(), "HOME="+p.home)
+	cmd.Stdout, cmd.Stderr = fg, fg
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			cmd.Process.Kill()
+			<-done
+		}
+		p.logs.Write([]byte(fg.String()))
+	})
+	eventually(t, 2*time.Minute, "the foreground platform up and web1 serving", func() bool {
+		return strings.Contains(fg.String(), "Gantry is up") && serves()
+	})
+	eventually(t, time.Minute, "the controller's output followed", func() bool {
+		return strings.Contains(fg.String(), "gantry-controller | ")
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		exited = true
+		if err != nil {
+			t.Fatalf("gantryd up --containers exited with %v after SIGTERM", err)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("gantryd up --containers did not stop within 3 minutes of SIGTERM")
+	}
+	if got := runningComponents(t, docker, cluster); len(got) != 0 {
+		t.Errorf("platform containers running after SIGTERM: %v", got)
+	}
+	if apps := listContainers(t, docker, false, keyspace.LabelCluster+"="+cluster, keyspace.LabelApp+"=web1"); len(apps) != 1 {
+		t.Errorf("%d running containers of web1 after SIGTERM, want 1", len(apps))
 	}
 }
 
