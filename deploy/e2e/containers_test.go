@@ -81,6 +81,13 @@ func TestPlatformContainers(t *testing.T) {
 		res := p.run("", nil, "-a", "gantry-router", "ps")
 		return res.code == 0 && strings.Contains(res.stdout, "router.1") && strings.Contains(res.stdout, "up")
 	})
+	if out := p.ok("-a", "gantry-router", "releases"); !strings.Contains(out, "v1") || !strings.Contains(out, "gantryd up") {
+		t.Errorf("gantry -a gantry-router releases:\n%s", out)
+	}
+	eventually(t, time.Minute, "the router job's output in gantry -a gantry-router log", func() bool {
+		res := p.run("", nil, "-a", "gantry-router", "log")
+		return res.code == 0 && strings.Contains(res.stdout, "router.1")
+	})
 
 	// An image app, served through the router's job.
 	p.ok("create", "web1")
