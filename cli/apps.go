@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/gantryhq/gantry/layer1/controller/client"
@@ -87,9 +88,10 @@ func (r *runner) addRemote(ctx context.Context, name, gitURL string) error {
 
 func (r *runner) appsCommand() *urfave.Command {
 	return &urfave.Command{
-		Name:   "apps",
-		Usage:  "list apps",
-		Flags:  []urfave.Flag{clusterFlag(), jsonFlag()},
+		Name:  "apps",
+		Usage: "list apps",
+		Flags: []urfave.Flag{clusterFlag(), jsonFlag(),
+			&urfave.BoolFlag{Name: "all", Usage: "also list the platform's own apps (" + types.SystemAppPrefix + "...)"}},
 		Action: r.apps,
 	}
 }
@@ -106,6 +108,8 @@ func (r *runner) apps(c *urfave.Context) error {
 	if err != nil {
 		return err
 	}
+	// The platform's own apps are listed only when asked for.
+	apps = slices.DeleteFunc(apps, func(a types.App) bool { return !c.Bool("all") && types.IsSystemAppName(a.Name) })
 	if apps == nil {
 		apps = []types.App{}
 	}

@@ -111,6 +111,8 @@ func TestGolden(t *testing.T) {
 		homeKey bool
 		// shop adds the app shop, whose jobs show every state.
 		shop bool
+		// system adds gantry-router, one of the platform's own apps.
+		system bool
 		// certs writes ~/www.pem and ~/www.key, a certificate for
 		// www.example.test and its key, and ~/other.pem for other.test.
 		certs bool
@@ -118,8 +120,9 @@ func TestGolden(t *testing.T) {
 		// added without one (see testController.obtainCert).
 		acme bool
 	}{
-		{name: "apps", args: []string{"apps"}},
+		{name: "apps", args: []string{"apps"}, system: true},
 		{name: "apps_json", args: []string{"apps", "--json"}},
+		{name: "apps_all", args: []string{"apps", "--all"}, system: true},
 		{name: "apps_empty", args: []string{"apps"}, empty: true},
 		{name: "apps_empty_json", args: []string{"apps", "--json"}, empty: true},
 		{
@@ -284,6 +287,11 @@ func TestGolden(t *testing.T) {
 			}
 			if tt.shop {
 				tc.seedShop()
+			}
+			if tt.system {
+				tc.mu.Lock()
+				tc.newApp("gantry-router")
+				tc.mu.Unlock()
 			}
 			tc.acme = tt.acme
 			closed := closedURL(t)

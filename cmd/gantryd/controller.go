@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -44,7 +47,8 @@ func controllerCommand() *cli.Command {
 		Usage: "run the controller: the API, state in PostgreSQL, builds and deploys (part of `gantryd up`)",
 		Flags: append([]cli.Flag{
 			dataFlag(),
-			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL connection string (required)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
+			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL connection string (this or --database-url-file is required)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
+			&cli.StringFlag{Name: "database-url-file", Usage: "read the PostgreSQL connection string from `FILE` (as gantryd up --containers writes it, mode 0600)"},
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7070", Usage: "API listen address"},
 			&cli.StringFlag{Name: "internal-url", Usage: "`URL` at which the host agents reach this controller for blobs (default: http:// and --addr)"},
 			&cli.StringFlag{Name: "git-url", Value: "ssh://git@127.0.0.1:2222", Usage: "base SSH `URL` of the git receiver: apps are pushed to <URL>/<app>.git"},
@@ -59,8 +63,15 @@ func controllerCommand() *cli.Command {
 			}
 			log = log.With("component", "controller")
 			dbURL := c.String("database-url")
+			if f := c.String("database-url-file"); f != "" && dbURL == "" {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("--database-url-file: %w", err)
+				}
+				dbURL = strings.TrimSpace(string(b))
+			}
 			if dbURL == "" {
-				return errors.New("--database-url (or GANTRY_DATABASE_URL) is required")
+				return errors.New("--database-url (or GANTRY_DATABASE_URL, or --database-url-file) is required")
 			}
 			n, err := openNode(c)
 			if err != nil {

@@ -20,6 +20,7 @@ func hostCommand() *cli.Command {
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7071", Usage: "agent API listen address"},
 			&cli.StringFlag{Name: "advertise", Value: host.DefaultAdvertiseAddr, Usage: "IP address app ports are published on"},
 			logURLFlag("ship the jobs' output and crash events there"),
+			&cli.StringFlag{Name: "gantryd", Usage: "the gantryd `FILE` mounted into slug containers, a path on the host (default: this executable)"},
 		}, etcdFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
@@ -46,6 +47,7 @@ func hostCommand() *cli.Command {
 				Docker:        dk,
 				AdvertiseAddr: c.String("advertise"),
 				APIAddr:       c.String("addr"),
+				GantrydPath:   c.String("gantryd"),
 				Version:       version,
 				Logger:        log,
 			})

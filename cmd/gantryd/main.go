@@ -37,7 +37,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"GANTRY_LOG_LEVEL"}},
 		},
-		Commands: []*cli.Command{upCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(),
+		Commands: []*cli.Command{upCommand(), downCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(),
 			etcdCommand(), hostCommand(), controllerCommand(), schedulerCommand(), routerCommand(), gitreceiverCommand(), logaggregatorCommand()},
 	}
 	if err := app.RunContext(ctx, os.Args); err != nil {
@@ -73,7 +73,7 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "router HTTPS listen address"},
 			&cli.StringFlag{Name: "ssh-addr", Value: "127.0.0.1:2222", Usage: "git-over-SSH listen address"},
 			&cli.StringFlag{Name: "host-api-addr", Value: "127.0.0.1:7071", Usage: "host agent API listen address"},
-			&cli.StringFlag{Name: "log-addr", Value: "127.0.0.1:0", Usage: "log aggregator listen address (port 0: a free port)"},
+			&cli.StringFlag{Name: "log-addr", Value: "127.0.0.1:0", Usage: "log aggregator listen address (port 0: a free port; with --containers the default is 127.0.0.1:7072)"},
 			&cli.IntFlag{Name: "log-lines", Value: 10000, Usage: "lines of log history kept per app"},
 			&cli.StringFlag{Name: "etcd-client-addr", Value: "127.0.0.1:7379", Usage: "embedded etcd client listen address"},
 			&cli.StringFlag{Name: "etcd-peer-addr", Value: "127.0.0.1:7380", Usage: "embedded etcd peer listen address"},
@@ -84,6 +84,9 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
 			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "IP address app ports are published on"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- for stdout)"},
+			&cli.BoolFlag{Name: "containers", Usage: "run the platform as containers: etcd, PostgreSQL and the host agent, and the other roles as the jobs of the system apps (gantry-*)"},
+			&cli.BoolFlag{Name: "detach", Usage: "with --containers: return once the platform is up and leave it running (gantryd down stops it)"},
+			&cli.StringFlag{Name: "postgres-addr", Value: "127.0.0.1:7432", Usage: "with --containers: the PostgreSQL container's listen address"},
 		}, append(controllerFlags(), routerLimitFlags()...)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
@@ -95,7 +98,15 @@ func upCommand() *cli.Command {
 				return err
 			}
 			defer closeAccessLog()
+			logAddr := c.String("log-addr")
+			if c.Bool("containers") && !c.IsSet("log-addr") {
+				// The aggregator's job has a fixed address in its release.
+				logAddr = "127.0.0.1:7072"
+			}
 			return up.Run(c.Context, up.Config{
+				Containers:     c.Bool("containers"),
+				Detach:         c.Bool("detach"),
+				PostgresAddr:   c.String("postgres-addr"),
 				AccessLog:      accessLog,
 				RouterLimits:   routerLimits(c),
 				DataDir:        c.String("data"),
@@ -104,7 +115,7 @@ func upCommand() *cli.Command {
 				HTTPSAddr:      c.String("https-addr"),
 				SSHAddr:        c.String("ssh-addr"),
 				HostAPIAddr:    c.String("host-api-addr"),
-				LogAddr:        c.String("log-addr"),
+				LogAddr:        logAddr,
 				LogLines:       c.Int("log-lines"),
 				EtcdClientAddr: c.String("etcd-client-addr"),
 				EtcdPeerAddr:   c.String("etcd-peer-addr"),
@@ -124,6 +135,21 @@ func upCommand() *cli.Command {
 				Version:        version,
 				Logger:         log,
 			})
+		},
+	}
+}
+
+func downCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "down",
+		Usage: "stop the platform that gantryd up --containers runs on a data dir; app containers keep running",
+		Flags: []cli.Flag{dataFlag()},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			return up.Down(c.Context, up.DownConfig{DataDir: c.String("data"), Logger: log})
 		},
 	}
 }

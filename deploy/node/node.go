@@ -62,6 +62,13 @@ const (
 	TLSDir = "tls"
 	// MetricsFile holds the controller's metric history.
 	MetricsFile = "metrics.gob"
+	// DatabaseURLFile (mode 0600) holds the connection string of the
+	// node's PostgreSQL container, which the controller's container reads
+	// (`gantryd up --containers`).
+	DatabaseURLFile = "database-url"
+	// BinDir holds the copy of gantryd that the host agent's container
+	// mounts into slug containers (`gantryd up --containers`).
+	BinDir = "bin"
 	// lockFile serializes the creation of the identity files between the
 	// processes that open the data dir at once.
 	lockFile = ".identity.lock"

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	docker "github.com/docker/docker/client"
 	"golang.org/x/sync/errgroup"
@@ -26,13 +27,17 @@ import (
 
 // Run starts every role and blocks until ctx is done or a role fails; then it
 // stops them all (PostgreSQL and the embedded etcd last). App containers keep
-// running: the next Run adopts them.
+// running: the next Run adopts them. With cfg.Containers it runs the
+// platform as containers instead (see runContainers).
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("gantryd up: %w", err)
 	}
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
+	}
+	if cfg.Containers {
+		return runContainers(ctx, cfg)
 	}
 	log := cfg.Logger
 	// The data dir and the identity every role shares, as the role
@@ -195,15 +200,10 @@ func Run(ctx context.Context, cfg Config) error {
 		}))
 	})
 	g.Go(func() error {
-		if err := waitHealthy(gctx, api+"/healthz"); err != nil {
+		if err := waitHealthy(gctx, api+"/healthz", time.Minute); err != nil {
 			return err
 		}
-		fmt.Fprintf(cfg.Out, "Gantry is up: API %s, apps at %s, git push to %s/<app>.git\n",
-			api, publicURL("http", cfg.HTTPAddr), sshBaseURL(cfg.SSHAddr))
-		if len(missingImages) > 0 {
-			fmt.Fprintf(cfg.Out, "Images missing (%s): run `gantryd stack build` before git push\n", strings.Join(missingImages, ", "))
-		}
-		fmt.Fprintf(cfg.Out, "To use the CLI: set -a; . %s; set +a\n", n.Path(node.AdminEnvFile))
+		banner(cfg, n, missingImages)
 		return nil
 	})
 	err = g.Wait()
@@ -212,6 +212,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("gantryd up stopping")
 	return err
+}
+
+// banner prints that the platform is up, where, the images missing for
+// builds, and how to point the CLI at it.
+func banner(cfg Config, n *node.Node, missingImages []string) {
+	fmt.Fprintf(cfg.Out, "Gantry is up: API %s, apps at %s, git push to %s/<app>.git\n",
+		node.APIURL(cfg.APIAddr), publicURL("http", cfg.HTTPAddr), sshBaseURL(cfg.SSHAddr))
+	if len(missingImages) > 0 {
+		fmt.Fprintf(cfg.Out, "Images missing (%s): run `gantryd stack build` before git push\n", strings.Join(missingImages, ", "))
+	}
+	fmt.Fprintf(cfg.Out, "To use the CLI: set -a; . %s; set +a\n", n.Path(node.AdminEnvFile))
 }
 
 // metricsHost is the host the router's metrics listener binds: the HTTP

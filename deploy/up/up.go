@@ -91,6 +91,23 @@ type Config struct {
 	// Out receives the few human lines ("Gantry is up", how to source
 	// admin.env); nil means os.Stdout.
 	Out io.Writer
+
+	// Containers runs the platform as containers (etcd, PostgreSQL and
+	// the host agent started by Run, the other roles as the jobs of the
+	// system apps) instead of in this process; false runs it in this
+	// process. It needs no external etcd or PostgreSQL, no access log and
+	// no ACME CA file, and a LogAddr with a port.
+	Containers bool
+	// PostgresAddr is the address of the PostgreSQL container (host:port);
+	// required with Containers, unused without.
+	PostgresAddr string
+	// Detach, with Containers, makes Run return once the platform is up,
+	// leaving it running (`gantryd down` stops it); false follows the
+	// platform's logs until ctx ends, then stops it.
+	Detach bool
+	// LogOut receives the platform containers' output that Run follows;
+	// nil means os.Stderr.
+	LogOut io.Writer
 }
 
 // Validate reports missing or malformed fields.
@@ -124,7 +141,34 @@ func (c Config) Validate() error {
 	if c.Logger == nil {
 		errs = append(errs, errors.New("no logger"))
 	}
+	if c.Containers {
+		errs = append(errs, c.validateContainers()...)
+	} else if c.Detach {
+		errs = append(errs, errors.New("--detach needs --containers"))
+	}
 	return errors.Join(errs...)
+}
+
+// validateContainers reports what the platform as containers does not
+// take.
+func (c Config) validateContainers() []error {
+	var errs []error
+	if len(c.EtcdEndpoints) > 0 || c.DatabaseURL != "" {
+		errs = append(errs, errors.New("--containers runs its own etcd and PostgreSQL: no --etcd or --database-url"))
+	}
+	if c.AccessLog != nil {
+		errs = append(errs, errors.New("--containers: the router's access log goes to its job's log, not to --access-log"))
+	}
+	if c.ACMECAFile != "" {
+		errs = append(errs, errors.New("--containers takes no --acme-ca-file"))
+	}
+	if port(c.LogAddr) == 0 {
+		errs = append(errs, fmt.Errorf("--containers: --log-addr %q needs a port", c.LogAddr))
+	}
+	if _, _, err := net.SplitHostPort(c.PostgresAddr); err != nil || port(c.PostgresAddr) == 0 {
+		errs = append(errs, fmt.Errorf("--postgres-addr %q: want host:port", c.PostgresAddr))
+	}
+	return errs
 }
 
 // publicURL turns a listen address into a URL a local client can use:

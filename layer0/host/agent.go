@@ -539,6 +539,12 @@ func (a *agent) converge(ctx context.Context) error {
 			c = container.Summary{}
 		}
 		j := newJob(a, as, c.ID, prev, false)
+		// On the first pass, a container that exited while no agent ran
+		// (a reboot) is started again at once: the scheduler, itself such
+		// a job, could not come back otherwise. One whose exit the last
+		// run saw as a crash waits for the scheduler's back-off.
+		j.startExited = a.previous != nil && c.ID != "" && c.State == container.StateExited &&
+			!as.Spec.OneOff && (prev == nil || prev.State != keyspace.StateCrashed)
 		a.jobs[id] = j
 		if c.ID != "" {
 			j.log.Info("adopting container", "container", shortID(c.ID), "status", c.State)
@@ -580,6 +586,9 @@ func (a *agent) listContainers(ctx context.Context) (map[string]container.Summar
 	out := make(map[string]container.Summary, len(list))
 	for _, c := range list {
 		id := c.Labels[keyspace.LabelJob]
+		if id == "" && c.Labels[keyspace.LabelSystem] != "" {
+			continue // a platform container that gantryd up runs itself (etcd, the agent)
+		}
 		if !validLabelValue(id) {
 			a.log.Warn("ignoring container without a usable job label", "container", shortID(c.ID))
 			continue

@@ -75,6 +75,8 @@ func TestAgent(t *testing.T) {
 		{"Volumes", testVolumes},
 		{"GC", testGC},
 		{"Stats", testStats},
+		{"SystemJob", testSystemJob},
+		{"Reboot", testReboot},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

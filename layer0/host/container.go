@@ -18,6 +18,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/go-connections/nat"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
@@ -51,9 +52,9 @@ const GantrydMountPath = "/usr/local/bin/gantryd"
 const maxFiles = 32
 
 // validateSpec checks what the agent relies on. A JobSpec cannot express
-// host paths, devices or privileges: the only mounts are the agent's own
-// (artifacts from its cache and its gantryd binary, read-only), so there
-// is nothing of that kind to refuse.
+// devices or privileges; its only host paths are the agent's own mounts
+// (artifacts from its cache and its gantryd binary, read-only) and the
+// binds of the platform's own jobs (see validateSystem).
 func validateSpec(s keyspace.JobSpec) error {
 	var errs []error
 	if s.Image == "" {
@@ -99,6 +100,7 @@ func validateSpec(s keyspace.JobSpec) error {
 	}
 	errs = append(errs, validateFiles(s)...)
 	errs = append(errs, validateAttach(s)...)
+	errs = append(errs, validateSystem(s)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
@@ -140,6 +142,32 @@ func validateFiles(s keyspace.JobSpec) []error {
 		if err := validateContainerPath(o.Path); err != nil {
 			errs = append(errs, fmt.Errorf("output: %w", err))
 		}
+	}
+	return errs
+}
+
+// validateSystem checks the fields of the platform's own jobs: a system
+// job's name is a label value, and its binds are clean absolute paths
+// mounted once each.
+func validateSystem(s keyspace.JobSpec) []error {
+	var errs []error
+	if s.System != "" && !validLabelValue(s.System) {
+		errs = append(errs, fmt.Errorf("system component %q is not a label value", s.System))
+	}
+	if len(s.Binds) > maxFiles {
+		errs = append(errs, fmt.Errorf("more than %d binds", maxFiles))
+	}
+	targets := map[string]bool{}
+	for _, b := range s.Binds {
+		if err := validateContainerPath(b.Source); err != nil {
+			errs = append(errs, fmt.Errorf("bind source: %w", err))
+		}
+		if err := validateContainerPath(b.Target); err != nil {
+			errs = append(errs, fmt.Errorf("bind target: %w", err))
+		} else if targets[b.Target] {
+			errs = append(errs, fmt.Errorf("bind %s: the path is mounted twice", b.Target))
+		}
+		targets[b.Target] = true
 	}
 	return errs
 }
@@ -229,7 +257,7 @@ func containerPort(s keyspace.JobSpec) nat.Port {
 
 // containerLabels are the labels of a job's container.
 func containerLabels(cluster, host string, a keyspace.Assignment) map[string]string {
-	return map[string]string{
+	l := map[string]string{
 		keyspace.LabelCluster: cluster,
 		keyspace.LabelJob:     a.JobID,
 		keyspace.LabelApp:     a.Spec.App,
@@ -238,6 +266,10 @@ func containerLabels(cluster, host string, a keyspace.Assignment) map[string]str
 		LabelHost:             host,
 		LabelService:          a.Spec.Service,
 	}
+	if a.Spec.System != "" {
+		l[keyspace.LabelSystem] = a.Spec.System
+	}
+	return l
 }
 
 // droppedCaps are removed from Docker's default capability set: apps have no
@@ -246,10 +278,10 @@ var droppedCaps = []string{"NET_RAW", "MKNOD", "AUDIT_WRITE"}
 
 // containerConfig builds the create request of a job: its limits, its
 // user, its environment with PORT, its port published on a free port of
-// advertise, the given read-only file mounts (artifacts, gantryd) and
-// volumes (see volumeMounts), and no
-// privileges, capabilities or other host paths beyond Docker's defaults
-// minus droppedCaps.
+// advertise (or the host's network for a HostNetwork job), the given
+// read-only file mounts (artifacts, gantryd), volumes (see volumeMounts)
+// and the spec's binds, and no privileges, capabilities or other host
+// paths beyond Docker's defaults minus droppedCaps.
 func containerConfig(cluster, host, advertise string, a keyspace.Assignment, files []fileMount, volumes []mount.Mount) (*container.Config, *container.HostConfig) {
 	s := a.Spec
 	env := make([]string, 0, len(s.Env)+1)
@@ -306,8 +338,13 @@ func containerConfig(cluster, host, advertise string, a keyspace.Assignment, fil
 		})
 	}
 	hc.Mounts = append(hc.Mounts, volumes...)
+	for _, b := range s.Binds {
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
+	}
 	attachConfig(s, cfg, hc)
-	if s.Port > 0 {
+	if s.HostNetwork {
+		hc.NetworkMode = network.NetworkHost
+	} else if s.Port > 0 {
 		p := containerPort(s)
 		cfg.ExposedPorts = nat.PortSet{p: struct{}{}}
 		hc.PortBindings = nat.PortMap{p: []nat.PortBinding{{HostIP: advertise, HostPort: ""}}}
@@ -321,8 +358,12 @@ type fileMount struct {
 	target string // absolute path in the container
 }
 
-// publishedAddr finds the host address Docker published the job's port on.
+// publishedAddr finds the host address Docker published the job's port on:
+// for a job on the host's network, its port of the advertised address.
 func publishedAddr(s keyspace.JobSpec, info container.InspectResponse, advertise string) (string, bool) {
+	if s.HostNetwork && s.Port > 0 {
+		return net.JoinHostPort(advertise, strconv.Itoa(s.Port)), true
+	}
 	if s.Port == 0 || info.NetworkSettings == nil {
 		return "", false
 	}

@@ -19,6 +19,7 @@
 //
 // The agent never restarts a crashed job: the job stays crashed, with its
 // exit code and last lines of output, until the scheduler replaces it. When
-// the agent stops, containers keep running; the next start adopts them. See
+// the agent stops, containers keep running; the next start adopts them, and
+// starts again those that exited while no agent ran (a reboot). See
 // README.md for the life of a job.
 package host

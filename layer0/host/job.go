@@ -67,9 +67,12 @@ type job struct {
 	gate     *attachGate // where the client of an attached job meets it; nil for others
 
 	// Owned by the job's goroutine.
-	phase     phase
-	fails     int
-	capturing bool
+	// startExited starts the adopted container again when it exited
+	// before this agent started (see agent.converge); cleared once used.
+	startExited bool
+	phase       phase
+	fails       int
+	capturing   bool
 
 	mu          sync.Mutex // guards the fields below
 	state       keyspace.JobState
@@ -284,7 +287,18 @@ func (j *job) create(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("inspect container: %w", err)
 	}
-	if info.State != nil && info.State.Status == container.StateCreated {
+	again := j.startAgain(info)
+	j.startExited = false
+	if again {
+		// The previous run's view (up, in discovery) is stale: the job
+		// starts anew and joins discovery once its check passes.
+		j.log.Info("starting again a container that exited while no agent ran", "container", shortID(id), "finished_at", info.State.FinishedAt)
+		j.mu.Lock()
+		j.registered = false
+		j.mu.Unlock()
+		j.setState(ctx, func(st *keyspace.JobState) { st.State, st.Addr = keyspace.StateStarting, "" })
+	}
+	if info.State != nil && (info.State.Status == container.StateCreated || again) {
 		if start, err := j.awaitAttach(ctx, id); !start {
 			return err
 		}
@@ -318,6 +332,17 @@ func (j *job) create(ctx context.Context) error {
 	}
 	j.running(ctx, info)
 	return nil
+}
+
+// startAgain reports whether the adopted container of info is to be
+// started again: it exited before this agent started (a reboot, or a
+// platform that was stopped), and the job may be.
+func (j *job) startAgain(info container.InspectResponse) bool {
+	if !j.startExited || info.State == nil || info.State.Status != container.StateExited {
+		return false
+	}
+	finished, err := time.Parse(time.RFC3339Nano, info.State.FinishedAt)
+	return err == nil && finished.Before(j.a.started)
 }
 
 // createContainer creates the job's container after checking that its image

@@ -127,6 +127,34 @@ type JobSpec struct {
 	// once a client has attached through the host agent's API; nil means
 	// a job nobody attaches to.
 	Attach *Attach `json:"attach,omitempty"`
+
+	// The fields below are the platform's own (the jobs of its system
+	// apps, gantry-controller, gantry-router, ...): only the platform
+	// sets them, and the controller's API never lets a user set them.
+
+	// System names the platform component the job is (the system app's
+	// name); the agent labels its container LabelSystem with it. Empty
+	// for the apps' jobs.
+	System string `json:"system,omitempty"`
+	// HostNetwork runs the job on the host's network: nothing is
+	// published, the process listens on Port of the host itself, and its
+	// address is the host's advertised address and Port. False gives the
+	// job a network of its own with Port published.
+	HostNetwork bool `json:"host_network,omitempty"`
+	// Binds are host directories mounted into the container (the node's
+	// data dir); none for the apps' jobs.
+	Binds []Bind `json:"binds,omitempty"`
+}
+
+// Bind is a directory of the host mounted into a platform job's container
+// (JobSpec.Binds).
+type Bind struct {
+	// Source is the absolute path on the host.
+	Source string `json:"source"`
+	// Target is the absolute path in the container.
+	Target string `json:"target"`
+	// ReadOnly mounts it read-only; false means read-write.
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // Attach says how a client attaches to a one-off job (JobSpec.Attach).

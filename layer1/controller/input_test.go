@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -350,6 +351,9 @@ func TestInputCaps(t *testing.T) {
 		{"image ID", "POST", p, release("sha256:"+strings.Repeat("a", 64), web), 422, "invalid", "no repository"},
 		{"upper case", "POST", p, release("Demo:v1", web), 422, "invalid", `invalid image reference "Demo:v1"`},
 		{"upper case taken for a registry", "POST", p, release("UPPER/case", web), 422, "invalid", "image names are lower case"},
+		{"system settings", "POST", p, release("demo:v1", map[string]types.Process{"web": {Command: "/server",
+			System: &types.SystemProcess{Port: 80, Binds: []keyspace.Bind{{Source: "/", Target: "/host"}}}}}),
+			422, "invalid", `"system" is set only by the platform`},
 	})
 	for _, image := range []string{"demo", "demo:v2", "registry.example:5000/team/demo@sha256:" + strings.Repeat("a", 64)} {
 		if _, err := a.c.CreateRelease(t.Context(), "demo", types.ReleaseRequest{Image: image, Processes: web}); err != nil {

@@ -118,6 +118,9 @@ func validateProcess(typ string, p types.Process) error {
 	if strings.TrimSpace(p.Command) == "" {
 		return types.ErrInvalid.WithMessage("process %s: the command is empty", typ)
 	}
+	if p.System != nil {
+		return types.ErrInvalid.WithMessage("process %s: \"system\" is set only by the platform, on its own apps", typ)
+	}
 	if _, err := argv.Split(p.Command); err != nil {
 		hint := ""
 		if errors.Is(err, argv.ErrShellSyntax) {

@@ -164,3 +164,25 @@ func isName(s string) bool {
 	}
 	return true
 }
+
+// Join is the inverse of Split: it quotes words into a command that Split
+// (and a shell) reads back as the same words. Words of only letters,
+// digits and @%+=:,./_- stay bare; the others are single-quoted. A first
+// word with '=' is quoted too, so it is never taken for an assignment.
+func Join(words []string) string {
+	var b strings.Builder
+	for i, w := range words {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" &&
+			(i > 0 || !strings.Contains(w, "=")) {
+			b.WriteString(w)
+			continue
+		}
+		b.WriteByte('\'')
+		b.WriteString(strings.ReplaceAll(w, "'", `'\''`))
+		b.WriteByte('\'')
+	}
+	return b.String()
+}

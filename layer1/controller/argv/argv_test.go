@@ -166,3 +166,35 @@ func FuzzSplit(f *testing.F) {
 		}
 	})
 }
+
+// TestJoin checks that Split reads back what Join quotes, bare words
+// unquoted.
+func TestJoin(t *testing.T) {
+	tests := []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"gantryd", "router", "--data", "/var/lib/gantry"}, "gantryd router --data /var/lib/gantry"},
+		{[]string{"gantryd", "--data", "/my data", "it's", ""}, `gantryd --data '/my data' 'it'\''s' ''`},
+		{[]string{"FOO=1", "x=y"}, "'FOO=1' x=y"},
+		{[]string{"a|b", "$PORT", "~", "#x"}, `'a|b' '$PORT' '~' '#x'`},
+	}
+	for _, tt := range tests {
+		got := Join(tt.words)
+		if got != tt.want {
+			t.Errorf("Join(%q) = %s, want %s", tt.words, got, tt.want)
+		}
+		back, err := Split(got)
+		if err != nil || !slices.Equal(back, tt.words) {
+			t.Errorf("Split(Join(%q)) = %q, %v", tt.words, back, err)
+		}
+	}
+	for _, tt := range splitTests {
+		if tt.err != nil || len(tt.want) == 0 {
+			continue
+		}
+		if back, err := Split(Join(tt.want)); err != nil || !slices.Equal(back, tt.want) {
+			t.Errorf("Split(Join(%q)) = %q, %v", tt.want, back, err)
+		}
+	}
+}

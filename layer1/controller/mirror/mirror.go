@@ -324,7 +324,15 @@ func (m *Mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
 		}
 		spec.Cmd = cmd
 	}
-	if f.Type == "web" {
+	if sys := f.Process.System; sys != nil {
+		// A process of the platform's own apps (never one made through
+		// the API): on the host's network, with the data dir mounted. Its
+		// command names the program (gantryd), not only its arguments.
+		spec.System, spec.HostNetwork, spec.Port, spec.Binds = f.App, true, sys.Port, sys.Binds
+		if len(spec.Cmd) > 0 {
+			spec.Entrypoint, spec.Cmd = spec.Cmd[:1], spec.Cmd[1:]
+		}
+	} else if f.Type == "web" {
 		spec.Port = types.WebPort
 		spec.Service = webService(f.App)
 	}

@@ -87,3 +87,48 @@ func TestDesiredDefaultRoute(t *testing.T) {
 		})
 	}
 }
+
+// TestSystemFormation checks the job template of a process of the
+// platform's own apps: on the host's network with its port and binds, the
+// system label, no service and no default route; an app's web process
+// keeps its published port and its service.
+func TestSystemFormation(t *testing.T) {
+	space := keyspace.MustNew("c-test")
+	m := &Mirror{space: space, domain: func(app string) string { return app + ".localhost" }, log: slog.New(slog.DiscardHandler)}
+	binds := []keyspace.Bind{{Source: "/var/lib/gantry", Target: "/var/lib/gantry"}}
+	sys := store.MirrorFormation{App: "gantry-controller", Release: store.ReleaseRef{ID: "r1", Version: 1}, Type: "controller", Count: 1,
+		Image: "gantry/platform:v1", Process: types.Process{Command: "gantryd controller --data /var/lib/gantry", HealthPath: "/healthz",
+			System: &types.SystemProcess{Port: 7070, Binds: binds}}}
+	web := store.MirrorFormation{App: "demo", Release: store.ReleaseRef{ID: "r2", Version: 1}, Type: "web", Count: 1,
+		Image: "demo:v1", Process: types.Process{Command: "/server"}}
+	want := m.desired(store.MirrorState{Formations: []store.MirrorFormation{sys, web}, WebApps: []string{"demo"}})
+	tests := []struct {
+		name string
+		key  string
+		want keyspace.JobSpec
+	}{
+		{"system process", space.Formation("gantry-controller", "r1", "controller"), keyspace.JobSpec{
+			App: "gantry-controller", Release: "r1", ReleaseVersion: 1, Type: "controller", Image: "gantry/platform:v1",
+			Entrypoint: []string{"gantryd"}, Cmd: []string{"controller", "--data", "/var/lib/gantry"}, Port: 7070, Health: keyspace.HealthCheck{Path: "/healthz"},
+			System: "gantry-controller", HostNetwork: true, Binds: binds}},
+		{"app process", space.Formation("demo", "r2", "web"), keyspace.JobSpec{
+			App: "demo", Release: "r2", ReleaseVersion: 1, Type: "web", Image: "demo:v1", Cmd: []string{"/server"},
+			Port: types.WebPort, Service: "demo-web"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f keyspace.Formation
+			if err := json.Unmarshal(want[tt.key], &f); err != nil {
+				t.Fatalf("formation %s: %v", tt.key, err)
+			}
+			got, _ := json.Marshal(f.Template)
+			exp, _ := json.Marshal(tt.want)
+			if string(got) != string(exp) {
+				t.Errorf("template\n got %s\nwant %s", got, exp)
+			}
+		})
+	}
+	if _, ok := want[space.Route("gantry-controller.localhost")]; ok {
+		t.Errorf("a system app without a web process got a default route")
+	}
+}

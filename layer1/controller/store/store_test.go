@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gantryhq/gantry/deploy/testenv"
+	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -458,3 +459,65 @@ func TestIsUnavailable(t *testing.T) {
 
 // noCheck accepts every config change.
 func noCheck(_, _ map[string]string) error { return nil }
+
+// TestEnsureSystemApp makes a system app, finds it unchanged on a second
+// call, and gives it a new current release (its formations only) when its
+// process changes; the mirrored state has its formation with the system
+// settings.
+func TestEnsureSystemApp(t *testing.T) {
+	t.Parallel()
+	s, url := newStore(t)
+	ctx := t.Context()
+	proc := func(cmd string) map[string]types.Process {
+		return map[string]types.Process{"router": {Command: cmd, System: &types.SystemProcess{Port: 8080,
+			Binds: []keyspace.Bind{{Source: "/data", Target: "/data"}}}}}
+	}
+	want := SystemApp{Name: "gantry-router", Image: "gantry/platform:v1", Description: "gantryd up",
+		Processes: proc("gantryd router --data /data"), Counts: map[string]int{"router": 1}}
+	steps := []struct {
+		name    string
+		change  func(*SystemApp)
+		version int
+		changed bool
+	}{
+		{"new", func(*SystemApp) {}, 1, true},
+		{"unchanged", func(*SystemApp) {}, 1, false},
+		{"scaled back up", func(*SystemApp) { exec(t, url, `UPDATE formations SET count = 0`) }, 1, false},
+		{"new command", func(a *SystemApp) { a.Processes = proc("gantryd router --data /data --http-addr :80") }, 2, true},
+		{"new image", func(a *SystemApp) { a.Image = "gantry/platform:v2" }, 3, true},
+		{"new config", func(a *SystemApp) { a.Config = map[string]string{"GOPROXY": "off"} }, 4, true},
+		{"same config", func(*SystemApp) {}, 4, false},
+	}
+	for _, st := range steps {
+		st.change(&want)
+		rel, changed, err := s.EnsureSystemApp(ctx, want)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if rel.Version != st.version || changed != st.changed {
+			t.Errorf("%s: release v%d, changed %v; want v%d, %v", st.name, rel.Version, changed, st.version, st.changed)
+		}
+		a, err := s.GetApp(ctx, "gantry-router")
+		if err != nil || a.Release != st.version {
+			t.Errorf("%s: app %+v, %v; want current release v%d", st.name, a, err, st.version)
+		}
+		m, err := s.Mirror(ctx, "gantry-router")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Formations) != 1 || m.Formations[0].Count != 1 || m.Formations[0].Release.Version != st.version ||
+			m.Formations[0].Image != want.Image || m.Formations[0].Process.System == nil || m.Formations[0].Process.System.Port != 8080 {
+			t.Errorf("%s: mirrored formations %+v", st.name, m.Formations)
+		}
+	}
+	for _, bad := range []SystemApp{
+		{Name: "router", Image: "i", Processes: proc("x")},
+		{Name: "gantry-router", Processes: proc("x")},
+		{Name: "gantry-router", Image: "i"},
+		{Name: "gantry-router", Image: "i", Processes: proc("x"), Counts: map[string]int{"web": 1}},
+	} {
+		if _, _, err := s.EnsureSystemApp(ctx, bad); err == nil {
+			t.Errorf("EnsureSystemApp(%+v) took an invalid app", bad)
+		}
+	}
+}

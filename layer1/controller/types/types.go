@@ -112,6 +112,22 @@ type Process struct {
 	// HealthPath is the HTTP path of the process's health check, if it
 	// has one.
 	HealthPath string `json:"health_path,omitempty"`
+	// System is set only on the processes of the platform's own apps
+	// (gantry-controller, gantry-router, ...), by the platform itself:
+	// the API refuses a release that sets it. Nil for the apps' processes.
+	System *SystemProcess `json:"system,omitempty"`
+}
+
+// SystemProcess is what a process of one of the platform's own apps may
+// do beyond an app's process: run on the host's network and mount host
+// directories (the node's data dir).
+type SystemProcess struct {
+	// Port is the port the process listens on, on the host's network; its
+	// health check connects there. Zero means it listens on nothing that
+	// is checked: its job is up once it runs.
+	Port int `json:"port,omitempty"`
+	// Binds are the host directories mounted into its container.
+	Binds []keyspace.Bind `json:"binds,omitempty"`
 }
 
 // ReleaseRequest is the body of POST /v1/apps/{app}/releases: a release of

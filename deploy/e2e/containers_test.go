@@ -1,0 +1,302 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	dockerclient "github.com/docker/docker/client"
+
+	"github.com/gantryhq/gantry/deploy/node"
+	"github.com/gantryhq/gantry/deploy/testenv"
+	"github.com/gantryhq/gantry/layer0/keyspace"
+)
+
+// TestPlatformContainers runs `gantryd up --containers --detach` on a new
+// data dir: etcd, PostgreSQL and the host agent run as containers, and the
+// five system apps' jobs too, shown by the CLI; an image app answers
+// through the router; after a simulated reboot (every container of the
+// platform and of the app killed, `gantryd up --containers --detach`
+// again) the app serves again within 60 s with its releases and config;
+// the reserved prefix is refused; `gantryd down` leaves no platform
+// container running and the app's running. Last, `gantryd up
+// --containers` in the foreground follows the platform's output and stops
+// it on SIGTERM, the app still running.
+func TestPlatformContainers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
+	}
+	gantryd, gantry := buildBinaries(t)
+	docker := testenv.Docker(t)
+	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
+
+	data := t.TempDir()
+	api, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data,
+		apiURL: "http://" + api, httpURL: "http://" + httpAddr, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	p.args = []string{"up", "--containers", "--detach", "--data", data,
+		"--api-addr", api, "--http-addr", httpAddr, "--https-addr", testenv.FreeAddr(t), "--ssh-addr", testenv.FreeAddr(t),
+		"--host-api-addr", testenv.FreeAddr(t), "--log-addr", testenv.FreeAddr(t), "--postgres-addr", testenv.FreeAddr(t),
+		"--etcd-client-addr", testenv.FreeAddr(t), "--etcd-peer-addr", testenv.FreeAddr(t)}
+	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
+
+	gantrydRun(t, p, p.args...)
+	env, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(env), "\n") {
+		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
+			p.token = v
+		}
+	}
+	cluster := readID(t, filepath.Join(data, node.ClusterIDFile))
+
+	// Every component in a container of its own.
+	want := []string{"agent", "etcd", "gantry-controller", "gantry-gitreceiver", "gantry-logaggregator", "gantry-router", "gantry-scheduler", "postgres"}
+	eventually(t, time.Minute, "the platform's containers running", func() bool {
+		return slices.Equal(runningComponents(t, docker, cluster), want)
+	})
+	all := p.ok("apps", "--all")
+	for _, app := range []string{"gantry-controller", "gantry-gitreceiver", "gantry-logaggregator", "gantry-router", "gantry-scheduler"} {
+		if !strings.Contains(all, app) {
+			t.Errorf("gantry apps --all does not list %s:\n%s", app, all)
+		}
+	}
+	if out := p.ok("apps"); strings.Contains(out, "gantry-") {
+		t.Errorf("gantry apps lists the system apps:\n%s", out)
+	}
+	eventually(t, time.Minute, "gantry -a gantry-router ps to show its job up", func() bool {
+		res := p.run("", nil, "-a", "gantry-router", "ps")
+		return res.code == 0 && strings.Contains(res.stdout, "router.1") && strings.Contains(res.stdout, "up")
+	})
+	if out := p.ok("-a", "gantry-router", "releases"); !strings.Contains(out, "v1") || !strings.Contains(out, "gantryd up") {
+		t.Errorf("gantry -a gantry-router releases:\n%s", out)
+	}
+	eventually(t, time.Minute, "the router job's output in gantry -a gantry-router log", func() bool {
+		res := p.run("", nil, "-a", "gantry-router", "log")
+		return res.code == 0 && strings.Contains(res.stdout, "router.1")
+	})
+
+	// An image app, served through the router's job.
+	p.ok("create", "web1")
+	p.ok("env", "set", "-a", "web1", "GREETING=kept")
+	p.ok("release", "create", "-a", "web1", "--image", image, "--process", "web=serve", "--health", "web=/healthz")
+	p.ok("scale", "-a", "web1", "web=1")
+	serves := func() bool {
+		code, _, err := p.get("web1.localhost", "/")
+		return err == nil && code == http.StatusOK
+	}
+	eventually(t, 2*time.Minute, "web1 answers 200 through the router", serves)
+	releases := p.ok("releases", "-a", "web1", "--json")
+
+	// A simulated reboot: every container of the platform and of the app
+	// dies (docker kill: no restart policy applies), then gantryd up again.
+	killCluster(t, docker, cluster)
+	rebooted := time.Now()
+	gantrydRun(t, p, p.args...)
+	eventually(t, 60*time.Second-time.Since(rebooted), "web1 serving again within 60 s of the reboot", serves)
+	if out := p.ok("releases", "-a", "web1", "--json"); out != releases {
+		t.Errorf("releases after the reboot:\n%s\nwant:\n%s", out, releases)
+	}
+	if out := p.ok("env", "-a", "web1"); !strings.Contains(out, "GREETING=kept") {
+		t.Errorf("config after the reboot:\n%s", out)
+	}
+
+	// The reserved prefix.
+	if res := p.run("", nil, "create", "gantry-x"); res.code == 0 || !strings.Contains(res.stderr, "reserved") {
+		t.Errorf("gantry create gantry-x: exit %d, %s", res.code, res.stderr)
+	}
+	if code := apiStatus(t, p, http.MethodPost, "/v1/apps", `{"name": "gantry-x"}`); code != http.StatusUnprocessableEntity {
+		t.Errorf("POST /v1/apps gantry-x: %d, want 422", code)
+	}
+	if code := apiStatus(t, p, http.MethodDelete, "/v1/apps/gantry-router", ""); code != http.StatusForbidden {
+		t.Errorf("DELETE /v1/apps/gantry-router: %d, want 403", code)
+	}
+
+	// gantryd down: no platform container runs; the app's does.
+	gantrydRun(t, p, "down", "--data", data)
+	if got := runningComponents(t, docker, cluster); len(got) != 0 {
+		t.Errorf("platform containers running after gantryd down: %v", got)
+	}
+	apps := listContainers(t, docker, false, keyspace.LabelCluster+"="+cluster, keyspace.LabelApp+"=web1")
+	if len(apps) != 1 {
+		t.Errorf("%d running containers of web1 after gantryd down, want 1", len(apps))
+	}
+
+	// In the foreground: up follows the platform's output until SIGTERM,
+	// then stops the platform and leaves the app running.
+	fg := &syncWriter{buf: &bytes.Buffer{}}
+	cmd := exec.Command(p.gantryd, slices.DeleteFunc(slices.Clone(p.args), func(a string) bool { return a == "--detach" })...)
+	cmd.Env = append(os.Environ(), "HOME="+p.home)
+	cmd.Stdout, cmd.Stderr = fg, fg
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			cmd.Process.Kill()
+			<-done
+		}
+		p.logs.Write([]byte(fg.String()))
+	})
+	eventually(t, 2*time.Minute, "the foreground platform up and web1 serving", func() bool {
+		return strings.Contains(fg.String(), "Gantry is up") && serves()
+	})
+	eventually(t, time.Minute, "the controller's output followed", func() bool {
+		return strings.Contains(fg.String(), "gantry-controller | ")
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		exited = true
+		if err != nil {
+			t.Fatalf("gantryd up --containers exited with %v after SIGTERM", err)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("gantryd up --containers did not stop within 3 minutes of SIGTERM")
+	}
+	if got := runningComponents(t, docker, cluster); len(got) != 0 {
+		t.Errorf("platform containers running after SIGTERM: %v", got)
+	}
+	if apps := listContainers(t, docker, false, keyspace.LabelCluster+"="+cluster, keyspace.LabelApp+"=web1"); len(apps) != 1 {
+		t.Errorf("%d running containers of web1 after SIGTERM, want 1", len(apps))
+	}
+}
+
+// gantrydRun runs gantryd with args and fails the test unless it exits 0
+// within 5 minutes.
+func gantrydRun(t *testing.T, p *platform, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.gantryd, args...)
+	cmd.Env = append(os.Environ(), "HOME="+p.home)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	p.logs.Write(out.Bytes())
+	if err != nil {
+		t.Fatalf("gantryd %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+}
+
+// readID reads an identity file of the data dir.
+func readID(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// listContainers lists the containers with all the labels, running ones
+// only unless all.
+func listContainers(t *testing.T, docker *dockerclient.Client, all bool, labels ...string) []container.Summary {
+	t.Helper()
+	f := filters.NewArgs()
+	for _, l := range labels {
+		f.Add("label", l)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	list, err := docker.ContainerList(ctx, container.ListOptions{All: all, Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// runningComponents returns the sorted gantry.system labels of the
+// cluster's running containers.
+func runningComponents(t *testing.T, docker *dockerclient.Client, cluster string) []string {
+	t.Helper()
+	var out []string
+	for _, c := range listContainers(t, docker, false, keyspace.LabelSystem, keyspace.LabelCluster+"="+cluster) {
+		out = append(out, c.Labels[keyspace.LabelSystem])
+	}
+	slices.Sort(out)
+	return out
+}
+
+// killCluster kills every running container of the cluster, the host
+// agent first (as in a machine's crash, no job's exit is then reported),
+// and waits until none runs.
+func killCluster(t *testing.T, docker *dockerclient.Client, cluster string) {
+	t.Helper()
+	kill := func(labels ...string) {
+		for _, c := range listContainers(t, docker, false, append(labels, keyspace.LabelCluster+"="+cluster)...) {
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			err := docker.ContainerKill(ctx, c.ID, "KILL")
+			cancel()
+			if err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
+				t.Fatalf("kill %s: %v", c.Names, err)
+			}
+		}
+	}
+	kill(keyspace.LabelSystem + "=agent")
+	eventually(t, time.Minute, "every container of the cluster stopped", func() bool {
+		kill()
+		return len(listContainers(t, docker, false, keyspace.LabelCluster+"="+cluster)) == 0
+	})
+}
+
+// apiStatus sends one request with the admin token and returns the status.
+func apiStatus(t *testing.T, p *platform, method, path, body string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, p.apiURL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// cleanupPlatform logs the platform containers' output when the test
+// failed, then removes every container of the cluster.
+func cleanupPlatform(t *testing.T, docker *dockerclient.Client, p *platform) {
+	b, err := os.ReadFile(filepath.Join(p.data, node.ClusterIDFile))
+	if err != nil {
+		return
+	}
+	cluster := strings.TrimSpace(string(b))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if t.Failed() {
+		t.Logf("gantryd output:\n%s", p.logs.String())
+		list, _ := docker.ContainerList(ctx, container.ListOptions{All: true,
+			Filters: filters.NewArgs(filters.Arg("label", keyspace.LabelCluster+"="+cluster), filters.Arg("label", keyspace.LabelSystem))})
+		for _, c := range list {
+			out, err := exec.CommandContext(ctx, "docker", "logs", "--tail", "40", c.ID).CombinedOutput()
+			t.Logf("container %s (%s): %v\n%s", c.Names, c.State, err, out)
+		}
+	}
+	if err := testenv.RemoveContainers(ctx, docker, cluster); err != nil {
+		t.Errorf("remove the cluster's containers: %v", err)
+	}
+}

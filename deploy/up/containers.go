@@ -1,0 +1,447 @@
+package up
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	docker "github.com/docker/docker/client"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gantryhq/gantry/deploy/node"
+	"github.com/gantryhq/gantry/deploy/pgserver"
+	"github.com/gantryhq/gantry/deploy/stack"
+	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller"
+	"github.com/gantryhq/gantry/layer1/controller/store"
+)
+
+// The platform's containers that `gantryd up --containers` runs itself
+// (layer0, below the scheduler), by their keyspace.LabelSystem value;
+// PostgreSQL's is pgserver.SystemPostgres.
+const (
+	SystemEtcd  = "etcd"
+	SystemAgent = "agent"
+)
+
+// LabelSpec holds a digest of everything a platform container was created
+// with (image and configuration): a container with another is replaced.
+const LabelSpec = "gantry.system.spec"
+
+// Timings of the platform's containers.
+const (
+	dockerTimeout = 30 * time.Second
+	// readyTimeout bounds each wait for a part of the platform: etcd,
+	// and the API, the router and the git receiver once the agent runs.
+	readyTimeout = 3 * time.Minute
+	// containerStopTimeout is the grace period of the etcd and agent
+	// containers between SIGTERM and SIGKILL.
+	containerStopTimeout = 10 * time.Second
+	// downTimeout bounds the stop of one group of platform containers.
+	downTimeout = 90 * time.Second
+)
+
+// runContainers runs the platform as containers (see docs/ARCHITECTURE.md,
+// "Platform as containers"): it starts or adopts the etcd, PostgreSQL and
+// agent containers, bootstraps the system apps and the scheduler's first
+// job, waits until the API, the router and the git receiver answer, and
+// then follows the platform's logs until ctx ends, when it stops this
+// host's platform containers (Down). With cfg.Detach it returns once the
+// platform is up.
+func runContainers(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	n, err := node.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	log.Info("gantryd up starting the platform as containers",
+		"version", cfg.Version, "data", n.Dir, "cluster", n.Cluster, "host", n.HostID,
+		"api_addr", cfg.APIAddr, "http_addr", cfg.HTTPAddr, "https_addr", cfg.HTTPSAddr, "ssh_addr", cfg.SSHAddr,
+		"host_api_addr", cfg.HostAPIAddr, "log_addr", cfg.LogAddr, "etcd_client_addr", cfg.EtcdClientAddr,
+		"etcd_peer_addr", cfg.EtcdPeerAddr, "postgres_addr", cfg.PostgresAddr, "domain", cfg.Domain,
+		"advertise", cfg.AdvertiseAddr, "detach", cfg.Detach)
+	dk, err := docker.NewClientWithOpts(docker.FromEnv, docker.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer dk.Close()
+	p := &platform{cfg: cfg, n: n, docker: dk, log: log}
+	started := time.Now()
+	if err := p.start(ctx); err != nil {
+		return err
+	}
+	missing := checkImages(ctx, dk, log, stack.StackRef(stack.DefaultVersion), stack.BuilderRef(stack.DefaultVersion))
+	banner(cfg, n, missing)
+	if cfg.Detach {
+		return nil
+	}
+	followLogs(ctx, dk, n, cfg.LogOut, started, log)
+	log.Info("gantryd up stopping the platform's containers")
+	return stopPlatform(context.WithoutCancel(ctx), dk, n, log)
+}
+
+// platform starts the containers of one node.
+type platform struct {
+	cfg    Config
+	n      *node.Node
+	docker *docker.Client
+	log    *slog.Logger
+}
+
+// start brings the platform up, in the order of the design's bootstrap.
+func (p *platform) start(ctx context.Context) error {
+	cfg, n := p.cfg, p.n
+	// Identity and images.
+	image, err := stack.EnsurePlatformImage(ctx, stack.PlatformConfig{
+		Version: cfg.Version, StackVersion: stack.DefaultVersion, Docker: p.docker, Progress: cfg.Out, Logger: p.log,
+	})
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the gantryd executable: %w", err)
+	}
+	gantryd, err := n.InstallGantryd(exe)
+	if err != nil {
+		return err
+	}
+	socket, err := dockerSocket(p.docker)
+	if err != nil {
+		return err
+	}
+
+	// Layer0 state: etcd, then PostgreSQL and the migrations.
+	if err := n.EnsureTLS(ctx, cfg.EtcdClientAddr, cfg.EtcdPeerAddr); err != nil {
+		return err
+	}
+	if _, err := p.ensure(ctx, SystemEtcd, image, []string{"etcd", "--data", n.Dir,
+		"--client-addr", cfg.EtcdClientAddr, "--peer-addr", cfg.EtcdPeerAddr}, nil, p.dataMount()); err != nil {
+		return err
+	}
+	etcd, err := n.EtcdClient(node.EtcdClientConfig{Endpoints: []string{etcdURL(cfg)}})
+	if err != nil {
+		return fmt.Errorf("connect to etcd: %w", err)
+	}
+	defer etcd.Close()
+	if err := waitEtcd(ctx, etcd); err != nil {
+		return err
+	}
+	pg, err := pgserver.StartContainer(ctx, pgserver.ContainerConfig{
+		Dir: n.Path(node.PostgresDir), Docker: p.docker, Cluster: n.Cluster, HostID: n.HostID, Addr: cfg.PostgresAddr,
+		Logger: p.log.With("component", "postgres"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := pg.CreateDatabase(ctx, "gantry"); err != nil {
+		return err
+	}
+	dbURL := pg.URL("gantry")
+	if err := n.WriteDatabaseURL(dbURL); err != nil {
+		return err
+	}
+	if err := controller.Migrate(ctx, dbURL, p.log.With("component", "migrate")); err != nil {
+		return err
+	}
+	api := node.APIURL(cfg.APIAddr)
+	if err := n.EnsureAdminEnv(ctx, dbURL, api); err != nil {
+		return err
+	}
+
+	// The system apps, and the scheduler's own job (inception).
+	st, err := store.Open(dbURL, 0)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	apps := systemApps(cfg, n, image, node.BuildEnv(ctx, p.log))
+	for _, a := range apps {
+		rel, changed, err := st.EnsureSystemApp(ctx, a)
+		if err != nil {
+			return err
+		}
+		if changed {
+			p.log.Info("system app at a new release", "app", a.Name, "release", rel.Version, "image", a.Image)
+		}
+	}
+	if err := inception(ctx, etcd, st, n, apps, cfg.Domain, p.log); err != nil {
+		return err
+	}
+
+	// The agent, which runs the system apps' jobs.
+	if _, err := p.ensure(ctx, SystemAgent, image, []string{"host", "--data", n.Dir,
+		"--addr", cfg.HostAPIAddr, "--advertise", cfg.AdvertiseAddr, "--etcd", etcdURL(cfg),
+		"--log-url", "http://" + cfg.LogAddr, "--gantryd", gantryd},
+		[]string{"DOCKER_HOST=unix://" + dockerSocketPath}, append(p.dataMount(),
+			mount.Mount{Type: mount.TypeBind, Source: socket, Target: dockerSocketPath})); err != nil {
+		return err
+	}
+	if err := waitHealthy(ctx, api+"/healthz", readyTimeout); err != nil {
+		return err
+	}
+	for what, addr := range map[string]string{"router": cfg.HTTPAddr, "git receiver": cfg.SSHAddr} {
+		if err := waitListening(ctx, what, addr, readyTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dockerSocketPath is where the agent's container finds the engine's
+// socket.
+const dockerSocketPath = "/var/run/docker.sock"
+
+// dockerSocket returns the path of the engine's Unix socket, which the
+// agent's container mounts: the only container with it.
+func dockerSocket(dk *docker.Client) (string, error) {
+	path, ok := strings.CutPrefix(dk.DaemonHost(), "unix://")
+	if !ok {
+		return "", fmt.Errorf("the platform as containers needs the Docker engine on a Unix socket, not %s", dk.DaemonHost())
+	}
+	return path, nil
+}
+
+// dataMount mounts the data dir at its own path, so that the paths the
+// roles write into etcd and Docker (the agent's artifact cache, gantryd)
+// are the host's.
+func (p *platform) dataMount() []mount.Mount {
+	return []mount.Mount{{Type: mount.TypeBind, Source: p.n.Dir, Target: p.n.Dir}}
+}
+
+func etcdURL(cfg Config) string { return "https://" + cfg.EtcdClientAddr }
+
+// containerName is the name of this host's platform container component.
+func containerName(n *node.Node, component string) string {
+	return "gantry-" + n.Cluster + "-" + n.HostID + "-" + component
+}
+
+// ensure creates, starts, adopts or replaces the platform container
+// component of the platform image, running gantryd with args on the host's
+// network with the given environment and mounts, restarting unless
+// stopped. A container of the same name with the same image and
+// configuration (LabelSpec) is adopted, and started when it is not
+// running; one with another is replaced.
+func (p *platform) ensure(ctx context.Context, component, image string, args, env []string, mounts []mount.Mount) (string, error) {
+	name := containerName(p.n, component)
+	stop := int(containerStopTimeout / time.Second)
+	cfg := &container.Config{
+		Image:       image,
+		Cmd:         args,
+		Env:         env,
+		StopTimeout: &stop,
+		Labels: map[string]string{
+			keyspace.LabelSystem:  component,
+			keyspace.LabelCluster: p.n.Cluster,
+			keyspace.LabelHost:    p.n.HostID,
+		},
+	}
+	hc := &container.HostConfig{
+		NetworkMode:   "host",
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+		Mounts:        mounts,
+		LogConfig:     container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "2"}},
+	}
+	b, err := json.Marshal([]any{cfg, hc})
+	if err != nil {
+		return "", fmt.Errorf("%s container spec: %w", component, err)
+	}
+	sum := sha256.Sum256(b)
+	want := hex.EncodeToString(sum[:16])
+
+	ictx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	existing, err := p.docker.ContainerInspect(ictx, name)
+	cancel()
+	switch {
+	case cerrdefs.IsNotFound(err):
+	case err != nil:
+		return "", fmt.Errorf("inspect container %s: %w", name, err)
+	default:
+		l := existing.Config.Labels
+		for k, v := range cfg.Labels {
+			if l[k] != v {
+				return "", fmt.Errorf("container name %s is taken by a container with label %s=%q, want %q", name, k, l[k], v)
+			}
+		}
+		if l[LabelSpec] == want {
+			if existing.State != nil && (existing.State.Running || existing.State.Restarting) {
+				p.log.Info("adopting the running platform container", "container", name)
+				return existing.ID, nil
+			}
+			p.log.Info("starting the platform container again", "container", name)
+			return existing.ID, p.startContainer(ctx, name, existing.ID)
+		}
+		p.log.Info("replacing the platform container: its image or configuration changed", "container", name)
+		if err := stopContainer(ctx, p.docker, existing.ID); err != nil {
+			return "", err
+		}
+		rctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+		err := p.docker.ContainerRemove(rctx, existing.ID, container.RemoveOptions{Force: true})
+		cancel()
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("remove container %s: %w", name, err)
+		}
+	}
+	cfg.Labels[LabelSpec] = want
+	cctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	created, err := p.docker.ContainerCreate(cctx, cfg, hc, nil, nil, name)
+	cancel()
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", name, err)
+	}
+	p.log.Info("created the platform container", "container", name, "image", image)
+	return created.ID, p.startContainer(ctx, name, created.ID)
+}
+
+func (p *platform) startContainer(ctx context.Context, name, id string) error {
+	sctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	defer cancel()
+	if err := p.docker.ContainerStart(sctx, id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start container %s: %w", name, err)
+	}
+	return nil
+}
+
+// waitEtcd waits until etcd answers a read.
+func waitEtcd(ctx context.Context, etcd *clientv3.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	var last error
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := etcd.Get(rctx, "/gantry/", clientv3.WithCountOnly())
+		rcancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcd not ready: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// platformFilter selects this host's platform containers.
+func platformFilter(n *node.Node) filters.Args {
+	return filters.NewArgs(
+		filters.Arg("label", keyspace.LabelSystem),
+		filters.Arg("label", keyspace.LabelCluster+"="+n.Cluster),
+		filters.Arg("label", keyspace.LabelHost+"="+n.HostID),
+	)
+}
+
+// stopContainer stops container id with its own grace period.
+func stopContainer(ctx context.Context, dk *docker.Client, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, downTimeout)
+	defer cancel()
+	if err := dk.ContainerStop(ctx, id, container.StopOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("stop container %s: %w", id[:min(len(id), 12)], err)
+	}
+	return nil
+}
+
+// stopPlatform stops this host's running platform containers, keeping
+// them for the next start: the agent first (so that it starts nothing
+// again), then the system apps' jobs, then PostgreSQL, then etcd. App
+// containers keep running.
+func stopPlatform(ctx context.Context, dk *docker.Client, n *node.Node, log *slog.Logger) error {
+	lctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	list, err := dk.ContainerList(lctx, container.ListOptions{Filters: platformFilter(n)})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("list the platform's containers: %w", err)
+	}
+	rank := func(c container.Summary) int {
+		switch c.Labels[keyspace.LabelSystem] {
+		case SystemAgent:
+			return 0
+		case pgserver.SystemPostgres:
+			return 2
+		case SystemEtcd:
+			return 3
+		default:
+			return 1 // a system app's job
+		}
+	}
+	var errs []error
+	for r := range 4 {
+		done := make(chan error)
+		started := 0
+		for _, c := range list {
+			if rank(c) != r {
+				continue
+			}
+			started++
+			go func() {
+				log.Info("stopping platform container", "container", strings.TrimPrefix(firstName(c), "/"))
+				done <- stopContainer(ctx, dk, c.ID)
+			}()
+		}
+		for range started {
+			if err := <-done; err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func firstName(c container.Summary) string {
+	if len(c.Names) == 0 {
+		return c.ID
+	}
+	return c.Names[0]
+}
+
+// DownConfig configures Down.
+type DownConfig struct {
+	// DataDir is the data dir of the platform to stop; required.
+	DataDir string
+	// Logger receives progress; required.
+	Logger *slog.Logger
+}
+
+// Validate reports missing fields.
+func (c DownConfig) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("no data dir"))
+	}
+	if c.Logger == nil {
+		errs = append(errs, errors.New("no logger"))
+	}
+	return errors.Join(errs...)
+}
+
+// Down stops the platform containers of the data dir's host (`gantryd
+// down`), as a foreground `gantryd up --containers` does when it is
+// stopped: the agent, the system apps' jobs, PostgreSQL and etcd stop and
+// stay for the next `gantryd up`; app containers keep running.
+func Down(ctx context.Context, cfg DownConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("gantryd down: %w", err)
+	}
+	n, err := node.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	dk, err := docker.NewClientWithOpts(docker.FromEnv, docker.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer dk.Close()
+	return stopPlatform(ctx, dk, n, cfg.Logger)
+}
