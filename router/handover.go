@@ -188,7 +188,16 @@ func (hc handoverConn) send(m handoverMsg, files ...*os.File) error {
 	if len(files) > 0 {
 		fds := make([]int, len(files))
 		for i, f := range files {
-			fds[i] = int(f.Fd())
+			// Not f.Fd(): it puts the socket in blocking mode, a flag
+			// that the listeners of both routers share, whose accept
+			// loops would then block in the kernel.
+			sc, err := f.SyscallConn()
+			if err != nil {
+				return fmt.Errorf("send handover %s: %w", m.Type, err)
+			}
+			if err := sc.Control(func(fd uintptr) { fds[i] = int(fd) }); err != nil {
+				return fmt.Errorf("send handover %s: %w", m.Type, err)
+			}
 		}
 		oob = syscall.UnixRights(fds...)
 	}
