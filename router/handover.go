@@ -437,11 +437,13 @@ func (g *giver) serve(hc handoverConn) error {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
-	g.handedOnce.Do(func() { close(g.handed) })
-	log.Info("router handed its listeners over; draining")
+	// done goes first: the drain that handed starts closes this
+	// connection.
 	if err := hc.send(handoverMsg{Type: msgDone}); err != nil {
 		log.Warn("router handover: done not sent; the new router takes over anyway", "err", err)
 	}
+	g.handedOnce.Do(func() { close(g.handed) })
+	log.Info("router handed its listeners over; draining")
 	return nil
 }
 
