@@ -616,15 +616,13 @@ func (tk *taker) abort() { tk.hc.c.Close() }
 // for its done. A giver gone meanwhile (it crashed, or it closed the
 // connection on its shutdown) leaves the listeners to this router too; a
 // refusal is an error, after which this router must stop (the giver keeps
-// serving).
+// serving). A refusal sent before the ready (the giver gave up waiting)
+// is still read when the ready cannot be sent.
 func (tk *taker) ready() error {
 	defer tk.hc.c.Close()
-	if err := tk.hc.send(handoverMsg{Type: msgReady}); err != nil {
-		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-			tk.log.Warn("the old router went away during the handover; this one keeps its listeners")
-			return nil
-		}
-		return err
+	serr := tk.hc.send(handoverMsg{Type: msgReady})
+	if serr != nil && !errors.Is(serr, syscall.EPIPE) && !errors.Is(serr, syscall.ECONNRESET) {
+		return serr
 	}
 	m, _, err := tk.hc.recv(handoverStepTimeout)
 	switch {
@@ -633,10 +631,12 @@ func (tk *taker) ready() error {
 		return nil
 	case err != nil:
 		return err
-	case m.Type == msgDone:
-		return nil
 	case m.Type == msgError:
 		return fmt.Errorf("the running router called the handover off (%s): %s", m.Code, m.Message)
+	case serr != nil:
+		return serr
+	case m.Type == msgDone:
+		return nil
 	}
 	return fmt.Errorf("handover: got %s, want done", m.Type)
 }

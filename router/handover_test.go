@@ -377,3 +377,78 @@ func TestHandoverNoOldRouter(t *testing.T) {
 		})
 	}
 }
+
+// TestTakerEnd runs a new router's side of a handover against a giver of
+// the test's, which ends the exchange in each way a running router can.
+func TestTakerEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(hc handoverConn) // after the listeners are sent
+		err  string                // empty: the taker keeps the listeners
+	}{
+		{"done", func(hc handoverConn) {
+			hc.recv(handoverStepTimeout)
+			hc.send(handoverMsg{Type: msgDone})
+		}, ""},
+		{"giver dies", func(handoverConn) {}, ""},
+		{"giver gave up before the ready", func(hc handoverConn) {
+			hc.send(handoverMsg{Type: msgError, Code: codeFailed, Message: "no ready"})
+		}, "called the handover off (failed): no ready"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "h.sock")
+			ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			tcp, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tcp.Close() })
+			addr := tcp.Addr().String()
+			gave := make(chan error, 1)
+			go func() {
+				c, err := ln.AcceptUnix()
+				if err != nil {
+					gave <- err
+					return
+				}
+				defer c.Close()
+				hc := handoverConn{c}
+				if _, _, err := hc.recv(handoverStepTimeout); err != nil {
+					gave <- err
+					return
+				}
+				f, err := tcp.(*net.TCPListener).File()
+				if err != nil {
+					gave <- err
+					return
+				}
+				err = hc.send(handoverMsg{Type: msgListeners, Listeners: []handoverListener{{lnHTTP, addr}}}, f)
+				f.Close()
+				gave <- err
+				tc.end(hc)
+			}()
+			tk, lns, err := take(t.Context(), sock, []handoverListener{{lnHTTP, addr}}, testLogger(t))
+			if err != nil {
+				t.Fatalf("take: %v", err)
+			}
+			if err := <-gave; err != nil {
+				t.Fatalf("fake giver: %v", err)
+			}
+			t.Cleanup(func() { lns[lnHTTP].Close() })
+			if got := lns[lnHTTP].Addr().String(); got != addr {
+				t.Fatalf("took a listener on %s, want %s", got, addr)
+			}
+			err = tk.ready()
+			switch {
+			case tc.err == "" && err != nil:
+				t.Errorf("ready: %v, want none", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Errorf("ready: %v, want an error with %q", err, tc.err)
+			}
+		})
+	}
+}
