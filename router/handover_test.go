@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/router/types"
 )
@@ -448,6 +450,31 @@ func TestTakerEnd(t *testing.T) {
 				t.Errorf("ready: %v, want none", err)
 			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 				t.Errorf("ready: %v, want an error with %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestConfigHandoverSocket(t *testing.T) {
+	base := Config{Cluster: "c1", Etcd: &clientv3.Client{}, HTTPAddr: "127.0.0.1:80"}
+	for _, tc := range []struct {
+		name, path string
+		ok         bool
+	}{
+		{"none", "", true},
+		{"absolute", "/var/lib/gantry/router/handover.sock", true},
+		{"relative", "router/handover.sock", false},
+		{"too long", "/" + strings.Repeat("d", 100) + "/handover.sock", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			cfg.HandoverSocket = tc.path
+			err := cfg.Validate()
+			if (err == nil) != tc.ok {
+				t.Errorf("Validate() = %v, want ok %v", err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("Validate() = %v, want ErrInvalidConfig", err)
 			}
 		})
 	}
