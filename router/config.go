@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -17,6 +18,10 @@ import (
 
 // DefaultMaxConns is the default of Config.MaxConns.
 const DefaultMaxConns = 10000
+
+// maxSocketPath is the size of a Unix socket address's path (sun_path),
+// its terminating NUL included.
+const maxSocketPath = 108
 
 // ErrInvalidConfig is returned by Config.Validate and New.
 var ErrInvalidConfig = errors.New("invalid router config")
@@ -89,6 +94,17 @@ type Config struct {
 	// ShutdownGrace bounds the wait for in-flight requests and upgraded
 	// connections after the listeners close; zero means 30 s.
 	ShutdownGrace time.Duration
+	// HandoverSocket is the path of the Unix socket through which routers
+	// hand their listening sockets over (gantryd router uses
+	// <data>/router/handover.sock): Run first asks the router answering
+	// there for its listeners and binds only the addresses it does not get;
+	// once serving, the router answers there in turn, and stops accepting
+	// and drains when a new router has taken its listeners. The socket has
+	// mode 0600 and its directory, made when missing, 0700; only a process
+	// of the same user may take the listeners. It must be absolute and,
+	// as a socket address, under 108 bytes. Empty means no handover: Run
+	// binds the addresses and offers nothing.
+	HandoverSocket string
 	// SecretsKey is the sealed.KeySize-byte key that opens the sealed
 	// private keys of the routes (the controller's SecretsKey; gantryd up
 	// reads <data>/secrets.key). Nil serves only routes whose keys are
@@ -165,6 +181,16 @@ func (c Config) Validate() error {
 		}
 		if c.MetricsToken == "" {
 			errs = append(errs, errors.New("a metrics addr needs a metrics token"))
+		}
+	}
+	if p := c.HandoverSocket; p != "" {
+		if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("handover socket %q: want an absolute path", p))
+		}
+		// The temporary name of the socket (see offer) must fit
+		// sun_path too.
+		if n := len(p) + len(".4194304.tmp"); n >= maxSocketPath {
+			errs = append(errs, fmt.Errorf("handover socket %q: too long for a socket address (%d bytes with its temporary suffix, want under %d)", p, n, maxSocketPath))
 		}
 	}
 	if c.MaxIdlePerBackend < 0 {

@@ -27,4 +27,9 @@
 // two random choices, and an explicit retry rule (see forward). WebSocket and
 // other upgrades are spliced, bodies are streamed in both directions, and
 // HTTP/2 is offered on the HTTPS listener.
+//
+// A new router can take the listening sockets of a running one over a
+// Unix socket (Config.HandoverSocket, handover.go), so that a restart or an
+// upgrade closes no listening socket: the old router drains once the new
+// one serves.
 package router

@@ -152,7 +152,9 @@ func (r *Router) serveMetrics(ctx context.Context, ln net.Listener) {
 		WriteTimeout: 30 * time.Second}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// A router that hands its listeners over closes its copy of this
+		// one when it drains (net.ErrClosed).
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			r.log.Warn("metrics listener stopped", "err", err)
 		}
 	})

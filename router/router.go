@@ -98,41 +98,95 @@ func New(cfg Config) (*Router, error) {
 func (r *Router) now() int64 { return int64(time.Since(r.base)) }
 
 // Run serves cfg's addresses until ctx is done, then shuts down as Serve
-// does.
+// does. With Config.HandoverSocket set, it first asks the router answering
+// there for its listening sockets and binds only the addresses it did not
+// get (all of them when no router answers); see handover.go for the
+// protocol.
 func Run(ctx context.Context, cfg Config) error {
 	r, err := New(cfg)
 	if err != nil {
 		return err
 	}
-	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	lns, tk, err := r.listen(ctx)
 	if err != nil {
-		return fmt.Errorf("router listen %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
-	var httpsLn net.Listener
-	if cfg.HTTPSAddr != "" {
-		if httpsLn, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
-			httpLn.Close()
-			return fmt.Errorf("router listen %s: %w", cfg.HTTPSAddr, err)
-		}
-	}
-	if cfg.MetricsAddr != "" {
-		metricsLn, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			httpLn.Close()
-			if httpsLn != nil {
-				httpsLn.Close()
-			}
-			return fmt.Errorf("router listen %s: %w", cfg.MetricsAddr, err)
-		}
+	if lns.metrics != nil {
 		mctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		wg.Go(func() { r.serveMetrics(mctx, metricsLn) })
+		wg.Go(func() { r.serveMetrics(mctx, lns.metrics) })
 		defer func() {
 			stop()
 			wg.Wait()
 		}()
 	}
-	return r.Serve(ctx, httpLn, httpsLn)
+	return r.serve(ctx, lns, tk)
+}
+
+// listeners are the router's listening sockets; https and metrics may be
+// nil.
+type listeners struct {
+	http, https, metrics net.Listener
+}
+
+func (l listeners) close() {
+	for _, ln := range []net.Listener{l.http, l.https, l.metrics} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// listen takes the listeners over from the router on the handover socket,
+// when there is one, and binds those it did not get. With a taker, the
+// handover is under way: serve ends it.
+func (r *Router) listen(ctx context.Context) (listeners, *taker, error) {
+	var lns listeners
+	var tk *taker
+	if path := r.cfg.HandoverSocket; path != "" {
+		var got map[string]net.Listener
+		var err error
+		tk, got, err = take(ctx, path, r.wanted(), r.log)
+		switch {
+		case errors.Is(err, errNoGiver):
+			r.log.Info("no router answers on the handover socket; binding the addresses", "path", path)
+		case err != nil:
+			return lns, nil, fmt.Errorf("router handover from %s: %w", path, err)
+		default:
+			lns = listeners{http: got[lnHTTP], https: got[lnHTTPS], metrics: got[lnMetrics]}
+			r.log.Info("router took the running router's listeners", "path", path, "count", len(got))
+		}
+	}
+	for _, b := range []struct {
+		ln   *net.Listener
+		addr string
+	}{{&lns.http, r.cfg.HTTPAddr}, {&lns.https, r.cfg.HTTPSAddr}, {&lns.metrics, r.cfg.MetricsAddr}} {
+		if *b.ln != nil || b.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", b.addr)
+		if err != nil {
+			lns.close()
+			if tk != nil {
+				tk.abort()
+			}
+			return listeners{}, nil, fmt.Errorf("router listen %s: %w", b.addr, err)
+		}
+		*b.ln = ln
+	}
+	return lns, tk, nil
+}
+
+// wanted names the listeners of the router's config, for a handover.
+func (r *Router) wanted() []handoverListener {
+	want := []handoverListener{{Name: lnHTTP, Addr: r.cfg.HTTPAddr}}
+	if r.cfg.HTTPSAddr != "" {
+		want = append(want, handoverListener{Name: lnHTTPS, Addr: r.cfg.HTTPSAddr})
+	}
+	if r.cfg.MetricsAddr != "" {
+		want = append(want, handoverListener{Name: lnMetrics, Addr: r.cfg.MetricsAddr})
+	}
+	return want
 }
 
 // Serve routes the requests of httpLn (plain HTTP) and httpsLn (TLS with
@@ -143,15 +197,33 @@ func Run(ctx context.Context, cfg Config) error {
 // listeners, waits up to ShutdownGrace for in-flight requests and upgraded
 // connections, closes what is left and returns. It closes the listeners in
 // every case and may be called once.
+//
+// With Config.HandoverSocket set, it offers the listeners there once it
+// serves: when a new router has taken them and serves them too, it stops
+// accepting at once (no shutdown delay) and drains as above.
 func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error {
+	return r.serve(ctx, listeners{http: httpLn, https: httpsLn}, nil)
+}
+
+// serve is Serve with the listeners of Run: lns.metrics, served by Run, is
+// only offered for a handover; tk, when not nil, is the handover of lns
+// from the router that served them, ended once this one serves.
+func (r *Router) serve(ctx context.Context, lns listeners, tk *taker) error {
+	httpLn, httpsLn := lns.http, lns.https
 	closeAll := func() {
 		httpLn.Close()
 		if httpsLn != nil {
 			httpsLn.Close()
 		}
 	}
-	if !r.served.CompareAndSwap(false, true) {
+	abort := func() {
 		closeAll()
+		if tk != nil {
+			tk.abort() // the old router keeps serving
+		}
+	}
+	if !r.served.CompareAndSwap(false, true) {
+		abort()
 		return errors.New("router: Serve called twice")
 	}
 	// The watches and the access log outlive ctx by the shutdown delay and
@@ -175,10 +247,10 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 	select {
 	case <-r.ready:
 	case err := <-watchErr:
-		closeAll()
+		abort()
 		return err
 	case <-ctx.Done():
-		closeAll()
+		abort()
 		return nil
 	}
 
@@ -190,6 +262,7 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 	}
 	plain := r.h1Server(r.frontend(httpLn, false), nil, nil)
 	servers := []httpServer{plain}
+	var h2 *http.Server
 	errc := make(chan error, 3)
 	go func() { errc <- plain.Serve(httpLn) }()
 	addrs := []any{"http", httpLn.Addr().String()}
@@ -199,7 +272,7 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 		f := r.frontend(httpsLn, true)
 		h2ln := newConnQueue(httpsLn.Addr())
 		secure := r.h1Server(f, r.tlsConfig(), h2ln.deliver)
-		h2 := &http.Server{
+		h2 = &http.Server{
 			Handler:           f,
 			ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
 			IdleTimeout:       r.cfg.ClientIdleTimeout,
@@ -211,7 +284,7 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 				}
 			},
 		}
-		servers = append(servers, secure, h2)
+		servers = append(servers, secure)
 		go func() { errc <- secure.Serve(httpsLn) }()
 		go func() { errc <- h2.Serve(h2ln) }()
 		addrs = append(addrs, "https", httpsLn.Addr().String())
@@ -225,25 +298,74 @@ func (r *Router) Serve(ctx context.Context, httpLn, httpsLn net.Listener) error 
 		"shutdown_delay", r.cfg.ShutdownDelay, "shutdown_grace", r.cfg.ShutdownGrace,
 		"access_log", r.access != nil)...)
 
+	all := servers
+	if h2 != nil {
+		all = append(all, h2)
+	}
+
+	// A handover under way ends once this router serves; then this router
+	// offers the listeners in turn.
+	var handoverErr error
+	if tk != nil {
+		if handoverErr = tk.ready(); handoverErr != nil {
+			handoverErr = fmt.Errorf("router handover: %w", handoverErr)
+			r.log.Error("router handover called off; stopping, the running router keeps serving", "err", handoverErr)
+		} else {
+			r.log.Info("router serves the listeners it took over")
+		}
+	}
+	var g *giver
+	var handed <-chan struct{}
+	if path := r.cfg.HandoverSocket; path != "" && handoverErr == nil {
+		offered := map[string]namedListener{lnHTTP: {r.cfg.HTTPAddr, httpLn}}
+		if httpsLn != nil {
+			offered[lnHTTPS] = namedListener{r.cfg.HTTPSAddr, httpsLn}
+		}
+		if lns.metrics != nil {
+			offered[lnMetrics] = namedListener{r.cfg.MetricsAddr, lns.metrics}
+		}
+		var err error
+		if g, err = offer(path, offered, r.log); err != nil {
+			r.log.Error("router cannot offer its listeners for a handover; serving without", "err", err)
+		} else {
+			handed = g.handed
+		}
+	}
+
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		r.log.Info("router stopping: still accepting for the shutdown delay", "delay", r.cfg.ShutdownDelay)
-		for _, s := range servers {
-			s.SetKeepAlivesEnabled(false)
-		}
+	if handoverErr == nil {
 		select {
-		case <-time.After(r.cfg.ShutdownDelay):
+		case <-ctx.Done():
+			r.log.Info("router stopping: still accepting for the shutdown delay", "delay", r.cfg.ShutdownDelay)
+			for _, s := range all {
+				s.SetKeepAlivesEnabled(false)
+			}
+			select {
+			case <-time.After(r.cfg.ShutdownDelay):
+			case serveErr = <-errc:
+			case <-handed:
+			}
 		case serveErr = <-errc:
+		case <-handed:
 		}
-	case serveErr = <-errc:
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = fmt.Errorf("router serve: %w", serveErr)
 	} else {
-		serveErr = nil
+		serveErr = handoverErr
 	}
-	r.shutdown(servers)
+	for _, s := range all {
+		s.SetKeepAlivesEnabled(false)
+	}
+	if g != nil {
+		g.close()
+	}
+	closeAll()
+	var h2s httpServer
+	if h2 != nil {
+		h2s = h2
+	}
+	r.shutdown(servers, h2s)
 	return serveErr
 }
 
@@ -256,20 +378,26 @@ type httpServer interface {
 }
 
 // shutdown closes the listeners, waits up to the grace period for in-flight
-// requests and upgraded connections, and closes what is left.
-func (r *Router) shutdown(servers []httpServer) {
+// requests and upgraded connections, and closes what is left. The HTTP/1
+// servers (h1s) go first: the HTTPS one hands the connections that
+// negotiate HTTP/2 to h2 (nil for none) until it has stopped.
+func (r *Router) shutdown(h1s []httpServer, h2 httpServer) {
 	gctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownGrace)
 	defer cancel()
+	stop := func(s httpServer) {
+		if err := s.Shutdown(gctx); err != nil {
+			r.log.Warn("grace period over; closing the remaining connections", "err", err)
+			s.Close()
+		}
+	}
 	var wg sync.WaitGroup
-	for _, s := range servers {
-		wg.Go(func() {
-			if err := s.Shutdown(gctx); err != nil {
-				r.log.Warn("grace period over; closing the remaining connections", "err", err)
-				s.Close()
-			}
-		})
+	for _, s := range h1s {
+		wg.Go(func() { stop(s) })
 	}
 	wg.Wait()
+	if h2 != nil {
+		stop(h2)
+	}
 	upDone := make(chan struct{})
 	go func() { r.upWG.Wait(); close(upDone) }()
 	select {

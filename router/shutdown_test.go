@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -138,5 +139,46 @@ func TestShutdownGraceClosesUpgrades(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, _, err := c.ReadMessage(); err == nil {
 		t.Error("websocket still open after shutdown")
+	}
+}
+
+// TestShutdownServesOpenedConnection: a connection opened before the
+// listener closed, whose request comes only after the shutdown began, is
+// answered, not closed unanswered.
+func TestShutdownServesOpenedConnection(t *testing.T) {
+	e := newEnv(t)
+	tr := e.startRouter(nil) // no shutdown delay
+	e.serve(tr, "app.test", "app-web", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "done")
+	}))
+	c, err := net.DialTimeout("tcp", tr.httpAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stopped := make(chan error, 1)
+	go func() { stopped <- tr.stop() }()
+	waitFor(t, "listener closed", 30*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", tr.httpAddr, time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("request on a connection opened before the shutdown: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "done" || !resp.Close {
+		t.Errorf("got %d %q (close %v), want 200 done with Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Serve: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -61,6 +62,10 @@ func splitList(s string) []string {
 	return out
 }
 
+// handoverSocket is the default handover socket of `gantryd router`, in the
+// data dir (router.Config.HandoverSocket).
+const handoverSocket = "router/handover.sock"
+
 // routerCommand runs the router on its own: `gantryd up` runs the same
 // router in its process.
 func routerCommand() *cli.Command {
@@ -75,6 +80,7 @@ func routerCommand() *cli.Command {
 			logURLFlag("add each request's line to its app's log"),
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve the apps' request metrics (GET /metrics, with the host token) here and register it in discovery (empty: none)"},
 			&cli.StringFlag{Name: "id", Usage: "the router's name in discovery (default: the host ID)"},
+			&cli.StringFlag{Name: "handover-socket", Usage: "take the listening sockets of the router answering on this Unix socket, and offer them there in turn, so that a restart fails no request (default: <data>/" + handoverSocket + "; off: none)"},
 		}, slices.Concat(etcdFlags(), routerLimitFlags())...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
@@ -108,6 +114,15 @@ func routerCommand() *cli.Command {
 				ID:          c.String("id"),
 				MetricsAddr: c.String("metrics-addr"),
 			})
+			switch v := c.String("handover-socket"); v {
+			case "":
+				cfg.HandoverSocket = n.Path(handoverSocket)
+			case "off":
+			default:
+				if cfg.HandoverSocket, err = filepath.Abs(v); err != nil {
+					return fmt.Errorf("--handover-socket: %w", err)
+				}
+			}
 			shipper, closeShipper, err := logShipper(c, n, "router", log)
 			if err != nil {
 				return err

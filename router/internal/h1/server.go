@@ -97,10 +97,16 @@ type Server struct {
 
 	keepAlivesOff atomic.Bool
 	inShutdown    atomic.Bool
+	// closed is set by Close: from then on an accepted connection is
+	// closed at once.
+	closed atomic.Bool
 
 	mu    sync.Mutex
 	ln    net.Listener
 	conns map[*Conn]struct{}
+	// accepting counts Serve's accept loop, which Shutdown waits for so
+	// that every connection it accepted is tracked (and served) first.
+	accepting sync.WaitGroup
 }
 
 // NewServer returns a server whose connections are each served by a
@@ -151,7 +157,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		return http.ErrServerClosed
 	}
 	s.ln = ln
+	s.accepting.Add(1)
 	s.mu.Unlock()
+	defer s.accepting.Done()
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -188,12 +196,14 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // track registers a new connection, or closes it and returns nil when the
-// server is shutting down.
+// server is closed. A connection accepted while the server shuts down is
+// served: its client connected before the listener closed, and closing it
+// unanswered would fail a request that did nothing wrong.
 func (s *Server) track(nc net.Conn) *Conn {
 	c := newConn(s, nc)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inShutdown.Load() {
+	if s.closed.Load() {
 		nc.Close()
 		s.limit.Release()
 		return nil
@@ -220,10 +230,19 @@ func (s *Server) SetKeepAlivesEnabled(on bool) {
 func (s *Server) keepAlives() bool { return !s.keepAlivesOff.Load() && !s.inShutdown.Load() }
 
 // Shutdown stops accepting, closes idle connections, and waits for the
-// others to finish their request and close, until ctx is done.
+// others to finish their request and close, until ctx is done. A
+// connection that has not sent its first request yet is not idle: it gets
+// the read header timeout to send it, and its answer.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	s.closeListener()
+	accepted := make(chan struct{})
+	go func() { s.accepting.Wait(); close(accepted) }()
+	select {
+	case <-accepted:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	wait := time.Millisecond
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -245,6 +264,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the listener and every connection at once, and ends the
 // waits of the requests in flight.
 func (s *Server) Close() error {
+	s.closed.Store(true)
 	s.inShutdown.Store(true)
 	s.closeListener()
 	s.cancel()
@@ -319,6 +339,9 @@ type Conn struct {
 	sendUntil time.Time
 	// released is set once the connection is counted out of the limit.
 	released atomic.Bool
+	// asked is set once the connection has read a request (see
+	// waitRequest).
+	asked bool
 	// vals holds the header values of the current request; the request's
 	// header map points into it.
 	vals []string
@@ -462,6 +485,16 @@ func (c *Conn) lingerClose() {
 func (c *Conn) waitRequest() bool {
 	if c.br.Buffered() > 0 {
 		return true // a pipelined request
+	}
+	if !c.asked {
+		// The first request: the connection stays active, so that a
+		// shutdown waits for it rather than closing a connection its
+		// client has just opened, and it must come within the read
+		// header timeout, as with nginx's client_header_timeout.
+		c.asked = true
+		c.rwc.SetReadDeadline(time.Now().Add(c.s.readHeaderTimeout))
+		_, err := c.br.Peek(1)
+		return err == nil
 	}
 	if !c.state.CompareAndSwap(connActive, connIdle) || c.s.inShutdown.Load() {
 		return false
