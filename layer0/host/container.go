@@ -221,13 +221,19 @@ func checkTimeout(h keyspace.HealthCheck) time.Duration {
 
 // containerName is gantry-<cluster>-<app>-<type>-<job>, where <job> is the
 // job ID when short and otherwise a prefix of it plus a hash of the whole.
-func containerName(cluster string, s keyspace.JobSpec, jobID string) string {
+// A system job's name also holds the host ID after the cluster's, as the
+// platform's other containers do, so hosts sharing one Docker engine tell
+// their platform containers apart by name too.
+func containerName(cluster, hostID string, s keyspace.JobSpec, jobID string) string {
 	job := nameSafe(jobID)
 	if len(job) > 16 || job != jobID {
 		sum := sha256.Sum256([]byte(jobID))
 		job = job[:min(len(job), 8)] + "-" + hex.EncodeToString(sum[:4])
 	}
 	parts := []string{"gantry", cluster}
+	if s.System != "" && hostID != "" {
+		parts = append(parts, nameSafe(hostID))
+	}
 	for _, p := range []string{s.App, s.Type} {
 		if p = nameSafe(p); p != "" {
 			parts = append(parts, p[:min(len(p), 30)])

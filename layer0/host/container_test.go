@@ -54,23 +54,24 @@ var dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
 func TestContainerName(t *testing.T) {
 	tests := []struct {
-		name, app, typ, job string
-		want                string // prefix
+		name, app, typ, system, job string
+		want                        string // prefix
 	}{
-		{"short job ID kept", "shop", "web", "j1", "gantry-c1-shop-web-j1"},
-		{"long job ID shortened", "shop", "web", "0123456789abcdef0123", "gantry-c1-shop-web-01234567-"},
-		{"odd characters replaced", "shop", "we b/x", "j 1", "gantry-c1-shop-we-b-x-j-1-"},
-		{"no app or type", "", "", "j1", "gantry-c1-j1"},
+		{"short job ID kept", "shop", "web", "", "j1", "gantry-c1-shop-web-j1"},
+		{"long job ID shortened", "shop", "web", "", "0123456789abcdef0123", "gantry-c1-shop-web-01234567-"},
+		{"odd characters replaced", "shop", "we b/x", "", "j 1", "gantry-c1-shop-we-b-x-j-1-"},
+		{"no app or type", "", "", "", "j1", "gantry-c1-j1"},
+		{"system job with the host ID", "gantry-router", "router", "router", "j1", "gantry-c1-host-1-gantry-router-router-j1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := containerName("c1", keyspace.JobSpec{App: tc.app, Type: tc.typ}, tc.job)
+			got := containerName("c1", "host-1", keyspace.JobSpec{App: tc.app, Type: tc.typ, System: tc.system}, tc.job)
 			if !strings.HasPrefix(got, tc.want) || !dockerNameRE.MatchString(got) {
 				t.Errorf("containerName = %q, want prefix %q and a valid Docker name", got, tc.want)
 			}
 		})
 	}
-	if a, b := containerName("c", keyspace.JobSpec{}, "0123456789abcdefXX"), containerName("c", keyspace.JobSpec{}, "0123456789abcdefYY"); a == b {
+	if a, b := containerName("c", "h", keyspace.JobSpec{}, "0123456789abcdefXX"), containerName("c", "h", keyspace.JobSpec{}, "0123456789abcdefYY"); a == b {
 		t.Errorf("two long job IDs with one prefix share the name %q", a)
 	}
 }

@@ -374,7 +374,7 @@ func (j *job) createContainer(ctx context.Context) (string, error) {
 		return "", err
 	}
 	cfg, hc := containerConfig(j.a.cfg.Cluster, j.a.cfg.ID, j.a.cfg.AdvertiseAddr, j.asg, files, volumes)
-	name := containerName(j.a.cfg.Cluster, spec, j.id)
+	name := containerName(j.a.cfg.Cluster, j.a.cfg.ID, spec, j.id)
 	tctx, cancel = context.WithTimeout(ctx, dockerTimeout)
 	resp, err := j.a.docker.ContainerCreate(tctx, cfg, hc, nil, nil, name)
 	cancel()
