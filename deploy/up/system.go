@@ -25,7 +25,7 @@ import (
 // role.
 const (
 	AppScheduler     = types.SystemAppPrefix + "scheduler"
-	AppController    = types.SystemAppPrefix + "controller"
+	AppController    = types.SystemAppController
 	AppRouter        = types.SystemAppPrefix + "router"
 	AppGitReceiver   = types.SystemAppPrefix + "gitreceiver"
 	AppLogAggregator = types.SystemAppPrefix + "logaggregator"
