@@ -69,6 +69,9 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 	if cfg.GCInterval > 0 {
 		ctlArgs = append(ctlArgs, "--gc-interval", cfg.GCInterval.String())
 	}
+	if cfg.DiskWarningPercent > 0 {
+		ctlArgs = append(ctlArgs, "--disk-warning-percent", strconv.Itoa(cfg.DiskWarningPercent))
+	}
 	if cfg.ACMEEmail != "" {
 		ctlArgs = append(ctlArgs, "--acme-email", cfg.ACMEEmail)
 		if cfg.ACMEDirectory != "" {
