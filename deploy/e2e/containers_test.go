@@ -96,6 +96,9 @@ func TestPlatformContainers(t *testing.T) {
 		res := p.run("", nil, "-a", "gantry-controller", "log", "-n", "1000")
 		return res.code == 0 && len(diskWarnings(res.stdout)) > 0
 	})
+	if out := p.ok("hosts"); !strings.Contains(out, "past 1%: make room (gantry gc)") {
+		t.Errorf("gantry hosts does not flag the disks past the controller's 1%%:\n%s", out)
+	}
 
 	// An image app, served through the router's job.
 	p.ok("create", "web1")
