@@ -3,6 +3,7 @@ package appmetrics
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	hostclient "github.com/gantryhq/gantry/layer0/host/client"
@@ -114,5 +115,19 @@ func TestDiskChangeMessage(t *testing.T) {
 		if got := tc.change.message(85); got != tc.want {
 			t.Errorf("message:\n%s\nwant:\n%s", got, tc.want)
 		}
+	}
+}
+
+func TestConfigDiskWarningPercent(t *testing.T) {
+	for _, tc := range []struct {
+		percent int
+		valid   bool
+	}{{0, true}, {1, true}, {85, true}, {100, true}, {-1, false}, {101, false}} {
+		t.Run(fmt.Sprint(tc.percent), func(t *testing.T) {
+			err := Config{DiskWarningPercent: tc.percent}.Validate()
+			if got := err == nil || !strings.Contains(err.Error(), "disk warning"); got != tc.valid {
+				t.Errorf("Validate() = %v, want valid %v", err, tc.valid)
+			}
+		})
 	}
 }
