@@ -49,9 +49,6 @@ const (
 	// DefaultDiskWarningPercent is the disk warning threshold when
 	// Config.DiskWarningPercent is 0.
 	DefaultDiskWarningPercent = appmetrics.DefaultDiskWarningPercent
-	// DiskHysteresisPercent is how many points of percent under
-	// Config.DiskWarningPercent a disk must fall to count as back under.
-	DiskHysteresisPercent = appmetrics.DiskHysteresisPercent
 )
 
 // Config configures the controller.
@@ -148,7 +145,8 @@ type Config struct {
 	// file systems of its agent's state dir and of Docker's root), in
 	// percent from 1 to 100, at or above which the controller warns in its
 	// log and in the log of gantry-controller: once when a disk passes it,
-	// and once when it falls back under by DiskHysteresisPercent points.
+	// and once when it falls back under by appmetrics.DiskHysteresisPercent
+	// points.
 	// Zero means DefaultDiskWarningPercent (85).
 	DiskWarningPercent int
 	// LogURL is the base URL of the log aggregator, e.g.
