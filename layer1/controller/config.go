@@ -146,8 +146,7 @@ type Config struct {
 	// percent from 1 to 100, at or above which the controller warns in its
 	// log and in the log of gantry-controller: once when a disk passes it,
 	// and once when it falls back under by appmetrics.DiskHysteresisPercent
-	// points.
-	// Zero means DefaultDiskWarningPercent (85).
+	// points. Zero means DefaultDiskWarningPercent (85).
 	DiskWarningPercent int
 	// LogURL is the base URL of the log aggregator, e.g.
 	// "http://127.0.0.1:7072", which GET /v1/apps/{app}/log queries with
