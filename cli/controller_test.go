@@ -200,7 +200,8 @@ func (tc *testController) info(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-// hosts answers one host, its state disk past the warning.
+// hosts answers one host, its state disk past the controller's warning
+// threshold, which is not the default.
 func (tc *testController) hosts(w http.ResponseWriter, _ *http.Request) {
 	writeTestJSON(w, http.StatusOK, []map[string]any{{
 		"id": "h1", "addr": "127.0.0.1", "healthy": true, "jobs": 3, "version": "0.1.0", "started_at": "2026-01-02T03:00:00Z",
@@ -208,7 +209,9 @@ func (tc *testController) hosts(w http.ResponseWriter, _ *http.Request) {
 			"disks": []map[string]any{
 				{"path": "/var/lib/gantry", "used": 45 << 30, "total": 50 << 30},
 				{"path": "/var/lib/docker", "used": 12 << 30, "total": 100 << 30},
-			}},
+			},
+			"disk_warning_percent": 88,
+		},
 	}})
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 
-	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer1/controller/client"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	urfave "github.com/urfave/cli/v2"
@@ -19,7 +18,10 @@ func (r *runner) hostsCommand() *urfave.Command {
 		Usage: "list the cluster's hosts with their CPU, memory and disk use",
 		Description: "Each host shows whether it can run jobs, its CPU (cores busy of cores) and\n" +
 			"memory use, and the use of the file systems of its data and of Docker's\n" +
-			"images and volumes. The host agent warns in its log when a disk passes 85%.",
+			"images and volumes, flagged past the controller's warning threshold (85% unless\n" +
+			"gantryd runs with --disk-warning-percent). When a disk passes it, the\n" +
+			"controller warns once in its log and in gantry log -a gantry-controller, and\n" +
+			"again when the disk is back under; the host agent warns in its own log.",
 		Flags:  []urfave.Flag{clusterFlag(), jsonFlag()},
 		Action: r.hosts,
 	}
@@ -64,7 +66,7 @@ func (r *runner) hosts(c *urfave.Context) error {
 			if len(u.Disks) > 0 {
 				disks = disks[:0]
 				for _, d := range u.Disks {
-					disks = append(disks, formatDisk(d))
+					disks = append(disks, formatDisk(d, u.DiskWarningPercent))
 				}
 			}
 		}
@@ -80,18 +82,26 @@ func (r *runner) hosts(c *urfave.Context) error {
 }
 
 // formatDisk prints a file system's use: "/var/lib/docker 12.3 GiB / 50 GiB
-// (25%)", and a warning past the fraction at which the host agent warns.
-func formatDisk(d types.Disk) string {
+// (25%)", and a warning at or past warnPercent, the controller's warning
+// threshold (0, from a controller that does not report it: 85%).
+func formatDisk(d types.Disk, warnPercent int) string {
 	s := d.Path + " " + formatBytes(d.Used) + " / " + formatBytes(d.Total)
+	if warnPercent == 0 {
+		warnPercent = defaultDiskWarningPercent
+	}
 	if d.Total > 0 {
-		frac := float64(d.Used) / float64(d.Total)
-		s += fmt.Sprintf(" (%.0f%%)", frac*100)
-		if frac >= hostclient.DiskWarnFraction {
-			s += fmt.Sprintf(", past %.0f%%: make room (gantry gc)", hostclient.DiskWarnFraction*100)
+		percent := float64(d.Used) * 100 / float64(d.Total)
+		s += fmt.Sprintf(" (%.0f%%)", percent)
+		if percent >= float64(warnPercent) {
+			s += fmt.Sprintf(", past %d%%: make room (gantry gc)", warnPercent)
 		}
 	}
 	return s
 }
+
+// defaultDiskWarningPercent is the warning threshold of a controller that
+// does not report its own.
+const defaultDiskWarningPercent = 85
 
 // singleHostDisks returns the disk use of the cluster's host, as lines,
 // when the cluster has exactly one host that reported it; nil otherwise
@@ -110,7 +120,7 @@ func singleHostDisks(ctx context.Context, cl *client.Client) ([]string, error) {
 	}
 	var lines []string
 	for _, d := range hosts[0].Usage.Disks {
-		lines = append(lines, formatDisk(d))
+		lines = append(lines, formatDisk(d, hosts[0].Usage.DiskWarningPercent))
 	}
 	return lines, nil
 }

@@ -26,6 +26,7 @@ func controllerFlags() []cli.Flag {
 		&cli.StringFlag{Name: "acme-ca-file", Usage: "PEM CA bundle `FILE` trusted to reach a private ACME server"},
 		&cli.IntFlag{Name: "slugs-kept", Value: 10, Usage: "how many of each app's newest releases keep their slugs and can be rolled back to"},
 		&cli.DurationFlag{Name: "gc-interval", Value: time.Hour, Usage: "period of the garbage collection (gantry gc runs one now)"},
+		&cli.IntFlag{Name: "disk-warning-percent", Value: controller.DefaultDiskWarningPercent, Usage: "warn in the controller's log and in gantry log -a gantry-controller when a host's data disk passes this `PERCENT` in use"},
 		&cli.DurationFlag{Name: "deploy-timeout", Value: 120 * time.Second, Usage: "how long a deploy waits for the new release's jobs to be up before it fails and the old release keeps serving"},
 	}
 }
@@ -106,6 +107,8 @@ func controllerCommand() *cli.Command {
 				ACME:          acmeConfig(c),
 				Version:       version,
 				Logger:        log,
+
+				DiskWarningPercent: c.Int("disk-warning-percent"),
 			})
 			shipper, closeShipper, err := logShipper(c, n, "controller", log)
 			if err != nil {

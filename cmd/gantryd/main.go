@@ -134,6 +134,8 @@ func upCommand() *cli.Command {
 				GCInterval:     c.Duration("gc-interval"),
 				Version:        version,
 				Logger:         log,
+
+				DiskWarningPercent: c.Int("disk-warning-percent"),
 			})
 		},
 	}

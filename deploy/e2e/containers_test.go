@@ -48,7 +48,9 @@ func TestPlatformContainers(t *testing.T) {
 	p.args = []string{"up", "--containers", "--detach", "--data", data,
 		"--api-addr", api, "--http-addr", httpAddr, "--https-addr", testenv.FreeAddr(t), "--ssh-addr", testenv.FreeAddr(t),
 		"--host-api-addr", testenv.FreeAddr(t), "--log-addr", testenv.FreeAddr(t), "--postgres-addr", testenv.FreeAddr(t),
-		"--etcd-client-addr", testenv.FreeAddr(t), "--etcd-peer-addr", testenv.FreeAddr(t)}
+		"--etcd-client-addr", testenv.FreeAddr(t), "--etcd-peer-addr", testenv.FreeAddr(t),
+		// Every disk of this machine is past 1%: the controller warns.
+		"--disk-warning-percent", "1"}
 	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
 
 	gantrydRun(t, p, p.args...)
@@ -89,6 +91,15 @@ func TestPlatformContainers(t *testing.T) {
 		return res.code == 0 && strings.Contains(res.stdout, "router.1")
 	})
 
+	// The controller's disk warning, in the log of its system app.
+	eventually(t, time.Minute, "the disk warning in gantry -a gantry-controller log", func() bool {
+		res := p.run("", nil, "-a", "gantry-controller", "log", "-n", "1000")
+		return res.code == 0 && len(diskWarnings(res.stdout)) > 0
+	})
+	if out := p.ok("hosts"); !strings.Contains(out, "past 1%: make room (gantry gc)") {
+		t.Errorf("gantry hosts does not flag the disks past the controller's 1%%:\n%s", out)
+	}
+
 	// An image app, served through the router's job.
 	p.ok("create", "web1")
 	p.ok("env", "set", "-a", "web1", "GREETING=kept")
@@ -100,6 +111,12 @@ func TestPlatformContainers(t *testing.T) {
 	}
 	eventually(t, 2*time.Minute, "web1 answers 200 through the router", serves)
 	releases := p.ok("releases", "-a", "web1", "--json")
+
+	// Many collections later, still one warning per disk.
+	warnings := diskWarnings(p.ok("-a", "gantry-controller", "log", "-n", "1000"))
+	if len(warnings) == 0 || len(slices.Compact(slices.Sorted(slices.Values(warnings)))) != len(warnings) {
+		t.Errorf("disk warnings in gantry -a gantry-controller log, want one per disk: %q", warnings)
+	}
 
 	// A simulated reboot: every container of the platform and of the app
 	// dies (docker kill: no restart policy applies), then gantryd up again.
@@ -178,6 +195,21 @@ func TestPlatformContainers(t *testing.T) {
 	if apps := listContainers(t, docker, false, keyspace.LabelCluster+"="+cluster, keyspace.LabelApp+"=web1"); len(apps) != 1 {
 		t.Errorf("%d running containers of web1 after SIGTERM, want 1", len(apps))
 	}
+}
+
+// diskWarnings returns, from the output of gantry log, the host and disk
+// of each of the controller's disk warnings, e.g. "host-1: /data".
+func diskWarnings(log string) []string {
+	var out []string
+	for line := range strings.SplitSeq(log, "\n") {
+		_, msg, ok := strings.Cut(line, " gantry: disk almost full on host ")
+		if !ok || !strings.Contains(msg, "past the 1% warning: run `gantry gc`") {
+			continue
+		}
+		where, _, _ := strings.Cut(msg, " is ")
+		out = append(out, where)
+	}
+	return out
 }
 
 // gantrydRun runs gantryd with args and fails the test unless it exits 0

@@ -50,7 +50,7 @@ func Run(ctx context.Context, cfg Config) error {
 		"version", cfg.Version, "data", n.Dir, "cluster", n.Cluster, "host", n.HostID,
 		"api_addr", cfg.APIAddr, "http_addr", cfg.HTTPAddr, "https_addr", cfg.HTTPSAddr,
 		"ssh_addr", cfg.SSHAddr, "host_api_addr", cfg.HostAPIAddr, "domain", cfg.Domain, "deploy_timeout", cfg.DeployTimeout,
-		"slugs_kept", cfg.SlugsKept, "gc_interval", cfg.GCInterval,
+		"slugs_kept", cfg.SlugsKept, "gc_interval", cfg.GCInterval, "disk_warning_percent", cfg.DiskWarningPercent,
 		"advertise", cfg.AdvertiseAddr, "etcd", etcdMode(cfg), "database", dbMode(cfg))
 
 	// etcd: embedded unless an external cluster is given.
@@ -186,6 +186,11 @@ func Run(ctx context.Context, cfg Config) error {
 			ACME:          acmeCfg,
 			Version:       cfg.Version,
 			Logger:        log.With("component", "controller"),
+
+			// Its disk warnings go to the aggregator's log of
+			// gantry-controller too, though no such app exists in
+			// this mode.
+			DiskWarningPercent: cfg.DiskWarningPercent,
 		}))
 	})
 	g.Go(func() error {

@@ -25,7 +25,7 @@ import (
 // role.
 const (
 	AppScheduler     = types.SystemAppPrefix + "scheduler"
-	AppController    = types.SystemAppPrefix + "controller"
+	AppController    = types.SystemAppController
 	AppRouter        = types.SystemAppPrefix + "router"
 	AppGitReceiver   = types.SystemAppPrefix + "gitreceiver"
 	AppLogAggregator = types.SystemAppPrefix + "logaggregator"
@@ -68,6 +68,9 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 	}
 	if cfg.GCInterval > 0 {
 		ctlArgs = append(ctlArgs, "--gc-interval", cfg.GCInterval.String())
+	}
+	if cfg.DiskWarningPercent > 0 {
+		ctlArgs = append(ctlArgs, "--disk-warning-percent", strconv.Itoa(cfg.DiskWarningPercent))
 	}
 	if cfg.ACMEEmail != "" {
 		ctlArgs = append(ctlArgs, "--acme-email", cfg.ACMEEmail)

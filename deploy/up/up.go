@@ -78,6 +78,10 @@ type Config struct {
 	// GCInterval is the period of the garbage collection; zero means the
 	// controller's default (1 hour).
 	GCInterval time.Duration
+	// DiskWarningPercent is the part of a host's disk in use, in percent
+	// (1 to 100), past which the controller warns in its log and in the
+	// log of gantry-controller; zero means the controller's default (85).
+	DiskWarningPercent int
 	// AccessLog receives the router's access log, one line per request;
 	// nil means none.
 	AccessLog io.Writer
@@ -134,6 +138,9 @@ func (c Config) Validate() error {
 	}
 	if c.GCInterval < 0 {
 		errs = append(errs, fmt.Errorf("--gc-interval %s is negative", c.GCInterval))
+	}
+	if c.DiskWarningPercent < 0 || c.DiskWarningPercent > 100 {
+		errs = append(errs, fmt.Errorf("--disk-warning-percent %d: want 1 to 100", c.DiskWarningPercent))
 	}
 	if net.ParseIP(c.AdvertiseAddr) == nil {
 		errs = append(errs, fmt.Errorf("--advertise %q: want an IP address", c.AdvertiseAddr))

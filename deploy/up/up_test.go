@@ -37,6 +37,7 @@ func TestValidateContainers(t *testing.T) {
 		{"containers, access log", func(c *Config) { c.Containers, c.AccessLog = true, io.Discard }, "access log"},
 		{"containers, ACME CA file", func(c *Config) { c.Containers, c.ACMECAFile = true, "/ca.pem" }, "--acme-ca-file"},
 		{"containers, no postgres address", func(c *Config) { c.Containers, c.PostgresAddr = true, "" }, "--postgres-addr"},
+		{"disk warning past 100%", func(c *Config) { c.DiskWarningPercent = 101 }, "--disk-warning-percent 101"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +59,7 @@ func TestValidateContainers(t *testing.T) {
 // the role's port, the data dir mounted, one job each.
 func TestSystemApps(t *testing.T) {
 	cfg := validConfig()
+	cfg.DiskWarningPercent = 90
 	n := &node.Node{Dir: "/var/lib/my gantry", Cluster: "c-1", HostID: "host-1"}
 	apps := systemApps(cfg, n, "gantry/platform:v1-abc", map[string]string{"GOPROXY": "off"})
 	want := map[string]struct {
@@ -94,6 +96,9 @@ func TestSystemApps(t *testing.T) {
 		}
 		if p.System == nil || p.System.Port != w.port || len(p.System.Binds) != 1 || p.System.Binds[0].Source != n.Dir {
 			t.Errorf("%s: system settings %+v", a.Name, p.System)
+		}
+		if i := slices.Index(args, "--disk-warning-percent"); (a.Name == AppController) != (i > 0 && i+1 < len(args) && args[i+1] == "90") {
+			t.Errorf("%s: command %q; only the controller's has --disk-warning-percent 90", a.Name, args)
 		}
 		if (a.Name == AppController) != (a.Config["GOPROXY"] == "off") {
 			t.Errorf("%s: config %v; only the controller has the build settings", a.Name, a.Config)

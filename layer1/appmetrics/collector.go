@@ -9,6 +9,12 @@
 // answer with the platform's token. Counters are cumulative: the collector
 // keeps each source's previous reading and stores the difference, and a
 // counter that went down (a restarted router) counts from zero.
+//
+// The collector also reads each agent's disks (GET /v1/usage): when one
+// passes the warning threshold (85% by default) it logs a warning and
+// sends one as an event of the system app gantry-controller, once per
+// crossing, and a line again when the disk falls back under (with a
+// margin of DiskHysteresisPercent).
 package appmetrics
 
 import (
@@ -56,8 +62,22 @@ type Config struct {
 	Store *metricstore.Store
 	// Interval is the time between readings; zero means 10 s.
 	Interval time.Duration
+	// DiskWarningPercent is the part of a host's disk in use, in percent
+	// (1 to 100), at or above which the collector warns; zero means
+	// DefaultDiskWarningPercent (85).
+	DiskWarningPercent int
+	// Events receives the disk warnings as events of the system app
+	// types.SystemAppController (gantry-controller); nil sends them to
+	// Logger only.
+	Events EventSink
 	// Logger receives the collector's logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// EventSink receives the platform's events for an app's log (the
+// controller's EventSink, a log Shipper). Event must not block.
+type EventSink interface {
+	Event(app, msg string)
 }
 
 // Validate reports missing fields.
@@ -78,6 +98,9 @@ func (c Config) Validate() error {
 	if c.Interval < 0 {
 		errs = append(errs, errors.New("negative interval"))
 	}
+	if c.DiskWarningPercent < 0 || c.DiskWarningPercent > 100 {
+		errs = append(errs, fmt.Errorf("disk warning %d%%: want 1 to 100, or 0 for %d", c.DiskWarningPercent, DefaultDiskWarningPercent))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("app metrics: %w", err)
 	}
@@ -95,6 +118,8 @@ type Collector struct {
 
 	// prev is each router's last reading, by router instance ID.
 	prev map[string]routerReading
+	// disks knows which hosts' disks are over the warning threshold.
+	disks *diskWatch
 }
 
 // routerReading is what one router had counted, per app.
@@ -125,6 +150,9 @@ func New(cfg Config) (*Collector, error) {
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
 	}
+	if cfg.DiskWarningPercent == 0 {
+		cfg.DiskWarningPercent = DefaultDiskWarningPercent
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -135,6 +163,7 @@ func New(cfg Config) (*Collector, error) {
 		http:  &http.Client{Timeout: requestTimeout},
 		hosts: map[string]*hostclient.Client{},
 		prev:  map[string]routerReading{},
+		disks: newDiskWatch(cfg.DiskWarningPercent),
 	}, nil
 }
 
@@ -393,8 +422,9 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// readHosts reads every host agent's jobs and adds each app's CPU and
-// resident memory per process type.
+// readHosts reads every host agent's jobs and disks, adds each app's CPU
+// and resident memory per process type, and warns of the disks that
+// crossed the warning threshold.
 func (c *Collector) readHosts(ctx context.Context, now time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
@@ -405,14 +435,32 @@ func (c *Collector) readHosts(ctx context.Context, now time.Time) {
 	}
 	type key struct{ app, typ string }
 	cpu, mem := map[key]float64{}, map[key]float64{}
+	registered, disks := map[string]bool{}, map[string][]hostclient.Disk{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, kv := range resp.Kvs {
 		var h keyspace.Host
-		if err := json.Unmarshal(kv.Value, &h); err != nil || h.APIURL == "" {
+		if err := json.Unmarshal(kv.Value, &h); err != nil {
+			continue
+		}
+		registered[h.ID] = true
+		if h.APIURL == "" {
 			continue
 		}
 		cl := c.host(h.APIURL)
+		wg.Go(func() {
+			u, err := cl.Usage(ctx)
+			if err != nil {
+				c.log.Warn("read a host's usage", "host", h.ID, "err", err)
+				return
+			}
+			if u.At.IsZero() {
+				return // the agent has not read its disks yet
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			disks[h.ID] = u.Disks
+		})
 		wg.Go(func() {
 			jobs, err := cl.ListJobs(ctx)
 			if err != nil {
@@ -435,6 +483,25 @@ func (c *Collector) readHosts(ctx context.Context, now time.Time) {
 	for k, v := range cpu {
 		c.add(k.app, k.typ, types.MetricCPU, now, v)
 		c.add(k.app, k.typ, types.MetricMemory, now, mem[k])
+	}
+	for _, ch := range c.disks.observe(disks, registered) {
+		c.report(ch)
+	}
+}
+
+// report logs a disk's crossing of the warning threshold and sends it to
+// the log of gantry-controller.
+func (c *Collector) report(ch diskChange) {
+	msg := ch.message(c.cfg.DiskWarningPercent)
+	attrs := []any{"host", ch.host, "path", ch.disk.Path, "used_bytes", ch.disk.Used, "total_bytes", ch.disk.Total,
+		"used_percent", percentOf(ch.disk), "warning_percent", c.cfg.DiskWarningPercent}
+	if ch.over {
+		c.log.Warn(msg, attrs...)
+	} else {
+		c.log.Info(msg, attrs...)
+	}
+	if c.cfg.Events != nil {
+		c.cfg.Events.Event(types.SystemAppController, msg)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/sealed"
+	"github.com/gantryhq/gantry/layer1/appmetrics"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
@@ -45,6 +46,9 @@ const (
 	// DefaultGCInterval is the period of the garbage collection when
 	// Config.GCInterval is 0.
 	DefaultGCInterval = time.Hour
+	// DefaultDiskWarningPercent is the disk warning threshold when
+	// Config.DiskWarningPercent is 0.
+	DefaultDiskWarningPercent = appmetrics.DefaultDiskWarningPercent
 )
 
 // Config configures the controller.
@@ -133,8 +137,17 @@ type Config struct {
 	// DefaultGCInterval (1 hour).
 	GCInterval time.Duration
 	// Events receives the platform events of the apps (deploys, scales,
-	// restarts) for their logs. Nil discards them.
+	// restarts) for their logs, and the controller's warnings about the
+	// platform (a host's disk past DiskWarningPercent) for the log of the
+	// system app gantry-controller. Nil discards them.
 	Events EventSink
+	// DiskWarningPercent is the part of a host's data disk in use (the
+	// file systems of its agent's state dir and of Docker's root), in
+	// percent from 1 to 100, at or above which the controller warns in its
+	// log and in the log of gantry-controller: once when a disk passes it,
+	// and once when it falls back under by appmetrics.DiskHysteresisPercent
+	// points. Zero means DefaultDiskWarningPercent (85).
+	DiskWarningPercent int
 	// LogURL is the base URL of the log aggregator, e.g.
 	// "http://127.0.0.1:7072", which GET /v1/apps/{app}/log queries with
 	// HostToken. Empty makes that endpoint answer 503.
@@ -233,6 +246,8 @@ func (c Config) validateForNew() error {
 		return fmt.Errorf("controller: SlugsKept %d is negative", c.SlugsKept)
 	case c.GCInterval < 0:
 		return fmt.Errorf("controller: GCInterval %s is negative", c.GCInterval)
+	case c.DiskWarningPercent < 0 || c.DiskWarningPercent > 100:
+		return fmt.Errorf("controller: DiskWarningPercent %d is not from 1 to 100 (or 0 for %d)", c.DiskWarningPercent, DefaultDiskWarningPercent)
 	}
 	if c.SecretsKey != nil && len(c.SecretsKey) != sealed.KeySize {
 		return fmt.Errorf("controller: SecretsKey is %d bytes, want %d", len(c.SecretsKey), sealed.KeySize)
@@ -337,6 +352,13 @@ func (c Config) gcInterval() time.Duration {
 		return DefaultGCInterval
 	}
 	return c.GCInterval
+}
+
+func (c Config) diskWarningPercent() int {
+	if c.DiskWarningPercent == 0 {
+		return DefaultDiskWarningPercent
+	}
+	return c.DiskWarningPercent
 }
 
 // blobURL is the URL of a blob as the host agents reach it.

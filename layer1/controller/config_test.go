@@ -25,6 +25,7 @@ func TestConfigValidate(t *testing.T) {
 			c.InternalURL, c.BuilderImage, c.StackImage = "http://127.0.0.1:7070", "gantry/builder:1", "gantry/stack:1"
 			c.BuildEnv = map[string]string{"GOPROXY": "https://proxy.example.test", "GOFLAGS": "-mod=mod"}
 			c.BuildTimeout, c.BuildMemory, c.SlugsKept = time.Hour, 1<<30, 3
+			c.DiskWarningPercent = 90
 		}, ""},
 		{"no database", func(c *Config) { c.DatabaseURL = "" }, "DatabaseURL is required"},
 		{"bad database", func(c *Config) { c.DatabaseURL = "postgres://%zz" }, "DatabaseURL"},
@@ -66,6 +67,10 @@ func TestConfigValidate(t *testing.T) {
 			c.ACME = &ACMEConfig{Email: "ops@example.test", RenewBefore: -time.Hour}
 		}, "ACME.RenewBefore -1h0m0s is negative"},
 		{"negative gc interval", func(c *Config) { c.GCInterval = -time.Second }, "GCInterval -1s is negative"},
+		{"disk warning of 1%", func(c *Config) { c.DiskWarningPercent = 1 }, ""},
+		{"disk warning of 100%", func(c *Config) { c.DiskWarningPercent = 100 }, ""},
+		{"negative disk warning", func(c *Config) { c.DiskWarningPercent = -1 }, "DiskWarningPercent -1 is not from 1 to 100"},
+		{"disk warning past 100%", func(c *Config) { c.DiskWarningPercent = 101 }, "DiskWarningPercent 101 is not from 1 to 100"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -43,7 +43,7 @@ func (s *Server) getHosts(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			hu := &types.HostUsage{At: u.At.UTC(), CPU: u.CPU, Cores: u.Cores, MemoryUsed: u.MemoryUsed, MemoryTotal: u.MemoryTotal,
-				Disks: []types.Disk{}}
+				Disks: []types.Disk{}, DiskWarningPercent: s.cfg.diskWarningPercent()}
 			for _, d := range u.Disks {
 				hu.Disks = append(hu.Disks, types.Disk{Path: d.Path, Used: d.Used, Total: d.Total})
 			}

@@ -194,7 +194,8 @@ const historySaveInterval = time.Minute
 
 // collectMetrics feeds the apps' metric history every 10 s from the
 // routers and host agents until ctx ends, and keeps it in
-// Config.MetricsFile across restarts.
+// Config.MetricsFile across restarts. It also warns when a host's disk
+// passes Config.DiskWarningPercent (see package appmetrics).
 func (s *Server) collectMetrics(ctx context.Context) {
 	if file := s.cfg.MetricsFile; file != "" {
 		if f, err := os.Open(file); err == nil {
@@ -207,6 +208,7 @@ func (s *Server) collectMetrics(ctx context.Context) {
 	}
 	c, err := appmetrics.New(appmetrics.Config{
 		Etcd: s.cfg.Etcd, Space: s.space, Token: s.cfg.HostToken, Store: s.history,
+		DiskWarningPercent: s.cfg.DiskWarningPercent, Events: s.cfg.Events,
 		Logger: s.log.With("worker", "appmetrics"),
 	})
 	if err != nil {

@@ -242,7 +242,7 @@ func Run(ctx context.Context, cfg Config) error {
 		"cluster", cfg.Cluster, "domain", cfg.domain(), "git_url", cfg.GitURL,
 		"router_http", cfg.RouterHTTP, "router_https", cfg.RouterHTTPS, "database", cfg.databaseName(),
 		"internal_url", cfg.InternalURL, "builder_image", cfg.BuilderImage, "stack_image", cfg.StackImage,
-		"build_timeout", cfg.buildTimeout(), "build_memory", cfg.buildMemory())
+		"build_timeout", cfg.buildTimeout(), "build_memory", cfg.buildMemory(), "disk_warning_percent", cfg.diskWarningPercent())
 	return s.Serve(ctx, ln)
 }
 

@@ -71,6 +71,11 @@ type HostUsage struct {
 	// Disks are the file systems of the agent's state dir and of Docker's
 	// root.
 	Disks []Disk `json:"disks"`
+	// DiskWarningPercent is the controller's warning threshold: a disk at
+	// or past this part in use, in percent, is flagged, and the controller
+	// warns in its log and in the log of gantry-controller. Zero from a
+	// controller that does not say: 85.
+	DiskWarningPercent int `json:"disk_warning_percent,omitempty"`
 }
 
 // Disk is one file system of a host. Used and Total are in bytes.

@@ -55,6 +55,11 @@ var (
 // apps with it.
 const SystemAppPrefix = "gantry-"
 
+// SystemAppController is the system app that runs the controller. Its log
+// also gets the controller's warnings about the platform, such as a host's
+// disk passing the warning threshold.
+const SystemAppController = SystemAppPrefix + "controller"
+
 // IsSystemAppName reports whether name is reserved for the platform's own
 // apps.
 func IsSystemAppName(name string) bool { return strings.HasPrefix(name, SystemAppPrefix) }
