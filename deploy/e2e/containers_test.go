@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -21,12 +23,16 @@ import (
 	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
 // TestPlatformContainers runs `gantryd up --containers --detach` on a new
 // data dir: etcd, PostgreSQL and the host agent run as containers, and the
-// five system apps' jobs too, shown by the CLI; an image app answers
-// through the router; after a simulated reboot (every container of the
+// five system apps' jobs too, shown by the CLI (with no web URL for
+// them); an image app answers through the router, with its CPU and memory
+// in gantry ps and its requests in the access log in the data dir; a git
+// push with the real git and OpenSSH clients builds an app that then
+// serves through the router; after a simulated reboot (every container of the
 // platform and of the app killed, `gantryd up --containers --detach`
 // again) the app serves again within 60 s with its releases and config;
 // the reserved prefix is refused; `gantryd down` leaves no platform
@@ -39,16 +45,23 @@ func TestPlatformContainers(t *testing.T) {
 	}
 	gantryd, gantry := buildBinaries(t)
 	docker := testenv.Docker(t)
+	requireStackImages(t)
+	for _, bin := range []string{"git", "ssh", "ssh-keygen"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s is required: %v", bin, err)
+		}
+	}
 	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
 
 	data := t.TempDir()
-	api, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data,
+	api, httpAddr, sshAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
+	accessLog := filepath.Join(data, "access.log")
+	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data, sshAddr: sshAddr,
 		apiURL: "http://" + api, httpURL: "http://" + httpAddr, logs: &syncWriter{buf: &bytes.Buffer{}}}
 	p.args = []string{"up", "--containers", "--detach", "--data", data,
-		"--api-addr", api, "--http-addr", httpAddr, "--https-addr", testenv.FreeAddr(t), "--ssh-addr", testenv.FreeAddr(t),
+		"--api-addr", api, "--http-addr", httpAddr, "--https-addr", testenv.FreeAddr(t), "--ssh-addr", sshAddr,
 		"--host-api-addr", testenv.FreeAddr(t), "--log-addr", testenv.FreeAddr(t), "--postgres-addr", testenv.FreeAddr(t),
-		"--etcd-client-addr", testenv.FreeAddr(t), "--etcd-peer-addr", testenv.FreeAddr(t)}
+		"--etcd-client-addr", testenv.FreeAddr(t), "--etcd-peer-addr", testenv.FreeAddr(t), "--access-log", accessLog}
 	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
 
 	gantrydRun(t, p, p.args...)
@@ -70,8 +83,8 @@ func TestPlatformContainers(t *testing.T) {
 	})
 	all := p.ok("apps", "--all")
 	for _, app := range []string{"gantry-controller", "gantry-gitreceiver", "gantry-logaggregator", "gantry-router", "gantry-scheduler"} {
-		if !strings.Contains(all, app) {
-			t.Errorf("gantry apps --all does not list %s:\n%s", app, all)
+		if !regexp.MustCompile(`(?m)^` + app + ` +v1 +- `).MatchString(all) {
+			t.Errorf("gantry apps --all does not list %s at v1 with no web URL:\n%s", app, all)
 		}
 	}
 	if out := p.ok("apps"); strings.Contains(out, "gantry-") {
@@ -99,6 +112,28 @@ func TestPlatformContainers(t *testing.T) {
 		return err == nil && code == http.StatusOK
 	}
 	eventually(t, 2*time.Minute, "web1 answers 200 through the router", serves)
+
+	// The agent's container reads the job's cgroups: gantry ps shows its
+	// CPU and memory.
+	eventually(t, time.Minute, "web1's CPU and memory in gantry ps --json", func() bool {
+		var jobs []types.Job
+		err := json.Unmarshal([]byte(p.ok("ps", "-a", "web1", "--json")), &jobs)
+		return err == nil && len(jobs) == 1 && jobs[0].Usage != nil && jobs[0].Usage.MemoryRSS > 0 && jobs[0].Usage.MemoryLimit > 0
+	})
+	if out := p.ok("ps", "-a", "web1"); !regexp.MustCompile(`(?m)^web\.1 .* v1 +\d+% +[\d.]+ (B|KiB|MiB) / [\d.]+ (MiB|GiB)$`).MatchString(out) {
+		t.Errorf("gantry ps does not show CPU and MEM:\n%s", out)
+	}
+	// The router's job writes the access log into the data dir.
+	eventually(t, 30*time.Second, "web1's requests in the access log", func() bool {
+		b, err := os.ReadFile(accessLog)
+		return err == nil && strings.Contains(string(b), "app=web1 ")
+	})
+
+	// git push, with the real git and OpenSSH clients: the git receiver's
+	// job runs git, the build job runs on the builder image, the slug
+	// release serves through the router.
+	pushApp(t, p)
+
 	releases := p.ok("releases", "-a", "web1", "--json")
 
 	// A simulated reboot: every container of the platform and of the app
@@ -299,4 +334,38 @@ func cleanupPlatform(t *testing.T, docker *dockerclient.Client, p *platform) {
 	if err := testenv.RemoveContainers(ctx, docker, cluster); err != nil {
 		t.Errorf("remove the cluster's containers: %v", err)
 	}
+}
+
+// pushApp registers a key, creates the app site from a git repository of
+// the static test app (gantry create pins the platform's host key), pushes
+// it and waits until the router serves it.
+func pushApp(t *testing.T, p *platform) {
+	t.Helper()
+	keyFile := filepath.Join(p.home, ".ssh", "id_ed25519")
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sshKeygen(t, keyFile)
+	p.ok("key", "add")
+	repo := t.TempDir()
+	copyDir(t, filepath.Join(repoRoot(), "slugbuilder", "testdata", "apps", "static"), repo)
+	gitRun(t, repo, "init", "-q", "-b", "main")
+	gitRun(t, repo, "add", ".")
+	gitRun(t, repo, "commit", "-q", "-m", "first")
+	if r := p.run(repo, nil, "create", "site"); r.code != 0 {
+		t.Fatalf("create: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	out, err := p.push(repo, keyFile)
+	if err != nil {
+		t.Fatalf("git push: %v\n%s", err, out)
+	}
+	wantLines(t, out,
+		"remote: -----> Compiled slug size is",
+		"remote: -----> Creating release v1",
+		"remote: -----> Deployed v1",
+		"remote: =====> Application deployed: http://site.localhost:"+port(t, p.httpURL))
+	eventually(t, time.Minute, "the router to serve the pushed site", func() bool {
+		code, body, err := p.get("site.localhost", "/")
+		return err == nil && code == http.StatusOK && strings.Contains(body, "Hello from a static site")
+	})
 }
