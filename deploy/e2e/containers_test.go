@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -368,4 +369,49 @@ func pushApp(t *testing.T, p *platform) {
 		code, body, err := p.get("site.localhost", "/")
 		return err == nil && code == http.StatusOK && strings.Contains(body, "Hello from a static site")
 	})
+}
+
+// TestPlatformContainersFailedStart starts `gantryd up --containers` with
+// PostgreSQL's address taken: the start fails after it started etcd and
+// PostgreSQL, says so, and leaves none of the platform's containers
+// running.
+func TestPlatformContainersFailedStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs Docker and the binaries")
+	}
+	gantryd, gantry := buildBinaries(t)
+	docker := testenv.Docker(t)
+	requireStackImages(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+
+	data := t.TempDir()
+	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gantryd, "up", "--containers", "--detach", "--data", data,
+		"--api-addr", testenv.FreeAddr(t), "--http-addr", testenv.FreeAddr(t), "--https-addr", testenv.FreeAddr(t),
+		"--ssh-addr", testenv.FreeAddr(t), "--host-api-addr", testenv.FreeAddr(t), "--log-addr", testenv.FreeAddr(t),
+		"--postgres-addr", taken.Addr().String(),
+		"--etcd-client-addr", testenv.FreeAddr(t), "--etcd-peer-addr", testenv.FreeAddr(t))
+	cmd.Env = append(os.Environ(), "HOME="+p.home)
+	out, err := cmd.CombinedOutput()
+	p.logs.Write(out)
+	if err == nil {
+		t.Fatalf("gantryd up --containers with PostgreSQL's address taken exited 0:\n%s", out)
+	}
+	if !regexp.MustCompile(`gantryd up --containers failed \(stopped the [1-9]\d* platform containers it had started, kept the 0 that ran before\)`).Match(out) {
+		t.Errorf("gantryd up --containers did not say what it stopped:\n%s", out)
+	}
+	cluster := readID(t, filepath.Join(data, node.ClusterIDFile))
+	if got := runningComponents(t, docker, cluster); len(got) != 0 {
+		t.Errorf("platform containers running after a failed start: %v", got)
+	}
+	if got := listContainers(t, docker, true, keyspace.LabelCluster+"="+cluster, keyspace.LabelSystem+"=etcd"); len(got) != 1 {
+		t.Errorf("%d etcd containers after a failed start, want 1 (started, then stopped)", len(got))
+	}
 }

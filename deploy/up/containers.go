@@ -395,7 +395,7 @@ func failedStart(ctx context.Context, dk *docker.Client, n *node.Node, before []
 		return fmt.Errorf("gantryd up --containers failed: %w; the containers it started may still run (gantryd down stops them): %w", cause, err)
 	}
 	stop := startedBy(before, now)
-	log.Error("gantryd up --containers failed: stopping the platform containers this start started", "err", cause, "containers", len(stop))
+	log.Error("gantryd up --containers failed: stopping the platform containers this start started", "containers", len(stop))
 	if err := stopContainers(ctx, dk, stop, log); err != nil {
 		return fmt.Errorf("gantryd up --containers failed: %w; stopping the containers it started: %w", cause, err)
 	}
