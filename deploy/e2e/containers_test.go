@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/acme/acmetest"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -41,41 +43,14 @@ import (
 // --containers` in the foreground follows the platform's output and stops
 // it on SIGTERM, the app still running.
 func TestPlatformContainers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
-	}
-	gantryd, gantry := buildBinaries(t)
-	docker := testenv.Docker(t)
-	requireStackImages(t)
+	p, docker, cluster := containersPlatform(t, testenv.FreeAddr(t))
 	for _, bin := range []string{"git", "ssh", "ssh-keygen"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("%s is required: %v", bin, err)
 		}
 	}
 	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
-
-	data := t.TempDir()
-	api, httpAddr, sshAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
-	accessLog := filepath.Join(data, "access.log")
-	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data, sshAddr: sshAddr,
-		apiURL: "http://" + api, httpURL: "http://" + httpAddr, logs: &syncWriter{buf: &bytes.Buffer{}}}
-	p.args = []string{"up", "--containers", "--detach", "--data", data,
-		"--api-addr", api, "--http-addr", httpAddr, "--https-addr", testenv.FreeAddr(t), "--ssh-addr", sshAddr,
-		"--host-api-addr", testenv.FreeAddr(t), "--log-addr", testenv.FreeAddr(t), "--postgres-addr", testenv.FreeAddr(t),
-		"--etcd-client-addr", testenv.FreeAddr(t), "--etcd-peer-addr", testenv.FreeAddr(t), "--access-log", accessLog}
-	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
-
-	gantrydRun(t, p, p.args...)
-	env, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(env), "\n") {
-		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
-			p.token = v
-		}
-	}
-	cluster := readID(t, filepath.Join(data, node.ClusterIDFile))
+	data, accessLog := p.data, filepath.Join(p.data, "access.log")
 
 	// Every component in a container of its own.
 	want := []string{"agent", "etcd", "gantry-controller", "gantry-gitreceiver", "gantry-logaggregator", "gantry-router", "gantry-scheduler", "postgres"}
@@ -214,6 +189,63 @@ func TestPlatformContainers(t *testing.T) {
 	if apps := listContainers(t, docker, false, keyspace.LabelCluster+"="+cluster, keyspace.LabelApp+"=web1"); len(apps) != 1 {
 		t.Errorf("%d running containers of web1 after SIGTERM, want 1", len(apps))
 	}
+}
+
+// containersPlatform runs `gantryd up --containers --detach` on a new data
+// dir, with the router's HTTP listener on httpAddr, free loopback ports
+// for the rest, the router's access log in <data>/access.log and
+// extraArgs, and returns it with the Docker client and the cluster's ID.
+// The cluster's containers are removed when the test ends.
+func containersPlatform(t *testing.T, httpAddr string, extraArgs ...string) (*platform, *dockerclient.Client, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
+	}
+	gantryd, gantry := buildBinaries(t)
+	docker := testenv.Docker(t)
+	requireStackImages(t)
+	data := t.TempDir()
+	a := freeAddrs(t, 8, httpAddr)
+	api, sshAddr, httpsAddr := a[0], a[1], a[2]
+	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data, sshAddr: sshAddr, httpsAddr: httpsAddr,
+		apiURL: "http://" + api, httpURL: "http://" + httpAddr, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	p.args = append([]string{"up", "--containers", "--detach", "--data", data,
+		"--api-addr", api, "--http-addr", httpAddr, "--https-addr", httpsAddr, "--ssh-addr", sshAddr,
+		"--host-api-addr", a[3], "--log-addr", a[4], "--postgres-addr", a[5],
+		"--etcd-client-addr", a[6], "--etcd-peer-addr", a[7],
+		"--access-log", filepath.Join(data, "access.log")}, extraArgs...)
+	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
+
+	gantrydRun(t, p, p.args...)
+	env, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(env), "\n") {
+		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
+			p.token = v
+		}
+	}
+	return p, docker, readID(t, filepath.Join(data, node.ClusterIDFile))
+}
+
+// freeAddrs returns n free loopback addresses, all different and none in
+// taken: the listeners are held until all are picked, so the kernel
+// cannot hand out one port twice, as separate testenv.FreeAddr calls can.
+func freeAddrs(t *testing.T, n int, taken ...string) []string {
+	t.Helper()
+	var addrs []string
+	for len(addrs) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		defer l.Close()
+		if a := l.Addr().String(); !slices.Contains(taken, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
 }
 
 // gantrydRun runs gantryd with args and fails the test unless it exits 0
@@ -393,11 +425,12 @@ func TestPlatformContainersFailedStart(t *testing.T) {
 	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
+	a := freeAddrs(t, 8, taken.Addr().String())
 	cmd := exec.CommandContext(ctx, gantryd, "up", "--containers", "--detach", "--data", data,
-		"--api-addr", testenv.FreeAddr(t), "--http-addr", testenv.FreeAddr(t), "--https-addr", testenv.FreeAddr(t),
-		"--ssh-addr", testenv.FreeAddr(t), "--host-api-addr", testenv.FreeAddr(t), "--log-addr", testenv.FreeAddr(t),
+		"--api-addr", a[0], "--http-addr", a[1], "--https-addr", a[2],
+		"--ssh-addr", a[3], "--host-api-addr", a[4], "--log-addr", a[5],
 		"--postgres-addr", taken.Addr().String(),
-		"--etcd-client-addr", testenv.FreeAddr(t), "--etcd-peer-addr", testenv.FreeAddr(t))
+		"--etcd-client-addr", a[6], "--etcd-peer-addr", a[7])
 	cmd.Env = append(os.Environ(), "HOME="+p.home)
 	out, err := cmd.CombinedOutput()
 	p.logs.Write(out)
@@ -413,5 +446,40 @@ func TestPlatformContainersFailedStart(t *testing.T) {
 	}
 	if got := listContainers(t, docker, true, keyspace.LabelCluster+"="+cluster, keyspace.LabelSystem+"=etcd"); len(got) != 1 {
 		t.Errorf("%d etcd containers after a failed start, want 1 (started, then stopped)", len(got))
+	}
+}
+
+// TestPlatformContainersACME runs the platform as containers with ACME
+// against a real Pebble whose CA is trusted through --acme-ca-file, which
+// the controller's container reads from a read-only mount: a custom domain
+// of an image app answers over HTTPS with a Pebble-issued certificate.
+func TestPlatformContainersACME(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs Docker, PostgreSQL, pebble and the binaries")
+	}
+	httpAddr := testenv.FreeAddr(t)
+	_, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpPort, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pebble := acmetest.Start(t, httpPort)
+	p, docker, _ := containersPlatform(t, httpAddr, "--acme-email", "ops@example.test",
+		"--acme-directory", pebble.Directory, "--acme-ca-file", pebble.CAFile)
+	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
+	p.ok("create", "web1")
+	p.ok("release", "create", "-a", "web1", "--image", image, "--process", "web=serve", "--health", "web=/healthz")
+	p.ok("scale", "-a", "web1", "web=1")
+	eventually(t, 2*time.Minute, "web1 up", func() bool { return upCount(p.jobs("web1")) == 1 })
+	p.ok("route", "add", "-a", "web1", "www.example.test")
+	roots := pebble.Roots(t)
+	eventually(t, time.Minute, "https://www.example.test/ with a Pebble-issued certificate", func() bool {
+		return httpsOK(p.httpsAddr, "www.example.test", roots)
+	})
+	if out := p.ok("route", "list", "-a", "web1"); !strings.Contains(out, "issued, until") {
+		t.Errorf("route list does not show the certificate issued:\n%s", out)
 	}
 }
