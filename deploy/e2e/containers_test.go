@@ -364,9 +364,33 @@ func cleanupPlatform(t *testing.T, docker *dockerclient.Client, p *platform) {
 			t.Logf("container %s (%s): %v\n%s", c.Names, c.State, err, out)
 		}
 	}
-	if err := testenv.RemoveContainers(ctx, docker, cluster); err != nil {
-		t.Errorf("remove the cluster's containers: %v", err)
+	// The agent goes first: while it runs, it starts the system apps'
+	// jobs again as they are removed. Then the rest, until none is left.
+	agents, err := docker.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", keyspace.LabelCluster+"="+cluster), filters.Arg("label", keyspace.LabelSystem+"=agent"))})
+	if err != nil {
+		t.Errorf("list the cluster's agent: %v", err)
 	}
+	for _, c := range agents {
+		if err := docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("remove the agent %s: %v", c.Names, err)
+		}
+	}
+	left := func() int {
+		list, err := docker.ContainerList(ctx, container.ListOptions{All: true,
+			Filters: filters.NewArgs(filters.Arg("label", keyspace.LabelCluster+"="+cluster))})
+		if err != nil {
+			t.Errorf("list the cluster's containers: %v", err)
+			return 0
+		}
+		return len(list)
+	}
+	eventually(t, time.Minute, "every container of the cluster removed", func() bool {
+		if err := testenv.RemoveContainers(ctx, docker, cluster); err != nil {
+			t.Logf("remove the cluster's containers: %v", err)
+		}
+		return left() == 0
+	})
 }
 
 // pushApp registers a key, creates the app site from a git repository of
