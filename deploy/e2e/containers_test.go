@@ -461,7 +461,7 @@ func TestPlatformContainersFailedStart(t *testing.T) {
 	if err == nil {
 		t.Fatalf("gantryd up --containers with PostgreSQL's address taken exited 0:\n%s", out)
 	}
-	if !regexp.MustCompile(`gantryd up --containers failed \(stopped the [1-9]\d* platform containers it had started, kept the 0 that ran before\)`).Match(out) {
+	if !regexp.MustCompile(`gantryd up --containers failed \(stopped the [1-9]\d* platform containers it had started, kept the 0 running ones it found\)`).Match(out) {
 		t.Errorf("gantryd up --containers did not say what it stopped:\n%s", out)
 	}
 	cluster := readID(t, filepath.Join(data, node.ClusterIDFile))

@@ -399,8 +399,8 @@ func failedStart(ctx context.Context, dk *docker.Client, n *node.Node, before []
 	if err := stopContainers(ctx, dk, stop, log); err != nil {
 		return fmt.Errorf("gantryd up --containers failed: %w; stopping the containers it started: %w", cause, err)
 	}
-	return fmt.Errorf("gantryd up --containers failed (stopped the %d platform containers it had started, kept the %d that ran before): %w",
-		len(stop), len(before), cause)
+	return fmt.Errorf("gantryd up --containers failed (stopped the %d platform containers it had started, kept the %d running ones it found): %w",
+		len(stop), len(now)-len(stop), cause)
 }
 
 // startedBy returns the containers of now that were not running before,
