@@ -154,6 +154,11 @@ func (tc *testController) newApp(name string) *testApp {
 		URLs:      []string{"http://" + name + ".localhost:8080", "https://" + name + ".localhost:8443"},
 		config:    map[string]string{},
 	}
+	if types.IsSystemAppName(name) {
+		// As the controller: a system app has no web process, so no web
+		// URL.
+		a.WebURL, a.URLs = "", nil
+	}
 	tc.apps[name] = a
 	return a
 }

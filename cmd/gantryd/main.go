@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -83,7 +84,7 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "etcd-key-file", Usage: "client key `FILE` for the external etcd cluster"},
 			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
 			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "IP address app ports are published on"},
-			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- for stdout)"},
+			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- for stdout; with --containers, - is the router job's output and a file must be in the data dir)"},
 			&cli.BoolFlag{Name: "containers", Usage: "run the platform as containers: etcd, PostgreSQL and the host agent, and the other roles as the jobs of the system apps (gantry-*)"},
 			&cli.BoolFlag{Name: "detach", Usage: "with --containers: return once the platform is up and leave it running (gantryd down stops it)"},
 			&cli.StringFlag{Name: "postgres-addr", Value: "127.0.0.1:7432", Usage: "with --containers: the PostgreSQL container's listen address"},
@@ -93,11 +94,18 @@ func upCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			accessLog, closeAccessLog, err := openAccessLog(c.String("access-log"))
-			if err != nil {
-				return err
+			// With --containers the router's job opens the access log
+			// itself; without, this process does.
+			var accessLog io.Writer
+			accessLogPath := c.String("access-log")
+			if !c.Bool("containers") {
+				w, closeAccessLog, err := openAccessLog(accessLogPath)
+				if err != nil {
+					return err
+				}
+				defer closeAccessLog()
+				accessLog, accessLogPath = w, ""
 			}
-			defer closeAccessLog()
 			logAddr := c.String("log-addr")
 			if c.Bool("containers") && !c.IsSet("log-addr") {
 				// The aggregator's job has a fixed address in its release.
@@ -108,6 +116,7 @@ func upCommand() *cli.Command {
 				Detach:         c.Bool("detach"),
 				PostgresAddr:   c.String("postgres-addr"),
 				AccessLog:      accessLog,
+				AccessLogPath:  accessLogPath,
 				RouterLimits:   routerLimits(c),
 				DataDir:        c.String("data"),
 				APIAddr:        c.String("api-addr"),

@@ -3,11 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,12 +25,17 @@ import (
 	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer1/acme/acmetest"
+	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
 // TestPlatformContainers runs `gantryd up --containers --detach` on a new
 // data dir: etcd, PostgreSQL and the host agent run as containers, and the
-// five system apps' jobs too, shown by the CLI; an image app answers
-// through the router; after a simulated reboot (every container of the
+// five system apps' jobs too, shown by the CLI (with no web URL for
+// them); an image app answers through the router, with its CPU and memory
+// in gantry ps and its requests in the access log in the data dir; a git
+// push with the real git and OpenSSH clients builds an app that then
+// serves through the router; after a simulated reboot (every container of the
 // platform and of the app killed, `gantryd up --containers --detach`
 // again) the app serves again within 60 s with its releases and config;
 // the reserved prefix is refused; `gantryd down` leaves no platform
@@ -34,36 +43,15 @@ import (
 // --containers` in the foreground follows the platform's output and stops
 // it on SIGTERM, the app still running.
 func TestPlatformContainers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
-	}
-	gantryd, gantry := buildBinaries(t)
-	docker := testenv.Docker(t)
-	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
-
-	data := t.TempDir()
-	api, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data,
-		apiURL: "http://" + api, httpURL: "http://" + httpAddr, logs: &syncWriter{buf: &bytes.Buffer{}}}
-	p.args = []string{"up", "--containers", "--detach", "--data", data,
-		"--api-addr", api, "--http-addr", httpAddr, "--https-addr", testenv.FreeAddr(t), "--ssh-addr", testenv.FreeAddr(t),
-		"--host-api-addr", testenv.FreeAddr(t), "--log-addr", testenv.FreeAddr(t), "--postgres-addr", testenv.FreeAddr(t),
-		"--etcd-client-addr", testenv.FreeAddr(t), "--etcd-peer-addr", testenv.FreeAddr(t),
-		// Every disk of this machine is past 1%: the controller warns.
-		"--disk-warning-percent", "1"}
-	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
-
-	gantrydRun(t, p, p.args...)
-	env, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(env), "\n") {
-		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
-			p.token = v
+	// Every disk of this machine is past 1%: the controller warns.
+	p, docker, cluster := containersPlatform(t, testenv.FreeAddr(t), "--disk-warning-percent", "1")
+	for _, bin := range []string{"git", "ssh", "ssh-keygen"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s is required: %v", bin, err)
 		}
 	}
-	cluster := readID(t, filepath.Join(data, node.ClusterIDFile))
+	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
+	data, accessLog := p.data, filepath.Join(p.data, "access.log")
 
 	// Every component in a container of its own.
 	want := []string{"agent", "etcd", "gantry-controller", "gantry-gitreceiver", "gantry-logaggregator", "gantry-router", "gantry-scheduler", "postgres"}
@@ -72,8 +60,8 @@ func TestPlatformContainers(t *testing.T) {
 	})
 	all := p.ok("apps", "--all")
 	for _, app := range []string{"gantry-controller", "gantry-gitreceiver", "gantry-logaggregator", "gantry-router", "gantry-scheduler"} {
-		if !strings.Contains(all, app) {
-			t.Errorf("gantry apps --all does not list %s:\n%s", app, all)
+		if !regexp.MustCompile(`(?m)^` + app + ` +v1 +- `).MatchString(all) {
+			t.Errorf("gantry apps --all does not list %s at v1 with no web URL:\n%s", app, all)
 		}
 	}
 	if out := p.ok("apps"); strings.Contains(out, "gantry-") {
@@ -110,6 +98,28 @@ func TestPlatformContainers(t *testing.T) {
 		return err == nil && code == http.StatusOK
 	}
 	eventually(t, 2*time.Minute, "web1 answers 200 through the router", serves)
+
+	// The agent's container reads the job's cgroups: gantry ps shows its
+	// CPU and memory.
+	eventually(t, time.Minute, "web1's CPU and memory in gantry ps --json", func() bool {
+		var jobs []types.Job
+		err := json.Unmarshal([]byte(p.ok("ps", "-a", "web1", "--json")), &jobs)
+		return err == nil && len(jobs) == 1 && jobs[0].Usage != nil && jobs[0].Usage.MemoryRSS > 0 && jobs[0].Usage.MemoryLimit > 0
+	})
+	if out := p.ok("ps", "-a", "web1"); !regexp.MustCompile(`(?m)^web\.1 .* v1 +\d+% +[\d.]+ (B|KiB|MiB) / [\d.]+ (MiB|GiB)$`).MatchString(out) {
+		t.Errorf("gantry ps does not show CPU and MEM:\n%s", out)
+	}
+	// The router's job writes the access log into the data dir.
+	eventually(t, 30*time.Second, "web1's requests in the access log", func() bool {
+		b, err := os.ReadFile(accessLog)
+		return err == nil && strings.Contains(string(b), "app=web1 ")
+	})
+
+	// git push, with the real git and OpenSSH clients: the git receiver's
+	// job runs git, the build job runs on the builder image, the slug
+	// release serves through the router.
+	pushApp(t, p)
+
 	releases := p.ok("releases", "-a", "web1", "--json")
 
 	// Many collections later, still one warning per disk.
@@ -210,6 +220,63 @@ func diskWarnings(log string) []string {
 		out = append(out, where)
 	}
 	return out
+}
+
+// containersPlatform runs `gantryd up --containers --detach` on a new data
+// dir, with the router's HTTP listener on httpAddr, free loopback ports
+// for the rest, the router's access log in <data>/access.log and
+// extraArgs, and returns it with the Docker client and the cluster's ID.
+// The cluster's containers are removed when the test ends.
+func containersPlatform(t *testing.T, httpAddr string, extraArgs ...string) (*platform, *dockerclient.Client, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
+	}
+	gantryd, gantry := buildBinaries(t)
+	docker := testenv.Docker(t)
+	requireStackImages(t)
+	data := t.TempDir()
+	a := freeAddrs(t, 8, httpAddr)
+	api, sshAddr, httpsAddr := a[0], a[1], a[2]
+	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data, sshAddr: sshAddr, httpsAddr: httpsAddr,
+		apiURL: "http://" + api, httpURL: "http://" + httpAddr, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	p.args = append([]string{"up", "--containers", "--detach", "--data", data,
+		"--api-addr", api, "--http-addr", httpAddr, "--https-addr", httpsAddr, "--ssh-addr", sshAddr,
+		"--host-api-addr", a[3], "--log-addr", a[4], "--postgres-addr", a[5],
+		"--etcd-client-addr", a[6], "--etcd-peer-addr", a[7],
+		"--access-log", filepath.Join(data, "access.log")}, extraArgs...)
+	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
+
+	gantrydRun(t, p, p.args...)
+	env, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(env), "\n") {
+		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
+			p.token = v
+		}
+	}
+	return p, docker, readID(t, filepath.Join(data, node.ClusterIDFile))
+}
+
+// freeAddrs returns n free loopback addresses, all different and none in
+// taken: the listeners are held until all are picked, so the kernel
+// cannot hand out one port twice, as separate testenv.FreeAddr calls can.
+func freeAddrs(t *testing.T, n int, taken ...string) []string {
+	t.Helper()
+	var addrs []string
+	for len(addrs) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		defer l.Close()
+		if a := l.Addr().String(); !slices.Contains(taken, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
 }
 
 // gantrydRun runs gantryd with args and fails the test unless it exits 0
@@ -328,7 +395,146 @@ func cleanupPlatform(t *testing.T, docker *dockerclient.Client, p *platform) {
 			t.Logf("container %s (%s): %v\n%s", c.Names, c.State, err, out)
 		}
 	}
-	if err := testenv.RemoveContainers(ctx, docker, cluster); err != nil {
-		t.Errorf("remove the cluster's containers: %v", err)
+	// The agent goes first: while it runs, it starts the system apps'
+	// jobs again as they are removed. Then the rest, until none is left.
+	agents, err := docker.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", keyspace.LabelCluster+"="+cluster), filters.Arg("label", keyspace.LabelSystem+"=agent"))})
+	if err != nil {
+		t.Errorf("list the cluster's agent: %v", err)
+	}
+	for _, c := range agents {
+		if err := docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("remove the agent %s: %v", c.Names, err)
+		}
+	}
+	left := func() int {
+		list, err := docker.ContainerList(ctx, container.ListOptions{All: true,
+			Filters: filters.NewArgs(filters.Arg("label", keyspace.LabelCluster+"="+cluster))})
+		if err != nil {
+			t.Errorf("list the cluster's containers: %v", err)
+			return 0
+		}
+		return len(list)
+	}
+	eventually(t, time.Minute, "every container of the cluster removed", func() bool {
+		if err := testenv.RemoveContainers(ctx, docker, cluster); err != nil {
+			t.Logf("remove the cluster's containers: %v", err)
+		}
+		return left() == 0
+	})
+}
+
+// pushApp registers a key, creates the app site from a git repository of
+// the static test app (gantry create pins the platform's host key), pushes
+// it and waits until the router serves it.
+func pushApp(t *testing.T, p *platform) {
+	t.Helper()
+	keyFile := filepath.Join(p.home, ".ssh", "id_ed25519")
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sshKeygen(t, keyFile)
+	p.ok("key", "add")
+	repo := t.TempDir()
+	copyDir(t, filepath.Join(repoRoot(), "slugbuilder", "testdata", "apps", "static"), repo)
+	gitRun(t, repo, "init", "-q", "-b", "main")
+	gitRun(t, repo, "add", ".")
+	gitRun(t, repo, "commit", "-q", "-m", "first")
+	if r := p.run(repo, nil, "create", "site"); r.code != 0 {
+		t.Fatalf("create: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	out, err := p.push(repo, keyFile)
+	if err != nil {
+		t.Fatalf("git push: %v\n%s", err, out)
+	}
+	wantLines(t, out,
+		"remote: -----> Compiled slug size is",
+		"remote: -----> Creating release v1",
+		"remote: -----> Deployed v1",
+		"remote: =====> Application deployed: http://site.localhost:"+port(t, p.httpURL))
+	eventually(t, time.Minute, "the router to serve the pushed site", func() bool {
+		code, body, err := p.get("site.localhost", "/")
+		return err == nil && code == http.StatusOK && strings.Contains(body, "Hello from a static site")
+	})
+}
+
+// TestPlatformContainersFailedStart starts `gantryd up --containers` with
+// PostgreSQL's address taken: the start fails after it started etcd and
+// PostgreSQL, says so, and leaves none of the platform's containers
+// running.
+func TestPlatformContainersFailedStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs Docker and the binaries")
+	}
+	gantryd, gantry := buildBinaries(t)
+	docker := testenv.Docker(t)
+	requireStackImages(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+
+	data := t.TempDir()
+	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	a := freeAddrs(t, 8, taken.Addr().String())
+	cmd := exec.CommandContext(ctx, gantryd, "up", "--containers", "--detach", "--data", data,
+		"--api-addr", a[0], "--http-addr", a[1], "--https-addr", a[2],
+		"--ssh-addr", a[3], "--host-api-addr", a[4], "--log-addr", a[5],
+		"--postgres-addr", taken.Addr().String(),
+		"--etcd-client-addr", a[6], "--etcd-peer-addr", a[7])
+	cmd.Env = append(os.Environ(), "HOME="+p.home)
+	out, err := cmd.CombinedOutput()
+	p.logs.Write(out)
+	if err == nil {
+		t.Fatalf("gantryd up --containers with PostgreSQL's address taken exited 0:\n%s", out)
+	}
+	if !regexp.MustCompile(`gantryd up --containers failed \(stopped the [1-9]\d* platform containers it had started, kept the 0 running ones it found\)`).Match(out) {
+		t.Errorf("gantryd up --containers did not say what it stopped:\n%s", out)
+	}
+	cluster := readID(t, filepath.Join(data, node.ClusterIDFile))
+	if got := runningComponents(t, docker, cluster); len(got) != 0 {
+		t.Errorf("platform containers running after a failed start: %v", got)
+	}
+	if got := listContainers(t, docker, true, keyspace.LabelCluster+"="+cluster, keyspace.LabelSystem+"=etcd"); len(got) != 1 {
+		t.Errorf("%d etcd containers after a failed start, want 1 (started, then stopped)", len(got))
+	}
+}
+
+// TestPlatformContainersACME runs the platform as containers with ACME
+// against a real Pebble whose CA is trusted through --acme-ca-file, which
+// the controller's container reads from a read-only mount: a custom domain
+// of an image app answers over HTTPS with a Pebble-issued certificate.
+func TestPlatformContainersACME(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs Docker, PostgreSQL, pebble and the binaries")
+	}
+	httpAddr := testenv.FreeAddr(t)
+	_, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpPort, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pebble := acmetest.Start(t, httpPort)
+	p, docker, _ := containersPlatform(t, httpAddr, "--acme-email", "ops@example.test",
+		"--acme-directory", pebble.Directory, "--acme-ca-file", pebble.CAFile)
+	image := testenv.BuildTestImage(t, docker, filepath.Join(repoRoot(), "layer0", "host", "testdata", "httpserver"))
+	p.ok("create", "web1")
+	p.ok("release", "create", "-a", "web1", "--image", image, "--process", "web=serve", "--health", "web=/healthz")
+	p.ok("scale", "-a", "web1", "web=1")
+	eventually(t, 2*time.Minute, "web1 up", func() bool { return upCount(p.jobs("web1")) == 1 })
+	p.ok("route", "add", "-a", "web1", "www.example.test")
+	roots := pebble.Roots(t)
+	eventually(t, time.Minute, "https://www.example.test/ with a Pebble-issued certificate", func() bool {
+		return httpsOK(p.httpsAddr, "www.example.test", roots)
+	})
+	if out := p.ok("route", "list", "-a", "web1"); !strings.Contains(out, "issued, until") {
+		t.Errorf("route list does not show the certificate issued:\n%s", out)
 	}
 }

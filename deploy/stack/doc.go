@@ -9,8 +9,9 @@
 //   - gantry/postgres:<version> runs PostgreSQL: the stack image plus
 //     Debian's postgresql-15, built by the engine (see [PostgresRef]).
 //   - gantry/platform:<gantryd version>-<digest> runs the platform's own
-//     containers: the stack image plus a gantryd binary as its entrypoint,
-//     built by each host from its own binary ([EnsurePlatformImage]).
+//     containers: the builder image (git, for the git receiver) plus a
+//     gantryd binary as its entrypoint, built by each host from its own
+//     binary ([EnsurePlatformImage]).
 //
 // The build of the first three, run by [Build]:
 //

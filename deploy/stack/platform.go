@@ -18,7 +18,9 @@ import (
 )
 
 // PlatformImage is the repository of the image the platform's own
-// containers run: the stack plus the gantryd binary of the host.
+// containers run: the builder image plus the gantryd binary of the host.
+// The builder's git is what the git receiver's container runs for each
+// push; its other tools cost no disk, since the layers are the builder's.
 const PlatformImage = "gantry/platform"
 
 // Labels of the platform image.
@@ -27,8 +29,9 @@ const (
 	LabelPlatformVersion = "gantry.platform.version"
 	// LabelPlatformDigest holds "sha256:<hex>" of the gantryd binary.
 	LabelPlatformDigest = "gantry.platform.digest"
-	// LabelPlatformBase holds the ID of the stack image the platform image
-	// was made from: a rebuilt stack image makes a new platform image.
+	// LabelPlatformBase holds the ID of the builder image the platform
+	// image was made from: a rebuilt builder image makes a new platform
+	// image.
 	LabelPlatformBase = "gantry.platform.base"
 )
 
@@ -36,10 +39,10 @@ const (
 const platformBinary = "/usr/local/bin/gantryd"
 
 // platformBuildTimeout bounds the build of the platform image: a copy of
-// one binary onto the stack.
+// one binary onto the builder image.
 const platformBuildTimeout = 5 * time.Minute
 
-// platformDockerfile makes the platform image; the verbs are the stack
+// platformDockerfile makes the platform image; the verbs are the builder
 // image and the labels.
 const platformDockerfile = `FROM %s
 COPY gantryd ` + platformBinary + `
@@ -81,8 +84,8 @@ type PlatformConfig struct {
 	// should be static (CGO_ENABLED=0). "" means the running executable
 	// (os.Executable).
 	Binary string
-	// StackVersion is the version of the stack image the platform image is
-	// made from. "" means DefaultVersion.
+	// StackVersion is the version of the builder image the platform image
+	// is made from. "" means DefaultVersion.
 	StackVersion string
 	// Docker is the engine that builds and holds the image; required.
 	Docker *client.Client
@@ -114,11 +117,12 @@ func (c PlatformConfig) Validate() error {
 
 // EnsurePlatformImage returns the reference of the platform image of the
 // gantryd binary cfg.Binary, building it first when it is missing: the
-// stack image with the binary as /usr/local/bin/gantryd, its entrypoint,
-// and labels giving its version and digest. The tag holds the version and
-// the binary's digest (PlatformRef), so that an upgraded binary makes a new
-// image; when that image exists and was made from the current stack image,
-// nothing is built. The stack image must exist (gantryd stack build).
+// builder image (which has git, for the git receiver) with the binary as
+// /usr/local/bin/gantryd, its entrypoint, and labels giving its version and
+// digest. The tag holds the version and the binary's digest (PlatformRef),
+// so that an upgraded binary makes a new image; when that image exists and
+// was made from the current builder image, nothing is built. The builder
+// image must exist (gantryd stack build).
 func EnsurePlatformImage(ctx context.Context, cfg PlatformConfig) (string, error) {
 	if err := cfg.Validate(); err != nil {
 		return "", err
@@ -143,7 +147,7 @@ func EnsurePlatformImage(ctx context.Context, cfg PlatformConfig) (string, error
 	if stackVersion == "" {
 		stackVersion = DefaultVersion
 	}
-	base := StackRef(stackVersion)
+	base := BuilderRef(stackVersion)
 
 	digest, err := fileDigest(binary)
 	if err != nil {

@@ -65,21 +65,28 @@ func runContainers(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if cfg, err = containerPaths(cfg, n.Dir); err != nil {
+		return fmt.Errorf("gantryd up: %w", err)
+	}
 	log.Info("gantryd up starting the platform as containers",
 		"version", cfg.Version, "data", n.Dir, "cluster", n.Cluster, "host", n.HostID,
 		"api_addr", cfg.APIAddr, "http_addr", cfg.HTTPAddr, "https_addr", cfg.HTTPSAddr, "ssh_addr", cfg.SSHAddr,
 		"host_api_addr", cfg.HostAPIAddr, "log_addr", cfg.LogAddr, "etcd_client_addr", cfg.EtcdClientAddr,
 		"etcd_peer_addr", cfg.EtcdPeerAddr, "postgres_addr", cfg.PostgresAddr, "domain", cfg.Domain,
-		"advertise", cfg.AdvertiseAddr, "detach", cfg.Detach)
+		"advertise", cfg.AdvertiseAddr, "access_log", cfg.AccessLogPath, "acme_ca_file", cfg.ACMECAFile, "detach", cfg.Detach)
 	dk, err := docker.NewClientWithOpts(docker.FromEnv, docker.WithAPIVersionNegotiation())
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
 	}
 	defer dk.Close()
 	p := &platform{cfg: cfg, n: n, docker: dk, log: log}
+	before, err := listPlatform(ctx, dk, n)
+	if err != nil {
+		return err
+	}
 	started := time.Now()
 	if err := p.start(ctx); err != nil {
-		return err
+		return failedStart(context.WithoutCancel(ctx), dk, n, before, err, log)
 	}
 	missing := checkImages(ctx, dk, log, stack.StackRef(stack.DefaultVersion), stack.BuilderRef(stack.DefaultVersion))
 	banner(cfg, n, missing)
@@ -127,7 +134,7 @@ func (p *platform) start(ctx context.Context) error {
 		return err
 	}
 	if _, err := p.ensure(ctx, SystemEtcd, image, []string{"etcd", "--data", n.Dir,
-		"--client-addr", cfg.EtcdClientAddr, "--peer-addr", cfg.EtcdPeerAddr}, nil, p.dataMount()); err != nil {
+		"--client-addr", cfg.EtcdClientAddr, "--peer-addr", cfg.EtcdPeerAddr}, nil, p.dataMount(), nil); err != nil {
 		return err
 	}
 	etcd, err := n.EtcdClient(node.EtcdClientConfig{Endpoints: []string{etcdURL(cfg)}})
@@ -180,12 +187,17 @@ func (p *platform) start(ctx context.Context) error {
 		return err
 	}
 
-	// The agent, which runs the system apps' jobs.
+	// The agent, which runs the system apps' jobs. It reads its jobs'
+	// cgroups (gantry ps's CPU and memory): their processes are in the
+	// host's PID namespace, their cgroups under the host's /sys/fs/cgroup,
+	// mounted over the container's own, read-only.
 	if _, err := p.ensure(ctx, SystemAgent, image, []string{"host", "--data", n.Dir,
 		"--addr", cfg.HostAPIAddr, "--advertise", cfg.AdvertiseAddr, "--etcd", etcdURL(cfg),
 		"--log-url", "http://" + cfg.LogAddr, "--gantryd", gantryd},
 		[]string{"DOCKER_HOST=unix://" + dockerSocketPath}, append(p.dataMount(),
-			mount.Mount{Type: mount.TypeBind, Source: socket, Target: dockerSocketPath})); err != nil {
+			mount.Mount{Type: mount.TypeBind, Source: socket, Target: dockerSocketPath},
+			mount.Mount{Type: mount.TypeBind, Source: cgroupRoot, Target: cgroupRoot, ReadOnly: true}),
+		func(hc *container.HostConfig) { hc.PidMode = "host" }); err != nil {
 		return err
 	}
 	if err := waitHealthy(ctx, api+"/healthz", readyTimeout); err != nil {
@@ -202,6 +214,10 @@ func (p *platform) start(ctx context.Context) error {
 // dockerSocketPath is where the agent's container finds the engine's
 // socket.
 const dockerSocketPath = "/var/run/docker.sock"
+
+// cgroupRoot is where the host's cgroup hierarchies are mounted; the
+// agent's container sees the host's there.
+const cgroupRoot = "/sys/fs/cgroup"
 
 // dockerSocket returns the path of the engine's Unix socket, which the
 // agent's container mounts: the only container with it.
@@ -230,10 +246,12 @@ func containerName(n *node.Node, component string) string {
 // ensure creates, starts, adopts or replaces the platform container
 // component of the platform image, running gantryd with args on the host's
 // network with the given environment and mounts, restarting unless
-// stopped. A container of the same name with the same image and
-// configuration (LabelSpec) is adopted, and started when it is not
-// running; one with another is replaced.
-func (p *platform) ensure(ctx context.Context, component, image string, args, env []string, mounts []mount.Mount) (string, error) {
+// stopped; host, when not nil, changes its host configuration further. A
+// container of the same name with the same image and configuration
+// (LabelSpec) is adopted, and started when it is not running; one with
+// another is replaced.
+func (p *platform) ensure(ctx context.Context, component, image string, args, env []string, mounts []mount.Mount,
+	host func(*container.HostConfig)) (string, error) {
 	name := containerName(p.n, component)
 	stop := int(containerStopTimeout / time.Second)
 	cfg := &container.Config{
@@ -252,6 +270,9 @@ func (p *platform) ensure(ctx context.Context, component, image string, args, en
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 		Mounts:        mounts,
 		LogConfig:     container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "2"}},
+	}
+	if host != nil {
+		host(hc)
 	}
 	b, err := json.Marshal([]any{cfg, hc})
 	if err != nil {
@@ -353,35 +374,100 @@ func stopContainer(ctx context.Context, dk *docker.Client, id string) error {
 	return nil
 }
 
-// stopPlatform stops this host's running platform containers, keeping
-// them for the next start: the agent first (so that it starts nothing
-// again), then the system apps' jobs, then PostgreSQL, then etcd. App
-// containers keep running.
-func stopPlatform(ctx context.Context, dk *docker.Client, n *node.Node, log *slog.Logger) error {
+// listPlatform lists this host's running platform containers.
+func listPlatform(ctx context.Context, dk *docker.Client, n *node.Node) ([]container.Summary, error) {
 	lctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	defer cancel()
 	list, err := dk.ContainerList(lctx, container.ListOptions{Filters: platformFilter(n)})
-	cancel()
 	if err != nil {
-		return fmt.Errorf("list the platform's containers: %w", err)
+		return nil, fmt.Errorf("list the platform's containers: %w", err)
 	}
-	rank := func(c container.Summary) int {
-		switch c.Labels[keyspace.LabelSystem] {
-		case SystemAgent:
-			return 0
-		case pgserver.SystemPostgres:
-			return 2
-		case SystemEtcd:
-			return 3
-		default:
-			return 1 // a system app's job
+	return list, nil
+}
+
+// failedStart stops what a start that failed with cause had started, and
+// returns cause with what it stopped. The platform containers running
+// before the start (before) are adopted ones and keep running; so do the
+// system apps' jobs when the agent that runs them ran before.
+func failedStart(ctx context.Context, dk *docker.Client, n *node.Node, before []container.Summary, cause error, log *slog.Logger) error {
+	now, err := listPlatform(ctx, dk, n)
+	if err != nil {
+		return fmt.Errorf("gantryd up --containers failed: %w; the containers it started may still run (gantryd down stops them): %w", cause, err)
+	}
+	stop := startedBy(before, now)
+	log.Error("gantryd up --containers failed: stopping the platform containers this start started", "containers", len(stop))
+	if err := stopContainers(ctx, dk, stop, log); err != nil {
+		return fmt.Errorf("gantryd up --containers failed: %w; stopping the containers it started: %w", cause, err)
+	}
+	return fmt.Errorf("gantryd up --containers failed (stopped the %d platform containers it had started, kept the %d running ones it found): %w",
+		len(stop), len(now)-len(stop), cause)
+}
+
+// startedBy returns the containers of now that were not running before,
+// without the system apps' jobs when the agent ran before (it runs them
+// and would start them again).
+func startedBy(before, now []container.Summary) []container.Summary {
+	ran := map[string]bool{}
+	agentRan := false
+	for _, c := range before {
+		ran[c.ID] = true
+		agentRan = agentRan || c.Labels[keyspace.LabelSystem] == SystemAgent
+	}
+	var out []container.Summary
+	for _, c := range now {
+		if ran[c.ID] || (agentRan && stopRank(c) == rankJob) {
+			continue
 		}
+		out = append(out, c)
 	}
+	return out
+}
+
+// The order in which the platform's containers stop: the agent first (so
+// that it starts nothing again), then the system apps' jobs, then
+// PostgreSQL, then etcd.
+const (
+	rankAgent = iota
+	rankJob
+	rankPostgres
+	rankEtcd
+	ranks
+)
+
+// stopRank is the step of container c in the platform's stop.
+func stopRank(c container.Summary) int {
+	switch c.Labels[keyspace.LabelSystem] {
+	case SystemAgent:
+		return rankAgent
+	case pgserver.SystemPostgres:
+		return rankPostgres
+	case SystemEtcd:
+		return rankEtcd
+	default:
+		return rankJob // a system app's job
+	}
+}
+
+// stopPlatform stops this host's running platform containers, keeping
+// them for the next start, in the order of stopRank. App containers keep
+// running.
+func stopPlatform(ctx context.Context, dk *docker.Client, n *node.Node, log *slog.Logger) error {
+	list, err := listPlatform(ctx, dk, n)
+	if err != nil {
+		return err
+	}
+	return stopContainers(ctx, dk, list, log)
+}
+
+// stopContainers stops the platform containers of list, in the order of
+// stopRank, those of one step at once.
+func stopContainers(ctx context.Context, dk *docker.Client, list []container.Summary, log *slog.Logger) error {
 	var errs []error
-	for r := range 4 {
+	for r := range ranks {
 		done := make(chan error)
 		started := 0
 		for _, c := range list {
-			if rank(c) != r {
+			if stopRank(c) != r {
 				continue
 			}
 			started++

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -39,6 +40,10 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 	binds := []keyspace.Bind{{Source: n.Dir, Target: n.Dir}}
 	etcd, logURL, api := etcdURL(cfg), "http://"+cfg.LogAddr, node.APIURL(cfg.APIAddr)
 	app := func(name, typ string, port int, health string, config map[string]string, args ...string) store.SystemApp {
+		binds := binds
+		if name == AppController && cfg.ACMECAFile != "" {
+			binds = append(slices.Clone(binds), keyspace.Bind{Source: cfg.ACMECAFile, Target: cfg.ACMECAFile, ReadOnly: true})
+		}
 		return store.SystemApp{
 			Name:        name,
 			Image:       image,
@@ -77,6 +82,11 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 		if cfg.ACMEDirectory != "" {
 			ctlArgs = append(ctlArgs, "--acme-directory", cfg.ACMEDirectory)
 		}
+		if cfg.ACMECAFile != "" {
+			// Mounted read-only at its own path into the controller's
+			// container.
+			ctlArgs = append(ctlArgs, "--acme-ca-file", cfg.ACMECAFile)
+		}
 	}
 	routerArgs := []string{"router", "--data", n.Dir, "--http-addr", cfg.HTTPAddr, "--https-addr", cfg.HTTPSAddr,
 		"--etcd", etcd, "--log-url", logURL, "--metrics-addr", net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0")}
@@ -91,6 +101,9 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 	}
 	if l.MaxConns > 0 {
 		routerArgs = append(routerArgs, "--max-conns", strconv.Itoa(l.MaxConns))
+	}
+	if cfg.AccessLogPath != "" {
+		routerArgs = append(routerArgs, "--access-log", cfg.AccessLogPath)
 	}
 	return []store.SystemApp{
 		app(AppLogAggregator, "logaggregator", port(cfg.LogAddr), "", nil, logArgs...),

@@ -13,6 +13,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gantryhq/gantry/router"
@@ -83,8 +86,14 @@ type Config struct {
 	// log of gantry-controller; zero means the controller's default (85).
 	DiskWarningPercent int
 	// AccessLog receives the router's access log, one line per request;
-	// nil means none.
+	// nil means none. Unused with Containers (see AccessLogPath).
 	AccessLog io.Writer
+	// AccessLogPath, with Containers, is where the router's job writes
+	// its access log: "-" for its container's output (so its job log,
+	// gantry -a gantry-router log), or a file in the data dir, the one
+	// host directory the job sees (a relative path is taken from the
+	// current directory); empty means none. Unused without Containers.
+	AccessLogPath string
 	// RouterLimits are the router's client timeouts and connection cap;
 	// zero values mean the router's defaults.
 	RouterLimits router.Limits
@@ -99,8 +108,9 @@ type Config struct {
 	// Containers runs the platform as containers (etcd, PostgreSQL and
 	// the host agent started by Run, the other roles as the jobs of the
 	// system apps) instead of in this process; false runs it in this
-	// process. It needs no external etcd or PostgreSQL, no access log and
-	// no ACME CA file, and a LogAddr with a port.
+	// process. It needs no external etcd or PostgreSQL (it runs its own),
+	// AccessLogPath instead of AccessLog, and a LogAddr with a port; an
+	// ACMECAFile is mounted read-only into the controller's container.
 	Containers bool
 	// PostgresAddr is the address of the PostgreSQL container (host:port);
 	// required with Containers, unused without.
@@ -150,8 +160,13 @@ func (c Config) Validate() error {
 	}
 	if c.Containers {
 		errs = append(errs, c.validateContainers()...)
-	} else if c.Detach {
-		errs = append(errs, errors.New("--detach needs --containers"))
+	} else {
+		if c.Detach {
+			errs = append(errs, errors.New("--detach needs --containers"))
+		}
+		if c.AccessLogPath != "" {
+			errs = append(errs, errors.New("an access log path needs --containers; without it the access log is a writer"))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -161,13 +176,10 @@ func (c Config) Validate() error {
 func (c Config) validateContainers() []error {
 	var errs []error
 	if len(c.EtcdEndpoints) > 0 || c.DatabaseURL != "" {
-		errs = append(errs, errors.New("--containers runs its own etcd and PostgreSQL: no --etcd or --database-url"))
+		errs = append(errs, errors.New("--containers runs its own etcd and PostgreSQL: no --etcd or --database-url (an external etcd or database needs the in-process mode for now)"))
 	}
 	if c.AccessLog != nil {
-		errs = append(errs, errors.New("--containers: the router's access log goes to its job's log, not to --access-log"))
-	}
-	if c.ACMECAFile != "" {
-		errs = append(errs, errors.New("--containers takes no --acme-ca-file"))
+		errs = append(errs, errors.New("--containers: the router's job opens its access log itself: give its path, not a writer"))
 	}
 	if port(c.LogAddr) == 0 {
 		errs = append(errs, fmt.Errorf("--containers: --log-addr %q needs a port", c.LogAddr))
@@ -202,3 +214,43 @@ func sshBaseURL(addr string) string {
 
 // stopTimeout bounds how long shutdown waits for a dependency to stop.
 const stopTimeout = 30 * time.Second
+
+// containerPaths returns cfg with its file paths made ready for the
+// platform's containers, which see host paths at the same paths: the
+// ACME CA file absolute (the controller's container mounts it), and the
+// access log file absolute and inside dataDir (an absolute path, the only
+// host directory the router's job sees). It fails on a CA file that is
+// not a readable regular file, and on an access log outside dataDir.
+func containerPaths(cfg Config, dataDir string) (Config, error) {
+	if cfg.ACMECAFile != "" {
+		abs, err := filepath.Abs(cfg.ACMECAFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--acme-ca-file: %w", err)
+		}
+		f, err := os.Open(abs)
+		if err != nil {
+			return cfg, fmt.Errorf("--acme-ca-file: %w", err)
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return cfg, fmt.Errorf("--acme-ca-file: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return cfg, fmt.Errorf("--acme-ca-file %s: not a regular file", abs)
+		}
+		cfg.ACMECAFile = abs
+	}
+	if cfg.AccessLogPath != "" && cfg.AccessLogPath != "-" {
+		abs, err := filepath.Abs(cfg.AccessLogPath)
+		if err != nil {
+			return cfg, fmt.Errorf("--access-log: %w", err)
+		}
+		rel, err := filepath.Rel(dataDir, abs)
+		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return cfg, fmt.Errorf("--access-log %s: with --containers the access log is - (the router job's output) or a file in the data dir %s, the one host directory the router's container sees", abs, dataDir)
+		}
+		cfg.AccessLogPath = abs
+	}
+	return cfg, nil
+}

@@ -3,11 +3,16 @@ package up
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types/container"
+
 	"github.com/gantryhq/gantry/deploy/node"
+	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller/argv"
 )
 
@@ -33,9 +38,11 @@ func TestValidateContainers(t *testing.T) {
 		{"containers", func(c *Config) { c.Containers, c.Detach = true, true }, ""},
 		{"containers, free log port", func(c *Config) { c.Containers, c.LogAddr = true, "127.0.0.1:0" }, "needs a port"},
 		{"containers, external etcd", func(c *Config) { c.Containers, c.EtcdEndpoints = true, []string{"https://e:2379"} }, "no --etcd"},
-		{"containers, external database", func(c *Config) { c.Containers, c.DatabaseURL = true, "postgres://x" }, "no --etcd or --database-url"},
-		{"containers, access log", func(c *Config) { c.Containers, c.AccessLog = true, io.Discard }, "access log"},
-		{"containers, ACME CA file", func(c *Config) { c.Containers, c.ACMECAFile = true, "/ca.pem" }, "--acme-ca-file"},
+		{"containers, external database", func(c *Config) { c.Containers, c.DatabaseURL = true, "postgres://x" }, "in-process mode"},
+		{"containers, access log writer", func(c *Config) { c.Containers, c.AccessLog = true, io.Discard }, "give its path"},
+		{"containers, access log path", func(c *Config) { c.Containers, c.AccessLogPath = true, "-" }, ""},
+		{"in process, access log path", func(c *Config) { c.AccessLogPath = "-" }, "needs --containers"},
+		{"containers, ACME CA file", func(c *Config) { c.Containers, c.ACMECAFile = true, "/ca.pem" }, ""},
 		{"containers, no postgres address", func(c *Config) { c.Containers, c.PostgresAddr = true, "" }, "--postgres-addr"},
 		{"disk warning past 100%", func(c *Config) { c.DiskWarningPercent = 101 }, "--disk-warning-percent 101"},
 	}
@@ -103,5 +110,113 @@ func TestSystemApps(t *testing.T) {
 		if (a.Name == AppController) != (a.Config["GOPROXY"] == "off") {
 			t.Errorf("%s: config %v; only the controller has the build settings", a.Name, a.Config)
 		}
+	}
+}
+
+// TestSystemAppsOptions checks the options that reach one system app
+// only: the ACME CA file, mounted read-only into the controller's
+// container, and the router's access log.
+func TestSystemAppsOptions(t *testing.T) {
+	cfg := validConfig()
+	cfg.ACMEEmail, cfg.ACMECAFile, cfg.AccessLogPath = "ops@example.com", "/etc/ca/acme.pem", "/data/access.log"
+	n := &node.Node{Dir: "/data", Cluster: "c-1", HostID: "host-1"}
+	for _, a := range systemApps(cfg, n, "gantry/platform:v1-abc", nil) {
+		for _, p := range a.Processes {
+			args, err := argv.Split(p.Command)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ca := keyspace.Bind{Source: "/etc/ca/acme.pem", Target: "/etc/ca/acme.pem", ReadOnly: true}
+			hasCA := slices.Contains(p.System.Binds, ca)
+			if (a.Name == AppController) != hasCA || (a.Name == AppController) != hasArgs(args, "--acme-ca-file", "/etc/ca/acme.pem") {
+				t.Errorf("%s: binds %+v, command %q; only the controller has the CA file, read-only", a.Name, p.System.Binds, args)
+			}
+			if (a.Name == AppRouter) != hasArgs(args, "--access-log", "/data/access.log") {
+				t.Errorf("%s: command %q; only the router has the access log", a.Name, args)
+			}
+		}
+	}
+}
+
+// hasArgs reports whether args holds flag followed by value.
+func hasArgs(args []string, flag, value string) bool {
+	i := slices.Index(args, flag)
+	return i >= 0 && i+1 < len(args) && args[i+1] == value
+}
+
+// TestContainerPaths checks the paths the platform's containers are
+// given: an absolute, readable CA file; an access log in the data dir.
+func TestContainerPaths(t *testing.T) {
+	data := t.TempDir()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, []byte("pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(data)
+	tests := []struct {
+		name            string
+		caFile, log     string
+		wantCA, wantLog string
+		err             string
+	}{
+		{"none", "", "", "", "", ""},
+		{"CA file", ca, "", ca, "", ""},
+		{"missing CA file", filepath.Join(data, "nope.pem"), "", "", "", "no such file"},
+		{"CA file a directory", data, "", "", "", "not a regular file"},
+		{"access log to the job's output", "", "-", "", "-", ""},
+		{"access log in the data dir", "", filepath.Join(data, "logs", "access.log"), "", filepath.Join(data, "logs", "access.log"), ""},
+		{"relative access log", "", "access.log", "", filepath.Join(data, "access.log"), ""},
+		{"access log outside", "", filepath.Join(filepath.Dir(data), "access.log"), "", "", "in the data dir"},
+		{"access log the data dir", "", data, "", "", "in the data dir"},
+		{"access log in a sibling", "", data + "-x/access.log", "", "", "in the data dir"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := validConfig()
+			cfg.Containers, cfg.ACMECAFile, cfg.AccessLogPath = true, tt.caFile, tt.log
+			got, err := containerPaths(cfg, data)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("containerPaths() = %v, want an error with %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || got.ACMECAFile != tt.wantCA || got.AccessLogPath != tt.wantLog {
+				t.Errorf("containerPaths() = %q, %q, %v; want %q, %q", got.ACMECAFile, got.AccessLogPath, err, tt.wantCA, tt.wantLog)
+			}
+		})
+	}
+}
+
+// TestStartedBy checks what a failed start stops: the platform containers
+// that did not run before it, and the system apps' jobs only when the
+// agent that runs them did not run before either.
+func TestStartedBy(t *testing.T) {
+	c := func(id, system string) container.Summary {
+		return container.Summary{ID: id, Labels: map[string]string{keyspace.LabelSystem: system}}
+	}
+	etcd, pg, agent, job := c("e", SystemEtcd), c("p", "postgres"), c("a", SystemAgent), c("j", "gantry-controller")
+	tests := []struct {
+		name        string
+		before, now []container.Summary
+		want        []string
+	}{
+		{"nothing ran", nil, []container.Summary{etcd, pg, agent, job}, []string{"e", "p", "a", "j"}},
+		{"all adopted", []container.Summary{etcd, pg, agent, job}, []container.Summary{etcd, pg, agent, job}, nil},
+		{"etcd adopted", []container.Summary{etcd}, []container.Summary{etcd, pg}, []string{"p"}},
+		{"agent adopted, a new job", []container.Summary{etcd, pg, agent}, []container.Summary{etcd, pg, agent, job}, nil},
+		{"agent new, a job", []container.Summary{etcd, pg}, []container.Summary{etcd, pg, agent, job}, []string{"a", "j"}},
+		{"one gone meanwhile", []container.Summary{etcd}, []container.Summary{pg}, []string{"p"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, s := range startedBy(tt.before, tt.now) {
+				got = append(got, s.ID)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("startedBy() = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -710,3 +710,41 @@ func TestRun(t *testing.T) {
 		}
 	})
 }
+
+// TestSystemAppURLs checks that a system app, which has no web process
+// and so no default route, shows no web URL, while an app does.
+func TestSystemAppURLs(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	ctx := t.Context()
+	st, err := store.Open(a.db, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, _, err := st.EnsureSystemApp(ctx, store.SystemApp{Name: "gantry-scheduler", Image: "gantry/platform:v1",
+		Processes: map[string]types.Process{"scheduler": {Command: "gantryd scheduler", System: &types.SystemProcess{}}},
+		Counts:    map[string]int{"scheduler": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.c.CreateApp(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	apps, err := a.c.ListApps(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]types.App{}
+	for _, app := range apps {
+		got[app.Name] = app
+	}
+	if sys, ok := got["gantry-scheduler"]; !ok || sys.WebURL != "" || len(sys.URLs) != 0 {
+		t.Errorf("the system app in ListApps: %+v, want no web URL", sys)
+	}
+	if demo := got["demo"]; demo.WebURL != "http://demo.localhost:8080" {
+		t.Errorf("demo's web URL %q", demo.WebURL)
+	}
+	if sys, err := a.c.GetApp(ctx, "gantry-scheduler"); err != nil || sys.WebURL != "" || len(sys.URLs) != 0 {
+		t.Errorf("GetApp(gantry-scheduler) = %+v, %v; want no web URL", sys, err)
+	}
+}

@@ -19,11 +19,15 @@ import (
 // gives up (a conflict needs the same three random choices).
 const generateAttempts = 10
 
-// app adds the URLs that depend on the configuration.
+// app adds the URLs that depend on the configuration. A system app has no
+// web URL: the router serves no default domain of it, since it has no web
+// process.
 func (s *Server) app(a types.App) types.App {
 	a.GitURL = s.cfg.gitURL(a.Name)
-	a.WebURL = s.cfg.webURL(a.Name)
-	a.URLs = s.cfg.appURLs(a.Name)
+	if !types.IsSystemAppName(a.Name) {
+		a.WebURL = s.cfg.webURL(a.Name)
+		a.URLs = s.cfg.appURLs(a.Name)
+	}
 	return a
 }
 
