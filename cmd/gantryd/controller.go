@@ -58,11 +58,6 @@ func controllerCommand() *cli.Command {
 			logURLFlag("ship the apps' platform events there and query their logs"),
 		}, slices.Concat(etcdFlags(), controllerFlags())...),
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
-			if err != nil {
-				return err
-			}
-			log = log.With("component", "controller")
 			dbURL := c.String("database-url")
 			if f := c.String("database-url-file"); f != "" && dbURL == "" {
 				b, err := os.ReadFile(f)
@@ -74,11 +69,7 @@ func controllerCommand() *cli.Command {
 			if dbURL == "" {
 				return errors.New("--database-url (or GANTRY_DATABASE_URL, or --database-url-file) is required")
 			}
-			n, err := openNode(c)
-			if err != nil {
-				return err
-			}
-			etcd, err := etcdClient(c, n)
+			log, n, etcd, err := etcdRole(c, "controller")
 			if err != nil {
 				return err
 			}

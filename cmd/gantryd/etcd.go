@@ -18,11 +18,7 @@ func etcdCommand() *cli.Command {
 			&cli.StringFlag{Name: "peer-addr", Value: "127.0.0.1:7380", Usage: "peer listen address"},
 		},
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
-			if err != nil {
-				return err
-			}
-			n, err := openNode(c)
+			log, n, err := role(c, "etcd")
 			if err != nil {
 				return err
 			}
@@ -32,7 +28,7 @@ func etcdCommand() *cli.Command {
 			return etcdserver.Run(c.Context, n.Etcd(etcdserver.Config{
 				ClientAddr: c.String("client-addr"),
 				PeerAddr:   c.String("peer-addr"),
-				Logger:     log.With("component", "etcd"),
+				Logger:     log,
 			}))
 		},
 	}

@@ -26,11 +26,7 @@ func gitreceiverServeCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-unauthenticated-per-source", Value: 8, Usage: "connections not yet authenticated, at most, from one IP address"},
 		},
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
-			if err != nil {
-				return err
-			}
-			n, err := openNode(c)
+			log, n, err := role(c, "gitreceiver")
 			if err != nil {
 				return err
 			}
@@ -42,7 +38,7 @@ func gitreceiverServeCommand() *cli.Command {
 				Keys:    b,
 				Apps:    b,
 				Builder: b,
-				Logger:  log.With("component", "gitreceiver"),
+				Logger:  log,
 
 				HandshakeTimeout:            c.Duration("handshake-timeout"),
 				IdleTimeout:                 c.Duration("idle-timeout"),

@@ -23,16 +23,7 @@ func hostCommand() *cli.Command {
 			&cli.StringFlag{Name: "gantryd", Usage: "the gantryd `FILE` mounted into slug containers, a path on the host (default: this executable)"},
 		}, etcdFlags()...),
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
-			if err != nil {
-				return err
-			}
-			log = log.With("component", "host")
-			n, err := openNode(c)
-			if err != nil {
-				return err
-			}
-			etcd, err := etcdClient(c, n)
+			log, n, etcd, err := etcdRole(c, "host")
 			if err != nil {
 				return err
 			}

@@ -18,11 +18,7 @@ func logaggregatorCommand() *cli.Command {
 			&cli.IntFlag{Name: "lines", Value: logaggregator.DefaultLines, Usage: "lines of history kept per app"},
 		},
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
-			if err != nil {
-				return err
-			}
-			n, err := openNode(c)
+			log, n, err := role(c, "logaggregator")
 			if err != nil {
 				return err
 			}
@@ -31,7 +27,7 @@ func logaggregatorCommand() *cli.Command {
 			return logaggregator.Run(c.Context, n.LogAggregator(logaggregator.Config{
 				Addr:   c.String("addr"),
 				Lines:  c.Int("lines"),
-				Logger: log.With("component", "logaggregator"),
+				Logger: log,
 			}))
 		},
 	}

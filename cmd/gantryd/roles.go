@@ -42,15 +42,32 @@ func logURLFlag(what string) cli.Flag {
 		Usage: "log aggregator `URL` (e.g. http://127.0.0.1:7072): " + what + " (empty: none)"}
 }
 
-// openNode opens the data dir of --data.
-func openNode(c *cli.Context) (*node.Node, error) {
-	return node.Open(c.Context, c.String("data"))
+// role is where a role command starts: its logger, tagged with the
+// component's name, and the node of --data.
+func role(c *cli.Context, component string) (*slog.Logger, *node.Node, error) {
+	log, err := logger(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := node.Open(c.Context, c.String("data"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return log.With("component", component), n, nil
 }
 
-// etcdClient connects to the cluster of --etcd with the node's
-// certificates or those of the --etcd-*-file flags; the caller closes it.
-func etcdClient(c *cli.Context, n *node.Node) (*clientv3.Client, error) {
-	return n.EtcdClient(etcdClientConfig(c))
+// etcdRole is role plus a client of the etcd cluster of --etcd, which the
+// caller closes.
+func etcdRole(c *cli.Context, component string) (*slog.Logger, *node.Node, *clientv3.Client, error) {
+	log, n, err := role(c, component)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	etcd, err := n.EtcdClient(etcdClientConfig(c))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return log, n, etcd, nil
 }
 
 // etcdClientConfig reads the --etcd flags.

@@ -83,16 +83,7 @@ func routerCommand() *cli.Command {
 			&cli.StringFlag{Name: "handover-socket", Usage: "take the listening sockets of the router answering on this Unix socket, and offer them there in turn, so that a restart fails no request (default: <data>/" + handoverSocket + "; off: none)"},
 		}, slices.Concat(etcdFlags(), routerLimitFlags())...),
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
-			if err != nil {
-				return err
-			}
-			log = log.With("component", "router")
-			n, err := openNode(c)
-			if err != nil {
-				return err
-			}
-			etcd, err := etcdClient(c, n)
+			log, n, etcd, err := etcdRole(c, "router")
 			if err != nil {
 				return err
 			}

@@ -18,15 +18,7 @@ func schedulerCommand() *cli.Command {
 			&cli.StringFlag{Name: "id", Usage: "the candidate's name in the election (default: the host ID)"},
 		}, etcdFlags()...),
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
-			if err != nil {
-				return err
-			}
-			n, err := openNode(c)
-			if err != nil {
-				return err
-			}
-			etcd, err := etcdClient(c, n)
+			log, n, etcd, err := etcdRole(c, "scheduler")
 			if err != nil {
 				return err
 			}
@@ -34,7 +26,7 @@ func schedulerCommand() *cli.Command {
 			return scheduler.Run(c.Context, n.Scheduler(scheduler.Config{
 				Etcd:   etcd,
 				ID:     c.String("id"),
-				Logger: log.With("component", "scheduler"),
+				Logger: log,
 			}))
 		},
 	}
