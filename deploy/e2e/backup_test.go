@@ -37,20 +37,7 @@ func TestBackupRestore(t *testing.T) {
 	p.ok("route", "add", "-a", "web1", "secure.example.test", "--cert", certFile, "--key", keyFile)
 
 	// A pushed app: its slug lives in the blobstore.
-	keyPath := filepath.Join(p.home, ".ssh", "id_ed25519")
-	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sshKeygen(t, keyPath)
-	p.ok("key", "add")
-	repo := t.TempDir()
-	copyDir(t, filepath.Join(repoRoot(), "slugbuilder", "testdata", "apps", "static"), repo)
-	gitRun(t, repo, "init", "-q", "-b", "main")
-	gitRun(t, repo, "add", ".")
-	gitRun(t, repo, "commit", "-q", "-m", "first")
-	if r := p.run(repo, nil, "create", "site"); r.code != 0 {
-		t.Fatalf("create: %d %s %s", r.code, r.stdout, r.stderr)
-	}
+	repo, keyPath := staticSiteRepo(t, p)
 	if out, err := p.push(repo, keyPath); err != nil {
 		t.Fatalf("git push: %v\n%s", err, out)
 	}

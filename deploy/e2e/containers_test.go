@@ -429,20 +429,7 @@ func cleanupPlatform(t *testing.T, docker *dockerclient.Client, p *platform) {
 // it and waits until the router serves it.
 func pushApp(t *testing.T, p *platform) {
 	t.Helper()
-	keyFile := filepath.Join(p.home, ".ssh", "id_ed25519")
-	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sshKeygen(t, keyFile)
-	p.ok("key", "add")
-	repo := t.TempDir()
-	copyDir(t, filepath.Join(repoRoot(), "slugbuilder", "testdata", "apps", "static"), repo)
-	gitRun(t, repo, "init", "-q", "-b", "main")
-	gitRun(t, repo, "add", ".")
-	gitRun(t, repo, "commit", "-q", "-m", "first")
-	if r := p.run(repo, nil, "create", "site"); r.code != 0 {
-		t.Fatalf("create: %d %s %s", r.code, r.stdout, r.stderr)
-	}
+	repo, keyFile := staticSiteRepo(t, p)
 	out, err := p.push(repo, keyFile)
 	if err != nil {
 		t.Fatalf("git push: %v\n%s", err, out)

@@ -37,21 +37,7 @@ func TestGitPush(t *testing.T) {
 		}
 	}
 
-	keyFile := filepath.Join(p.home, ".ssh", "id_ed25519")
-	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sshKeygen(t, keyFile)
-	p.ok("key", "add")
-
-	repo := t.TempDir()
-	copyDir(t, filepath.Join(repoRoot(), "slugbuilder", "testdata", "apps", "static"), repo)
-	gitRun(t, repo, "init", "-q", "-b", "main")
-	gitRun(t, repo, "add", ".")
-	gitRun(t, repo, "commit", "-q", "-m", "first")
-	if r := p.run(repo, nil, "create", "site"); r.code != 0 {
-		t.Fatalf("create: %d %s %s", r.code, r.stdout, r.stderr)
-	}
+	repo, keyFile := staticSiteRepo(t, p)
 
 	// The first push builds, releases v1 with web=1 and serves it.
 	out, err := p.push(repo, keyFile)
@@ -254,4 +240,27 @@ func copyDir(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// staticSiteRepo registers a new SSH key of the platform's user, makes a git
+// repository of the static test app and creates the app site from it
+// (gantry create pins the platform's host key and adds the remote). It
+// returns the repository and the key's file.
+func staticSiteRepo(t *testing.T, p *platform) (repo, keyFile string) {
+	t.Helper()
+	keyFile = filepath.Join(p.home, ".ssh", "id_ed25519")
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sshKeygen(t, keyFile)
+	p.ok("key", "add")
+	repo = t.TempDir()
+	copyDir(t, filepath.Join(repoRoot(), "slugbuilder", "testdata", "apps", "static"), repo)
+	gitRun(t, repo, "init", "-q", "-b", "main")
+	gitRun(t, repo, "add", ".")
+	gitRun(t, repo, "commit", "-q", "-m", "first")
+	if r := p.run(repo, nil, "create", "site"); r.code != 0 {
+		t.Fatalf("create: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	return repo, keyFile
 }
