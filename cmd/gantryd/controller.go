@@ -49,7 +49,7 @@ func controllerCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			dataFlag(),
 			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL connection string (this or --database-url-file is required)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
-			&cli.StringFlag{Name: "database-url-file", Usage: "read the PostgreSQL connection string from `FILE` (as gantryd up --containers writes it, mode 0600)"},
+			&cli.StringFlag{Name: "database-url-file", Usage: "read the PostgreSQL connection string from `FILE` (as gantryd up writes it, mode 0600)"},
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7070", Usage: "API listen address"},
 			&cli.StringFlag{Name: "internal-url", Usage: "`URL` at which the host agents reach this controller for blobs (default: http:// and --addr)"},
 			&cli.StringFlag{Name: "git-url", Value: "ssh://git@127.0.0.1:2222", Usage: "base SSH `URL` of the git receiver: apps are pushed to <URL>/<app>.git"},

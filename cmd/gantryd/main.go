@@ -66,7 +66,7 @@ func defaultDataDir() string {
 func upCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "up",
-		Usage: "run a single-node Gantry in the foreground",
+		Usage: "start (or restart) this host's platform as containers, then follow its logs until Ctrl-C",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Value: defaultDataDir(), Usage: "data directory"},
 			&cli.StringFlag{Name: "api-addr", Value: "127.0.0.1:7070", Usage: "controller API listen address"},
@@ -74,31 +74,32 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "router HTTPS listen address"},
 			&cli.StringFlag{Name: "ssh-addr", Value: "127.0.0.1:2222", Usage: "git-over-SSH listen address"},
 			&cli.StringFlag{Name: "host-api-addr", Value: "127.0.0.1:7071", Usage: "host agent API listen address"},
-			&cli.StringFlag{Name: "log-addr", Value: "127.0.0.1:0", Usage: "log aggregator listen address (port 0: a free port; with --containers the default is 127.0.0.1:7072)"},
+			&cli.StringFlag{Name: "log-addr", Value: "127.0.0.1:7072", Usage: "log aggregator listen address (default 127.0.0.1:7072; with --in-process, port 0 picks a free port)"},
 			&cli.IntFlag{Name: "log-lines", Value: 10000, Usage: "lines of log history kept per app"},
 			&cli.StringFlag{Name: "etcd-client-addr", Value: "127.0.0.1:7379", Usage: "embedded etcd client listen address"},
 			&cli.StringFlag{Name: "etcd-peer-addr", Value: "127.0.0.1:7380", Usage: "embedded etcd peer listen address"},
-			&cli.StringFlag{Name: "etcd", Usage: "comma-separated URLs of an external etcd cluster (instead of the embedded one); https URLs use --etcd-*-file, else the node's cluster certificates"},
+			&cli.StringFlag{Name: "etcd", Usage: "with --in-process: comma-separated URLs of an external etcd cluster (instead of the embedded one); https URLs use --etcd-*-file, else the node's cluster certificates"},
 			&cli.StringFlag{Name: "etcd-ca-file", Usage: "CA bundle `FILE` of the external etcd cluster"},
 			&cli.StringFlag{Name: "etcd-cert-file", Usage: "client certificate `FILE` for the external etcd cluster"},
 			&cli.StringFlag{Name: "etcd-key-file", Usage: "client key `FILE` for the external etcd cluster"},
-			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
+			&cli.StringFlag{Name: "database-url", Usage: "with --in-process: PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
 			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "IP address app ports are published on"},
-			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- for stdout; with --containers, - is the router job's output and a file must be in the data dir)"},
-			&cli.BoolFlag{Name: "containers", Usage: "run the platform as containers: etcd, PostgreSQL and the host agent, and the other roles as the jobs of the system apps (gantry-*)"},
-			&cli.BoolFlag{Name: "detach", Usage: "with --containers: return once the platform is up and leave it running (gantryd down stops it)"},
-			&cli.StringFlag{Name: "postgres-addr", Value: "127.0.0.1:7432", Usage: "with --containers: the PostgreSQL container's listen address"},
+			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- is the router job's output, gantry -a gantry-router log; a file must be in the data dir; with --in-process, - is stdout)"},
+			&cli.BoolFlag{Name: "in-process", Usage: "run every role in this one process instead of as containers (development and tests; allows --etcd and --database-url); a data dir keeps the mode it was made with"},
+			&cli.BoolFlag{Name: "detach", Usage: "return once the platform is up and leave it running (gantryd down stops it); not with --in-process"},
+			&cli.StringFlag{Name: "postgres-addr", Value: "127.0.0.1:7432", Usage: "the PostgreSQL container's listen address; not with --in-process"},
 		}, append(controllerFlags(), routerLimitFlags()...)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
 			if err != nil {
 				return err
 			}
-			// With --containers the router's job opens the access log
-			// itself; without, this process does.
+			// As containers, the router's job opens the access log
+			// itself; in process, this process does.
+			containers := !c.Bool("in-process")
 			var accessLog io.Writer
 			accessLogPath := c.String("access-log")
-			if !c.Bool("containers") {
+			if !containers {
 				w, closeAccessLog, err := openAccessLog(accessLogPath)
 				if err != nil {
 					return err
@@ -107,12 +108,14 @@ func upCommand() *cli.Command {
 				accessLog, accessLogPath = w, ""
 			}
 			logAddr := c.String("log-addr")
-			if c.Bool("containers") && !c.IsSet("log-addr") {
-				// The aggregator's job has a fixed address in its release.
-				logAddr = "127.0.0.1:7072"
+			if !containers && !c.IsSet("log-addr") {
+				// In process the roles reach the aggregator at the
+				// address it got; as containers its job's release holds
+				// a fixed one.
+				logAddr = "127.0.0.1:0"
 			}
 			return up.Run(c.Context, up.Config{
-				Containers:     c.Bool("containers"),
+				Containers:     containers,
 				Detach:         c.Bool("detach"),
 				PostgresAddr:   c.String("postgres-addr"),
 				AccessLog:      accessLog,
@@ -153,7 +156,7 @@ func upCommand() *cli.Command {
 func downCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "down",
-		Usage: "stop the platform that gantryd up --containers runs on a data dir; app containers keep running",
+		Usage: "stop the platform that gantryd up runs on a data dir; app containers keep running",
 		Flags: []cli.Flag{dataFlag()},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)

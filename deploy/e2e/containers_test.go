@@ -29,18 +29,18 @@ import (
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
-// TestPlatformContainers runs `gantryd up --containers --detach` on a new
+// TestPlatformContainers runs `gantryd up --detach` on a new
 // data dir: etcd, PostgreSQL and the host agent run as containers, and the
 // five system apps' jobs too, shown by the CLI (with no web URL for
 // them); an image app answers through the router, with its CPU and memory
 // in gantry ps and its requests in the access log in the data dir; a git
 // push with the real git and OpenSSH clients builds an app that then
 // serves through the router; after a simulated reboot (every container of the
-// platform and of the app killed, `gantryd up --containers --detach`
+// platform and of the app killed, `gantryd up --detach`
 // again) the app serves again within 60 s with its releases and config;
 // the reserved prefix is refused; `gantryd down` leaves no platform
-// container running and the app's running. Last, `gantryd up
-// --containers` in the foreground follows the platform's output and stops
+// container running and the app's running. Last, `gantryd up`
+// in the foreground follows the platform's output and stops
 // it on SIGTERM, the app still running.
 func TestPlatformContainers(t *testing.T) {
 	// Every disk of this machine is past 1%: the controller warns.
@@ -194,10 +194,10 @@ func TestPlatformContainers(t *testing.T) {
 	case err := <-done:
 		exited = true
 		if err != nil {
-			t.Fatalf("gantryd up --containers exited with %v after SIGTERM", err)
+			t.Fatalf("gantryd up exited with %v after SIGTERM", err)
 		}
 	case <-time.After(3 * time.Minute):
-		t.Fatal("gantryd up --containers did not stop within 3 minutes of SIGTERM")
+		t.Fatal("gantryd up did not stop within 3 minutes of SIGTERM")
 	}
 	if got := runningComponents(t, docker, cluster); len(got) != 0 {
 		t.Errorf("platform containers running after SIGTERM: %v", got)
@@ -222,7 +222,7 @@ func diskWarnings(log string) []string {
 	return out
 }
 
-// containersPlatform runs `gantryd up --containers --detach` on a new data
+// containersPlatform runs `gantryd up --detach` on a new data
 // dir, with the router's HTTP listener on httpAddr, free loopback ports
 // for the rest, the router's access log in <data>/access.log and
 // extraArgs, and returns it with the Docker client and the cluster's ID.
@@ -240,7 +240,7 @@ func containersPlatform(t *testing.T, httpAddr string, extraArgs ...string) (*pl
 	api, sshAddr, httpsAddr := a[0], a[1], a[2]
 	p := &platform{t: t, gantryd: gantryd, gantry: gantry, home: t.TempDir(), data: data, sshAddr: sshAddr, httpsAddr: httpsAddr,
 		apiURL: "http://" + api, httpURL: "http://" + httpAddr, logs: &syncWriter{buf: &bytes.Buffer{}}}
-	p.args = append([]string{"up", "--containers", "--detach", "--data", data,
+	p.args = append([]string{"up", "--detach", "--data", data,
 		"--api-addr", api, "--http-addr", httpAddr, "--https-addr", httpsAddr, "--ssh-addr", sshAddr,
 		"--host-api-addr", a[3], "--log-addr", a[4], "--postgres-addr", a[5],
 		"--etcd-client-addr", a[6], "--etcd-peer-addr", a[7],
@@ -445,7 +445,7 @@ func pushApp(t *testing.T, p *platform) {
 	})
 }
 
-// TestPlatformContainersFailedStart starts `gantryd up --containers` with
+// TestPlatformContainersFailedStart starts `gantryd up` with
 // PostgreSQL's address taken: the start fails after it started etcd and
 // PostgreSQL, says so, and leaves none of the platform's containers
 // running.
@@ -468,7 +468,7 @@ func TestPlatformContainersFailedStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	a := freeAddrs(t, 8, taken.Addr().String())
-	cmd := exec.CommandContext(ctx, gantryd, "up", "--containers", "--detach", "--data", data,
+	cmd := exec.CommandContext(ctx, gantryd, "up", "--detach", "--data", data,
 		"--api-addr", a[0], "--http-addr", a[1], "--https-addr", a[2],
 		"--ssh-addr", a[3], "--host-api-addr", a[4], "--log-addr", a[5],
 		"--postgres-addr", taken.Addr().String(),
@@ -477,10 +477,10 @@ func TestPlatformContainersFailedStart(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	p.logs.Write(out)
 	if err == nil {
-		t.Fatalf("gantryd up --containers with PostgreSQL's address taken exited 0:\n%s", out)
+		t.Fatalf("gantryd up with PostgreSQL's address taken exited 0:\n%s", out)
 	}
-	if !regexp.MustCompile(`gantryd up --containers failed \(stopped the [1-9]\d* platform containers it had started, kept the 0 running ones it found\)`).Match(out) {
-		t.Errorf("gantryd up --containers did not say what it stopped:\n%s", out)
+	if !regexp.MustCompile(`gantryd up failed \(stopped the [1-9]\d* platform containers it had started, kept the 0 running ones it found\)`).Match(out) {
+		t.Errorf("gantryd up did not say what it stopped:\n%s", out)
 	}
 	cluster := readID(t, filepath.Join(data, node.ClusterIDFile))
 	if got := runningComponents(t, docker, cluster); len(got) != 0 {

@@ -121,7 +121,7 @@ func (p *platform) pickAddrs(extraArgs []string) {
 	http := testenv.FreeAddr(t)
 	p.httpsAddr = testenv.FreeAddr(t)
 	p.sshAddr = testenv.FreeAddr(t)
-	p.args = []string{"up",
+	p.args = []string{"up", "--in-process",
 		"--data", p.data,
 		"--api-addr", api,
 		"--http-addr", http,

@@ -64,10 +64,10 @@ const (
 	MetricsFile = "metrics.gob"
 	// DatabaseURLFile (mode 0600) holds the connection string of the
 	// node's PostgreSQL container, which the controller's container reads
-	// (`gantryd up --containers`).
+	// (`gantryd up`, as containers).
 	DatabaseURLFile = "database-url"
 	// BinDir holds the copy of gantryd that the host agent's container
-	// mounts into slug containers (`gantryd up --containers`).
+	// mounts into slug containers (`gantryd up`, as containers).
 	BinDir = "bin"
 	// lockFile serializes the creation of the identity files between the
 	// processes that open the data dir at once.

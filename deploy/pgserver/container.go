@@ -356,7 +356,8 @@ func containerSpec(cfg ContainerConfig, ref, dir string, addr netip.AddrPort) sp
 			StopSignal:  "SIGINT", // a fast shutdown
 			StopTimeout: &stopTimeout,
 			Healthcheck: &container.HealthConfig{
-				Test:     []string{"CMD", "pg_isready", "--quiet", "--host=" + containerSocketDir, "--port=" + strconv.Itoa(int(addr.Port()))},
+				Test: []string{"CMD", "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+					"pg_isready", "--quiet", "--username=postgres", "--dbname=postgres", "--host=" + containerSocketDir, "--port=" + strconv.Itoa(int(addr.Port()))},
 				Interval: 10 * time.Second,
 				Timeout:  5 * time.Second,
 				Retries:  3,

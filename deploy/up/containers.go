@@ -27,7 +27,7 @@ import (
 	"github.com/gantryhq/gantry/layer1/controller/store"
 )
 
-// The platform's containers that `gantryd up --containers` runs itself
+// The platform's containers that `gantryd up` runs itself
 // (layer0, below the scheduler), by their keyspace.LabelSystem value;
 // PostgreSQL's is pgserver.SystemPostgres.
 const (
@@ -392,14 +392,14 @@ func listPlatform(ctx context.Context, dk *docker.Client, n *node.Node) ([]conta
 func failedStart(ctx context.Context, dk *docker.Client, n *node.Node, before []container.Summary, cause error, log *slog.Logger) error {
 	now, err := listPlatform(ctx, dk, n)
 	if err != nil {
-		return fmt.Errorf("gantryd up --containers failed: %w; the containers it started may still run (gantryd down stops them): %w", cause, err)
+		return fmt.Errorf("gantryd up failed: %w; the containers it started may still run (gantryd down stops them): %w", cause, err)
 	}
 	stop := startedBy(before, now)
-	log.Error("gantryd up --containers failed: stopping the platform containers this start started", "containers", len(stop))
+	log.Error("gantryd up failed: stopping the platform containers this start started", "containers", len(stop))
 	if err := stopContainers(ctx, dk, stop, log); err != nil {
-		return fmt.Errorf("gantryd up --containers failed: %w; stopping the containers it started: %w", cause, err)
+		return fmt.Errorf("gantryd up failed: %w; stopping the containers it started: %w", cause, err)
 	}
-	return fmt.Errorf("gantryd up --containers failed (stopped the %d platform containers it had started, kept the %d running ones it found): %w",
+	return fmt.Errorf("gantryd up failed (stopped the %d platform containers it had started, kept the %d running ones it found): %w",
 		len(stop), len(now)-len(stop), cause)
 }
 
@@ -513,7 +513,7 @@ func (c DownConfig) Validate() error {
 }
 
 // Down stops the platform containers of the data dir's host (`gantryd
-// down`), as a foreground `gantryd up --containers` does when it is
+// down`), as a foreground `gantryd up` does when it is
 // stopped: the agent, the system apps' jobs, PostgreSQL and etcd stop and
 // stay for the next `gantryd up`; app containers keep running.
 func Down(ctx context.Context, cfg DownConfig) error {

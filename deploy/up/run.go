@@ -36,6 +36,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
 	}
+	if err := checkMode(cfg.DataDir, cfg.Containers); err != nil {
+		return fmt.Errorf("gantryd up: %w", err)
+	}
 	if cfg.Containers {
 		return runContainers(ctx, cfg)
 	}

@@ -162,10 +162,10 @@ func (c Config) Validate() error {
 		errs = append(errs, c.validateContainers()...)
 	} else {
 		if c.Detach {
-			errs = append(errs, errors.New("--detach needs --containers"))
+			errs = append(errs, errors.New("--detach and --in-process: only the platform as containers runs detached"))
 		}
 		if c.AccessLogPath != "" {
-			errs = append(errs, errors.New("an access log path needs --containers; without it the access log is a writer"))
+			errs = append(errs, errors.New("--in-process: the access log is a writer, not a path"))
 		}
 	}
 	return errors.Join(errs...)
@@ -176,13 +176,13 @@ func (c Config) Validate() error {
 func (c Config) validateContainers() []error {
 	var errs []error
 	if len(c.EtcdEndpoints) > 0 || c.DatabaseURL != "" {
-		errs = append(errs, errors.New("--containers runs its own etcd and PostgreSQL: no --etcd or --database-url (an external etcd or database needs the in-process mode for now)"))
+		errs = append(errs, errors.New("the platform as containers runs its own etcd and PostgreSQL: --etcd and --database-url need --in-process for now"))
 	}
 	if c.AccessLog != nil {
-		errs = append(errs, errors.New("--containers: the router's job opens its access log itself: give its path, not a writer"))
+		errs = append(errs, errors.New("as containers the router's job opens its access log itself: give its path, not a writer"))
 	}
 	if port(c.LogAddr) == 0 {
-		errs = append(errs, fmt.Errorf("--containers: --log-addr %q needs a port", c.LogAddr))
+		errs = append(errs, fmt.Errorf("--log-addr %q needs a port (port 0 only with --in-process)", c.LogAddr))
 	}
 	if _, _, err := net.SplitHostPort(c.PostgresAddr); err != nil || port(c.PostgresAddr) == 0 {
 		errs = append(errs, fmt.Errorf("--postgres-addr %q: want host:port", c.PostgresAddr))
@@ -248,7 +248,7 @@ func containerPaths(cfg Config, dataDir string) (Config, error) {
 		}
 		rel, err := filepath.Rel(dataDir, abs)
 		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return cfg, fmt.Errorf("--access-log %s: with --containers the access log is - (the router job's output) or a file in the data dir %s, the one host directory the router's container sees", abs, dataDir)
+			return cfg, fmt.Errorf("--access-log %s: as containers the access log is - (the router job's output) or a file in the data dir %s, the one host directory the router's container sees", abs, dataDir)
 		}
 		cfg.AccessLogPath = abs
 	}

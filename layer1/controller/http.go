@@ -240,7 +240,13 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 					writeError(sw, types.ErrInternal)
 				}
 			}
-			s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			// The host agent's health check asks for /healthz every
+			// second: a successful one is logged at debug level only.
+			level := slog.LevelInfo
+			if r.URL.Path == "/healthz" && sw.status == http.StatusOK {
+				level = slog.LevelDebug
+			}
+			s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 				"duration", time.Since(start))
 		}()
 		next.ServeHTTP(sw, r)

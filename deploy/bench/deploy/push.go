@@ -155,7 +155,7 @@ func startPlatform(ctx context.Context, bin, work string) (*platform, error) {
 		logFile: filepath.Join(work, "gantryd.log"), httpAddr: freeAddr(), done: make(chan error, 1),
 	}
 	api := freeAddr()
-	args := []string{"--log-level", "debug", "up", "--data", p.data, "--api-addr", api, "--http-addr", p.httpAddr,
+	args := []string{"--log-level", "debug", "up", "--in-process", "--data", p.data, "--api-addr", api, "--http-addr", p.httpAddr,
 		"--https-addr", freeAddr(), "--ssh-addr", freeAddr(), "--host-api-addr", freeAddr(),
 		"--etcd-client-addr", freeAddr(), "--etcd-peer-addr", freeAddr()}
 	log, err := os.Create(p.logFile)

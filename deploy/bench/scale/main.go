@@ -189,7 +189,7 @@ type platform struct {
 func startPlatform(ctx context.Context, bin, work string) (*platform, error) {
 	data := filepath.Join(work, "data")
 	api := freeAddr()
-	args := []string{"up", "--data", data, "--api-addr", api, "--http-addr", freeAddr(), "--https-addr", freeAddr(),
+	args := []string{"up", "--in-process", "--data", data, "--api-addr", api, "--http-addr", freeAddr(), "--https-addr", freeAddr(),
 		"--ssh-addr", freeAddr(), "--host-api-addr", freeAddr(), "--etcd-client-addr", freeAddr(), "--etcd-peer-addr", freeAddr()}
 	cmd := exec.Command(filepath.Join(bin, "gantryd"), args...)
 	logFile, err := os.Create(filepath.Join(work, "gantryd.log"))
