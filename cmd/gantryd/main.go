@@ -69,26 +69,17 @@ func upCommand() *cli.Command {
 		Usage: "start (or restart) this host's platform as containers, then follow its logs until Ctrl-C",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Value: defaultDataDir(), Usage: "data directory"},
-			&cli.StringFlag{Name: "api-addr", Value: "127.0.0.1:7070", Usage: "controller API listen address"},
-			&cli.StringFlag{Name: "http-addr", Value: "127.0.0.1:8080", Usage: "router HTTP listen address"},
-			&cli.StringFlag{Name: "https-addr", Value: "127.0.0.1:8443", Usage: "router HTTPS listen address"},
-			&cli.StringFlag{Name: "ssh-addr", Value: "127.0.0.1:2222", Usage: "git-over-SSH listen address"},
-			&cli.StringFlag{Name: "host-api-addr", Value: "127.0.0.1:7071", Usage: "host agent API listen address"},
-			&cli.StringFlag{Name: "log-addr", Value: "127.0.0.1:7072", Usage: "log aggregator listen address (default 127.0.0.1:7072; with --in-process, port 0 picks a free port)"},
 			&cli.IntFlag{Name: "log-lines", Value: 10000, Usage: "lines of log history kept per app"},
-			&cli.StringFlag{Name: "etcd-client-addr", Value: "127.0.0.1:7379", Usage: "embedded etcd client listen address"},
-			&cli.StringFlag{Name: "etcd-peer-addr", Value: "127.0.0.1:7380", Usage: "embedded etcd peer listen address"},
 			&cli.StringFlag{Name: "etcd", Usage: "with --in-process: comma-separated URLs of an external etcd cluster (instead of the embedded one); https URLs use --etcd-*-file, else the node's cluster certificates"},
 			&cli.StringFlag{Name: "etcd-ca-file", Usage: "CA bundle `FILE` of the external etcd cluster"},
 			&cli.StringFlag{Name: "etcd-cert-file", Usage: "client certificate `FILE` for the external etcd cluster"},
 			&cli.StringFlag{Name: "etcd-key-file", Usage: "client key `FILE` for the external etcd cluster"},
 			&cli.StringFlag{Name: "database-url", Usage: "with --in-process: PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
-			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "IP address app ports are published on"},
+			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "this host's IP address: every listener binds it unless its own flag says otherwise, and app ports are published on it"},
 			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- is the router job's output, gantry -a gantry-router log; a file must be in the data dir; with --in-process, - is stdout)"},
 			&cli.BoolFlag{Name: "in-process", Usage: "run every role in this one process instead of as containers (development and tests; allows --etcd and --database-url); a data dir keeps the mode it was made with"},
 			&cli.BoolFlag{Name: "detach", Usage: "return once the platform is up and leave it running (gantryd down stops it); not with --in-process"},
-			&cli.StringFlag{Name: "postgres-addr", Value: "127.0.0.1:7432", Usage: "the PostgreSQL container's listen address; not with --in-process"},
-		}, append(controllerFlags(), routerLimitFlags()...)...),
+		}, append(listenFlags(), append(controllerFlags(), routerLimitFlags()...)...)...),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
 			if err != nil {
@@ -107,30 +98,26 @@ func upCommand() *cli.Command {
 				defer closeAccessLog()
 				accessLog, accessLogPath = w, ""
 			}
-			logAddr := c.String("log-addr")
-			if !containers && !c.IsSet("log-addr") {
-				// In process the roles reach the aggregator at the
-				// address it got; as containers its job's release holds
-				// a fixed one.
-				logAddr = "127.0.0.1:0"
-			}
+			addrs := listenAddrs(c.String("advertise"), containers, func(flag string) (string, bool) {
+				return c.String(flag), c.IsSet(flag)
+			})
 			return up.Run(c.Context, up.Config{
 				Containers:     containers,
 				Detach:         c.Bool("detach"),
-				PostgresAddr:   c.String("postgres-addr"),
+				PostgresAddr:   addrs["postgres-addr"],
 				AccessLog:      accessLog,
 				AccessLogPath:  accessLogPath,
 				RouterLimits:   routerLimits(c),
 				DataDir:        c.String("data"),
-				APIAddr:        c.String("api-addr"),
-				HTTPAddr:       c.String("http-addr"),
-				HTTPSAddr:      c.String("https-addr"),
-				SSHAddr:        c.String("ssh-addr"),
-				HostAPIAddr:    c.String("host-api-addr"),
-				LogAddr:        logAddr,
+				APIAddr:        addrs["api-addr"],
+				HTTPAddr:       addrs["http-addr"],
+				HTTPSAddr:      addrs["https-addr"],
+				SSHAddr:        addrs["ssh-addr"],
+				HostAPIAddr:    addrs["host-api-addr"],
+				LogAddr:        addrs["log-addr"],
 				LogLines:       c.Int("log-lines"),
-				EtcdClientAddr: c.String("etcd-client-addr"),
-				EtcdPeerAddr:   c.String("etcd-peer-addr"),
+				EtcdClientAddr: addrs["etcd-client-addr"],
+				EtcdPeerAddr:   addrs["etcd-peer-addr"],
 				EtcdEndpoints:  splitList(c.String("etcd")),
 				EtcdCAFile:     c.String("etcd-ca-file"),
 				EtcdCertFile:   c.String("etcd-cert-file"),
