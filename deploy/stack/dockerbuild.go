@@ -117,7 +117,7 @@ func imageBuild(ctx context.Context, docker *client.Client, log *slog.Logger, ti
 	}
 	defer resp.Body.Close()
 	out := newOutput(log, "docker build")
-	id, err := readBuildOutput(resp.Body, out)
+	id, err := readImageID(resp.Body, "build", out)
 	out.flush()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -128,9 +128,11 @@ func imageBuild(ctx context.Context, docker *client.Client, log *slog.Logger, ti
 	return id, nil
 }
 
-// readBuildOutput reads the engine's JSON message stream of an image build,
-// writes its text to out and returns the ID of the built image.
-func readBuildOutput(r io.Reader, out io.Writer) (string, error) {
+// readImageID reads the engine's JSON message stream of an image build or
+// import (what names which, for errors), writes its text to out and
+// returns the ID of the new image: a build reports it in an aux message,
+// an import as a status.
+func readImageID(r io.Reader, what string, out io.Writer) (string, error) {
 	dec := json.NewDecoder(r)
 	id := ""
 	for {
@@ -140,12 +142,15 @@ func readBuildOutput(r io.Reader, out io.Writer) (string, error) {
 			break
 		}
 		if err != nil {
-			return "", fmt.Errorf("read build output: %w", err)
+			return "", fmt.Errorf("read %s output: %w", what, err)
 		}
 		if msg.Error != nil {
 			return "", fmt.Errorf("engine: %w", msg.Error)
 		}
 		io.WriteString(out, msg.Stream)
+		if strings.HasPrefix(msg.Status, "sha256:") {
+			id = strings.TrimSpace(msg.Status)
+		}
 		if msg.Aux != nil {
 			var aux struct{ ID string }
 			if err := json.Unmarshal(*msg.Aux, &aux); err == nil && strings.HasPrefix(aux.ID, "sha256:") {
@@ -154,7 +159,7 @@ func readBuildOutput(r io.Reader, out io.Writer) (string, error) {
 		}
 	}
 	if id == "" {
-		return "", errors.New("engine reported no image ID")
+		return "", fmt.Errorf("engine reported no image ID for the %s", what)
 	}
 	return id, nil
 }

@@ -2,17 +2,13 @@ package stack
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/pkg/jsonmessage"
 )
 
 // tarExcludes are left out of the images: what the engine provides at run
@@ -100,32 +96,5 @@ func (b *build) upload(ctx context.Context, tarStream io.Reader, kind string) (s
 		return "", err
 	}
 	defer body.Close()
-	return readImportID(body)
-}
-
-// readImportID reads the engine's JSON message stream of an image import
-// and returns the new image ID it reports.
-func readImportID(r io.Reader) (string, error) {
-	dec := json.NewDecoder(r)
-	id := ""
-	for {
-		var msg jsonmessage.JSONMessage
-		err := dec.Decode(&msg)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return "", fmt.Errorf("read import response: %w", err)
-		}
-		if msg.Error != nil {
-			return "", fmt.Errorf("engine: %w", msg.Error)
-		}
-		if strings.HasPrefix(msg.Status, "sha256:") {
-			id = strings.TrimSpace(msg.Status)
-		}
-	}
-	if id == "" {
-		return "", errors.New("engine reported no image ID")
-	}
-	return id, nil
+	return readImageID(body, "import", io.Discard)
 }
