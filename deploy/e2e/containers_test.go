@@ -36,8 +36,9 @@ import (
 // in gantry ps and its requests in the access log in the data dir; a git
 // push with the real git and OpenSSH clients builds an app that then
 // serves through the router; after a simulated reboot (every container of the
-// platform and of the app killed, `gantryd up --detach`
-// again) the app serves again within 60 s with its releases and config;
+// platform and of the apps killed, `gantryd up --detach`
+// again) both apps serve again within 60 s with their releases, config,
+// routes and the push keys;
 // the reserved prefix is refused; `gantryd down` leaves no platform
 // container running and the app's running. Last, `gantryd up`
 // in the foreground follows the platform's output and stops
@@ -128,17 +129,38 @@ func TestPlatformContainers(t *testing.T) {
 		t.Errorf("disk warnings in gantry -a gantry-controller log, want one per disk: %q", warnings)
 	}
 
-	// A simulated reboot: every container of the platform and of the app
-	// dies (docker kill: no restart policy applies), then gantryd up again.
+	// A simulated reboot: every container of the platform and of the
+	// apps dies (docker kill: no restart policy applies), then gantryd up
+	// again. Both apps serve again within 60 s, with their releases,
+	// config, routes and the push keys.
+	p.ok("route", "add", "-a", "web1", "www.reboot.test")
+	routes, keys := p.ok("route", "list", "-a", "web1"), p.ok("key", "list")
+	siteServes := func() bool {
+		code, body, err := p.get("site.localhost", "/")
+		return err == nil && code == http.StatusOK && strings.Contains(body, "Hello from a static site")
+	}
+	routeServes := func() bool {
+		code, _, err := p.get("www.reboot.test", "/")
+		return err == nil && code == http.StatusOK
+	}
+	eventually(t, time.Minute, "web1 at its custom domain", routeServes)
 	killCluster(t, docker, cluster)
 	rebooted := time.Now()
 	gantrydRun(t, p, p.args...)
 	eventually(t, 60*time.Second-time.Since(rebooted), "web1 serving again within 60 s of the reboot", serves)
+	eventually(t, 60*time.Second-time.Since(rebooted), "the pushed site serving again within 60 s of the reboot", siteServes)
+	eventually(t, 60*time.Second-time.Since(rebooted), "web1's custom domain serving again within 60 s of the reboot", routeServes)
 	if out := p.ok("releases", "-a", "web1", "--json"); out != releases {
 		t.Errorf("releases after the reboot:\n%s\nwant:\n%s", out, releases)
 	}
 	if out := p.ok("env", "-a", "web1"); !strings.Contains(out, "GREETING=kept") {
 		t.Errorf("config after the reboot:\n%s", out)
+	}
+	if out := p.ok("route", "list", "-a", "web1"); out != routes {
+		t.Errorf("routes after the reboot:\n%s\nwant:\n%s", out, routes)
+	}
+	if out := p.ok("key", "list"); out != keys {
+		t.Errorf("keys after the reboot:\n%s\nwant:\n%s", out, keys)
 	}
 
 	// The reserved prefix.

@@ -89,6 +89,9 @@ func runContainers(ctx context.Context, cfg Config) error {
 		return failedStart(context.WithoutCancel(ctx), dk, n, before, err, log)
 	}
 	missing := checkImages(ctx, dk, log, stack.StackRef(stack.DefaultVersion), stack.BuilderRef(stack.DefaultVersion))
+	if _, err := removeStaleImages(ctx, dk, stack.PlatformImage, p.image, stalePlatformAge, log); err != nil {
+		log.Warn("could not remove the earlier platform images", "err", err)
+	}
 	banner(cfg, n, missing)
 	if cfg.Detach {
 		return nil
@@ -104,6 +107,8 @@ type platform struct {
 	n      *node.Node
 	docker *docker.Client
 	log    *slog.Logger
+	// image is the platform image the start runs, once known.
+	image string
 }
 
 // start brings the platform up, in the order of the design's bootstrap.
@@ -116,6 +121,7 @@ func (p *platform) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.image = image
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the gantryd executable: %w", err)
