@@ -47,7 +47,8 @@ type Snapshot struct {
 	Assignments []keyspace.Assignment
 	// Jobs maps job IDs to the states their hosts report.
 	Jobs map[string]keyspace.JobState
-	// Flags maps host IDs to what an operator asked of them (see Place):
+	// Flags maps host IDs to what an operator asked of them (see the
+	// package documentation):
 	// a drained host takes no new job and its jobs move to other hosts;
 	// a removed host that is not in Hosts loses its assignments at once.
 	// Hosts without flags are missing.
