@@ -222,3 +222,46 @@ func TestReturningHostIsFenced(t *testing.T) {
 	c.scale("fenced", 0, nil)
 	eventually(t, 60*time.Second, "no container left", func() bool { return len(c.containers("fenced")) == 0 })
 }
+
+// TestRemovedHostJobsMoveAtOnce: the job of a host that is down moves as
+// soon as the host is removed, long before the host grace; when the host
+// comes back anyway, its agent removes the stale container.
+func TestRemovedHostJobsMoveAtOnce(t *testing.T) {
+	etcd, docker, image := setup(t)
+	c := newClusterWithGrace(t, etcd, docker, image, time.Hour)
+	c.startHost("h1", "127.0.0.2", t.TempDir(), jobMemory)
+	h2State := t.TempDir()
+	c.startHost("h2", "127.0.0.3", h2State, jobMemory)
+	c.scale("removed", 2, nil)
+	eventually(t, 60*time.Second, "one job up on h1 and one on h2", func() bool {
+		ph := c.perHost("removed")
+		return ph["h1"] == 1 && ph["h2"] == 1 && c.upJobs("removed") == 2
+	})
+	c.stopHost("h2")
+	c.startHost("h3", "127.0.0.4", t.TempDir(), jobMemory)
+	eventually(t, 30*time.Second, "h2's lease expired", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := etcd.Get(ctx, c.space.Host("h2"))
+		return err == nil && len(resp.Kvs) == 0
+	})
+	if on := c.assignedTo("removed"); on["h2"] != 1 {
+		t.Fatalf("assignments per host before the removal: %v; want h2's kept for the hour of grace", on)
+	}
+	c.setFlags("h2", keyspace.HostFlags{Remove: true, RemovedAt: time.Now()})
+	eventually(t, 60*time.Second, "h2's job placed on h3 and up", func() bool {
+		on := c.assignedTo("removed")
+		return on["h1"] == 1 && on["h3"] == 1 && on["h2"] == 0 && c.perHost("removed")["h3"] == 1 && c.upJobs("removed") == 2
+	})
+
+	c.startHost("h2", "127.0.0.3", h2State, jobMemory)
+	eventually(t, 60*time.Second, "h2's stale container removed", func() bool {
+		ph := c.perHost("removed")
+		return ph["h2"] == 0 && ph["h1"] == 1 && ph["h3"] == 1
+	})
+	if on := c.assignedTo("removed"); len(on) != 2 || on["h1"] != 1 || on["h3"] != 1 {
+		t.Errorf("assignments per host after h2's return: %v", on)
+	}
+	c.scale("removed", 0, nil)
+	eventually(t, 60*time.Second, "no container left", func() bool { return len(c.containers("removed")) == 0 })
+}
