@@ -39,6 +39,9 @@ type testController struct {
 	// acme makes routes added without a certificate get one, as with
 	// ACME on (see obtainCert).
 	acme bool
+	// cluster makes GET /v1/hosts list hosts h2, h3 and h4 after h1, in
+	// other states; without it the cluster has the one host h1.
+	cluster bool
 }
 
 type testApp struct {
@@ -211,7 +214,7 @@ func (tc *testController) info(w http.ResponseWriter, _ *http.Request) {
 // hosts answers one host, its state disk past the controller's warning
 // threshold, which is not the default.
 func (tc *testController) hosts(w http.ResponseWriter, _ *http.Request) {
-	writeTestJSON(w, http.StatusOK, []map[string]any{{
+	hosts := []map[string]any{{
 		"id": "h1", "addr": "127.0.0.1", "state": "up", "healthy": true, "jobs": 3, "version": "0.1.0", "started_at": "2026-01-02T03:00:00Z",
 		"etcd_member": true, "last_heartbeat": "2026-01-02T03:59:57Z",
 		"usage": map[string]any{"at": "2026-01-02T03:04:00Z", "cpu": 0.25, "cores": 2, "memory_used": 3 << 30, "memory_total": 8 << 30,
@@ -231,7 +234,11 @@ func (tc *testController) hosts(w http.ResponseWriter, _ *http.Request) {
 	}, {
 		"id": "h4", "addr": "127.0.0.4", "state": "unhealthy", "healthy": false, "reason": "Docker is unreachable", "jobs": 0,
 		"started_at": "2026-01-02T03:00:00Z", "last_heartbeat": "2026-01-02T03:58:00Z",
-	}})
+	}}
+	if !tc.cluster {
+		hosts = hosts[:1]
+	}
+	writeTestJSON(w, http.StatusOK, hosts)
 }
 
 // hostNotFound answers the 404 of a host the cluster does not know.

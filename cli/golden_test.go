@@ -111,6 +111,9 @@ func TestGolden(t *testing.T) {
 		homeKey bool
 		// shop adds the app shop, whose jobs show every state.
 		shop bool
+		// cluster gives the controller four hosts in various states
+		// instead of one.
+		cluster bool
 		// system adds gantry-router, one of the platform's own apps.
 		system bool
 		// certs writes ~/www.pem and ~/www.key, a certificate for
@@ -132,11 +135,11 @@ func TestGolden(t *testing.T) {
 			before: [][]string{{"cluster", "add", "local", "$URL", "--token", testToken}},
 		},
 		{name: "info", args: []string{"info", "-a", "demo"}},
-		{name: "hosts", args: []string{"hosts"}},
-		{name: "hosts_json", args: []string{"hosts", "--json"}},
+		{name: "hosts", args: []string{"hosts"}, cluster: true},
+		{name: "hosts_json", args: []string{"hosts", "--json"}, cluster: true},
 		{name: "host_drain", args: []string{"host", "drain", "h1"}},
 		{name: "host_drain_json", args: []string{"host", "drain", "h1", "--json"}},
-		{name: "host_drain_wait", args: []string{"host", "drain", "h4", "--wait"}},
+		{name: "host_drain_wait", args: []string{"host", "drain", "h4", "--wait"}, cluster: true},
 		{name: "error_host_drain_wait_stuck", args: []string{"host", "drain", "h1", "--wait"}},
 		{name: "error_host_drain_last", args: []string{"host", "drain", "last"}},
 		{name: "error_host_drain_not_found", args: []string{"host", "drain", "nope"}},
@@ -308,6 +311,7 @@ func TestGolden(t *testing.T) {
 				tc.mu.Unlock()
 			}
 			tc.acme = tt.acme
+			tc.cluster = tt.cluster
 			closed := closedURL(t)
 			html := htmlServer(t)
 			home := isolate(t, tc.URL)
