@@ -39,6 +39,9 @@ type testController struct {
 	// acme makes routes added without a certificate get one, as with
 	// ACME on (see obtainCert).
 	acme bool
+	// cluster makes GET /v1/hosts list hosts h2, h3 and h4 after h1, in
+	// other states; without it the cluster has the one host h1.
+	cluster bool
 }
 
 type testApp struct {
@@ -77,6 +80,9 @@ func newTestController(t *testing.T) *testController {
 	})
 	mux.HandleFunc("GET /v1/info", tc.info)
 	mux.HandleFunc("GET /v1/hosts", tc.hosts)
+	mux.HandleFunc("POST /v1/hosts/{host}/drain", tc.drainHost)
+	mux.HandleFunc("POST /v1/hosts/{host}/undrain", tc.undrainHost)
+	mux.HandleFunc("DELETE /v1/hosts/{host}", tc.removeHost)
 	mux.HandleFunc("POST /v1/gc", tc.gc)
 	mux.HandleFunc("POST /v1/apps", tc.createApp)
 	mux.HandleFunc("GET /v1/apps", tc.listApps)
@@ -208,8 +214,9 @@ func (tc *testController) info(w http.ResponseWriter, _ *http.Request) {
 // hosts answers one host, its state disk past the controller's warning
 // threshold, which is not the default.
 func (tc *testController) hosts(w http.ResponseWriter, _ *http.Request) {
-	writeTestJSON(w, http.StatusOK, []map[string]any{{
-		"id": "h1", "addr": "127.0.0.1", "healthy": true, "jobs": 3, "version": "0.1.0", "started_at": "2026-01-02T03:00:00Z",
+	hosts := []map[string]any{{
+		"id": "h1", "addr": "127.0.0.1", "state": "up", "healthy": true, "jobs": 3, "version": "0.1.0", "started_at": "2026-01-02T03:00:00Z",
+		"etcd_member": true, "last_heartbeat": "2026-01-02T03:59:57Z",
 		"usage": map[string]any{"at": "2026-01-02T03:04:00Z", "cpu": 0.25, "cores": 2, "memory_used": 3 << 30, "memory_total": 8 << 30,
 			"disks": []map[string]any{
 				{"path": "/var/lib/gantry", "used": 45 << 30, "total": 50 << 30},
@@ -217,7 +224,68 @@ func (tc *testController) hosts(w http.ResponseWriter, _ *http.Request) {
 			},
 			"disk_warning_percent": 88,
 		},
-	}})
+	}, {
+		"id": "h2", "addr": "127.0.0.2", "state": "draining", "healthy": true, "drain": true, "jobs": 1, "started_at": "2026-01-02T03:00:00Z",
+		"last_heartbeat": "2026-01-02T03:59:59Z",
+		"usage": map[string]any{"at": "2026-01-02T03:04:00Z", "cpu": 1.5, "cores": 4, "memory_used": 1 << 30, "memory_total": 16 << 30,
+			"disks": []map[string]any{}},
+	}, {
+		"id": "h3", "addr": "", "state": "down", "healthy": false, "jobs": 2,
+	}, {
+		"id": "h4", "addr": "127.0.0.4", "state": "unhealthy", "healthy": false, "reason": "Docker is unreachable", "jobs": 0,
+		"started_at": "2026-01-02T03:00:00Z", "last_heartbeat": "2026-01-02T03:58:00Z",
+	}}
+	if !tc.cluster {
+		hosts = hosts[:1]
+	}
+	writeTestJSON(w, http.StatusOK, hosts)
+}
+
+// hostNotFound answers the 404 of a host the cluster does not know.
+func hostNotFound(w http.ResponseWriter, r *http.Request) {
+	writeTestError(w, http.StatusNotFound, "host_not_found", fmt.Sprintf("no host %q in the cluster; gantry hosts lists them", r.PathValue("host")))
+}
+
+// drainHost drains h1 (one of its jobs cannot move), h2 and h4; it
+// refuses "last", whose jobs have nowhere to go.
+func (tc *testController) drainHost(w http.ResponseWriter, r *http.Request) {
+	switch id := r.PathValue("host"); id {
+	case "h1":
+		writeTestJSON(w, http.StatusOK, map[string]any{"host": id, "drain": true, "jobs": 3,
+			"stuck": []map[string]any{{"job": "demo.web.2.0a1b2c3d4e5f", "app": "demo", "type": "web", "index": 2}}})
+	case "h2", "h4":
+		writeTestJSON(w, http.StatusOK, map[string]any{"host": id, "drain": true, "jobs": 0, "stuck": []any{}})
+	case "last":
+		writeTestError(w, http.StatusConflict, "conflict",
+			`no other host can run jobs (none is up, healthy and not drained): draining "last" would leave its 2 jobs nowhere to go; it stays as it is. Add a host, or undrain one, first`)
+	default:
+		hostNotFound(w, r)
+	}
+}
+
+func (tc *testController) undrainHost(w http.ResponseWriter, r *http.Request) {
+	switch id := r.PathValue("host"); id {
+	case "h1", "h2", "h3", "h4":
+		writeTestJSON(w, http.StatusOK, map[string]any{"host": id, "drain": false, "jobs": 0, "stuck": []any{}})
+	default:
+		hostNotFound(w, r)
+	}
+}
+
+// removeHost removes h3, which is down; "slow" too, without the
+// scheduler's answer in time; the hosts that are up are refused.
+func (tc *testController) removeHost(w http.ResponseWriter, r *http.Request) {
+	switch id := r.PathValue("host"); id {
+	case "h3":
+		writeTestJSON(w, http.StatusOK, map[string]any{"host": id, "jobs": 2, "done": true})
+	case "slow":
+		writeTestJSON(w, http.StatusAccepted, map[string]any{"host": id, "jobs": 1, "done": false})
+	case "h1", "h2", "h4":
+		writeTestError(w, http.StatusConflict, "conflict", fmt.Sprintf(
+			"host %q is up (its agent heartbeats): only a host that is down can be removed. To take it out, drain it (gantry host drain %s), stop its agent, then remove it", id, id))
+	default:
+		hostNotFound(w, r)
+	}
 }
 
 // gc answers a fixed report.

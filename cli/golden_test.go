@@ -111,6 +111,9 @@ func TestGolden(t *testing.T) {
 		homeKey bool
 		// shop adds the app shop, whose jobs show every state.
 		shop bool
+		// cluster gives the controller four hosts in various states
+		// instead of one.
+		cluster bool
 		// system adds gantry-router, one of the platform's own apps.
 		system bool
 		// certs writes ~/www.pem and ~/www.key, a certificate for
@@ -132,7 +135,21 @@ func TestGolden(t *testing.T) {
 			before: [][]string{{"cluster", "add", "local", "$URL", "--token", testToken}},
 		},
 		{name: "info", args: []string{"info", "-a", "demo"}},
-		{name: "hosts", args: []string{"hosts"}},
+		{name: "hosts", args: []string{"hosts"}, cluster: true},
+		{name: "hosts_json", args: []string{"hosts", "--json"}, cluster: true},
+		{name: "host_drain", args: []string{"host", "drain", "h1"}},
+		{name: "host_drain_json", args: []string{"host", "drain", "h1", "--json"}},
+		{name: "host_drain_wait", args: []string{"host", "drain", "h4", "--wait"}, cluster: true},
+		{name: "error_host_drain_wait_stuck", args: []string{"host", "drain", "h1", "--wait"}},
+		{name: "error_host_drain_last", args: []string{"host", "drain", "last"}},
+		{name: "error_host_drain_not_found", args: []string{"host", "drain", "nope"}},
+		{name: "error_host_drain_no_host", args: []string{"host", "drain"}},
+		{name: "host_undrain", args: []string{"host", "undrain", "h2"}},
+		{name: "error_host_undrain_not_found", args: []string{"host", "undrain", "nope"}},
+		{name: "host_remove", args: []string{"host", "remove", "h3"}},
+		{name: "host_remove_pending", args: []string{"host", "remove", "slow"}},
+		{name: "error_host_remove_up", args: []string{"host", "remove", "h1"}},
+		{name: "error_host_remove_not_found", args: []string{"host", "remove", "nope"}},
 		{name: "gc", args: []string{"gc"}},
 		{name: "info_json", args: []string{"info", "--app=demo", "--json"}},
 		{name: "info_gantry_app", args: []string{"info"}, env: map[string]string{"GANTRY_APP": "api"}},
@@ -294,6 +311,7 @@ func TestGolden(t *testing.T) {
 				tc.mu.Unlock()
 			}
 			tc.acme = tt.acme
+			tc.cluster = tt.cluster
 			closed := closedURL(t)
 			html := htmlServer(t)
 			home := isolate(t, tc.URL)

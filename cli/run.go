@@ -108,6 +108,7 @@ func (r *runner) newApp() *urfave.App {
 			r.keyCommand(),
 			r.clusterCommand(),
 			r.hostsCommand(),
+			r.hostCommand(),
 			r.gcCommand(),
 			r.versionCommand(),
 		},

@@ -54,6 +54,12 @@ type cluster struct {
 
 func newCluster(t *testing.T, etcd *clientv3.Client, docker *client.Client, image string) *cluster {
 	t.Helper()
+	return newClusterWithGrace(t, etcd, docker, image, 2*time.Second)
+}
+
+// newClusterWithGrace is newCluster with the scheduler's host grace.
+func newClusterWithGrace(t *testing.T, etcd *clientv3.Client, docker *client.Client, image string, grace time.Duration) *cluster {
+	t.Helper()
 	id := fmt.Sprintf("t%d", time.Now().UnixNano()%1e9)
 	c := &cluster{t: t, id: id, space: keyspace.MustNew(id), etcd: etcd, docker: docker, image: image,
 		hosts: map[string]context.CancelFunc{}, hostWG: map[string]chan struct{}{}}
@@ -66,7 +72,7 @@ func newCluster(t *testing.T, etcd *clientv3.Client, docker *client.Client, imag
 			Cluster:   id,
 			Etcd:      etcd,
 			ID:        "sched-" + id,
-			HostGrace: 2 * time.Second,
+			HostGrace: grace,
 			Backoff:   placement.Backoff{Free: 1, Base: 2 * time.Second, Cap: 30 * time.Second, Reset: time.Minute},
 			Logger:    testLogger("scheduler"),
 		})

@@ -6,6 +6,7 @@
 // has exactly one writer (see docs/ARCHITECTURE.md):
 //
 //	/gantry/<c>/hosts/<host>                    Host         host agent, under its lease
+//	/gantry/<c>/hostflags/<host>                HostFlags    controller (drain, remove)
 //	/gantry/<c>/formations/<app>/<release>/<t>  Formation    controller
 //	/gantry/<c>/assignments/<host>/<job>        Assignment   scheduler (leader)
 //	/gantry/<c>/jobs/<job>                      JobState     host agent, under its lease
@@ -67,6 +68,13 @@ func (s Space) Hosts() string { return s.root + "hosts/" }
 
 // Host returns the key of one host.
 func (s Space) Host(id string) string { return s.Hosts() + id }
+
+// HostFlags returns the prefix of the host flags family: what an operator
+// asked of each host (drain, remove).
+func (s Space) HostFlags() string { return s.root + "hostflags/" }
+
+// HostFlag returns the key of one host's flags.
+func (s Space) HostFlag(id string) string { return s.HostFlags() + id }
 
 // Formations returns the prefix of the formation family.
 func (s Space) Formations() string { return s.root + "formations/" }

@@ -38,6 +38,7 @@ func TestKeys(t *testing.T) {
 	s := keyspace.MustNew("c1")
 	cases := []struct{ got, want string }{
 		{s.Host("h1"), "/gantry/c1/hosts/h1"},
+		{s.HostFlag("h1"), "/gantry/c1/hostflags/h1"},
 		{s.Formation("demo", "r1", "web"), "/gantry/c1/formations/demo/r1/web"},
 		{s.Assignment("h1", "j1"), "/gantry/c1/assignments/h1/j1"},
 		{s.Job("j1"), "/gantry/c1/jobs/j1"},

@@ -47,6 +47,27 @@ type Host struct {
 	StartedAt time.Time `json:"started_at"`
 }
 
+// HostFlags is the value under Space.HostFlag, written by the controller:
+// what an operator asked of one host. A host without the key is neither
+// drained nor removed.
+type HostFlags struct {
+	// Drain makes the host unschedulable: the scheduler places no new job
+	// on it and moves its jobs (not one-off jobs, which run to their end)
+	// to other hosts, each new job up before the old one stops.
+	Drain bool `json:"drain,omitempty"`
+	// DrainedAt is when the drain was asked for; zero without Drain.
+	DrainedAt time.Time `json:"drained_at,omitzero"`
+	// Remove forgets the host while it is not registered (its key under
+	// Space.Host is gone): the scheduler deletes its assignments at once,
+	// without waiting for the host grace, and places the jobs their
+	// formations still want elsewhere. One-off jobs are never placed
+	// again: their assignments stay until their owner removes their
+	// formation. It has no effect on a registered host.
+	Remove bool `json:"remove,omitempty"`
+	// RemovedAt is when the removal was asked for; zero without Remove.
+	RemovedAt time.Time `json:"removed_at,omitzero"`
+}
+
 // HealthCheck says when an instance of a job is ready for traffic.
 type HealthCheck struct {
 	// Path is the HTTP path to GET; a 2xx or 3xx answer passes. Empty means

@@ -28,6 +28,7 @@ type leader struct {
 	forms   family[keyspace.Formation]
 	assigns family[keyspace.Assignment]
 	jobs    family[keyspace.JobState]
+	flags   family[hostFlags]
 
 	present   map[string]bool      // hosts in the latest host snapshot
 	goneSince map[string]time.Time // absent hosts holding assignments: last seen
@@ -44,12 +45,13 @@ func (s *scheduler) lead(ctx context.Context, g guard) error {
 		forms:     formationFamily(s.space),
 		assigns:   assignmentFamily(s.space),
 		jobs:      jobFamily(s.space),
+		flags:     hostFlagsFamily(s.space),
 		present:   map[string]bool{},
 		goneSince: map[string]time.Time{},
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	prefixes := []string{s.space.Hosts(), s.space.Formations(), s.space.Assignments(), s.space.Jobs()}
+	prefixes := []string{s.space.Hosts(), s.space.Formations(), s.space.Assignments(), s.space.Jobs(), s.space.HostFlags()}
 	chans := make([]<-chan etcdwatch.Snapshot, len(prefixes))
 	for i, p := range prefixes {
 		ch, err := etcdwatch.Watch(wctx, etcdwatch.Config{
@@ -94,6 +96,11 @@ func (s *scheduler) lead(ctx context.Context, g guard) error {
 				return ctx.Err()
 			}
 			l.receive(3, snap)
+		case snap, ok := <-chans[4]:
+			if !ok {
+				return ctx.Err()
+			}
+			l.receive(4, snap)
 		case wr, ok := <-keyc:
 			if err := keyGone(wr, ok, g); err != nil {
 				return err
@@ -112,7 +119,7 @@ func (s *scheduler) lead(ctx context.Context, g guard) error {
 			default:
 			}
 		}
-		if !l.hosts.loaded || !l.forms.loaded || !l.assigns.loaded || !l.jobs.loaded {
+		if !l.hosts.loaded || !l.forms.loaded || !l.assigns.loaded || !l.jobs.loaded || !l.flags.loaded {
 			continue
 		}
 		next, err := l.converge(ctx)
@@ -152,6 +159,8 @@ func (l *leader) receive(i int, snap etcdwatch.Snapshot) {
 		l.assigns.update(l.log, snap.Revision, snap.KVs)
 	case 3:
 		l.jobs.update(l.log, snap.Revision, snap.KVs)
+	case 4:
+		l.flags.update(l.log, snap.Revision, snap.KVs)
 	}
 }
 
@@ -236,6 +245,10 @@ func (l *leader) snapshot(now time.Time) placement.Snapshot {
 	for _, j := range l.jobs.list {
 		jobs[j.JobID] = j
 	}
+	flags := make(map[string]keyspace.HostFlags, len(l.flags.list))
+	for _, f := range l.flags.list {
+		flags[f.ID] = f.HostFlags
+	}
 	return placement.Snapshot{
 		Now:         now,
 		Seed:        rand.Uint64(),
@@ -246,6 +259,7 @@ func (l *leader) snapshot(now time.Time) placement.Snapshot {
 		Formations:  l.forms.list,
 		Assignments: l.assigns.list,
 		Jobs:        jobs,
+		Flags:       flags,
 	}
 }
 

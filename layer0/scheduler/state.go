@@ -113,3 +113,19 @@ func jobFamily(space keyspace.Space) family[keyspace.JobState] {
 		return ok
 	}}
 }
+
+// hostFlags is one host's flags with the host's ID, which is in the key.
+type hostFlags struct {
+	ID string `json:"-"`
+	keyspace.HostFlags
+}
+
+func hostFlagsFamily(space keyspace.Space) family[hostFlags] {
+	return family[hostFlags]{name: "hostflags", prefix: space.HostFlags(), identify: func(rest string, f *hostFlags) bool {
+		p, ok := pathParts(rest, 1)
+		if ok {
+			f.ID = p[0]
+		}
+		return ok
+	}}
+}

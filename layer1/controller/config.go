@@ -49,6 +49,9 @@ const (
 	// DefaultDiskWarningPercent is the disk warning threshold when
 	// Config.DiskWarningPercent is 0.
 	DefaultDiskWarningPercent = appmetrics.DefaultDiskWarningPercent
+	// DefaultHostRemoveWait is the wait of DELETE /v1/hosts/{host} for
+	// the scheduler when Config.HostRemoveWait is 0.
+	DefaultHostRemoveWait = 20 * time.Second
 )
 
 // Config configures the controller.
@@ -148,6 +151,12 @@ type Config struct {
 	// and once when it falls back under by appmetrics.DiskHysteresisPercent
 	// points. Zero means DefaultDiskWarningPercent (85).
 	DiskWarningPercent int
+	// HostRemoveWait bounds the wait of DELETE /v1/hosts/{host} (gantry
+	// host remove) for the scheduler to take the removed host's jobs off
+	// it; past it the answer is 202 and the scheduler finishes on its
+	// own. Zero means DefaultHostRemoveWait (20 s); it must stay under
+	// the CLI's request timeout (30 s).
+	HostRemoveWait time.Duration
 	// LogURL is the base URL of the log aggregator, e.g.
 	// "http://127.0.0.1:7072", which GET /v1/apps/{app}/log queries with
 	// HostToken. Empty makes that endpoint answer 503.
@@ -246,6 +255,8 @@ func (c Config) validateForNew() error {
 		return fmt.Errorf("controller: SlugsKept %d is negative", c.SlugsKept)
 	case c.GCInterval < 0:
 		return fmt.Errorf("controller: GCInterval %s is negative", c.GCInterval)
+	case c.HostRemoveWait < 0:
+		return fmt.Errorf("controller: HostRemoveWait %s is negative", c.HostRemoveWait)
 	case c.DiskWarningPercent < 0 || c.DiskWarningPercent > 100:
 		return fmt.Errorf("controller: DiskWarningPercent %d is not from 1 to 100 (or 0 for %d)", c.DiskWarningPercent, DefaultDiskWarningPercent)
 	}
@@ -352,6 +363,13 @@ func (c Config) gcInterval() time.Duration {
 		return DefaultGCInterval
 	}
 	return c.GCInterval
+}
+
+func (c Config) hostRemoveWait() time.Duration {
+	if c.HostRemoveWait == 0 {
+		return DefaultHostRemoveWait
+	}
+	return c.HostRemoveWait
 }
 
 func (c Config) diskWarningPercent() int {

@@ -102,6 +102,8 @@ func describe(e *types.Error, r *http.Request) string {
 		return fmt.Sprintf("app %q has no route %q", r.PathValue("app"), r.PathValue("domain"))
 	case types.ErrDeploymentNotFound:
 		return fmt.Sprintf("app %q has no deployment %q", r.PathValue("app"), r.PathValue("id"))
+	case types.ErrHostNotFound:
+		return fmt.Sprintf("no host %q in the cluster; gantry hosts lists them", r.PathValue("host"))
 	case types.ErrNoRelease:
 		return fmt.Sprintf("app %q has no release yet; deploy one first (git push, or gantry release create --image)", r.PathValue("app"))
 	case types.ErrUnavailable:

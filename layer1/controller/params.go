@@ -45,6 +45,7 @@ var pathParams = map[string]pathParam{
 	"domain":      {func(v string) bool { return types.ValidateDomain(v) == nil }, types.ErrRouteNotFound},
 	"job":         {func(string) bool { return true }, types.ErrJobNotFound},
 	"fingerprint": {func(string) bool { return true }, types.ErrKeyNotFound},
+	"host":        {func(string) bool { return true }, types.ErrHostNotFound},
 }
 
 // parseVersion parses a release version of a path, "3" or "v3": a

@@ -337,6 +337,9 @@ func (s *Server) routes() *http.ServeMux {
 		{"DELETE", "/v1/keys/{fingerprint}", s.removeKey, false},
 		{"GET", "/metrics", s.clusterMetrics, false},
 		{"GET", "/v1/hosts", s.getHosts, false},
+		{"POST", "/v1/hosts/{host}/drain", s.drainHost, false},
+		{"POST", "/v1/hosts/{host}/undrain", s.undrainHost, false},
+		{"DELETE", "/v1/hosts/{host}", s.removeHost, false},
 		{"POST", "/v1/gc", s.gc, false},
 		{"GET", "/v1/apps/{app}/metrics", s.appMetrics, false},
 	}

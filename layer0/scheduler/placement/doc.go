@@ -52,8 +52,21 @@
 //     starts the missing ones; lowering it stops jobs as for any
 //     formation). The owner reads the outcome from the job state and
 //     removes the formation, which stops what is left.
+//   - A drained host (Snapshot.Flags, Drain) takes no new job, and its
+//     jobs move surge-first: each gets a successor with its index on
+//     another host, and stops once the successor is up; until then it
+//     holds its place in the count. One that fits nowhere keeps running
+//     and is reported unplaced (ReasonDrain, Replaces naming it). One-off
+//     jobs stay; crashed jobs and jobs of lost hosts are replaced as on any
+//     host; stale jobs of a rolling restart are left to the restart. When
+//     the count goes down, jobs up on drained hosts stop before other jobs
+//     that are up.
+//   - A removed host (Flags, Remove) that is not in Hosts loses its
+//     assignments at once, one-off jobs' aside; its formations start the
+//     missing jobs as new ones.
 //
 // Replacements delete the old assignment in the same plan as they create
 // the new one; a job is never replaced twice. A formation never has more
-// than Count jobs, or Count+1 while a rolling restart has stale jobs left.
+// than Count jobs, or Count+1 while a rolling restart has stale jobs left,
+// plus one for each of its jobs on a drained host.
 package placement

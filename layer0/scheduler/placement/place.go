@@ -95,7 +95,7 @@ func newPlanner(s Snapshot) *planner {
 	for i, h := range p.hosts {
 		p.hostIdx[h.ID] = int32(i)
 		p.free[i] = h.Memory
-		if h.Healthy {
+		if h.Healthy && !s.Flags[h.ID].Drain {
 			p.healthy = append(p.healthy, int32(i))
 		}
 	}
@@ -131,6 +131,10 @@ func newPlanner(s Snapshot) *planner {
 			continue // one job ID on two hosts: manage the first only
 		}
 		p.usedIDs[a.JobID] = struct{}{}
+		if _, registered := p.hostIdx[a.HostID]; !registered && s.Flags[a.HostID].Remove && !a.Spec.OneOff {
+			p.plan.Stop = append(p.plan.Stop, Stop{Assignment: *a, Reason: ReasonHostRemoved})
+			continue
+		}
 		k := formKey{a.Spec.App, a.Spec.Release, a.Spec.Type}
 		f := forms[k]
 		if f == nil {
@@ -213,9 +217,10 @@ func (p *planner) serving(a *keyspace.Assignment) bool {
 func (p *planner) reconcile() []request {
 	var reqs []request
 	for _, f := range p.forms {
-		keep, stale := f.assigns, []*keyspace.Assignment(nil)
+		keep, waiting := p.splitDrain(f)
+		stale := []*keyspace.Assignment(nil)
 		if p.restarting(f) {
-			keep, stale = p.splitStale(f)
+			keep, stale = p.splitStale(f, keep)
 		}
 		reason := ReasonSurplus
 		if !f.exists {
@@ -243,6 +248,8 @@ func (p *planner) reconcile() []request {
 		for _, a := range stale {
 			used[a.Index] = true
 		}
+		p.drainStops(waiting, keep, stale)
+		reqs = append(reqs, p.drainRequests(f, keep)...)
 		// Kept stale jobs are never broken, so only fresh ones are
 		// replaced.
 		for _, a := range keep {
@@ -265,9 +272,81 @@ func (p *planner) reconcile() []request {
 	return reqs
 }
 
+// drained reports whether the host id is drained.
+func (p *planner) drained(id string) bool { return p.s.Flags[id].Drain }
+
+// moving reports whether a, a job of f, moves off a drained host: not a
+// one-off job (it runs to its end), not a crashed job or one on a lost
+// host (they are replaced as on any host), and not a stale job of a
+// rolling restart (the restart renews it on another host).
+func (p *planner) moving(f *formation, a *keyspace.Assignment, restarting bool) bool {
+	return f.exists && p.drained(a.HostID) && !a.Spec.OneOff && !p.crashed(a) && !p.hostLost(a.HostID) &&
+		!(restarting && a.CreatedAt.Before(f.restartedAt))
+}
+
+// splitDrain sets apart the moving jobs of f (see moving) that have a
+// successor: a job of f with the same index on a host that is not
+// drained. It returns f's other jobs, among them the moving jobs without
+// a successor (they hold their place in the count until one is up), and
+// the moving jobs with one, which wait for it (see drainStops).
+func (p *planner) splitDrain(f *formation) (keep, waiting []*keyspace.Assignment) {
+	restarting := p.restarting(f)
+	var moving []*keyspace.Assignment
+	indexes := make(map[int]bool, len(f.assigns))
+	for _, a := range f.assigns {
+		if p.moving(f, a, restarting) {
+			moving = append(moving, a)
+			continue
+		}
+		keep = append(keep, a)
+		if !p.drained(a.HostID) {
+			indexes[a.Index] = true
+		}
+	}
+	if len(moving) == 0 {
+		return f.assigns, nil
+	}
+	for _, a := range moving {
+		if indexes[a.Index] {
+			waiting = append(waiting, a)
+		} else {
+			keep = append(keep, a)
+		}
+	}
+	return keep, waiting
+}
+
+// drainStops stops each waiting job (see splitDrain) whose successor, one
+// of the jobs f keeps, is up: the job of the drained host is no longer
+// needed.
+func (p *planner) drainStops(waiting []*keyspace.Assignment, kept ...[]*keyspace.Assignment) {
+	for _, a := range waiting {
+		for _, b := range slices.Concat(kept...) {
+			if b.Index == a.Index && !p.drained(b.HostID) && p.serving(b) {
+				p.stop(a, ReasonDrain)
+				break
+			}
+		}
+	}
+}
+
+// drainRequests returns the requests for the successors of the moving
+// jobs among keep (see splitDrain), each with its index and restart count.
+func (p *planner) drainRequests(f *formation, keep []*keyspace.Assignment) []request {
+	restarting := p.restarting(f)
+	var reqs []request
+	for _, a := range keep {
+		if p.moving(f, a, restarting) {
+			reqs = append(reqs, request{form: f, index: a.Index, restarts: a.Restarts, reason: ReasonDrain, lastExit: a.LastExit, outgoing: a})
+		}
+	}
+	return reqs
+}
+
 // trim stops the first n jobs of as in stop order and returns the others.
 // Stop order: broken jobs (crashed, or on a lost host), then jobs that are
-// not up, then the newest (highest CreatedAt, then index).
+// not up, then jobs up on a drained host, then the newest (highest
+// CreatedAt, then index).
 func (p *planner) trim(as []*keyspace.Assignment, n int, reason Reason) []*keyspace.Assignment {
 	if n <= 0 {
 		return as
@@ -279,8 +358,10 @@ func (p *planner) trim(as []*keyspace.Assignment, n int, reason Reason) []*keysp
 			rank[a] = 0
 		case !p.serving(a):
 			rank[a] = 1
-		default:
+		case p.drained(a.HostID):
 			rank[a] = 2
+		default:
+			rank[a] = 3
 		}
 	}
 	as = slices.Clone(as)
@@ -310,10 +391,11 @@ func (p *planner) restarting(f *formation) bool {
 	return true
 }
 
-// splitStale returns f's fresh jobs and its stale ones (created before
-// RestartedAt). Stale jobs that are broken serve nothing: they stop now.
-func (p *planner) splitStale(f *formation) (fresh, stale []*keyspace.Assignment) {
-	for _, a := range f.assigns {
+// splitStale returns the fresh jobs of as, f's jobs, and its stale ones
+// (created before RestartedAt). Stale jobs that are broken serve nothing:
+// they stop now.
+func (p *planner) splitStale(f *formation, as []*keyspace.Assignment) (fresh, stale []*keyspace.Assignment) {
+	for _, a := range as {
 		switch {
 		case !a.CreatedAt.Before(f.restartedAt):
 			fresh = append(fresh, a)
@@ -506,9 +588,13 @@ func (p *planner) place(reqs []request) {
 			if r.reason == ReasonCrashed {
 				p.restartAt(r.old, r.due) // due, waiting for room
 			}
+			replaces := oldID(r.old)
+			if r.reason == ReasonDrain {
+				replaces = r.outgoing.JobID
+			}
 			p.plan.Unplaced = append(p.plan.Unplaced, Unplaced{
 				App: f.key.app, Release: f.key.release, Type: f.key.typ,
-				Index: r.index, Reason: r.reason, Replaces: oldID(r.old),
+				Index: r.index, Reason: r.reason, Replaces: replaces,
 			})
 			continue
 		}

@@ -70,6 +70,18 @@ func randomSnapshot(r *rand.Rand, empty bool) Snapshot {
 			}
 		}
 	}
+	// Some hosts are drained, some gone hosts removed.
+	s.Flags = map[string]keyspace.HostFlags{}
+	for _, h := range s.Hosts {
+		if r.IntN(8) == 0 {
+			s.Flags[h.ID] = keyspace.HostFlags{Drain: true, DrainedAt: t0}
+		}
+	}
+	for i := range 3 {
+		if r.IntN(4) == 0 {
+			s.Flags[fmt.Sprintf("gone%d", i)] = keyspace.HostFlags{Remove: true, RemovedAt: t0}
+		}
+	}
 	return s
 }
 
@@ -131,19 +143,23 @@ func checkMemory(t *testing.T, s Snapshot, p Plan) {
 
 // checkCounts: after the plan no formation has more jobs than its count,
 // except one more for a formation with RestartedAt up to Now that still has
-// stale jobs (created before RestartedAt).
+// stale jobs (created before RestartedAt), and one more for each of its
+// jobs on a drained host (it keeps running until its successor is up).
 func checkCounts(t *testing.T, s Snapshot, p Plan) {
 	t.Helper()
 	forms := map[formKey]keyspace.Formation{}
 	for _, f := range s.Formations {
 		forms[formKey{f.App, f.Release, f.Type}] = f
 	}
-	got, stale := map[formKey]int{}, map[formKey]int{}
+	got, stale, drained := map[formKey]int{}, map[formKey]int{}, map[formKey]int{}
 	for _, a := range applied(s, p) {
 		k := formKey{a.Spec.App, a.Spec.Release, a.Spec.Type}
 		got[k]++
 		if a.CreatedAt.Before(forms[k].RestartedAt) {
 			stale[k]++
+		}
+		if s.Flags[a.HostID].Drain {
+			drained[k]++
 		}
 	}
 	for k, n := range got {
@@ -152,6 +168,7 @@ func checkCounts(t *testing.T, s Snapshot, p Plan) {
 		if f.Count > 0 && !f.RestartedAt.IsZero() && !s.Now.Before(f.RestartedAt) && stale[k] > 0 {
 			limit = f.Count + 1
 		}
+		limit += drained[k]
 		if n > limit {
 			t.Errorf("%v: %d jobs (%d stale), count %d, restarted at %s", k, n, stale[k], f.Count, f.RestartedAt)
 		}
@@ -167,16 +184,19 @@ func checkCounts(t *testing.T, s Snapshot, p Plan) {
 // checkUp: in every formation, the jobs up after the plan (those up before
 // that it does not stop; new jobs are not up yet) are at least the smaller
 // of the count and the jobs up before. During a restart, a plan stops a
-// stale job that is up only when the jobs left up make the count.
+// stale job that is up only when the jobs left up make the count. A job of
+// a drained host stopped for its successor up (checkChanges) counts as
+// the successor: the two served one index.
 func checkUp(t *testing.T, s Snapshot, p Plan) {
 	t.Helper()
 	up := func(a keyspace.Assignment) bool {
 		st, ok := s.Jobs[a.JobID]
 		return ok && st.State == keyspace.StateUp && !lostHost(s, a.HostID)
 	}
-	stopped := map[string]bool{}
+	stopped, moved := map[string]bool{}, map[string]bool{}
 	for _, st := range p.Stop {
 		stopped[st.Assignment.JobID] = true
+		moved[st.Assignment.JobID] = st.Reason == ReasonDrain
 	}
 	forms := map[formKey]keyspace.Formation{}
 	for _, f := range s.Formations {
@@ -185,7 +205,7 @@ func checkUp(t *testing.T, s Snapshot, p Plan) {
 	before, after, staleUpStopped := map[formKey]int{}, map[formKey]int{}, map[formKey]int{}
 	for _, a := range s.Assignments {
 		k := formKey{a.Spec.App, a.Spec.Release, a.Spec.Type}
-		if !up(a) {
+		if !up(a) || moved[a.JobID] {
 			continue
 		}
 		before[k]++
@@ -249,12 +269,16 @@ func checkRestartJobs(t *testing.T, s Snapshot, p Plan) {
 }
 
 // lostHost reports whether the host id is not registered and has been gone
-// for the host grace (for ever when GoneSince does not know it).
+// for the host grace (for ever when GoneSince does not know it), or was
+// removed.
 func lostHost(s Snapshot, id string) bool {
 	for _, h := range s.Hosts {
 		if h.ID == id {
 			return false
 		}
+	}
+	if s.Flags[id].Remove {
+		return true
 	}
 	since, ok := s.GoneSince[id]
 	grace := s.HostGrace
@@ -313,6 +337,26 @@ func checkChanges(t *testing.T, s Snapshot, p Plan) {
 		}
 		stopped[id] = true
 	}
+	for _, st := range p.Stop {
+		a := st.Assignment
+		switch st.Reason {
+		case ReasonDrain:
+			// Its successor, the job of its index elsewhere, is up and stays.
+			successor := false
+			for _, b := range s.Assignments {
+				successor = successor || b.Index == a.Index && b.JobID != a.JobID && b.Spec.App == a.Spec.App &&
+					b.Spec.Release == a.Spec.Release && b.Spec.Type == a.Spec.Type && !stopped[b.JobID] &&
+					s.Jobs[b.JobID].State == keyspace.StateUp && !s.Flags[b.HostID].Drain
+			}
+			if !s.Flags[a.HostID].Drain || !successor {
+				t.Errorf("drain stop of %s on %s without a successor up", a.JobID, a.HostID)
+			}
+		case ReasonHostRemoved:
+			if _, registered := hosts[a.HostID]; registered || !s.Flags[a.HostID].Remove {
+				t.Errorf("removal stop of %s on %s, which is registered or not removed", a.JobID, a.HostID)
+			}
+		}
+	}
 	ids, replaced := map[string]bool{}, map[string]bool{}
 	for _, st := range p.Start {
 		a := st.Assignment
@@ -321,7 +365,7 @@ func checkChanges(t *testing.T, s Snapshot, p Plan) {
 		}
 		ids[a.JobID] = true
 		h := hosts[a.HostID]
-		if !h.Healthy || !matches(h.Tags, a.Spec.Constraints) {
+		if !h.Healthy || s.Flags[h.ID].Drain || !matches(h.Tags, a.Spec.Constraints) {
 			t.Errorf("%s on host %+v", a.JobID, h)
 		}
 		if st.Replaces != "" {
@@ -361,7 +405,7 @@ func checkSpread(t *testing.T, s Snapshot, p Plan) {
 	for k, g := range groups {
 		for _, h1 := range s.Hosts {
 			for _, h2 := range s.Hosts {
-				if !h2.Healthy || !matches(h2.Tags, g.constraints) {
+				if !h2.Healthy || s.Flags[h2.ID].Drain || !matches(h2.Tags, g.constraints) {
 					continue
 				}
 				if g.perHost[h1.ID] > g.perHost[h2.ID]+1 && free[h2.ID] >= g.mem {

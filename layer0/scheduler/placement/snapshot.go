@@ -47,6 +47,12 @@ type Snapshot struct {
 	Assignments []keyspace.Assignment
 	// Jobs maps job IDs to the states their hosts report.
 	Jobs map[string]keyspace.JobState
+	// Flags maps host IDs to what an operator asked of them (see the
+	// package documentation):
+	// a drained host takes no new job and its jobs move to other hosts;
+	// a removed host that is not in Hosts loses its assignments at once.
+	// Hosts without flags are missing.
+	Flags map[string]keyspace.HostFlags
 }
 
 // Reason says why a job is started or stopped.
@@ -71,18 +77,27 @@ const (
 	// formation's RestartedAt that is no longer needed (its replacement is
 	// up, it crashed, its host is lost, or the count went down).
 	ReasonRestart Reason = "restart"
+	// ReasonDrain: the job's host is drained. A start is the job that
+	// takes over, with the same index, from a job of the drained host; a
+	// stop is such a job whose successor is up.
+	ReasonDrain Reason = "drain"
+	// ReasonHostRemoved: the job's host was removed while it was not
+	// registered; its assignment is deleted and the formation's missing
+	// job is placed elsewhere as a new one.
+	ReasonHostRemoved Reason = "host-removed"
 )
 
 // Start is an assignment to create.
 type Start struct {
 	// Assignment is the full value to write, with a new job ID.
 	Assignment keyspace.Assignment
-	// Reason is ReasonNew, ReasonCrashed, ReasonHostLost or ReasonRestart.
+	// Reason is ReasonNew, ReasonCrashed, ReasonHostLost, ReasonRestart
+	// or ReasonDrain.
 	Reason Reason
 	// Replaces is the ID of the job this one replaces; the plan's Stop
 	// list deletes that job's assignment. Empty for a new job and for a
-	// restart job, whose predecessor stops in a later plan, once the new
-	// job is up.
+	// restart or drain job, whose predecessor stops in a later plan, once
+	// the new job is up.
 	Replaces string
 }
 
@@ -90,8 +105,9 @@ type Start struct {
 type Stop struct {
 	// Assignment is the current value; its HostID and JobID name the key.
 	Assignment keyspace.Assignment
-	// Reason is ReasonSurplus, ReasonNoFormation, ReasonRestart, or, for a
-	// job being replaced, ReasonCrashed or ReasonHostLost.
+	// Reason is ReasonSurplus, ReasonNoFormation, ReasonRestart,
+	// ReasonDrain, ReasonHostRemoved, or, for a job being replaced,
+	// ReasonCrashed or ReasonHostLost.
 	Reason Reason
 }
 
@@ -106,7 +122,9 @@ type Unplaced struct {
 	Index   int
 	// Reason is what the job was to be started for.
 	Reason Reason
-	// Replaces is the job a replacement was meant for; empty for a new job.
+	// Replaces is the job a replacement was meant for, or the job of a
+	// drained host that keeps running for want of a host to move it to;
+	// empty for a new job.
 	Replaces string
 }
 

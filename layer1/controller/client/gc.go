@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -38,4 +39,33 @@ func (c *Client) ListHosts(ctx context.Context) ([]types.Host, error) {
 		return nil, err
 	}
 	return hosts, nil
+}
+
+// DrainHost drains a host (admin only): it takes no new job, and its jobs
+// move to other hosts, each new job up before the old one stops.
+func (c *Client) DrainHost(ctx context.Context, host string) (*types.HostDrain, error) {
+	var out types.HostDrain
+	if err := c.do(ctx, http.MethodPost, "/v1/hosts/"+url.PathEscape(host)+"/drain", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UndrainHost makes a drained host take new jobs again (admin only).
+func (c *Client) UndrainHost(ctx context.Context, host string) (*types.HostDrain, error) {
+	var out types.HostDrain
+	if err := c.do(ctx, http.MethodPost, "/v1/hosts/"+url.PathEscape(host)+"/undrain", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RemoveHost forgets a host that is down (admin only); its jobs are
+// placed elsewhere.
+func (c *Client) RemoveHost(ctx context.Context, host string) (*types.HostRemoval, error) {
+	var out types.HostRemoval
+	if err := c.do(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(host), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

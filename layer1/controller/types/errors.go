@@ -54,6 +54,7 @@ var (
 	ErrReleaseNotFound  = &Error{Status: http.StatusNotFound, Code: "release_not_found", Message: "no such release"}
 	ErrJobNotFound      = &Error{Status: http.StatusNotFound, Code: "job_not_found", Message: "no such job"}
 	ErrRouteNotFound    = &Error{Status: http.StatusNotFound, Code: "route_not_found", Message: "no such route"}
+	ErrHostNotFound     = &Error{Status: http.StatusNotFound, Code: "host_not_found", Message: "no such host"}
 	ErrMethodNotAllowed = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"}
 	ErrConflict         = &Error{Status: http.StatusConflict, Code: "conflict", Message: "already exists"}
 	ErrTooLarge         = &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "request body too large"}
@@ -84,6 +85,7 @@ var errorTable = []*Error{
 	ErrReleaseNotFound,
 	ErrJobNotFound,
 	ErrRouteNotFound,
+	ErrHostNotFound,
 	ErrDeploymentNotFound,
 	ErrMethodNotAllowed,
 	ErrConflict,

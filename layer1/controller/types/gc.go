@@ -43,20 +43,87 @@ type HostGC struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Host is a host of the cluster and its resource use (GET /v1/hosts).
+// Host states, in Host.State.
+const (
+	// HostUp: the host heartbeats and can run jobs.
+	HostUp = "up"
+	// HostUnhealthy: the host heartbeats but cannot run jobs (Docker is
+	// unreachable); see Host.Reason.
+	HostUnhealthy = "unhealthy"
+	// HostDraining: the host is drained (gantry host drain) and still
+	// holds jobs.
+	HostDraining = "draining"
+	// HostDrained: the host is drained and holds no job.
+	HostDrained = "drained"
+	// HostDown: the host does not heartbeat (its lease expired) but still
+	// holds jobs or is drained.
+	HostDown = "down"
+)
+
+// Host is a host of the cluster and its resource use (GET /v1/hosts): a
+// host that heartbeats, or one that is down and still holds jobs or is
+// drained.
 type Host struct {
-	ID      string `json:"id"`
-	Addr    string `json:"addr"`
-	Healthy bool   `json:"healthy"`
+	ID string `json:"id"`
+	// Addr is the host's advertised address; empty for a host that is
+	// down (it goes with its heartbeat).
+	Addr string `json:"addr"`
+	// State is one of the Host* states.
+	State string `json:"state"`
+	// Healthy is true when the host heartbeats and can run jobs.
+	Healthy bool `json:"healthy"`
 	// Reason says why the host is unhealthy; empty when healthy.
-	Reason    string    `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Drain is true when the host is drained: it takes no new job.
+	Drain     bool      `json:"drain"`
 	Version   string    `json:"version,omitempty"`
-	StartedAt time.Time `json:"started_at"`
+	StartedAt time.Time `json:"started_at,omitzero"`
 	// Jobs is the number of jobs the scheduler placed on the host.
 	Jobs int `json:"jobs"`
+	// EtcdMember is true when one of the members of the cluster's etcd
+	// runs on the host (its name is the host's ID, or its client or peer
+	// address is the host's address).
+	EtcdMember bool `json:"etcd_member"`
+	// LastHeartbeat is when the host's agent last renewed its lease, to
+	// the second; nil for a host that is down.
+	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
 	// Usage is the host's own use at its agent's last reading; nil when
-	// the agent did not answer in time.
+	// the agent did not answer in time, or the host is down.
 	Usage *HostUsage `json:"usage,omitempty"`
+}
+
+// HostDrain is the answer of POST /v1/hosts/{host}/drain and
+// POST /v1/hosts/{host}/undrain.
+type HostDrain struct {
+	Host string `json:"host"`
+	// Drain is true when the host is drained now.
+	Drain bool `json:"drain"`
+	// Jobs is how many of the host's jobs move to other hosts (one-off
+	// jobs run to their end where they are); zero for an undrain.
+	Jobs int `json:"jobs"`
+	// Stuck lists the jobs that no other host can take now (no room, or
+	// no host matches their constraints): they keep running on the host
+	// until one can.
+	Stuck []HostJob `json:"stuck"`
+}
+
+// HostRemoval is the answer of DELETE /v1/hosts/{host}.
+type HostRemoval struct {
+	Host string `json:"host"`
+	// Jobs is how many jobs the host held when it was removed.
+	Jobs int `json:"jobs"`
+	// Done is true when the scheduler has taken the host's jobs off it
+	// (200); false when it has not yet within the wait (202): it does so
+	// when it runs.
+	Done bool `json:"done"`
+}
+
+// HostJob is one job of a host.
+type HostJob struct {
+	Job   string `json:"job"`
+	App   string `json:"app"`
+	Type  string `json:"type"`
+	Index int    `json:"index"`
 }
 
 // HostUsage is a host's CPU, memory and disk use.
