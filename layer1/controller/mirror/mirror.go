@@ -157,11 +157,13 @@ func (m *Mirror) Run(ctx context.Context, interval time.Duration, synced func())
 func (m *Mirror) Resync(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st, err := m.source.Mirror(ctx, "")
-	if err != nil {
-		return err
-	}
-	existing, err := m.listFormations(ctx, m.space.Formations(), liveApps(st))
+	// etcd first, PostgreSQL second: a one-off formation (a build, a run)
+	// is written by whoever runs the job, not under mu, for an app that
+	// already exists. Read in this order, every app with a key in the
+	// listing is in the state read after it, unless it was deleted since;
+	// read the other way round, a build of an app made between the two
+	// reads would look like the leftover of a deleted app and be removed.
+	existing, err := etcdkv.List(ctx, m.etcd, m.space.Formations())
 	if err != nil {
 		return err
 	}
@@ -169,6 +171,11 @@ func (m *Mirror) Resync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	st, err := m.source.Mirror(ctx, "")
+	if err != nil {
+		return err
+	}
+	dropOneOff(existing, liveApps(st))
 	maps.Copy(existing, routes)
 	return m.apply(ctx, m.desired(st), existing)
 }
@@ -273,13 +280,19 @@ func (m *Mirror) listFormations(ctx context.Context, prefix string, live map[str
 	if err != nil {
 		return nil, err
 	}
+	dropOneOff(kvs, live)
+	return kvs, nil
+}
+
+// dropOneOff removes from kvs the one-off formations of the apps in live
+// (see listFormations).
+func dropOneOff(kvs map[string][]byte, live map[string]bool) {
 	for k, v := range kvs {
 		var f keyspace.Formation
 		if json.Unmarshal(v, &f) == nil && f.Template.OneOff && live[f.App] {
 			delete(kvs, k)
 		}
 	}
-	return kvs, nil
 }
 
 // liveApps returns the apps of st as a set.
