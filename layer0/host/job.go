@@ -526,27 +526,29 @@ func (j *job) exited(ctx context.Context, info container.InspectResponse) {
 		j.complete(ctx, info.ID)
 		return
 	}
-	if j.restartsInPlace() {
+	if j.restartsInPlace() && (code == nil || *code != 0 || msg != "") {
 		j.restartInPlace(ctx, info, code, msg)
 		return
 	}
 	j.crash(ctx, code, msg)
 }
 
-// restartsInPlace reports whether the job is a system job, whose exited
-// container the agent starts again itself (see restartInPlace).
+// restartsInPlace reports whether the job is a system job, whose container
+// the agent starts again itself when it dies (see restartInPlace).
 func (j *job) restartsInPlace() bool {
 	return j.spec().System != "" && !j.spec().OneOff && !j.orphan
 }
 
-// restartInPlace starts the exited container of a system job again, in
-// place, rather than leaving the job crashed for the scheduler to replace:
-// the platform's own jobs, the scheduler's among them, come back without
-// the scheduler, the controller or a new container. The container starts
-// again at once when it had run for systemRestartReset, and otherwise
-// after a delay that doubles with each such quick exit in a row.
-// Meanwhile the job is starting, with its exit's code and error, out of
-// discovery; the scheduler leaves a starting job alone.
+// restartInPlace starts the container of a system job that died (killed,
+// or exited with an error) again, in place, rather than leaving the job
+// crashed for the scheduler to replace: the platform's own jobs, the
+// scheduler's among them, come back without the scheduler, the controller
+// or a new container. A clean exit (status 0) is the job's own doing (a
+// router that handed its sockets over) and is a crash as for any job. The
+// container starts again at once when it had run for systemRestartReset,
+// and otherwise after a delay that doubles with each such quick exit in a
+// row. Meanwhile the job is starting, with its exit's code and error, out
+// of discovery; the scheduler leaves a starting job alone.
 func (j *job) restartInPlace(ctx context.Context, info container.InspectResponse, code *int, msg string) {
 	if ran, ok := runTime(info); ok && ran >= systemRestartReset {
 		j.quickExits = 0

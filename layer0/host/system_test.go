@@ -76,7 +76,8 @@ func testSystemJob(t *testing.T, f *fixture) {
 // the agent starts the same container again itself, the job never
 // crashed (the scheduler would replace it) but starting with the exit's
 // code until it is up again, the second quick exit after twice the first's
-// delay, and the output of every run in the job's log once.
+// delay, and the output of every run in the job's log once. A system job
+// that exits with status 0 crashes as any job does.
 func testSystemJobRestart(t *testing.T, f *fixture) {
 	e := f.env(t)
 	sink := &recordingSink{}
@@ -149,6 +150,16 @@ func testSystemJobRestart(t *testing.T, f *fixture) {
 	}
 	if n := strings.Count(strings.Join(texts, "\n"), listening); n != 3 {
 		t.Errorf("the agent's log of the job holds %q %d times, want 3: %q", listening, n, texts)
+	}
+
+	// A clean exit is the job's own doing: crashed, for the scheduler.
+	clean := spec
+	clean.Env = map[string]string{"EXIT_AFTER": "300ms", "EXIT_CODE": "0"}
+	clean.Port = 0
+	e.assign("h1", "job-clean", clean)
+	st := e.waitState("job-clean", keyspace.StateCrashed)
+	if st.ExitCode == nil || *st.ExitCode != 0 || e.inspect(st.ContainerID).State.Running {
+		t.Errorf("state after a clean exit: %+v, want crashed with status 0 and the container stopped", st)
 	}
 }
 
