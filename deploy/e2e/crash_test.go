@@ -118,7 +118,9 @@ func TestPlatformContainersCrash(t *testing.T) {
 		// job's container that exited soon after its start only after a
 		// delay that doubles with each such exit (250 ms, 500 ms, 1 s,
 		// ...), so a later kill meets a longer outage.
+		var killed time.Time
 		for kill := 1; ; kill++ {
+			killed = time.Now()
 			killProcess(t, containerPID(t, docker, controller.ID))
 			res := p.run("", nil, "apps")
 			if res.code != 0 {
@@ -138,6 +140,7 @@ func TestPlatformContainersCrash(t *testing.T) {
 		eventually(t, 2*time.Minute, "gantry apps working again", func() bool {
 			return p.run("", nil, "apps").code == 0
 		})
+		t.Logf("gantry apps worked again %s after the last kill of the controller", time.Since(killed).Round(time.Millisecond))
 		if !p.settled(app, 1, 2) {
 			t.Errorf("after the controller's restart: gantry ps does not show web=2 up:\n%s", p.ok("ps", "-a", app))
 		}
@@ -184,7 +187,7 @@ func TestPlatformContainersCrash(t *testing.T) {
 			eventually(t, time.Minute, fmt.Sprintf("kill %d: the agent running for 10 s", i), func() bool {
 				return ranFor(t, docker, agentContainer) >= 10*time.Second
 			})
-			killedAt := revision(t, etcd)
+			killedAt, killed := revision(t, etcd), time.Now()
 			killProcess(t, containerPID(t, docker, agentContainer))
 			// Output the app writes while no agent runs reaches its log
 			// once the agent is back.
@@ -207,6 +210,7 @@ func TestPlatformContainersCrash(t *testing.T) {
 			eventually(t, time.Minute, fmt.Sprintf("kill %d: the new agent adopted every job and inspected the app's containers", i), func() bool {
 				return adopted(t, agent, jobsBefore, systemJobs) && written(t, etcd, space, slices.Collect(maps.Keys(jobsBefore)), killedAt)
 			})
+			t.Logf("kill %d: the agent back, on its lease, with every job adopted %s after the kill", i, time.Since(killed).Round(time.Millisecond))
 		}
 		l.end(t, fmt.Sprintf("%d kills of the host agent", agentKills), minRequests)
 
