@@ -29,7 +29,7 @@ import (
 // lines reach its log through the aggregator, and every role stops cleanly
 // on SIGTERM.
 func TestRoleProcesses(t *testing.T) {
-	rp := startRoleProcesses(t, nil)
+	rp := startRoleProcesses(t)
 	r, p := rp.roles, rp.platform
 	tc, err := clustertls.ClientConfig(filepath.Join(rp.data, node.TLSDir))
 	if err != nil {
@@ -72,10 +72,9 @@ type roleProcesses struct {
 // startRoleProcesses starts `gantryd etcd`, `logaggregator`, `controller`
 // (on a PostgreSQL of its own, by --database-url), `host`, `scheduler`,
 // `router` and `gitreceiver serve` on free loopback ports and one data
-// dir, each with the extra flags extra holds under its name, and waits
-// until etcd, the log aggregator and the controller answer. The test's end
-// stops them all and removes the cluster's containers.
-func startRoleProcesses(t *testing.T, extra map[string][]string) *roleProcesses {
+// dir, and waits until etcd, the log aggregator and the controller answer.
+// The test's end stops them all and removes the cluster's containers.
+func startRoleProcesses(t *testing.T) *roleProcesses {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: needs Docker, PostgreSQL and the binaries")
@@ -94,7 +93,7 @@ func startRoleProcesses(t *testing.T, extra map[string][]string) *roleProcesses 
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := &roles{t: t, gantryd: gantryd, home: t.TempDir(), extra: extra}
+		r := &roles{t: t, gantryd: gantryd, home: t.TempDir()}
 		rp, err := r.startAll(pg.URL(db))
 		if err == nil {
 			rp.platform.gantry, rp.image = gantry, image
@@ -179,7 +178,6 @@ type roles struct {
 	t       *testing.T
 	gantryd string
 	home    string
-	extra   map[string][]string // more flags of a role, by its name
 	procs   []*roleProc
 	stopped bool
 }
@@ -187,16 +185,15 @@ type roles struct {
 // roleProc is one running role.
 type roleProc struct {
 	name string
-	args []string
 	cmd  *exec.Cmd
-	out  *syncWriter // the output of every run of the role
+	out  *syncWriter
 	done chan error
 }
 
 // start runs `gantryd <name> args...`.
 func (r *roles) start(name string, args []string) {
 	r.t.Helper()
-	r.procs = append(r.procs, r.spawn(name, slices.Concat(args, r.extra[name]), &syncWriter{buf: &bytes.Buffer{}}))
+	r.procs = append(r.procs, r.spawn(name, args, &syncWriter{buf: &bytes.Buffer{}}))
 }
 
 // spawn starts one run of a role, its output going to out.
@@ -208,7 +205,7 @@ func (r *roles) spawn(name string, args []string, out *syncWriter) *roleProc {
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("start gantryd %s: %v", name, err)
 	}
-	p := &roleProc{name: name, args: args, cmd: cmd, out: out, done: make(chan error, 1)}
+	p := &roleProc{name: name, cmd: cmd, out: out, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	return p
 }
@@ -223,30 +220,6 @@ func (r *roles) proc(name string) (int, *roleProc) {
 	}
 	r.t.Fatalf("no role %s", name)
 	return 0, nil
-}
-
-// kill ends the role with SIGKILL, as a crash would, and waits until it
-// has exited.
-func (r *roles) kill(name string) {
-	r.t.Helper()
-	_, p := r.proc(name)
-	if err := p.cmd.Process.Kill(); err != nil {
-		r.t.Fatalf("SIGKILL gantryd %s: %v", name, err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(time.Minute):
-		r.t.Fatalf("gantryd %s did not exit within a minute of SIGKILL", name)
-	}
-	fmt.Fprintf(p.out, "--- gantryd %s killed (SIGKILL)\n", name)
-}
-
-// restart starts a killed role again with the same arguments; it keeps
-// its place in the stop order.
-func (r *roles) restart(name string) {
-	r.t.Helper()
-	i, p := r.proc(name)
-	r.procs[i] = r.spawn(name, p.args, p.out)
 }
 
 // waitHealthy polls url until it answers 200; it fails when the role

@@ -76,6 +76,7 @@ func TestAgent(t *testing.T) {
 		{"GC", testGC},
 		{"Stats", testStats},
 		{"SystemJob", testSystemJob},
+		{"SystemJobRestart", testSystemJobRestart},
 		{"Reboot", testReboot},
 	}
 	for _, tc := range tests {

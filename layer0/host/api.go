@@ -126,7 +126,8 @@ func (a *agent) jobLog(w http.ResponseWriter, r *http.Request) {
 }
 
 // killJob sends SIGKILL to a job's container: the job crashes, and the
-// scheduler replaces it.
+// scheduler replaces it (a system job's container is started again in
+// place).
 func (a *agent) killJob(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	j, ok := a.job(id)

@@ -38,6 +38,14 @@ const (
 	maxLastLineLen = 1024
 	// logDrainWait bounds the wait for the rest of a dead container's output.
 	logDrainWait = 2 * time.Second
+	// systemRestartReset is how long a system job's container must have
+	// run for the agent to start it again at once when it exits (see
+	// restartInPlace).
+	systemRestartReset = 10 * time.Second
+	// systemRestartDelay is the wait before starting again a system job's
+	// container that exited sooner; it doubles with each such exit in a
+	// row, up to maxRetryBackoff.
+	systemRestartDelay = 250 * time.Millisecond
 )
 
 // phase is where a job is in its life; only the job's goroutine changes it.
@@ -65,14 +73,26 @@ type job struct {
 	stopOnce sync.Once
 	wakeCh   chan struct{}
 	gate     *attachGate // where the client of an attached job meets it; nil for others
+	// startedAgain tells the copy of a system job's output that its
+	// container was started again in place; nil for other jobs, whose
+	// output ends with their container's run.
+	startedAgain chan struct{}
 
 	// Owned by the job's goroutine.
 	// startExited starts the adopted container again when it exited
 	// before this agent started (see agent.converge); cleared once used.
 	startExited bool
-	phase       phase
-	fails       int
-	capturing   bool
+	// restart starts the exited container of a system job again (see
+	// restartInPlace); cleared once used. restartDue asks the run loop to
+	// do it after restartDelay; quickExits counts the exits in a row of
+	// runs shorter than systemRestartReset.
+	restart      bool
+	restartDue   bool
+	restartDelay time.Duration
+	quickExits   int
+	phase        phase
+	fails        int
+	capturing    bool
 
 	mu          sync.Mutex // guards the fields below
 	state       keyspace.JobState
@@ -111,6 +131,9 @@ func newJob(a *agent, as keyspace.Assignment, containerID string, prev *keyspace
 	j.logs.ship = a.jobLines(as, orphan)
 	if as.Spec.Attach != nil && !orphan {
 		j.gate = newAttachGate()
+	}
+	if j.restartsInPlace() {
+		j.startedAgain = make(chan struct{}, 1)
 	}
 	now := time.Now().UTC()
 	j.state = keyspace.JobState{
@@ -212,6 +235,10 @@ func (j *job) run(ctx context.Context) {
 		case <-healthC:
 			j.checkHealth(ctx)
 		}
+		if j.restartDue {
+			j.restartDue = false
+			retry.Reset(j.restartDelay)
+		}
 		if j.phase == phaseRunning && j.spec().Port > 0 && health == nil {
 			health = time.NewTicker(min(firstCheckInterval, checkInterval(j.spec().Health)))
 			healthFast = true
@@ -288,11 +315,16 @@ func (j *job) create(ctx context.Context) error {
 		return fmt.Errorf("inspect container: %w", err)
 	}
 	again := j.startAgain(info)
-	j.startExited = false
+	inPlace := again && j.restart
+	j.startExited, j.restart = false, false
 	if again {
 		// The previous run's view (up, in discovery) is stale: the job
 		// starts anew and joins discovery once its check passes.
-		j.log.Info("starting again a container that exited while no agent ran", "container", shortID(id), "finished_at", info.State.FinishedAt)
+		if inPlace {
+			j.log.Info("starting the system job's container again", "container", shortID(id), "finished_at", info.State.FinishedAt)
+		} else {
+			j.log.Info("starting again a container that exited while no agent ran", "container", shortID(id), "finished_at", info.State.FinishedAt)
+		}
 		j.mu.Lock()
 		j.registered = false
 		j.mu.Unlock()
@@ -324,6 +356,12 @@ func (j *job) create(ctx context.Context) error {
 			return fmt.Errorf("inspect container: %w", err)
 		}
 		j.log.Info("container started", "container", shortID(id))
+		if again && j.startedAgain != nil {
+			select {
+			case j.startedAgain <- struct{}{}:
+			default:
+			}
+		}
 	}
 	j.captureLogs(ctx, id)
 	if info.State == nil || !info.State.Running {
@@ -334,11 +372,18 @@ func (j *job) create(ctx context.Context) error {
 	return nil
 }
 
-// startAgain reports whether the adopted container of info is to be
-// started again: it exited before this agent started (a reboot, or a
-// platform that was stopped), and the job may be.
+// startAgain reports whether the container of info is to be started
+// again: a system job's that exited (restartInPlace), or an adopted one
+// that exited before this agent started (a reboot, or a platform that was
+// stopped) when the job may be.
 func (j *job) startAgain(info container.InspectResponse) bool {
-	if !j.startExited || info.State == nil || info.State.Status != container.StateExited {
+	if info.State == nil || info.State.Status != container.StateExited {
+		return false
+	}
+	if j.restart {
+		return true
+	}
+	if !j.startExited {
 		return false
 	}
 	finished, err := time.Parse(time.RFC3339Nano, info.State.FinishedAt)
@@ -481,7 +526,77 @@ func (j *job) exited(ctx context.Context, info container.InspectResponse) {
 		j.complete(ctx, info.ID)
 		return
 	}
+	if j.restartsInPlace() && (code == nil || *code != 0 || msg != "") {
+		j.restartInPlace(ctx, info, code, msg)
+		return
+	}
 	j.crash(ctx, code, msg)
+}
+
+// restartsInPlace reports whether the job is a system job, whose container
+// the agent starts again itself when it dies (see restartInPlace).
+func (j *job) restartsInPlace() bool {
+	return j.spec().System != "" && !j.spec().OneOff && !j.orphan
+}
+
+// restartInPlace starts the container of a system job that died (killed,
+// or exited with an error) again, in place, rather than leaving the job
+// crashed for the scheduler to replace: the platform's own jobs, the
+// scheduler's among them, come back without the scheduler, the controller
+// or a new container. A clean exit (status 0) is the job's own doing (a
+// router that handed its sockets over) and is a crash as for any job. The
+// container starts again at once when it had run for systemRestartReset,
+// and otherwise after a delay that doubles with each such quick exit in a
+// row. Meanwhile the job is starting, with its exit's code and error, out
+// of discovery; the scheduler leaves a starting job alone.
+func (j *job) restartInPlace(ctx context.Context, info container.InspectResponse, code *int, msg string) {
+	if ran, ok := runTime(info); ok && ran >= systemRestartReset {
+		j.quickExits = 0
+	} else {
+		j.quickExits++
+	}
+	j.restartDelay = systemRestartWait(j.quickExits)
+	j.phase = phaseCreate
+	j.restart, j.restartDue = true, true
+	j.mu.Lock()
+	j.registered = false
+	j.pid, j.stats = 0, nil // the process is gone; its pid may be reused
+	j.mu.Unlock()
+	j.setState(ctx, func(st *keyspace.JobState) {
+		st.State, st.ExitCode, st.Error, st.LastLines, st.Addr = keyspace.StateStarting, code, msg, nil, ""
+	})
+	j.shipRestart(code, msg, j.restartDelay)
+	attrs := []any{"error", msg, "in", j.restartDelay}
+	if code != nil {
+		attrs = append(attrs, "exit_code", *code)
+	}
+	j.log.Warn("system job exited; starting its container again", attrs...)
+}
+
+// systemRestartWait is the wait before a system job's container is
+// started again after quick exits in a row (see restartInPlace).
+func systemRestartWait(quickExits int) time.Duration {
+	if quickExits <= 0 {
+		return 0
+	}
+	return min(systemRestartDelay<<min(quickExits-1, 16), maxRetryBackoff)
+}
+
+// runTime returns how long the exited container of info ran, and false
+// when Docker does not say.
+func runTime(info container.InspectResponse) (time.Duration, bool) {
+	if info.State == nil {
+		return 0, false
+	}
+	started, err := time.Parse(time.RFC3339Nano, info.State.StartedAt)
+	if err != nil {
+		return 0, false
+	}
+	finished, err := time.Parse(time.RFC3339Nano, info.State.FinishedAt)
+	if err != nil || finished.Before(started) {
+		return 0, false
+	}
+	return finished.Sub(started), true
 }
 
 func (j *job) exitCode(ctx context.Context, id string) *int {
@@ -785,7 +900,7 @@ func (j *job) captureLogs(ctx context.Context, id string) {
 	}
 	j.capturing = true
 	tail := strconv.Itoa(j.a.cfg.LogLines)
-	j.a.goFn(func() { j.a.copyLogs(ctx, id, j.logs, tail) })
+	j.a.goFn(func() { j.a.copyLogs(ctx, id, j.logs, tail, j.startedAgain, j.stopCh) })
 }
 
 // copyLogStream copies one ContainerLogs stream into r, skipping the lines
@@ -807,8 +922,11 @@ func copyLogStream(rc io.ReadCloser, r *ring, last time.Time) (time.Time, error)
 
 // copyLogs follows a container's output into r until the container stops
 // (then closes r) or ctx ends. A broken stream of a running container is
-// resumed from the last line's timestamp.
-func (a *agent) copyLogs(ctx context.Context, id string, r *ring, tail string) {
+// resumed from the last line's timestamp. With startedAgain (a system
+// job's, see restartInPlace) a stopped container's output goes on when
+// the container is started again, until it is removed or stopped is
+// closed.
+func (a *agent) copyLogs(ctx context.Context, id string, r *ring, tail string, startedAgain, stopped <-chan struct{}) {
 	defer r.close()
 	var last time.Time
 	backoff := 200 * time.Millisecond
@@ -840,10 +958,21 @@ func (a *agent) copyLogs(ctx context.Context, id string, r *ring, tail string) {
 			}
 			tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
 			if rc, err := a.docker.ContainerLogs(tctx, id, opts); err == nil {
-				copyLogStream(rc, r, last)
+				last, _ = copyLogStream(rc, r, last)
 			}
 			cancel()
-			return
+			if startedAgain == nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-stopped:
+				return
+			case <-startedAgain:
+			}
+			backoff = 200 * time.Millisecond
+			continue
 		}
 		a.log.Debug("container log stream interrupted; resuming", "container", shortID(id), "err", err)
 		if sleep(ctx, backoff) != nil {

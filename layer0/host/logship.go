@@ -79,3 +79,20 @@ func (j *job) shipStart() {
 		j.a.event(j.asg, fmt.Sprintf("%s restarting after a crash (restart %d)", process(j.asg), j.asg.Restarts))
 	}
 }
+
+// shipRestart ships the event of a system job's exit, whose container the
+// agent starts again after wait (see restartInPlace).
+func (j *job) shipRestart(code *int, msg string, wait time.Duration) {
+	text := process(j.asg) + " exited"
+	if code != nil {
+		text += fmt.Sprintf(" (exit %d)", *code)
+	}
+	if msg != "" {
+		text += ": " + msg
+	}
+	text += "; starting it again"
+	if wait > 0 {
+		text += " in " + wait.String()
+	}
+	j.a.event(j.asg, text)
+}

@@ -4,13 +4,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/mount"
 
 	"github.com/gantryhq/gantry/deploy/testenv"
+	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 )
 
@@ -67,6 +70,97 @@ func testSystemJob(t *testing.T, f *fixture) {
 			t.Errorf("a container was made for an invalid spec: %+v", st)
 		}
 	})
+}
+
+// testSystemJobRestart kills a system job's container twice: each time
+// the agent starts the same container again itself, the job never
+// crashed (the scheduler would replace it) but starting with the exit's
+// code until it is up again, the second quick exit after twice the first's
+// delay, and the output of every run in the job's log once. A system job
+// that exits with status 0 crashes as any job does.
+func testSystemJobRestart(t *testing.T, f *fixture) {
+	e := f.env(t)
+	sink := &recordingSink{}
+	cfg := e.config("h1")
+	cfg.Logs = sink
+	e.start(cfg)
+	_, port, err := net.SplitHostPort(testenv.FreeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	spec := e.webSpec("gantry-thing", nil)
+	spec.Type, spec.Service = "thing", ""
+	spec.Port, spec.HostNetwork, spec.System = p, true, "gantry-thing"
+	history := e.history("job-system")
+	e.assign("h1", "job-system", spec)
+	first := e.waitState("job-system", keyspace.StateUp)
+
+	last := first
+	for i, wait := range []string{"250ms", "500ms"} {
+		if err := e.docker.ContainerKill(t.Context(), first.ContainerID, "KILL"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("kill %d: the job up again in its container", i+1), func() (bool, string) {
+			st, ok := e.jobState("job-system")
+			return ok && st.State == keyspace.StateUp && st.StartedAt.After(last.StartedAt), fmt.Sprintf("%+v", st)
+		})
+		last, _ = e.jobState("job-system")
+		if last.ContainerID != first.ContainerID || last.ExitCode != nil || !e.inspect(first.ContainerID).State.Running {
+			t.Errorf("kill %d: state %+v, want the same container %s running, without an exit code", i+1, last, first.ContainerID)
+		}
+		event := "thing.1 exited (exit 137); starting it again in " + wait
+		waitFor(t, fmt.Sprintf("kill %d: the event %q", i+1, event), func() (bool, string) {
+			return slices.ContainsFunc(sink.snapshot(), func(l shipped) bool { return l.event && l.text == event }), fmt.Sprintf("%+v", sink.snapshot())
+		})
+		if code, _, err := get("http://" + last.Addr + "/"); err != nil || code != http.StatusOK {
+			t.Errorf("kill %d: GET / = %d, %v", i+1, code, err)
+		}
+	}
+	restarts := 0
+	for _, st := range history() {
+		switch {
+		case st.State == keyspace.StateCrashed:
+			t.Errorf("the system job was recorded crashed: %+v", st)
+		case st.State == keyspace.StateStarting && st.ExitCode != nil:
+			restarts++
+			if *st.ExitCode != 137 || st.ContainerID != first.ContainerID {
+				t.Errorf("state while starting again: %+v, want exit code 137 and the same container", st)
+			}
+		}
+	}
+	if restarts != 2 {
+		t.Errorf("%d states starting again with an exit code, want 2: %+v", restarts, history())
+	}
+
+	// Each run's output, once, in the shipped log and in the agent's.
+	listening := fmt.Sprintf("listening on :%d", p)
+	waitFor(t, "the output of the three runs shipped", func() (bool, string) {
+		n := 0
+		for _, l := range sink.snapshot() {
+			if !l.event && l.text == listening {
+				n++
+			}
+		}
+		return n == 3, fmt.Sprintf("%d lines %q", n, listening)
+	})
+	var texts []string
+	for _, l := range readAll(t, e.api("h1"), "job-system", hostclient.LogOptions{}) {
+		texts = append(texts, l.Text)
+	}
+	if n := strings.Count(strings.Join(texts, "\n"), listening); n != 3 {
+		t.Errorf("the agent's log of the job holds %q %d times, want 3: %q", listening, n, texts)
+	}
+
+	// A clean exit is the job's own doing: crashed, for the scheduler.
+	clean := spec
+	clean.Env = map[string]string{"EXIT_AFTER": "300ms", "EXIT_CODE": "0"}
+	clean.Port = 0
+	e.assign("h1", "job-clean", clean)
+	st := e.waitState("job-clean", keyspace.StateCrashed)
+	if st.ExitCode == nil || *st.ExitCode != 0 || e.inspect(st.ContainerID).State.Running {
+		t.Errorf("state after a clean exit: %+v, want crashed with status 0 and the container stopped", st)
+	}
 }
 
 // testReboot stops the agent, kills its jobs' containers as a reboot

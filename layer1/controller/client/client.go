@@ -254,7 +254,8 @@ func (c *Client) AppMetrics(ctx context.Context, app, since string) (types.AppMe
 	return m, err
 }
 
-// KillJob kills one job of an app (SIGKILL); the scheduler replaces it.
+// KillJob kills one job of an app (SIGKILL); the scheduler replaces it,
+// or, for a system app's job, the host agent starts its container again.
 func (c *Client) KillJob(ctx context.Context, app, job string) error {
 	return c.do(ctx, http.MethodDelete, appPath(app)+"/jobs/"+url.PathEscape(job), nil, nil)
 }
