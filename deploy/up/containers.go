@@ -173,15 +173,11 @@ func (p *platform) start(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
+	// The apps made now (the first start) get their release at once; the
+	// others keep theirs until the agent runs, and are deployed below.
 	apps := systemApps(cfg, n, image, node.BuildEnv(ctx, p.log))
-	for _, a := range apps {
-		rel, changed, err := st.EnsureSystemApp(ctx, a)
-		if err != nil {
-			return err
-		}
-		if changed {
-			p.log.Info("system app at a new release", "app", a.Name, "release", rel.Version, "image", a.Image)
-		}
+	if err := createSystemApps(ctx, st, apps, p.log); err != nil {
+		return err
 	}
 	if err := inception(ctx, etcd, st, n, apps, cfg.Domain, p.log); err != nil {
 		return err
@@ -201,6 +197,12 @@ func (p *platform) start(ctx context.Context) error {
 		return err
 	}
 	if err := waitHealthy(ctx, api+"/healthz", readyTimeout); err != nil {
+		return err
+	}
+	// An upgrade (or any change of the system apps' releases): each app
+	// in turn is deployed to its new release, its new job up before the
+	// old one stops.
+	if err := deploySystemApps(ctx, st, apps, cfg.Out, p.log); err != nil {
 		return err
 	}
 	for what, addr := range map[string]string{"router": cfg.HTTPAddr, "git receiver": cfg.SSHAddr} {
