@@ -407,17 +407,21 @@ func failedStart(ctx context.Context, dk *docker.Client, n *node.Node, before []
 
 // startedBy returns the containers of now that were not running before,
 // without the system apps' jobs when the agent ran before (it runs them
-// and would start them again).
+// and would start them again), and without the etcd, PostgreSQL and agent
+// containers that replaced running ones (an upgrade that failed later
+// leaves the platform running, on the new containers).
 func startedBy(before, now []container.Summary) []container.Summary {
-	ran := map[string]bool{}
-	agentRan := false
+	ran, ranComponent := map[string]bool{}, map[string]bool{}
 	for _, c := range before {
 		ran[c.ID] = true
-		agentRan = agentRan || c.Labels[keyspace.LabelSystem] == SystemAgent
+		if stopRank(c) != rankJob {
+			ranComponent[c.Labels[keyspace.LabelSystem]] = true
+		}
 	}
 	var out []container.Summary
 	for _, c := range now {
-		if ran[c.ID] || (agentRan && stopRank(c) == rankJob) {
+		job := stopRank(c) == rankJob
+		if ran[c.ID] || (job && ranComponent[SystemAgent]) || (!job && ranComponent[c.Labels[keyspace.LabelSystem]]) {
 			continue
 		}
 		out = append(out, c)

@@ -207,8 +207,9 @@ func TestContainerPaths(t *testing.T) {
 }
 
 // TestStartedBy checks what a failed start stops: the platform containers
-// that did not run before it, and the system apps' jobs only when the
-// agent that runs them did not run before either.
+// that did not run before it (not those that replaced running ones: a
+// failed upgrade), and the system apps' jobs only when the agent that runs
+// them did not run before either.
 func TestStartedBy(t *testing.T) {
 	c := func(id, system string) container.Summary {
 		return container.Summary{ID: id, Labels: map[string]string{keyspace.LabelSystem: system}}
@@ -225,6 +226,8 @@ func TestStartedBy(t *testing.T) {
 		{"agent adopted, a new job", []container.Summary{etcd, pg, agent}, []container.Summary{etcd, pg, agent, job}, nil},
 		{"agent new, a job", []container.Summary{etcd, pg}, []container.Summary{etcd, pg, agent, job}, []string{"a", "j"}},
 		{"one gone meanwhile", []container.Summary{etcd}, []container.Summary{pg}, []string{"p"}},
+		{"etcd and agent replaced", []container.Summary{etcd, pg, agent, job},
+			[]container.Summary{c("e2", SystemEtcd), pg, c("a2", SystemAgent), c("j2", "gantry-controller")}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
