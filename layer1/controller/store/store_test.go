@@ -463,7 +463,8 @@ func noCheck(_, _ map[string]string) error { return nil }
 // TestEnsureSystemApp makes a system app, finds it unchanged on a second
 // call, and deploys a new release (one by one, from the running one) when
 // its process changes, returning that deployment again while it runs; an
-// app that runs no job gets its new release current at once. The mirrored
+// app that runs no job, or whose jobs cannot share their port with new
+// ones (no readiness socket), gets its new release current at once. The mirrored
 // state has the formation with the system settings.
 func TestEnsureSystemApp(t *testing.T) {
 	t.Parallel()
@@ -521,6 +522,23 @@ func TestEnsureSystemApp(t *testing.T) {
 		if len(m.Formations) != 1 || m.Formations[0].Count != 1 || m.Formations[0].Release.Version != st.version ||
 			m.Formations[0].Image != want.Image || m.Formations[0].Process.System == nil || m.Formations[0].Process.System.Port != 8080 {
 			t.Errorf("%s: mirrored formations %+v", st.name, m.Formations)
+		}
+	}
+
+	// An app whose jobs cannot share their port: a new release is
+	// current at once.
+	old := SystemApp{Name: "gantry-gitreceiver", Image: "gantry/platform:v1", Description: "gantryd up",
+		Processes: map[string]types.Process{"gitreceiver": {Command: "gantryd gitreceiver serve", System: &types.SystemProcess{Port: 2222}}},
+		Counts:    map[string]int{"gitreceiver": 1}}
+	for i, img := range []string{"gantry/platform:v1", "gantry/platform:v2"} {
+		old.Image = img
+		ch, err := s.EnsureSystemApp(ctx, old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.GetApp(ctx, old.Name)
+		if err != nil || !ch.Changed || ch.Deployment != nil || ch.Release.Version != i+1 || a.Release != i+1 {
+			t.Errorf("%s: %+v, app %+v, %v; want v%d current at once", img, ch, a, err, i+1)
 		}
 	}
 

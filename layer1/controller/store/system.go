@@ -58,6 +58,21 @@ func (a SystemApp) Validate() error {
 	return nil
 }
 
+// sharesPorts reports whether the jobs of rel can run next to the jobs
+// that replace them: each of its processes with a port is checked on its
+// readiness socket (types.SystemProcess.Ready), which the platform sets
+// only on processes that share their port (SO_REUSEPORT, the router's
+// handover). Releases made before the platform deployed its own apps
+// have none: their jobs are replaced at once.
+func sharesPorts(rel types.Release) bool {
+	for _, p := range rel.Processes {
+		if p.System != nil && p.System.Port > 0 && !p.System.Ready {
+			return false
+		}
+	}
+	return true
+}
+
 // SystemAppChange is what EnsureSystemApp did to a system app.
 type SystemAppChange struct {
 	// Release is the app's release that has want's image and processes.
@@ -74,7 +89,8 @@ type SystemAppChange struct {
 // want.Image and want.Processes and the formation want.Counts, in one
 // transaction. It is idempotent: an app already so changes nothing (and
 // keeps its release). A new app's release, or one replacing a current
-// release that runs no job, becomes current at once. One whose image,
+// release that runs no job or whose jobs cannot share their ports with
+// the new ones (sharesPorts), becomes current at once. One whose image,
 // config or processes differ from a current release that runs jobs (an
 // upgrade) is deployed like any app's release (the usual deployments,
 // the app's strategy: one by one unless changed), and the change returns
@@ -120,11 +136,15 @@ func (s *Store) EnsureSystemApp(ctx context.Context, want SystemApp) (SystemAppC
 			ch.Release = base
 		}
 		if !same && a.current != "" {
-			cur, _, err := counts(ctx, tx, a.current)
+			n, _, err := counts(ctx, tx, a.current)
 			if err != nil {
 				return err
 			}
-			running = sum(cur) > 0
+			cur, err := scanRelease(tx.QueryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE id = $1`, a.current), a.name)
+			if err != nil {
+				return err
+			}
+			running = sum(n) > 0 && sharesPorts(cur)
 		}
 		switch {
 		case same && ch.Release.ID != a.current:
