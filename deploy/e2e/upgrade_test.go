@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	dockerclient "github.com/docker/docker/client"
 
+	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/testenv"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/readiness"
@@ -31,10 +32,12 @@ const nextVersion = "e2e-next"
 // an image app at web=2 under a steady load through the router (keep-alive
 // and fresh connections), and runs `gantryd up` again with a gantryd of
 // another version: no request fails; the agent's container runs the new
-// platform image; every system app has a new current release of it,
-// deployed one by one (its new job up before the old one stopped), and
-// runs one job again; the API reports the new version; the app's
-// containers are the same ones, never restarted.
+// platform image and re-attached to the host's lease; every system app
+// has a new current release of it, deployed one by one (one-by-one
+// strategy, each deployment after the one before), and runs one job
+// again, checked on its readiness socket; the old router handed its
+// listeners over; the API reports the new version; the app's containers
+// are the same ones, never restarted.
 func TestUpgradeUnderLoad(t *testing.T) {
 	p, docker, cluster := containersPlatform(t, testenv.FreeAddr(t))
 	next := buildGantrydVersion(t, nextVersion)
@@ -61,6 +64,8 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	}
 	starts := containerStarts(t, docker, slices.Collect(maps.Keys(containers)))
 	agentBefore := agentContainer(t, docker, cluster)
+	leaseFile := filepath.Join(p.data, node.HostStateDir, "lease")
+	leaseBefore := readID(t, leaseFile)
 
 	l := startSteadyLoad(p.httpURL+"/", host)
 	upgraded := time.Now()
@@ -75,6 +80,16 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		t.Errorf("agent container %s of %s after the upgrade; want a new one of gantry/platform:%s-* (before: %s of %s)",
 			agent.ID[:12], agent.Image, nextVersion, agentBefore.ID[:12], agentBefore.Image)
 	}
+	// It re-attached to the lease kept in its state dir.
+	if lease := readID(t, leaseFile); lease != leaseBefore {
+		t.Errorf("host lease %s after the upgrade, want the one before, %s", lease, leaseBefore)
+	}
+	eventually(t, time.Minute, "the new agent reusing the host lease", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "docker", "logs", agent.ID).CombinedOutput()
+		return err == nil && strings.Contains(string(out), "reusing host lease")
+	})
 	// The system apps: each at a new current release of the new image,
 	// with one job again.
 	all := p.ok("apps", "--all")
