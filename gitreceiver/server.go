@@ -15,10 +15,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/gantryhq/gantry/layer0/reuseport"
 )
 
 // KeyChecker says whether a public key may push. The controller's registered
@@ -95,6 +98,13 @@ type Config struct {
 	MaxUnauthenticatedPerSource int
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+	// ReusePort binds Addr with SO_REUSEPORT (Run), so that a new job of
+	// the git receiver can listen on the port of the old one while a
+	// deployment replaces it.
+	ReusePort bool
+	// Ready, when not nil, is called once Run listens: the job's
+	// readiness signal.
+	Ready func()
 }
 
 // Validate reports missing fields.
@@ -184,8 +194,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(cfg.RepoDir, ".hook.sock")
-	os.Remove(sock)
+	// A socket of this process's own: while a deployment replaces the
+	// git receiver, two of them share the directory, and each push's
+	// hooks reach the one that runs the push.
+	removeStaleHookSockets(cfg.RepoDir, cfg.Logger)
+	sock := filepath.Join(cfg.RepoDir, ".hook-"+newID()[:8]+".sock")
 	hookLn, err := net.Listen("unix", sock)
 	if err != nil {
 		return nil, fmt.Errorf("gitreceiver: listen on hook socket %s: %w", sock, err)
@@ -209,10 +222,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	var ln net.Listener
+	if cfg.ReusePort {
+		ln, err = reuseport.Listen(ctx, cfg.Addr)
+	} else {
+		ln, err = net.Listen("tcp", cfg.Addr)
+	}
 	if err != nil {
 		s.Close()
 		return fmt.Errorf("gitreceiver: listen on %s: %w", cfg.Addr, err)
+	}
+	if cfg.Ready != nil {
+		cfg.Ready()
 	}
 	return s.Serve(ctx, ln)
 }
@@ -315,4 +336,22 @@ func newID() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// removeStaleHookSockets removes the hook sockets of dir that no process
+// answers on (left by a git receiver that was killed).
+func removeStaleHookSockets(dir string, log *slog.Logger) {
+	socks, _ := filepath.Glob(filepath.Join(dir, ".hook*.sock"))
+	for _, p := range socks {
+		c, err := net.DialTimeout("unix", p, time.Second)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				log.Warn("cannot remove a stale hook socket", "path", p, "err", err)
+			}
+		}
+	}
 }

@@ -105,6 +105,17 @@ type Config struct {
 	// as a socket address, under 108 bytes. Empty means no handover: Run
 	// binds the addresses and offers nothing.
 	HandoverSocket string
+	// StayAfterHandover keeps Run from returning when the router has
+	// handed its listeners over and drained: it waits for its context to
+	// end (a platform job's SIGTERM), so that its supervisor does not see
+	// it exit as a crash while a deployment still counts it. False returns
+	// once drained (a `gantryd router` run by hand).
+	StayAfterHandover bool
+	// Ready, when not nil, is called once the router serves (after a
+	// handover, once the running router has let go of its listeners) and
+	// offers its listeners for the next handover: the job's readiness
+	// signal.
+	Ready func()
 	// SecretsKey is the sealed.KeySize-byte key that opens the sealed
 	// private keys of the routes (the controller's SecretsKey; gantryd up
 	// reads <data>/secrets.key). Nil serves only routes whose keys are

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -261,6 +263,45 @@ func TestHandoverToNewRouter(t *testing.T) {
 	}
 	if he.ok() {
 		t.Error("a request was answered after the last router stopped")
+	}
+}
+
+// TestHandoverStayAfterHandover hands the listeners of a router with
+// StayAfterHandover over: the new router says it is ready (Config.Ready)
+// once it serves them, and the old one, drained, stays until its context
+// ends, then returns nil, as a platform job's SIGTERM ends it.
+func TestHandoverStayAfterHandover(t *testing.T) {
+	he := newHandoverEnv(t)
+	var oldLog lockedBuffer
+	var oldReady, nextReady atomic.Int32
+	old := he.run(func(c *Config) {
+		c.StayAfterHandover = true
+		c.Logger = slog.New(slog.NewTextHandler(&oldLog, nil))
+		c.Ready = func() { oldReady.Add(1) }
+	})
+	he.serving()
+	if n := oldReady.Load(); n != 1 {
+		t.Fatalf("the first router said ready %d times, want once", n)
+	}
+	next := he.run(func(c *Config) {
+		c.StayAfterHandover = true
+		c.Ready = func() { nextReady.Add(1) }
+	})
+	waitFor(t, "the new router ready", 30*time.Second, func() bool { return nextReady.Load() == 1 })
+	waitFor(t, "the old router drained and waiting", 30*time.Second, func() bool {
+		return strings.Contains(oldLog.String(), "waiting to be stopped")
+	})
+	if !old.running() {
+		t.Fatalf("the old router returned after handing over: %v", old.stop())
+	}
+	if !he.ok() {
+		t.Error("the new router does not answer")
+	}
+	if err := old.stop(); err != nil {
+		t.Errorf("the old router on its context's end: %v", err)
+	}
+	if !next.running() || !he.ok() {
+		t.Error("the new router stopped serving when the old one ended")
 	}
 }
 

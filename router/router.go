@@ -332,6 +332,10 @@ func (r *Router) serve(ctx context.Context, lns listeners, tk *taker) error {
 		}
 	}
 
+	if handoverErr == nil && r.cfg.Ready != nil {
+		r.cfg.Ready()
+	}
+
 	var serveErr error
 	if handoverErr == nil {
 		select {
@@ -366,6 +370,14 @@ func (r *Router) serve(ctx context.Context, lns listeners, tk *taker) error {
 		h2s = h2
 	}
 	r.shutdown(servers, h2s)
+	select {
+	case <-handed:
+		if r.cfg.StayAfterHandover && ctx.Err() == nil {
+			r.log.Info("router drained after handing its listeners over; waiting to be stopped")
+			<-ctx.Done()
+		}
+	default:
+	}
 	return serveErr
 }
 

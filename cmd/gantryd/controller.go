@@ -56,6 +56,7 @@ func controllerCommand() *cli.Command {
 			&cli.StringFlag{Name: "router-http-url", Value: "http://localhost:8080", Usage: "the routers' public HTTP `URL`, for the apps' web URLs"},
 			&cli.StringFlag{Name: "router-https-url", Value: "https://localhost:8443", Usage: "the routers' public HTTPS `URL`"},
 			logURLFlag("ship the apps' platform events there and query their logs"),
+			reusePortFlag(),
 		}, slices.Concat(etcdFlags(), controllerFlags())...),
 		Action: func(c *cli.Context) error {
 			dbURL := c.String("database-url")
@@ -109,6 +110,12 @@ func controllerCommand() *cli.Command {
 			if shipper != nil {
 				cfg.Events = shipper
 			}
+			sig, err := readySignal(log)
+			if err != nil {
+				return err
+			}
+			defer sig.Close()
+			cfg.ReusePort, cfg.Ready = c.Bool("reuse-port"), sig.Ready
 			return controller.Run(c.Context, cfg)
 		},
 	}

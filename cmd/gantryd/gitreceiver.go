@@ -24,6 +24,7 @@ func gitreceiverServeCommand() *cli.Command {
 			&cli.DurationFlag{Name: "idle-timeout", Value: 10 * time.Minute, Usage: "an authenticated connection without traffic for this long is closed"},
 			&cli.IntFlag{Name: "max-unauthenticated", Value: 64, Usage: "connections not yet authenticated, at most, in total"},
 			&cli.IntFlag{Name: "max-unauthenticated-per-source", Value: 8, Usage: "connections not yet authenticated, at most, from one IP address"},
+			reusePortFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			log, n, err := role(c, "gitreceiver")
@@ -33,6 +34,11 @@ func gitreceiverServeCommand() *cli.Command {
 			// The host key and the repositories are under <data>/git;
 			// the controller is asked with the host token.
 			b := backend.New(client.New(c.String("controller"), n.HostToken))
+			sig, err := readySignal(log)
+			if err != nil {
+				return err
+			}
+			defer sig.Close()
 			return gitreceiver.Run(c.Context, n.GitReceiver(gitreceiver.Config{
 				Addr:    c.String("addr"),
 				Keys:    b,
@@ -44,6 +50,8 @@ func gitreceiverServeCommand() *cli.Command {
 				IdleTimeout:                 c.Duration("idle-timeout"),
 				MaxUnauthenticated:          c.Int("max-unauthenticated"),
 				MaxUnauthenticatedPerSource: c.Int("max-unauthenticated-per-source"),
+				ReusePort:                   c.Bool("reuse-port"),
+				Ready:                       sig.Ready,
 			}))
 		},
 	}

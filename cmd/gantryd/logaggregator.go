@@ -16,6 +16,7 @@ func logaggregatorCommand() *cli.Command {
 			dataFlag(),
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7072", Usage: "listen address"},
 			&cli.IntFlag{Name: "lines", Value: logaggregator.DefaultLines, Usage: "lines of history kept per app"},
+			reusePortFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			log, n, err := role(c, "logaggregator")
@@ -24,10 +25,17 @@ func logaggregatorCommand() *cli.Command {
 			}
 			// The apps' log files are under <data>/logs; the roles ship
 			// with the host token.
+			sig, err := readySignal(log)
+			if err != nil {
+				return err
+			}
+			defer sig.Close()
 			return logaggregator.Run(c.Context, n.LogAggregator(logaggregator.Config{
-				Addr:   c.String("addr"),
-				Lines:  c.Int("lines"),
-				Logger: log,
+				Addr:      c.String("addr"),
+				Lines:     c.Int("lines"),
+				Logger:    log,
+				ReusePort: c.Bool("reuse-port"),
+				Ready:     sig.Ready,
 			}))
 		},
 	}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/deploy/node"
+	"github.com/gantryhq/gantry/layer0/readiness"
 	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
 )
 
@@ -96,4 +98,20 @@ func logShipper(c *cli.Context, n *node.Node, component string, log *slog.Logger
 			log.Warn("log lines lost at shutdown", "err", err)
 		}
 	}, nil
+}
+
+// reusePortFlag is --reuse-port, of the roles that listen on a fixed port.
+func reusePortFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "reuse-port",
+		Usage: "bind the listen address with SO_REUSEPORT, so that a new process of this role can listen on it while this one still runs (a deployment of the platform's own jobs)"}
+}
+
+// readySignal serves the role's readiness on the socket its job was given
+// (readiness.EnvSocket), when it was given one; the caller closes it.
+func readySignal(log *slog.Logger) (*readiness.Signal, error) {
+	sig, err := readiness.FromEnv(log)
+	if err != nil {
+		return nil, fmt.Errorf("readiness: %w", err)
+	}
+	return sig, nil
 }

@@ -81,6 +81,7 @@ func routerCommand() *cli.Command {
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve the apps' request metrics (GET /metrics, with the host token) here and register it in discovery (empty: none)"},
 			&cli.StringFlag{Name: "id", Usage: "the router's name in discovery (default: the host ID)"},
 			&cli.StringFlag{Name: "handover-socket", Usage: "take the listening sockets of the router answering on this Unix socket, and offer them there in turn, so that a restart fails no request (default: <data>/" + handoverSocket + "; off: none)"},
+			&cli.BoolFlag{Name: "stay-after-handover", Usage: "once the listeners are handed over and the requests drained, wait for SIGTERM instead of exiting (a platform job, which must not look crashed)"},
 		}, slices.Concat(etcdFlags(), routerLimitFlags())...),
 		Action: func(c *cli.Context) error {
 			log, n, etcd, err := etcdRole(c, "router")
@@ -122,6 +123,12 @@ func routerCommand() *cli.Command {
 			if shipper != nil {
 				cfg.AppLog = shipper
 			}
+			sig, err := readySignal(log)
+			if err != nil {
+				return err
+			}
+			defer sig.Close()
+			cfg.StayAfterHandover, cfg.Ready = c.Bool("stay-after-handover"), sig.Ready
 			return router.Run(c.Context, cfg)
 		},
 	}

@@ -179,15 +179,11 @@ func (p *platform) start(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
+	// The apps made now (the first start) get their release at once; the
+	// others keep theirs until the agent runs, and are deployed below.
 	apps := systemApps(cfg, n, image, node.BuildEnv(ctx, p.log))
-	for _, a := range apps {
-		rel, changed, err := st.EnsureSystemApp(ctx, a)
-		if err != nil {
-			return err
-		}
-		if changed {
-			p.log.Info("system app at a new release", "app", a.Name, "release", rel.Version, "image", a.Image)
-		}
+	if err := createSystemApps(ctx, st, apps, p.log); err != nil {
+		return err
 	}
 	if err := inception(ctx, etcd, st, n, apps, cfg.Domain, p.log); err != nil {
 		return err
@@ -207,6 +203,12 @@ func (p *platform) start(ctx context.Context) error {
 		return err
 	}
 	if err := waitHealthy(ctx, api+"/healthz", readyTimeout); err != nil {
+		return err
+	}
+	// An upgrade (or any change of the system apps' releases): each app
+	// in turn is deployed to its new release, its new job up before the
+	// old one stops.
+	if err := deploySystemApps(ctx, st, apps, cfg.Out, p.log); err != nil {
 		return err
 	}
 	for what, addr := range map[string]string{"router": cfg.HTTPAddr, "git receiver": cfg.SSHAddr} {
@@ -411,17 +413,21 @@ func failedStart(ctx context.Context, dk *docker.Client, n *node.Node, before []
 
 // startedBy returns the containers of now that were not running before,
 // without the system apps' jobs when the agent ran before (it runs them
-// and would start them again).
+// and would start them again), and without the etcd, PostgreSQL and agent
+// containers that replaced running ones (an upgrade that failed later
+// leaves the platform running, on the new containers).
 func startedBy(before, now []container.Summary) []container.Summary {
-	ran := map[string]bool{}
-	agentRan := false
+	ran, ranComponent := map[string]bool{}, map[string]bool{}
 	for _, c := range before {
 		ran[c.ID] = true
-		agentRan = agentRan || c.Labels[keyspace.LabelSystem] == SystemAgent
+		if stopRank(c) != rankJob {
+			ranComponent[c.Labels[keyspace.LabelSystem]] = true
+		}
 	}
 	var out []container.Summary
 	for _, c := range now {
-		if ran[c.ID] || (agentRan && stopRank(c) == rankJob) {
+		job := stopRank(c) == rankJob
+		if ran[c.ID] || (job && ranComponent[SystemAgent]) || (!job && ranComponent[c.Labels[keyspace.LabelSystem]]) {
 			continue
 		}
 		out = append(out, c)

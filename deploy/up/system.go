@@ -35,7 +35,16 @@ const (
 // systemApps returns the system apps of node n as cfg sets them up: an
 // image release of the platform image each, running `gantryd <role> --data
 // <data> ...` on the host's network with the data dir mounted, one job
-// each. buildEnv is the controller's build settings.
+// each. buildEnv is the controller's build settings. They come in the
+// order an upgrade deploys them: the log aggregator, the git receiver, the
+// scheduler, the controller, the router.
+//
+// Every role with a port binds it so that a deployment can start its new
+// job before it stops the old one (--reuse-port; the router takes the old
+// router's listeners through its handover socket and, once drained, waits
+// for its SIGTERM: --stay-after-handover), and its health check is its
+// own readiness socket (types.SystemProcess.Ready), which only the new
+// job's process answers.
 func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]string) []store.SystemApp {
 	binds := []keyspace.Bind{{Source: n.Dir, Target: n.Dir}}
 	etcd, logURL, api := etcdURL(cfg), "http://"+cfg.LogAddr, node.APIURL(cfg.APIAddr)
@@ -52,19 +61,19 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 			Processes: map[string]types.Process{typ: {
 				Command:    argv.Join(append([]string{"gantryd"}, args...)),
 				HealthPath: health,
-				System:     &types.SystemProcess{Port: port, Binds: binds},
+				System:     &types.SystemProcess{Port: port, Binds: binds, Ready: port > 0},
 			}},
 			Counts: map[string]int{typ: 1},
 		}
 	}
-	logArgs := []string{"logaggregator", "--data", n.Dir, "--addr", cfg.LogAddr}
+	logArgs := []string{"logaggregator", "--data", n.Dir, "--addr", cfg.LogAddr, "--reuse-port"}
 	if cfg.LogLines > 0 {
 		logArgs = append(logArgs, "--lines", strconv.Itoa(cfg.LogLines))
 	}
 	ctlArgs := []string{"controller", "--data", n.Dir, "--addr", cfg.APIAddr, "--database-url-file", n.Path(node.DatabaseURLFile),
 		"--etcd", etcd, "--log-url", logURL, "--internal-url", api, "--git-url", sshBaseURL(cfg.SSHAddr),
 		"--router-http-url", publicURL("http", cfg.HTTPAddr), "--router-https-url", publicURL("https", cfg.HTTPSAddr),
-		"--domain", cfg.Domain}
+		"--domain", cfg.Domain, "--reuse-port"}
 	if cfg.DeployTimeout > 0 {
 		ctlArgs = append(ctlArgs, "--deploy-timeout", cfg.DeployTimeout.String())
 	}
@@ -89,7 +98,8 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 		}
 	}
 	routerArgs := []string{"router", "--data", n.Dir, "--http-addr", cfg.HTTPAddr, "--https-addr", cfg.HTTPSAddr,
-		"--etcd", etcd, "--log-url", logURL, "--metrics-addr", net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0")}
+		"--etcd", etcd, "--log-url", logURL, "--metrics-addr", net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0"),
+		"--stay-after-handover"}
 	l := cfg.RouterLimits
 	for _, o := range []struct {
 		flag string
@@ -107,11 +117,11 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 	}
 	return []store.SystemApp{
 		app(AppLogAggregator, "logaggregator", port(cfg.LogAddr), "", nil, logArgs...),
+		app(AppGitReceiver, "gitreceiver", port(cfg.SSHAddr), "", nil,
+			"gitreceiver", "serve", "--data", n.Dir, "--addr", cfg.SSHAddr, "--controller", api, "--reuse-port"),
 		app(AppScheduler, "scheduler", 0, "", nil, "scheduler", "--data", n.Dir, "--etcd", etcd),
 		app(AppController, "controller", port(cfg.APIAddr), "/healthz", buildEnv, ctlArgs...),
 		app(AppRouter, "router", port(cfg.HTTPAddr), "", nil, routerArgs...),
-		app(AppGitReceiver, "gitreceiver", port(cfg.SSHAddr), "", nil,
-			"gitreceiver", "serve", "--data", n.Dir, "--addr", cfg.SSHAddr, "--controller", api),
 	}
 }
 

@@ -63,7 +63,10 @@ func TestValidateContainers(t *testing.T) {
 
 // TestSystemApps checks the system apps' releases: a gantryd command of
 // the role, with the data dir, that reads back into the same arguments,
-// the role's port, the data dir mounted, one job each.
+// the role's port, the data dir mounted, one job each, in the order of an
+// upgrade; a role with a port shares it with its next job (--reuse-port,
+// or the router's handover and --stay-after-handover) and is checked on
+// its readiness socket.
 func TestSystemApps(t *testing.T) {
 	cfg := validConfig()
 	cfg.DiskWarningPercent = 90
@@ -78,6 +81,13 @@ func TestSystemApps(t *testing.T) {
 	}
 	if len(apps) != len(want) {
 		t.Fatalf("%d system apps, want %d", len(apps), len(want))
+	}
+	var order []string
+	for _, a := range apps {
+		order = append(order, a.Name)
+	}
+	if wantOrder := []string{AppLogAggregator, AppGitReceiver, AppScheduler, AppController, AppRouter}; !slices.Equal(order, wantOrder) {
+		t.Errorf("system apps in the order %v, want %v", order, wantOrder)
 	}
 	for _, a := range apps {
 		w, ok := want[a.Name]
@@ -101,8 +111,16 @@ func TestSystemApps(t *testing.T) {
 		if args[0] != "gantryd" || args[1] != w.role || !slices.Contains(args, n.Dir) {
 			t.Errorf("%s: command %q, want gantryd %s with --data %q", a.Name, args, w.role, n.Dir)
 		}
-		if p.System == nil || p.System.Port != w.port || len(p.System.Binds) != 1 || p.System.Binds[0].Source != n.Dir {
+		if p.System == nil || p.System.Port != w.port || len(p.System.Binds) != 1 || p.System.Binds[0].Source != n.Dir ||
+			p.System.Ready != (w.port > 0) {
 			t.Errorf("%s: system settings %+v", a.Name, p.System)
+		}
+		shares := "--reuse-port"
+		if a.Name == AppRouter {
+			shares = "--stay-after-handover"
+		}
+		if slices.Contains(args, shares) != (w.port > 0) {
+			t.Errorf("%s: command %q; want %s with a port only", a.Name, args, shares)
 		}
 		if i := slices.Index(args, "--disk-warning-percent"); (a.Name == AppController) != (i > 0 && i+1 < len(args) && args[i+1] == "90") {
 			t.Errorf("%s: command %q; only the controller's has --disk-warning-percent 90", a.Name, args)
@@ -189,8 +207,9 @@ func TestContainerPaths(t *testing.T) {
 }
 
 // TestStartedBy checks what a failed start stops: the platform containers
-// that did not run before it, and the system apps' jobs only when the
-// agent that runs them did not run before either.
+// that did not run before it (not those that replaced running ones: a
+// failed upgrade), and the system apps' jobs only when the agent that runs
+// them did not run before either.
 func TestStartedBy(t *testing.T) {
 	c := func(id, system string) container.Summary {
 		return container.Summary{ID: id, Labels: map[string]string{keyspace.LabelSystem: system}}
@@ -207,6 +226,8 @@ func TestStartedBy(t *testing.T) {
 		{"agent adopted, a new job", []container.Summary{etcd, pg, agent}, []container.Summary{etcd, pg, agent, job}, nil},
 		{"agent new, a job", []container.Summary{etcd, pg}, []container.Summary{etcd, pg, agent, job}, []string{"a", "j"}},
 		{"one gone meanwhile", []container.Summary{etcd}, []container.Summary{pg}, []string{"p"}},
+		{"etcd and agent replaced", []container.Summary{etcd, pg, agent, job},
+			[]container.Summary{c("e2", SystemEtcd), pg, c("a2", SystemAgent), c("j2", "gantry-controller")}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"github.com/docker/go-connections/nat"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/readiness"
 )
 
 // Container labels the agent adds to keyspace's: LabelHost scopes a
@@ -288,7 +290,11 @@ var droppedCaps = []string{"NET_RAW", "MKNOD", "AUDIT_WRITE"}
 // read-only file mounts (artifacts, gantryd), volumes (see volumeMounts)
 // and the spec's binds, and no privileges, capabilities or other host
 // paths beyond Docker's defaults minus droppedCaps.
-func containerConfig(cluster, host, advertise string, a keyspace.Assignment, files []fileMount, volumes []mount.Mount) (*container.Config, *container.HostConfig) {
+//
+// ready, when not empty, is the host directory of the job's readiness
+// socket (keyspace.HealthCheck.Socket): mounted read-write at
+// readiness.MountDir, with the socket's path in readiness.EnvSocket.
+func containerConfig(cluster, host, advertise string, a keyspace.Assignment, files []fileMount, volumes []mount.Mount, ready string) (*container.Config, *container.HostConfig) {
 	s := a.Spec
 	env := make([]string, 0, len(s.Env)+1)
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
@@ -299,6 +305,9 @@ func containerConfig(cluster, host, advertise string, a keyspace.Assignment, fil
 	}
 	if s.Port > 0 {
 		env = append(env, "PORT="+strconv.Itoa(s.Port))
+	}
+	if ready != "" {
+		env = append(env, readiness.EnvSocket+"="+path.Join(readiness.MountDir, readiness.SocketName))
 	}
 	stop := stopSeconds(s)
 	cfg := &container.Config{
@@ -344,6 +353,9 @@ func containerConfig(cluster, host, advertise string, a keyspace.Assignment, fil
 		})
 	}
 	hc.Mounts = append(hc.Mounts, volumes...)
+	if ready != "" {
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: ready, Target: readiness.MountDir})
+	}
 	for _, b := range s.Binds {
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
 	}
@@ -395,4 +407,17 @@ func specFromLabels(labels map[string]string) keyspace.JobSpec {
 		Type:    labels[keyspace.LabelType],
 		Service: labels[LabelService],
 	}
+}
+
+// readyDirName is the directory of the jobs' readiness sockets in the
+// agent's state dir.
+const readyDirName = "ready"
+
+// readyDir is the host directory of job id's readiness socket
+// (keyspace.HealthCheck.Socket): named by a digest of the ID, so that the
+// socket's path stays short (a Unix socket's path has 107 bytes at most)
+// and a new run of the agent finds it again.
+func (a *agent) readyDir(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(a.cfg.StateDir, readyDirName, hex.EncodeToString(sum[:8]))
 }

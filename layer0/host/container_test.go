@@ -14,6 +14,7 @@ import (
 	"github.com/docker/go-connections/nat"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/readiness"
 )
 
 func TestValidateSpec(t *testing.T) {
@@ -82,7 +83,7 @@ func TestContainerConfig(t *testing.T) {
 		Env:         map[string]string{"B": "2", "A": "1", "PORT": "9999"},
 		StopTimeout: 1500 * time.Millisecond,
 	}}
-	cfg, hc := containerConfig("c1", "h1", "10.0.0.5", as, nil, nil)
+	cfg, hc := containerConfig("c1", "h1", "10.0.0.5", as, nil, nil, "")
 	if want := []string{"A=1", "B=2", "PORT=5000"}; !slices.Equal(cfg.Env, want) {
 		t.Errorf("env = %q, want %q (sorted, PORT from the spec's port)", cfg.Env, want)
 	}
@@ -103,7 +104,7 @@ func TestContainerConfig(t *testing.T) {
 	}
 
 	as.Spec.Port = 0
-	cfg, hc = containerConfig("c1", "h1", "10.0.0.5", as, nil, nil)
+	cfg, hc = containerConfig("c1", "h1", "10.0.0.5", as, nil, nil, "")
 	if slices.Contains(cfg.Env, "PORT=0") || !slices.Contains(cfg.Env, "PORT=9999") || len(hc.PortBindings) != 0 {
 		t.Errorf("job without a port: env %q, bindings %v", cfg.Env, hc.PortBindings)
 	}
@@ -114,7 +115,7 @@ func TestContainerConfig(t *testing.T) {
 	// A one-off build: its user, and its files mounted read-only.
 	as.Spec.User, as.Spec.OneOff = "1000:1000", true
 	files := []fileMount{{"/var/lib/gantry/gantryd", GantrydMountPath}, {"/state/artifacts/sha256-ab", "/tmp/src.tgz"}}
-	cfg, hc = containerConfig("c1", "h1", "10.0.0.5", as, files, nil)
+	cfg, hc = containerConfig("c1", "h1", "10.0.0.5", as, files, nil, "")
 	if cfg.User != "1000:1000" {
 		t.Errorf("user = %q", cfg.User)
 	}
@@ -128,6 +129,18 @@ func TestContainerConfig(t *testing.T) {
 	}
 	if hc.Privileged || len(hc.CapAdd) > 0 || hc.Memory != DefaultMemory || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
 		t.Errorf("a one-off job gets other limits or privileges: %+v", hc)
+	}
+
+	// A job checked on its readiness socket: its directory mounted
+	// read-write, the socket's path in its environment.
+	as = keyspace.Assignment{JobID: "j2", Spec: keyspace.JobSpec{App: "gantry-router", Type: "router", Image: "img", Port: 8080,
+		HostNetwork: true, Health: keyspace.HealthCheck{Socket: true}}}
+	cfg, hc = containerConfig("c1", "h1", "10.0.0.5", as, nil, nil, "/state/ready/ab12")
+	if !slices.Contains(cfg.Env, readiness.EnvSocket+"="+readiness.MountDir+"/"+readiness.SocketName) {
+		t.Errorf("env = %q, want the readiness socket's path", cfg.Env)
+	}
+	if len(hc.Mounts) != 1 || hc.Mounts[0].Source != "/state/ready/ab12" || hc.Mounts[0].Target != readiness.MountDir || hc.Mounts[0].ReadOnly {
+		t.Errorf("mounts = %+v, want the readiness directory, read-write", hc.Mounts)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/readiness"
 )
 
 // Job supervision constants.
@@ -418,7 +421,14 @@ func (j *job) createContainer(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cfg, hc := containerConfig(j.a.cfg.Cluster, j.a.cfg.ID, j.a.cfg.AdvertiseAddr, j.asg, files, volumes)
+	ready := ""
+	if spec.Health.Socket && spec.Port > 0 {
+		ready = j.a.readyDir(j.id)
+		if err := os.MkdirAll(ready, 0o700); err != nil {
+			return "", fmt.Errorf("readiness directory: %w", err)
+		}
+	}
+	cfg, hc := containerConfig(j.a.cfg.Cluster, j.a.cfg.ID, j.a.cfg.AdvertiseAddr, j.asg, files, volumes, ready)
 	name := containerName(j.a.cfg.Cluster, j.a.cfg.ID, spec, j.id)
 	tctx, cancel = context.WithTimeout(ctx, dockerTimeout)
 	resp, err := j.a.docker.ContainerCreate(tctx, cfg, hc, nil, nil, name)
@@ -674,7 +684,14 @@ func (j *job) checkHealth(ctx context.Context) {
 		return
 	}
 	st, _ := j.snapshot()
-	err := probe(ctx, st.Addr, j.spec().Health)
+	var err error
+	if h := j.spec().Health; h.Socket {
+		cctx, cancel := context.WithTimeout(ctx, checkTimeout(h))
+		err = readiness.Check(cctx, filepath.Join(j.a.readyDir(j.id), readiness.SocketName), h.Path)
+		cancel()
+	} else {
+		err = probe(ctx, st.Addr, h)
+	}
 	if err == nil {
 		j.fails = 0
 		if st.State != keyspace.StateUp || !j.isRegistered() {
@@ -747,6 +764,9 @@ func (j *job) stop(ctx context.Context) bool {
 	j.logs.close()
 	if !retry(ctx, j.log, "delete job keys", j.deleteKeys) {
 		return false
+	}
+	if err := os.RemoveAll(j.a.readyDir(j.id)); err != nil {
+		j.log.Warn("cannot remove the job's readiness directory", "err", err)
 	}
 	j.log.Info("job removed", "container", shortID(id))
 	return true

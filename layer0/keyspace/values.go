@@ -77,6 +77,13 @@ type HealthCheck struct {
 	Interval time.Duration `json:"interval,omitempty"`
 	// Timeout of one check; zero means the agent's default (2 s).
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// Socket checks the job's own readiness socket instead of its port
+	// (see layer0/readiness): the agent mounts a directory of the job's
+	// into its container and GETs Path ("/" when empty) over the socket
+	// the process serves there. For jobs that share their port with
+	// another job (SO_REUSEPORT, a router's handover), whose port answers
+	// for whichever job accepts.
+	Socket bool `json:"socket,omitempty"`
 }
 
 // Resources are the limits of one job's container.

@@ -722,7 +722,7 @@ func TestSystemAppURLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, _, err := st.EnsureSystemApp(ctx, store.SystemApp{Name: "gantry-scheduler", Image: "gantry/platform:v1",
+	if _, err := st.EnsureSystemApp(ctx, store.SystemApp{Name: "gantry-scheduler", Image: "gantry/platform:v1",
 		Processes: map[string]types.Process{"scheduler": {Command: "gantryd scheduler", System: &types.SystemProcess{}}},
 		Counts:    map[string]int{"scheduler": 1}}); err != nil {
 		t.Fatal(err)

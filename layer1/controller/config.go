@@ -178,6 +178,14 @@ type Config struct {
 	Version string
 	// Logger receives the request log and errors. Nil discards them.
 	Logger *slog.Logger
+
+	// ReusePort binds Addr with SO_REUSEPORT (Run), so that a new
+	// controller job can listen on the port of the old one while a
+	// deployment replaces it.
+	ReusePort bool
+	// Ready, when not nil, is called once Run listens and the server is
+	// made, before it serves: the job's readiness signal.
+	Ready func()
 }
 
 // ACMEConfig configures the certificates the controller obtains with ACME

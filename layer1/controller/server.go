@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/reuseport"
 	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/build"
@@ -224,8 +225,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := Migrate(ctx, cfg.DatabaseURL, log); err != nil {
 		return err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
+	var ln net.Listener
+	var err error
+	if cfg.ReusePort {
+		ln, err = reuseport.Listen(ctx, cfg.Addr)
+	} else {
+		var lc net.ListenConfig
+		ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
+	}
 	if err != nil {
 		return fmt.Errorf("controller: listen on %s: %w", cfg.Addr, err)
 	}
@@ -242,7 +249,11 @@ func Run(ctx context.Context, cfg Config) error {
 		"cluster", cfg.Cluster, "domain", cfg.domain(), "git_url", cfg.GitURL,
 		"router_http", cfg.RouterHTTP, "router_https", cfg.RouterHTTPS, "database", cfg.databaseName(),
 		"internal_url", cfg.InternalURL, "builder_image", cfg.BuilderImage, "stack_image", cfg.StackImage,
-		"build_timeout", cfg.buildTimeout(), "build_memory", cfg.buildMemory(), "disk_warning_percent", cfg.diskWarningPercent())
+		"build_timeout", cfg.buildTimeout(), "build_memory", cfg.buildMemory(), "disk_warning_percent", cfg.diskWarningPercent(),
+		"reuse_port", cfg.ReusePort)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
 	return s.Serve(ctx, ln)
 }
 

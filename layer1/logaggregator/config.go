@@ -45,6 +45,13 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Logger receives the aggregator's logs; nil discards them.
 	Logger *slog.Logger
+	// ReusePort binds Addr with SO_REUSEPORT (Run), so that a new job of
+	// the aggregator can listen on the port of the old one while a
+	// deployment replaces it.
+	ReusePort bool
+	// Ready, when not nil, is called once Run listens: the job's
+	// readiness signal.
+	Ready func()
 }
 
 // Validate reports missing or malformed fields, Addr excepted.

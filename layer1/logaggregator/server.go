@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantryhq/gantry/layer0/reuseport"
 	"github.com/gantryhq/gantry/layer1/logaggregator/types"
 )
 
@@ -230,10 +231,18 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer s.Close()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
+	var ln net.Listener
+	if cfg.ReusePort {
+		ln, err = reuseport.Listen(ctx, cfg.Addr)
+	} else {
+		var lc net.ListenConfig
+		ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
+	}
 	if err != nil {
 		return fmt.Errorf("log aggregator: listen on %s: %w", cfg.Addr, err)
+	}
+	if cfg.Ready != nil {
+		cfg.Ready()
 	}
 	return s.Serve(ctx, ln)
 }

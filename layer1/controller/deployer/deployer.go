@@ -87,6 +87,11 @@ const (
 	// deployRetry is the pause after a failed look (PostgreSQL or etcd
 	// unreachable).
 	deployRetry = 5 * time.Second
+	// idlePoll is how often the deployer looks for deployments while none
+	// is active and nothing pokes it: a deployment made in PostgreSQL by
+	// another writer than this controller (the platform's upgrade, see
+	// store.EnsureSystemApp) starts within it.
+	idlePoll = 2 * time.Second
 	// maxReasonLines bounds the last lines of output a failed deployment
 	// keeps.
 	maxReasonLines = 20
@@ -100,7 +105,8 @@ const (
 // only, and the deployer keeps no state of its own: a restarted
 // controller resumes the deployments where PostgreSQL says they are.
 //
-// It polls while deployments are active and sleeps otherwise until poked.
+// It polls every second while deployments are active, and otherwise every
+// idlePoll or when poked.
 type Deployer struct {
 	store   Store
 	etcd    *clientv3.Client
@@ -214,6 +220,8 @@ func (d *Deployer) Run(ctx context.Context) {
 			timer.Reset(deployRetry)
 		case active:
 			timer.Reset(deployPoll)
+		default:
+			timer.Reset(idlePoll)
 		}
 	}
 }

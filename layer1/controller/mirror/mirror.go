@@ -342,6 +342,7 @@ func (m *Mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
 		// the API): on the host's network, with the data dir mounted. Its
 		// command names the program (gantryd), not only its arguments.
 		spec.System, spec.HostNetwork, spec.Port, spec.Binds = f.App, true, sys.Port, sys.Binds
+		spec.Health.Socket = sys.Ready
 		if len(spec.Cmd) > 0 {
 			spec.Entrypoint, spec.Cmd = spec.Cmd[:1], spec.Cmd[1:]
 		}

@@ -461,45 +461,59 @@ func TestIsUnavailable(t *testing.T) {
 func noCheck(_, _ map[string]string) error { return nil }
 
 // TestEnsureSystemApp makes a system app, finds it unchanged on a second
-// call, and gives it a new current release (its formations only) when its
-// process changes; the mirrored state has its formation with the system
-// settings.
+// call, and deploys a new release (one by one, from the running one) when
+// its process changes, returning that deployment again while it runs; an
+// app that runs no job, or whose jobs cannot share their port with new
+// ones (no readiness socket), gets its new release current at once. The mirrored
+// state has the formation with the system settings.
 func TestEnsureSystemApp(t *testing.T) {
 	t.Parallel()
 	s, url := newStore(t)
 	ctx := t.Context()
 	proc := func(cmd string) map[string]types.Process {
 		return map[string]types.Process{"router": {Command: cmd, System: &types.SystemProcess{Port: 8080,
-			Binds: []keyspace.Bind{{Source: "/data", Target: "/data"}}}}}
+			Binds: []keyspace.Bind{{Source: "/data", Target: "/data"}}, Ready: true}}}
 	}
 	want := SystemApp{Name: "gantry-router", Image: "gantry/platform:v1", Description: "gantryd up",
 		Processes: proc("gantryd router --data /data"), Counts: map[string]int{"router": 1}}
+	var deployment string
 	steps := []struct {
-		name    string
-		change  func(*SystemApp)
-		version int
-		changed bool
+		name             string
+		change           func(*SystemApp)
+		version, current int
+		changed, deploys bool
 	}{
-		{"new", func(*SystemApp) {}, 1, true},
-		{"unchanged", func(*SystemApp) {}, 1, false},
-		{"scaled back up", func(*SystemApp) { exec(t, url, `UPDATE formations SET count = 0`) }, 1, false},
-		{"new command", func(a *SystemApp) { a.Processes = proc("gantryd router --data /data --http-addr :80") }, 2, true},
-		{"new image", func(a *SystemApp) { a.Image = "gantry/platform:v2" }, 3, true},
-		{"new config", func(a *SystemApp) { a.Config = map[string]string{"GOPROXY": "off"} }, 4, true},
-		{"same config", func(*SystemApp) {}, 4, false},
+		{"new", func(*SystemApp) {}, 1, 1, true, false},
+		{"unchanged", func(*SystemApp) {}, 1, 1, false, false},
+		{"scaled back up", func(*SystemApp) { exec(t, url, `UPDATE formations SET count = 0`) }, 1, 1, false, false},
+		{"new command", func(a *SystemApp) { a.Processes = proc("gantryd router --data /data --http-addr :80") }, 2, 1, true, true},
+		{"deployment under way", func(*SystemApp) {}, 2, 1, false, true},
 	}
 	for _, st := range steps {
 		st.change(&want)
-		rel, changed, err := s.EnsureSystemApp(ctx, want)
+		ch, err := s.EnsureSystemApp(ctx, want)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		if rel.Version != st.version || changed != st.changed {
-			t.Errorf("%s: release v%d, changed %v; want v%d, %v", st.name, rel.Version, changed, st.version, st.changed)
+		if ch.Release.Version != st.version || ch.Changed != st.changed || (ch.Deployment != nil) != st.deploys {
+			t.Errorf("%s: release v%d, changed %v, deployment %+v; want v%d, %v, deployment %v", st.name,
+				ch.Release.Version, ch.Changed, ch.Deployment, st.version, st.changed, st.deploys)
+		}
+		if d := ch.Deployment; d != nil {
+			if d.Status != types.DeployRunning || !d.FromRunning || d.Strategy != types.StrategyOneByOne || d.New.Version != 2 || d.Old.Version != 1 {
+				t.Errorf("%s: deployment %+v, want running one by one from v1 to v2", st.name, d)
+			}
+			if deployment != "" && d.ID != deployment {
+				t.Errorf("%s: deployment %s, want the one under way, %s", st.name, d.ID, deployment)
+			}
+			deployment = d.ID
 		}
 		a, err := s.GetApp(ctx, "gantry-router")
-		if err != nil || a.Release != st.version {
-			t.Errorf("%s: app %+v, %v; want current release v%d", st.name, a, err, st.version)
+		if err != nil || a.Release != st.current {
+			t.Errorf("%s: app %+v, %v; want current release v%d", st.name, a, err, st.current)
+		}
+		if st.deploys {
+			continue
 		}
 		m, err := s.Mirror(ctx, "gantry-router")
 		if err != nil {
@@ -510,13 +524,46 @@ func TestEnsureSystemApp(t *testing.T) {
 			t.Errorf("%s: mirrored formations %+v", st.name, m.Formations)
 		}
 	}
+
+	// An app whose jobs cannot share their port: a new release is
+	// current at once.
+	old := SystemApp{Name: "gantry-gitreceiver", Image: "gantry/platform:v1", Description: "gantryd up",
+		Processes: map[string]types.Process{"gitreceiver": {Command: "gantryd gitreceiver serve", System: &types.SystemProcess{Port: 2222}}},
+		Counts:    map[string]int{"gitreceiver": 1}}
+	for i, img := range []string{"gantry/platform:v1", "gantry/platform:v2"} {
+		old.Image = img
+		ch, err := s.EnsureSystemApp(ctx, old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.GetApp(ctx, old.Name)
+		if err != nil || !ch.Changed || ch.Deployment != nil || ch.Release.Version != i+1 || a.Release != i+1 {
+			t.Errorf("%s: %+v, app %+v, %v; want v%d current at once", img, ch, a, err, i+1)
+		}
+	}
+
+	// An app that runs no job: a new release is current at once.
+	idle := SystemApp{Name: "gantry-scheduler", Image: "gantry/platform:v1", Description: "gantryd up",
+		Processes: map[string]types.Process{"scheduler": {Command: "gantryd scheduler", System: &types.SystemProcess{}}},
+		Counts:    map[string]int{"scheduler": 0}}
+	for i, img := range []string{"gantry/platform:v1", "gantry/platform:v2"} {
+		idle.Image = img
+		ch, err := s.EnsureSystemApp(ctx, idle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.GetApp(ctx, idle.Name)
+		if err != nil || !ch.Changed || ch.Deployment != nil || ch.Release.Version != i+1 || a.Release != i+1 {
+			t.Errorf("%s: %+v, app %+v, %v; want v%d current at once", img, ch, a, err, i+1)
+		}
+	}
 	for _, bad := range []SystemApp{
 		{Name: "router", Image: "i", Processes: proc("x")},
 		{Name: "gantry-router", Processes: proc("x")},
 		{Name: "gantry-router", Image: "i"},
 		{Name: "gantry-router", Image: "i", Processes: proc("x"), Counts: map[string]int{"web": 1}},
 	} {
-		if _, _, err := s.EnsureSystemApp(ctx, bad); err == nil {
+		if _, err := s.EnsureSystemApp(ctx, bad); err == nil {
 			t.Errorf("EnsureSystemApp(%+v) took an invalid app", bad)
 		}
 	}

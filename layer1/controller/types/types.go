@@ -128,6 +128,10 @@ type SystemProcess struct {
 	Port int `json:"port,omitempty"`
 	// Binds are the host directories mounted into its container.
 	Binds []keyspace.Bind `json:"binds,omitempty"`
+	// Ready makes its health check the process's own readiness socket
+	// (keyspace.HealthCheck.Socket) rather than Port, which a new job
+	// shares with the old one while a deployment replaces it.
+	Ready bool `json:"ready,omitempty"`
 }
 
 // ReleaseRequest is the body of POST /v1/apps/{app}/releases: a release of
