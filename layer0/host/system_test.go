@@ -197,11 +197,15 @@ func testReboot(t *testing.T, f *fixture) {
 	var webAfter keyspace.JobState
 	for _, before := range []keyspace.JobState{webBefore, workerBefore} {
 		waitFor(t, "job "+before.JobID+" up again in its container", func() (bool, string) {
+			// The container first, then the state: the agent publishes
+			// "starting" before it starts the container, so a state read
+			// after the container runs is not the first run's "up" (at
+			// the address of the first run), which is in etcd until then.
+			info := e.inspect(before.ContainerID)
 			st, ok := e.jobState(before.JobID)
 			if before.JobID == webBefore.JobID {
 				webAfter = st
 			}
-			info := e.inspect(before.ContainerID)
 			return ok && st.State == keyspace.StateUp && st.ContainerID == before.ContainerID && info.State.Running,
 				fmt.Sprintf("state %+v, container %s", st, info.State.Status)
 		})
