@@ -289,20 +289,31 @@ func etcdMember(members []*etcdserverpb.Member, id, addr string) bool {
 	return false
 }
 
+// hostOfPath reads the hosts (with their jobs when full, see readHosts)
+// for a request about the host of its path. When that fails, or the host
+// is unknown, it writes the error and returns false.
+func (s *Server) hostOfPath(w http.ResponseWriter, r *http.Request, full bool) (string, *hostView, bool) {
+	id := r.PathValue("host")
+	v, err := s.readHosts(r.Context(), full)
+	if err != nil {
+		s.fail(w, r, err)
+		return "", nil, false
+	}
+	if !v.known(id) {
+		writeError(w, types.ErrHostNotFound.WithMessage("%s", describe(types.ErrHostNotFound, r)))
+		return "", nil, false
+	}
+	return id, v, true
+}
+
 // drainHost answers POST /v1/hosts/{host}/drain: the host takes no new
 // job and the scheduler moves its jobs to other hosts, each new job up
 // before the old one stops. A host whose jobs have no other host to go to
 // is refused (409) and left as it is; jobs that no other host can take
 // now are listed as stuck and keep running where they are.
 func (s *Server) drainHost(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("host")
-	v, err := s.readHosts(r.Context(), true)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if !v.known(id) {
-		writeError(w, types.ErrHostNotFound.WithMessage("%s", describe(types.ErrHostNotFound, r)))
+	id, v, ok := s.hostOfPath(w, r, true)
+	if !ok {
 		return
 	}
 	moving := v.jobsOn(id, true)
@@ -329,18 +340,13 @@ func (s *Server) drainHost(w http.ResponseWriter, r *http.Request) {
 // undrainHost answers POST /v1/hosts/{host}/undrain: the host takes new
 // jobs again. Nothing is moved back.
 func (s *Server) undrainHost(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("host")
-	v, err := s.readHosts(r.Context(), false)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if !v.known(id) {
-		writeError(w, types.ErrHostNotFound.WithMessage("%s", describe(types.ErrHostNotFound, r)))
+	id, v, ok := s.hostOfPath(w, r, false)
+	if !ok {
 		return
 	}
 	if f, ok := v.flags[id]; ok && f.Drain {
 		f.Drain, f.DrainedAt = false, time.Time{}
+		var err error
 		if f == (keyspace.HostFlags{}) {
 			err = etcdkv.Delete(r.Context(), s.cfg.Etcd, s.space.HostFlag(id))
 		} else {
@@ -362,14 +368,8 @@ func (s *Server) undrainHost(w http.ResponseWriter, r *http.Request) {
 // later removal finds the host empty). A host that heartbeats is refused
 // (409).
 func (s *Server) removeHost(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("host")
-	v, err := s.readHosts(r.Context(), false)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if !v.known(id) {
-		writeError(w, types.ErrHostNotFound.WithMessage("%s", describe(types.ErrHostNotFound, r)))
+	id, v, ok := s.hostOfPath(w, r, false)
+	if !ok {
 		return
 	}
 	if _, up := v.hosts[id]; up {
