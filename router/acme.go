@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gantryhq/gantry/layer0/etcdwatch"
 	"github.com/gantryhq/gantry/router/types"
@@ -49,13 +50,18 @@ func (f *frontend) challenge(x *exchange) bool {
 	if !ok || token == "" || (x.req.Method != http.MethodGet && x.req.Method != http.MethodHead) {
 		return false
 	}
-	m := f.r.challenges.Load()
-	if m == nil {
-		return false
+	var keyAuth string
+	known := false
+	if m := f.r.challenges.Load(); m != nil {
+		keyAuth, known = (*m)[token]
 	}
-	keyAuth, ok := (*m)[token]
-	if !ok {
-		return false
+	if !known {
+		// The controller asks the ACME server to validate as soon as
+		// the answer is in etcd, and the watch may not have brought it
+		// here yet (a loaded host): read it from etcd.
+		if keyAuth, known = f.r.lookupChallenge(x.req.Context(), token); !known {
+			return false
+		}
 	}
 	h := x.w.Header()
 	h["Content-Type"] = []string{"text/plain"}
@@ -101,4 +107,39 @@ func requestPath(req *http.Request) string {
 		uri = uri[:i]
 	}
 	return uri
+}
+
+// challengeLookupTimeout bounds the etcd read of a challenge token that
+// the router's watch has not brought yet.
+const challengeLookupTimeout = 2 * time.Second
+
+// maxChallengeLookups bounds those reads at a time: anyone may ask for
+// any token, and only the ACME server's few requests need them.
+const maxChallengeLookups = 4
+
+// lookupChallenge reads the answer for token from etcd. It reports false
+// for a token that is not one (an ACME token is base64url), when too many
+// lookups are running, and when etcd has no answer or does not reply in
+// time.
+func (r *Router) lookupChallenge(ctx context.Context, token string) (string, bool) {
+	if len(token) > 256 || strings.TrimLeft(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+		return "", false
+	}
+	select {
+	case r.challengeLookups <- struct{}{}:
+		defer func() { <-r.challengeLookups }()
+	default:
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(ctx, challengeLookupTimeout)
+	defer cancel()
+	resp, err := r.cfg.Etcd.Get(ctx, r.space.ACMEChallenge(token))
+	if err != nil {
+		r.log.Warn("cannot read an ACME challenge answer from etcd", "token", token, "err", err)
+		return "", false
+	}
+	if len(resp.Kvs) == 0 {
+		return "", false
+	}
+	return string(resp.Kvs[0].Value), true
 }

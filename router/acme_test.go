@@ -60,6 +60,18 @@ func TestACMEChallenge(t *testing.T) {
 		})
 	}
 
+	// The ACME server may ask before the watch brought the answer (the
+	// controller accepts the challenge as soon as it is in etcd): the
+	// router then reads it from etcd. Here the router forgets what its
+	// watch brought, as if the watch lagged.
+	tr.challenges.Store(&map[string]string{})
+	if status, body, _, err := tr.get(t, client, "secure.test", acmeChallengePath+"tok1"); err != nil || status != http.StatusOK || body != "tok1.thumb" {
+		t.Errorf("a challenge the watch has not brought: GET = %d %q, %v; want 200 %q", status, body, err, "tok1.thumb")
+	}
+	if status, body, _, err := tr.get(t, client, "secure.test", acmeChallengePath+"no/such"); err != nil || status != http.StatusOK || body != "app" {
+		t.Errorf("a token that is not base64url: GET = %d %q, %v; want the app's 200", status, body, err)
+	}
+
 	if _, err := e.etcd.Delete(context.Background(), e.space.ACMEChallenge("tok1")); err != nil {
 		t.Fatal(err)
 	}

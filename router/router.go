@@ -38,9 +38,12 @@ type Router struct {
 	// challenges maps ACME HTTP-01 tokens to their key authorizations
 	// (see followChallenges); nil until the first snapshot.
 	challenges atomic.Pointer[map[string]string]
-	backends   map[string]*backend // by address; owned by follow
-	ready      chan struct{}
-	readyOnce  sync.Once
+	// challengeLookups holds a slot per etcd read of a challenge the
+	// watch has not brought yet (see lookupChallenge).
+	challengeLookups chan struct{}
+	backends         map[string]*backend // by address; owned by follow
+	ready            chan struct{}
+	readyOnce        sync.Once
 
 	// httpsPortSuffix is ":<port>" of the HTTPS listener for redirects, ""
 	// for port 443.
@@ -80,6 +83,8 @@ func New(cfg Config) (*Router, error) {
 		backends:    map[string]*backend{},
 		ready:       make(chan struct{}),
 		upgrades:    map[*upgraded]struct{}{},
+
+		challengeLookups: make(chan struct{}, maxChallengeLookups),
 	}
 	if !cfg.NoAppMetrics {
 		r.stats = &appMetrics{apps: map[string]*appStats{}}
