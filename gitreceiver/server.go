@@ -222,12 +222,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var ln net.Listener
-	if cfg.ReusePort {
-		ln, err = reuseport.Listen(ctx, cfg.Addr)
-	} else {
-		ln, err = net.Listen("tcp", cfg.Addr)
-	}
+	ln, err := reuseport.Listen(ctx, cfg.Addr, cfg.ReusePort)
 	if err != nil {
 		s.Close()
 		return fmt.Errorf("gitreceiver: listen on %s: %w", cfg.Addr, err)

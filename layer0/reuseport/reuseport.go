@@ -13,9 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Listen listens on the TCP address addr with SO_REUSEPORT set. Only
-// processes of the same user share the port.
-func Listen(ctx context.Context, addr string) (net.Listener, error) {
+// Listen listens on the TCP address addr, with SO_REUSEPORT set when
+// reuse is true (only processes of the same user share the port), else as
+// net.Listen does.
+func Listen(ctx context.Context, addr string, reuse bool) (net.Listener, error) {
+	if !reuse {
+		var lc net.ListenConfig
+		return lc.Listen(ctx, "tcp", addr)
+	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {

@@ -8,12 +8,12 @@ import (
 // TestTwoListeners binds one address twice with SO_REUSEPORT, and the
 // address stays served once the first listener closes.
 func TestTwoListeners(t *testing.T) {
-	first, err := Listen(t.Context(), "127.0.0.1:0")
+	first, err := Listen(t.Context(), "127.0.0.1:0", true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := first.Addr().String()
-	second, err := Listen(t.Context(), addr)
+	second, err := Listen(t.Context(), addr, true)
 	if err != nil {
 		first.Close()
 		t.Fatalf("second listener on %s: %v", addr, err)

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -345,46 +346,20 @@ func (c Config) validateForNew() error {
 // envName matches the environment variable names of BuildEnv.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-func (c Config) buildTimeout() time.Duration {
-	if c.BuildTimeout == 0 {
-		return DefaultBuildTimeout
-	}
-	return c.BuildTimeout
-}
+func (c Config) buildTimeout() time.Duration { return cmp.Or(c.BuildTimeout, DefaultBuildTimeout) }
 
-func (c Config) buildMemory() int64 {
-	if c.BuildMemory == 0 {
-		return DefaultBuildMemory
-	}
-	return c.BuildMemory
-}
+func (c Config) buildMemory() int64 { return cmp.Or(c.BuildMemory, DefaultBuildMemory) }
 
-func (c Config) slugsKept() int {
-	if c.SlugsKept == 0 {
-		return DefaultSlugsKept
-	}
-	return c.SlugsKept
-}
+func (c Config) slugsKept() int { return cmp.Or(c.SlugsKept, DefaultSlugsKept) }
 
-func (c Config) gcInterval() time.Duration {
-	if c.GCInterval == 0 {
-		return DefaultGCInterval
-	}
-	return c.GCInterval
-}
+func (c Config) gcInterval() time.Duration { return cmp.Or(c.GCInterval, DefaultGCInterval) }
 
 func (c Config) hostRemoveWait() time.Duration {
-	if c.HostRemoveWait == 0 {
-		return DefaultHostRemoveWait
-	}
-	return c.HostRemoveWait
+	return cmp.Or(c.HostRemoveWait, DefaultHostRemoveWait)
 }
 
 func (c Config) diskWarningPercent() int {
-	if c.DiskWarningPercent == 0 {
-		return DefaultDiskWarningPercent
-	}
-	return c.DiskWarningPercent
+	return cmp.Or(c.DiskWarningPercent, DefaultDiskWarningPercent)
 }
 
 // blobURL is the URL of a blob as the host agents reach it.
@@ -392,26 +367,13 @@ func (c Config) blobURL(path string) string {
 	return strings.TrimRight(c.InternalURL, "/") + blobstore.PathPrefix + path
 }
 
-func (c Config) maxProcessCount() int {
-	if c.MaxProcessCount == 0 {
-		return DefaultMaxProcessCount
-	}
-	return c.MaxProcessCount
-}
+func (c Config) maxProcessCount() int { return cmp.Or(c.MaxProcessCount, DefaultMaxProcessCount) }
 
 func (c Config) resyncInterval() time.Duration {
-	if c.ResyncInterval == 0 {
-		return DefaultResyncInterval
-	}
-	return c.ResyncInterval
+	return cmp.Or(c.ResyncInterval, DefaultResyncInterval)
 }
 
-func (c Config) deployTimeout() time.Duration {
-	if c.DeployTimeout == 0 {
-		return DefaultDeployTimeout
-	}
-	return c.DeployTimeout
-}
+func (c Config) deployTimeout() time.Duration { return cmp.Or(c.DeployTimeout, DefaultDeployTimeout) }
 
 // defaultDomain returns the domain of app's default route.
 func (c Config) defaultDomain(app string) string {

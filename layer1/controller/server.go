@@ -225,14 +225,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := Migrate(ctx, cfg.DatabaseURL, log); err != nil {
 		return err
 	}
-	var ln net.Listener
-	var err error
-	if cfg.ReusePort {
-		ln, err = reuseport.Listen(ctx, cfg.Addr)
-	} else {
-		var lc net.ListenConfig
-		ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
-	}
+	ln, err := reuseport.Listen(ctx, cfg.Addr, cfg.ReusePort)
 	if err != nil {
 		return fmt.Errorf("controller: listen on %s: %w", cfg.Addr, err)
 	}

@@ -231,13 +231,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer s.Close()
-	var ln net.Listener
-	if cfg.ReusePort {
-		ln, err = reuseport.Listen(ctx, cfg.Addr)
-	} else {
-		var lc net.ListenConfig
-		ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
-	}
+	ln, err := reuseport.Listen(ctx, cfg.Addr, cfg.ReusePort)
 	if err != nil {
 		return fmt.Errorf("log aggregator: listen on %s: %w", cfg.Addr, err)
 	}
