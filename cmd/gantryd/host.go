@@ -39,8 +39,13 @@ func hostCommand() *cli.Command {
 				AdvertiseAddr: c.String("advertise"),
 				APIAddr:       c.String("addr"),
 				GantrydPath:   c.String("gantryd"),
-				Version:       version,
-				Logger:        log,
+				SystemVars: map[string]string{
+					host.SystemVarData: n.Dir,
+					host.SystemVarAddr: c.String("advertise"),
+					host.SystemVarEtcd: c.String("etcd"),
+				},
+				Version: version,
+				Logger:  log,
 			})
 			shipper, closeShipper, err := logShipper(c, n, "host", log)
 			if err != nil {

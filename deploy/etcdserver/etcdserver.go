@@ -1,9 +1,12 @@
-// Package etcdserver runs a single-member etcd inside the gantryd process
+// Package etcdserver runs an etcd member inside the gantryd process
 // (go.etcd.io/etcd/server/v3/embed), for the single-node default, the
-// `gantryd etcd` role and tests.
+// `gantryd etcd` role and tests: the first member of a new cluster, or a
+// member added to a running cluster by runtime reconfiguration (see
+// Config.InitialCluster).
 package etcdserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,8 +31,19 @@ type Config struct {
 	// ClientAddr is the host:port clients connect to, e.g.
 	// "127.0.0.1:7379"; required. Port 0 is not supported.
 	ClientAddr string
-	// PeerAddr is the host:port of the (unused) peer listener; required.
+	// PeerAddr is the host:port of the peer listener, which the other
+	// members reach; required.
 	PeerAddr string
+	// Name is the member's name; empty means "gantry" (the name of the
+	// members made before clusters had several hosts). A member keeps the
+	// name its data dir was made with: the name matters only at its first
+	// start.
+	Name string
+	// InitialCluster, for a member added to a running cluster (with
+	// MemberAdd, before it starts), lists every member of that cluster as
+	// name=peerURL,... including this one; empty starts a new cluster of
+	// this member alone. It is read only when Dir holds no member yet.
+	InitialCluster string
 	// NoFsync disables fsync: faster, for tests only.
 	NoFsync bool
 	// StartTimeout bounds how long Start waits for the server to be ready;
@@ -94,13 +108,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("etcd peer address %q: %w", cfg.PeerAddr, err)
 	}
 	ec := embed.NewConfig()
-	ec.Name = "gantry"
+	ec.Name = cmp.Or(cfg.Name, "gantry")
 	ec.Dir = cfg.Dir
 	ec.ListenClientUrls = []url.URL{*curl}
 	ec.AdvertiseClientUrls = []url.URL{*curl}
 	ec.ListenPeerUrls = []url.URL{*purl}
 	ec.AdvertisePeerUrls = []url.URL{*purl}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+		ec.ClusterState = embed.ClusterStateFlagExisting
+	}
 	if cfg.TLSDir != "" {
 		p := clustertls.PathsIn(cfg.TLSDir)
 		info := transport.TLSInfo{

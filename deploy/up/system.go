@@ -10,11 +10,13 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantryhq/gantry/deploy/node"
+	"github.com/gantryhq/gantry/layer0/host"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller/argv"
 	"github.com/gantryhq/gantry/layer1/controller/mirror"
@@ -46,8 +48,12 @@ const (
 // own readiness socket (types.SystemProcess.Ready), which only the new
 // job's process answers.
 func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]string) []store.SystemApp {
-	binds := []keyspace.Bind{{Source: n.Dir, Target: n.Dir}}
-	etcd, logURL, api := etcdURL(cfg), "http://"+cfg.LogAddr, node.APIURL(cfg.APIAddr)
+	// One template serves every host of the cluster: the host agent puts
+	// its own data dir, address and etcd endpoints in place of the
+	// placeholders (host.Config.SystemVars).
+	binds := []keyspace.Bind{{Source: varData, Target: varData}}
+	etcd, api := varEtcd, node.APIURL(hostTemplate(cfg, cfg.APIAddr))
+	logURL := "http://" + hostTemplate(cfg, cfg.LogAddr)
 	app := func(name, typ string, port int, health string, config map[string]string, args ...string) store.SystemApp {
 		binds := binds
 		if name == AppController && cfg.ACMECAFile != "" {
@@ -66,12 +72,13 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 			Counts: map[string]int{typ: 1},
 		}
 	}
-	logArgs := []string{"logaggregator", "--data", n.Dir, "--addr", cfg.LogAddr, "--reuse-port"}
+	logArgs := []string{"logaggregator", "--data", varData, "--addr", hostTemplate(cfg, cfg.LogAddr), "--reuse-port"}
 	if cfg.LogLines > 0 {
 		logArgs = append(logArgs, "--lines", strconv.Itoa(cfg.LogLines))
 	}
-	ctlArgs := []string{"controller", "--data", n.Dir, "--addr", cfg.APIAddr, "--database-url-file", n.Path(node.DatabaseURLFile),
-		"--etcd", etcd, "--log-url", logURL, "--internal-url", api, "--git-url", sshBaseURL(cfg.SSHAddr),
+	ctlArgs := []string{"controller", "--data", varData, "--addr", hostTemplate(cfg, cfg.APIAddr),
+		"--database-url-file", varData + "/" + node.DatabaseURLFile,
+		"--etcd", etcd, "--log-url", logURL, "--internal-url", api, "--git-url", sshBaseURL(hostTemplate(cfg, cfg.SSHAddr)),
 		"--router-http-url", publicURL("http", cfg.HTTPAddr), "--router-https-url", publicURL("https", cfg.HTTPSAddr),
 		"--domain", cfg.Domain, "--reuse-port"}
 	if cfg.DeployTimeout > 0 {
@@ -97,8 +104,9 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 			ctlArgs = append(ctlArgs, "--acme-ca-file", cfg.ACMECAFile)
 		}
 	}
-	routerArgs := []string{"router", "--data", n.Dir, "--http-addr", cfg.HTTPAddr, "--https-addr", cfg.HTTPSAddr,
-		"--etcd", etcd, "--log-url", logURL, "--metrics-addr", net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0"),
+	routerArgs := []string{"router", "--data", varData, "--http-addr", hostTemplate(cfg, cfg.HTTPAddr),
+		"--https-addr", hostTemplate(cfg, cfg.HTTPSAddr), "--etcd", etcd, "--log-url", logURL,
+		"--metrics-addr", hostTemplate(cfg, net.JoinHostPort(metricsHost(cfg.HTTPAddr), "0")),
 		"--stay-after-handover"}
 	l := cfg.RouterLimits
 	for _, o := range []struct {
@@ -113,16 +121,43 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 		routerArgs = append(routerArgs, "--max-conns", strconv.Itoa(l.MaxConns))
 	}
 	if cfg.AccessLogPath != "" {
-		routerArgs = append(routerArgs, "--access-log", cfg.AccessLogPath)
+		routerArgs = append(routerArgs, "--access-log", dataTemplate(n, cfg.AccessLogPath))
 	}
 	return []store.SystemApp{
 		app(AppLogAggregator, "logaggregator", port(cfg.LogAddr), "", nil, logArgs...),
 		app(AppGitReceiver, "gitreceiver", port(cfg.SSHAddr), "", nil,
-			"gitreceiver", "serve", "--data", n.Dir, "--addr", cfg.SSHAddr, "--controller", api, "--reuse-port"),
-		app(AppScheduler, "scheduler", 0, "", nil, "scheduler", "--data", n.Dir, "--etcd", etcd),
+			"gitreceiver", "serve", "--data", varData, "--addr", hostTemplate(cfg, cfg.SSHAddr), "--controller", api, "--reuse-port"),
+		app(AppScheduler, "scheduler", 0, "", nil, "scheduler", "--data", varData, "--etcd", etcd),
 		app(AppController, "controller", port(cfg.APIAddr), "/healthz", buildEnv, ctlArgs...),
 		app(AppRouter, "router", port(cfg.HTTPAddr), "", nil, routerArgs...),
 	}
+}
+
+// The placeholders of the system apps' template (see systemApps).
+var (
+	varData = "{{" + host.SystemVarData + "}}"
+	varAddr = "{{" + host.SystemVarAddr + "}}"
+	varEtcd = "{{" + host.SystemVarEtcd + "}}"
+)
+
+// hostTemplate is addr (host:port) for the system apps' template: a
+// listener on the advertised address binds each host's own, the others
+// (an explicit address of their own) stay as they are.
+func hostTemplate(cfg Config, addr string) string {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil || h != cfg.AdvertiseAddr {
+		return addr
+	}
+	return net.JoinHostPort(varAddr, p)
+}
+
+// dataTemplate is path for the system apps' template: a path in n's data
+// dir is made relative to each host's own.
+func dataTemplate(n *node.Node, path string) string {
+	if rel, ok := strings.CutPrefix(path, n.Dir+"/"); ok {
+		return varData + "/" + rel
+	}
+	return path
 }
 
 // port is the port of addr (host:port, validated).

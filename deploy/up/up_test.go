@@ -62,7 +62,8 @@ func TestValidateContainers(t *testing.T) {
 }
 
 // TestSystemApps checks the system apps' releases: a gantryd command of
-// the role, with the data dir, that reads back into the same arguments,
+// the role, with the placeholders of each host's data dir and address
+// (one template for every host of a cluster), that reads back into the same arguments,
 // the role's port, the data dir mounted, one job each, in the order of an
 // upgrade; a role with a port shares it with its next job (--reuse-port,
 // or the router's handover and --stay-after-handover) and is checked on
@@ -108,10 +109,15 @@ func TestSystemApps(t *testing.T) {
 			t.Errorf("%s: command %q: %v", a.Name, p.Command, err)
 			continue
 		}
-		if args[0] != "gantryd" || args[1] != w.role || !slices.Contains(args, n.Dir) {
-			t.Errorf("%s: command %q, want gantryd %s with --data %q", a.Name, args, w.role, n.Dir)
+		if args[0] != "gantryd" || args[1] != w.role || !hasArgs(args, "--data", "{{data}}") {
+			t.Errorf("%s: command %q, want gantryd %s with --data {{data}}", a.Name, args, w.role)
 		}
-		if p.System == nil || p.System.Port != w.port || len(p.System.Binds) != 1 || p.System.Binds[0].Source != n.Dir ||
+		for _, arg := range args {
+			if strings.Contains(arg, n.Dir) || strings.Contains(arg, cfg.AdvertiseAddr) {
+				t.Errorf("%s: command %q names this host's data dir or address, not the template's placeholders", a.Name, args)
+			}
+		}
+		if p.System == nil || p.System.Port != w.port || len(p.System.Binds) != 1 || p.System.Binds[0].Source != "{{data}}" ||
 			p.System.Ready != (w.port > 0) {
 			t.Errorf("%s: system settings %+v", a.Name, p.System)
 		}
@@ -149,7 +155,7 @@ func TestSystemAppsOptions(t *testing.T) {
 			if (a.Name == AppController) != hasCA || (a.Name == AppController) != hasArgs(args, "--acme-ca-file", "/etc/ca/acme.pem") {
 				t.Errorf("%s: binds %+v, command %q; only the controller has the CA file, read-only", a.Name, p.System.Binds, args)
 			}
-			if (a.Name == AppRouter) != hasArgs(args, "--access-log", "/data/access.log") {
+			if (a.Name == AppRouter) != hasArgs(args, "--access-log", "{{data}}/access.log") {
 				t.Errorf("%s: command %q; only the router has the access log", a.Name, args)
 			}
 		}

@@ -100,6 +100,12 @@ type Config struct {
 	// resource use from its cgroups (see GET /v1/jobs and /metrics); zero
 	// means 10 s.
 	StatsInterval time.Duration
+	// SystemVars are this host's values of the placeholders a system
+	// job's command and binds may name (SystemVarData, SystemVarAddr,
+	// SystemVarEtcd): the platform's system apps have one template for
+	// every host of the cluster. Nil means none: a system job that names
+	// one crashes, saying which.
+	SystemVars map[string]string
 	// Version is the gantryd version advertised in the host record; empty
 	// is allowed.
 	Version string

@@ -68,6 +68,9 @@ type job struct {
 	a      *agent
 	id     string
 	asg    keyspace.Assignment // immutable; for an orphan only what the labels say
+	// expandErr is why the system job's placeholders could not be
+	// expanded (see expandSystem); the job crashes with it.
+	expandErr error
 	orphan bool
 	logs   *ring
 	log    *slog.Logger
@@ -120,7 +123,15 @@ type published struct {
 }
 
 func newJob(a *agent, as keyspace.Assignment, containerID string, prev *keyspace.JobState, orphan bool) *job {
+	var expandErr error
+	if !orphan {
+		var expanded keyspace.Assignment
+		if expanded, expandErr = expandSystem(as, a.cfg.SystemVars); expandErr == nil {
+			as = expanded
+		}
+	}
 	j := &job{
+		expandErr:   expandErr,
 		a:           a,
 		id:          as.JobID,
 		asg:         as,
@@ -287,6 +298,10 @@ func sameState(a, b keyspace.JobState) bool {
 // It returns an error only for failures worth retrying.
 func (j *job) create(ctx context.Context) error {
 	spec := j.spec()
+	if j.expandErr != nil {
+		j.crash(ctx, nil, j.expandErr.Error())
+		return nil
+	}
 	if err := validateSpec(spec); err != nil {
 		j.crash(ctx, nil, err.Error())
 		return nil
