@@ -35,8 +35,15 @@ func startLayer0(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writ
 // agent mounts into jobs ("" for the test binary, for jobs that need none).
 func startLayer0With(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writer, gantryd string) {
 	t.Helper()
+	startLayer0Hosts(t, a, docker, logs, gantryd, "host-1")
+}
+
+// startLayer0Hosts is startLayer0With with one host agent per ID, all on
+// the one Docker Engine.
+func startLayer0Hosts(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writer, gantryd string, hostIDs ...string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 1+len(hostIDs))
 	go func() {
 		defer func() { done <- struct{}{} }()
 		if err := scheduler.Run(ctx, scheduler.Config{Cluster: a.space.Cluster(), Etcd: a.etcd, ID: "sched-1",
@@ -44,21 +51,25 @@ func startLayer0With(t *testing.T, a *api, docker *dockerclient.Client, logs io.
 			t.Errorf("scheduler: %v", err)
 		}
 	}()
-	go func() {
-		defer func() { done <- struct{}{} }()
-		if err := host.Run(ctx, host.Config{
-			ID: "host-1", Cluster: a.space.Cluster(), Etcd: a.etcd, Docker: docker,
-			APIAddr: "127.0.0.1:0", APIToken: a.cfg.HostToken, StateDir: t.TempDir(), GantrydPath: gantryd,
-			LeaseTTL: 2 * time.Second, DrainDelay: 100 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(logs, nil)).With("component", "host"),
-		}); err != nil {
-			t.Errorf("host agent: %v", err)
-		}
-	}()
+	for _, id := range hostIDs {
+		stateDir := t.TempDir()
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if err := host.Run(ctx, host.Config{
+				ID: id, Cluster: a.space.Cluster(), Etcd: a.etcd, Docker: docker,
+				APIAddr: "127.0.0.1:0", APIToken: a.cfg.HostToken, StateDir: stateDir, GantrydPath: gantryd,
+				LeaseTTL: 2 * time.Second, DrainDelay: 100 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(logs, nil)).With("component", "host", "host", id),
+			}); err != nil {
+				t.Errorf("host agent %s: %v", id, err)
+			}
+		}()
+	}
 	t.Cleanup(func() {
 		cancel()
-		<-done
-		<-done
+		for range 1 + len(hostIDs) {
+			<-done
+		}
 	})
 }
 
