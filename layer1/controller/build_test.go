@@ -40,6 +40,8 @@ type buildPlatform struct {
 	*api
 	docker  *dockerclient.Client
 	cluster string
+	// stopHost stops the agent of one host before the test ends.
+	stopHost func(id string)
 }
 
 // newBuildPlatform starts the platform with one host agent per ID of
@@ -73,13 +75,13 @@ func newBuildPlatform(t *testing.T, hostIDs ...string) *buildPlatform {
 	if len(hostIDs) == 0 {
 		hostIDs = []string{"host-1"}
 	}
-	startLayer0Hosts(t, a, docker, logs, gantryd, hostIDs...)
+	stopHost := startLayer0Hosts(t, a, docker, logs, gantryd, hostIDs...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", logs)
 		}
 	})
-	return &buildPlatform{api: a, docker: docker, cluster: cluster}
+	return &buildPlatform{api: a, docker: docker, cluster: cluster, stopHost: stopHost}
 }
 
 // buildGantryd builds gantryd as it ships (static) for the host agent to

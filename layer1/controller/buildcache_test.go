@@ -11,7 +11,8 @@ import (
 // second build runs on the host of the first, where its build cache is,
 // though the spread would choose the other host; with that host drained
 // the third runs on the other host, and the preference moves there, so
-// the fourth stays there after the undrain.
+// the fourth stays there after the undrain; with that host gone, the
+// fifth runs on the first host again.
 func TestBuildFollowsCache(t *testing.T) {
 	t.Parallel()
 	p := newBuildPlatform(t, "host-1", "host-2")
@@ -88,5 +89,20 @@ func TestBuildFollowsCache(t *testing.T) {
 	drain(first, false)
 	if got := build("build after the undrain"); got != second {
 		t.Errorf("after the undrain of %s the build ran on %s, want %s, the host of the last build", first, got, second)
+	}
+
+	// The cache's host is gone: the build runs on the other one.
+	p.stopHost(second)
+	waitFor(t, second+" to be gone", func() bool {
+		hosts, err := p.c.ListHosts(ctx)
+		for _, h := range hosts {
+			if h.ID == second && h.State == types.HostUp {
+				return false
+			}
+		}
+		return err == nil
+	})
+	if got := build("build with the cache's host gone"); got != first {
+		t.Errorf("with %s gone the build ran on %s, want %s", second, got, first)
 	}
 }

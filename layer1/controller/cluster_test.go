@@ -39,23 +39,33 @@ func startLayer0With(t *testing.T, a *api, docker *dockerclient.Client, logs io.
 }
 
 // startLayer0Hosts is startLayer0With with one host agent per ID, all on
-// the one Docker Engine.
-func startLayer0Hosts(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writer, gantryd string, hostIDs ...string) {
+// the one Docker Engine. It returns a function that stops the agent of
+// one of them before the test ends (its containers stay, as when an agent
+// stops for good).
+func startLayer0Hosts(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writer, gantryd string, hostIDs ...string) (stopHost func(id string)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 1+len(hostIDs))
+	schedDone := make(chan struct{})
 	go func() {
-		defer func() { done <- struct{}{} }()
+		defer close(schedDone)
 		if err := scheduler.Run(ctx, scheduler.Config{Cluster: a.space.Cluster(), Etcd: a.etcd, ID: "sched-1",
 			Logger: slog.New(slog.NewTextHandler(logs, nil)).With("component", "scheduler")}); err != nil {
 			t.Errorf("scheduler: %v", err)
 		}
 	}()
+	type agent struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	agents := make(map[string]agent, len(hostIDs))
 	for _, id := range hostIDs {
+		hctx, hcancel := context.WithCancel(ctx)
+		ag := agent{cancel: hcancel, done: make(chan struct{})}
+		agents[id] = ag
 		stateDir := t.TempDir()
 		go func() {
-			defer func() { done <- struct{}{} }()
-			if err := host.Run(ctx, host.Config{
+			defer close(ag.done)
+			if err := host.Run(hctx, host.Config{
 				ID: id, Cluster: a.space.Cluster(), Etcd: a.etcd, Docker: docker,
 				APIAddr: "127.0.0.1:0", APIToken: a.cfg.HostToken, StateDir: stateDir, GantrydPath: gantryd,
 				LeaseTTL: 2 * time.Second, DrainDelay: 100 * time.Millisecond,
@@ -67,10 +77,19 @@ func startLayer0Hosts(t *testing.T, a *api, docker *dockerclient.Client, logs io
 	}
 	t.Cleanup(func() {
 		cancel()
-		for range 1 + len(hostIDs) {
-			<-done
+		<-schedDone
+		for _, ag := range agents {
+			<-ag.done
 		}
 	})
+	return func(id string) {
+		ag, ok := agents[id]
+		if !ok {
+			t.Fatalf("stop host %s: no such host agent", id)
+		}
+		ag.cancel()
+		<-ag.done
+	}
 }
 
 // get returns the body of GET http://addr/, or "" when it fails.
