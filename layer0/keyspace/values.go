@@ -131,6 +131,12 @@ type JobSpec struct {
 	StopTimeout time.Duration `json:"stop_timeout,omitempty"`
 	// Constraints are host tags the job requires (all must match).
 	Constraints map[string]string `json:"constraints,omitempty"`
+	// PreferHost is a soft placement preference: the scheduler places a
+	// new job of the formation on this host when the host is eligible
+	// (healthy, not drained, its tags satisfy Constraints) and has room,
+	// and chooses as usual otherwise. Empty means no preference. Builds
+	// use it to run where the app's build cache is.
+	PreferHost string `json:"prefer_host,omitempty"`
 	// User runs the process as this user (name or uid[:gid]) of the image;
 	// empty means the image's default.
 	User string `json:"user,omitempty"`

@@ -40,9 +40,13 @@ type buildPlatform struct {
 	*api
 	docker  *dockerclient.Client
 	cluster string
+	// stopHost stops the agent of one host before the test ends.
+	stopHost func(id string)
 }
 
-func newBuildPlatform(t *testing.T) *buildPlatform {
+// newBuildPlatform starts the platform with one host agent per ID of
+// hostIDs, or one, host-1, when there are none.
+func newBuildPlatform(t *testing.T, hostIDs ...string) *buildPlatform {
 	t.Helper()
 	docker := testenv.Docker(t) // skips under -short
 	stackImage, builderImage := stack.StackRef(stack.DefaultVersion), stack.BuilderRef(stack.DefaultVersion)
@@ -68,13 +72,16 @@ func newBuildPlatform(t *testing.T) *buildPlatform {
 		c.DeployTimeout = 15 * time.Second
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
-	startLayer0With(t, a, docker, logs, gantryd)
+	if len(hostIDs) == 0 {
+		hostIDs = []string{"host-1"}
+	}
+	stopHost := startLayer0Hosts(t, a, docker, logs, gantryd, hostIDs...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", logs)
 		}
 	})
-	return &buildPlatform{api: a, docker: docker, cluster: cluster}
+	return &buildPlatform{api: a, docker: docker, cluster: cluster, stopHost: stopHost}
 }
 
 // buildGantryd builds gantryd as it ships (static) for the host agent to

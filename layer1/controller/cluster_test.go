@@ -35,31 +35,61 @@ func startLayer0(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writ
 // agent mounts into jobs ("" for the test binary, for jobs that need none).
 func startLayer0With(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writer, gantryd string) {
 	t.Helper()
+	startLayer0Hosts(t, a, docker, logs, gantryd, "host-1")
+}
+
+// startLayer0Hosts is startLayer0With with one host agent per ID, all on
+// the one Docker Engine. It returns a function that stops the agent of
+// one of them before the test ends (its containers stay, as when an agent
+// stops for good).
+func startLayer0Hosts(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writer, gantryd string, hostIDs ...string) (stopHost func(id string)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
+	schedDone := make(chan struct{})
 	go func() {
-		defer func() { done <- struct{}{} }()
+		defer close(schedDone)
 		if err := scheduler.Run(ctx, scheduler.Config{Cluster: a.space.Cluster(), Etcd: a.etcd, ID: "sched-1",
 			Logger: slog.New(slog.NewTextHandler(logs, nil)).With("component", "scheduler")}); err != nil {
 			t.Errorf("scheduler: %v", err)
 		}
 	}()
-	go func() {
-		defer func() { done <- struct{}{} }()
-		if err := host.Run(ctx, host.Config{
-			ID: "host-1", Cluster: a.space.Cluster(), Etcd: a.etcd, Docker: docker,
-			APIAddr: "127.0.0.1:0", APIToken: a.cfg.HostToken, StateDir: t.TempDir(), GantrydPath: gantryd,
-			LeaseTTL: 2 * time.Second, DrainDelay: 100 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(logs, nil)).With("component", "host"),
-		}); err != nil {
-			t.Errorf("host agent: %v", err)
-		}
-	}()
+	type agent struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	agents := make(map[string]agent, len(hostIDs))
+	for _, id := range hostIDs {
+		hctx, hcancel := context.WithCancel(ctx)
+		ag := agent{cancel: hcancel, done: make(chan struct{})}
+		agents[id] = ag
+		stateDir := t.TempDir()
+		go func() {
+			defer close(ag.done)
+			if err := host.Run(hctx, host.Config{
+				ID: id, Cluster: a.space.Cluster(), Etcd: a.etcd, Docker: docker,
+				APIAddr: "127.0.0.1:0", APIToken: a.cfg.HostToken, StateDir: stateDir, GantrydPath: gantryd,
+				LeaseTTL: 2 * time.Second, DrainDelay: 100 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(logs, nil)).With("component", "host", "host", id),
+			}); err != nil {
+				t.Errorf("host agent %s: %v", id, err)
+			}
+		}()
+	}
 	t.Cleanup(func() {
 		cancel()
-		<-done
-		<-done
+		<-schedDone
+		for _, ag := range agents {
+			<-ag.done
+		}
 	})
+	return func(id string) {
+		ag, ok := agents[id]
+		if !ok {
+			t.Fatalf("stop host %s: no such host agent", id)
+		}
+		ag.cancel()
+		<-ag.done
+	}
 }
 
 // get returns the body of GET http://addr/, or "" when it fails.

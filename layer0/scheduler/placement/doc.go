@@ -18,7 +18,9 @@
 //     the job and that have room for its memory (Resources.Memory, 512 MiB
 //     when zero). Among those, a job goes to the host with the fewest jobs
 //     of its app and type, then the most free memory, then the lowest host
-//     ID, so each app/type spreads evenly when capacity allows.
+//     ID, so each app/type spreads evenly when capacity allows. A job
+//     whose template has PreferHost goes to that host first when it is
+//     among those (a build, to the host of the app's build cache).
 //   - A crashed job is replaced by a job with the same index after an
 //     exponential back-off (see Backoff); the replacement's Restarts is one
 //     more, or zero when the crashed job had been up for Backoff.Reset,

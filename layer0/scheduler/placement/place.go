@@ -636,11 +636,18 @@ func (p *planner) chooseFor(r request, counts []int32, mem int64) int32 {
 }
 
 // choose returns the index of the host that takes a new job of f, or -1:
+// the host f's template prefers when it is eligible and has room; else,
 // among eligible hosts with room, the one with the fewest jobs of f's app
 // and type, then the most free memory, then the lowest ID.
 func (p *planner) choose(f *formation, counts []int32, mem int64) int32 {
+	eligible := p.eligible(f)
+	if h, ok := p.hostIdx[f.spec.PreferHost]; ok && p.free[h] >= mem {
+		if _, found := slices.BinarySearch(eligible, h); found {
+			return h
+		}
+	}
 	best, bestCount, bestFree := int32(-1), int32(0), int64(0)
-	for _, h := range p.eligible(f) {
+	for _, h := range eligible {
 		free := p.free[h]
 		if free < mem {
 			continue

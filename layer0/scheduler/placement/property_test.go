@@ -18,6 +18,9 @@ import (
 func randomSnapshot(r *rand.Rand, empty bool) Snapshot {
 	s := Snapshot{Now: t0, Seed: r.Uint64(), GoneSince: map[string]time.Time{}, Jobs: map[string]keyspace.JobState{}}
 	zones := []string{"a", "b", "c"}
+	// pr draws the hosts that jobs prefer, apart from r, so that the
+	// rest of the snapshot of a seed stays what it was without them.
+	pr := rand.New(rand.NewPCG(s.Seed, 1))
 	for i := range 1 + r.IntN(20) {
 		h := host(fmt.Sprintf("h%02d", i), int64(1+r.IntN(8))*gib/2, "zone", zones[r.IntN(3)])
 		h.Healthy = r.IntN(8) > 0
@@ -30,10 +33,15 @@ func randomSnapshot(r *rand.Rand, empty bool) Snapshot {
 			if r.IntN(3) == 0 {
 				constraints = map[string]string{"zone": zones[r.IntN(3)]}
 			}
+			prefer := ""
+			if pr.IntN(4) == 0 { // a host of the cluster, or one that is gone
+				prefer = fmt.Sprintf("h%02d", pr.IntN(len(s.Hosts)+2))
+			}
 			for v := range 1 + r.IntN(3) {
 				f := form(app, fmt.Sprintf("r%d", v+1), v+1, typ, r.IntN(12))
 				f.Template.Resources.Memory = mem
 				f.Template.Constraints = constraints
+				f.Template.PreferHost = prefer
 				switch r.IntN(6) {
 				case 0, 1:
 					f.RestartedAt = t0.Add(-time.Duration(r.IntN(3600)) * time.Second)
@@ -379,6 +387,7 @@ func checkChanges(t *testing.T, s Snapshot, p Plan) {
 
 // checkSpread: within an app/type, when a host has two jobs more than
 // another host that could run them, that other host has no room left.
+// The app/types whose jobs prefer a host are left out: they gather on it.
 func checkSpread(t *testing.T, s Snapshot, p Plan) {
 	t.Helper()
 	type group struct {
@@ -389,6 +398,9 @@ func checkSpread(t *testing.T, s Snapshot, p Plan) {
 	groups := map[appType]*group{}
 	for _, st := range p.Start {
 		a := st.Assignment
+		if a.Spec.PreferHost != "" {
+			continue
+		}
 		k := appType{a.Spec.App, a.Spec.Type}
 		if groups[k] == nil {
 			groups[k] = &group{mem: memory(a.Spec), constraints: a.Spec.Constraints, perHost: map[string]int{}}

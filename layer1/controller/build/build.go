@@ -93,6 +93,10 @@ func NewID() string {
 // Store is the controller's state that a build reads and writes.
 type Store interface {
 	Config(ctx context.Context, app string) (map[string]string, error)
+	// BuildHost returns the host of the app's last successful build job,
+	// where its build cache is, or ""; SetBuildHost records it.
+	BuildHost(ctx context.Context, app string) (string, error)
+	SetBuildHost(ctx context.Context, app, host string) error
 	DeployRelease(ctx context.Context, app string, r store.NewRelease) (types.Release, store.Deployment, error)
 }
 
@@ -294,6 +298,9 @@ type buildRun struct {
 
 	// formation is the etcd key of the build job's formation, once put.
 	formation string
+	// host is the ID of the host the build job was placed on, once
+	// placed.
+	host string
 	// released is set once a release references the slug.
 	released bool
 	// stderr keeps the last lines the build job wrote on stderr (its
@@ -337,6 +344,7 @@ func (b *buildRun) run(ctx context.Context) types.Build {
 		}
 		return b.deploy(ctx, dep, &res)
 	}()
+	res.Host = b.host
 	var f *buildFailure
 	var invalid *types.Error
 	switch {
@@ -421,6 +429,13 @@ func (b *buildRun) runJob(ctx context.Context) (slugtypes.Result, error) {
 		return slugtypes.Result{}, err
 	}
 	spec := b.jobSpec(config)
+	// The build runs where the last one did, to find the app's build
+	// cache there; the preference is soft: without it the build runs
+	// elsewhere, cold.
+	spec.PreferHost, err = b.bd.cfg.Store.BuildHost(ctx, b.app)
+	if err != nil {
+		b.log.Warn("read the host of the app's build cache", "err", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.bd.cfg.Timeout)
 	defer cancel()
 	key := b.bd.cfg.Space.Formation(b.app, spec.Release, Type)
@@ -440,6 +455,10 @@ func (b *buildRun) runJob(ctx context.Context) (slugtypes.Result, error) {
 	}
 	if st.State != keyspace.StateDown {
 		return slugtypes.Result{}, b.jobFailed(st)
+	}
+	// The job has left its cache on its host: the next build goes there.
+	if err := b.bd.cfg.Store.SetBuildHost(ctx, b.app, b.host); err != nil {
+		b.log.Warn("record the host of the app's build cache", "host", b.host, "err", err)
 	}
 	return b.readResult(ctx)
 }

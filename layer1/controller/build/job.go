@@ -33,7 +33,8 @@ func (b *buildRun) follow(ctx context.Context) (keyspace.JobState, error) {
 	if err != nil {
 		return keyspace.JobState{}, err
 	}
-	b.log.Info("build job placed", "job", asg.JobID, "host", asg.HostID)
+	b.host = asg.HostID
+	b.log.Info("build job placed", "job", asg.JobID, "host", asg.HostID, "preferred", asg.Spec.PreferHost)
 	lctx, stopLogs := context.WithCancel(ctx)
 	logsDone := make(chan struct{})
 	go func() {

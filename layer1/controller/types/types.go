@@ -352,6 +352,9 @@ type Build struct {
 	// Release is the version of the release the build created; 0 when it
 	// failed before creating one.
 	Release int `json:"release,omitempty"`
+	// Host is the ID of the host the build job ran on, which keeps the
+	// app's build cache; empty when the job was never placed.
+	Host string `json:"host,omitempty"`
 	// WebURL is where the router serves the app, when the release has a
 	// web process and the controller knows the router.
 	WebURL string `json:"web_url,omitempty"`
