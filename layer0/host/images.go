@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -41,12 +42,11 @@ const (
 	maxHostReason = 240
 )
 
-// Errors of a fetch that tell the job what to do: crash as without other
-// hosts, or leave the fetch to the stop that comes next.
+// Reasons a fetch, or its try of one host, ends.
 var (
-	errNoPeers     = errors.New("no other host is registered")
-	errFetchTimeout = errors.New("the fetch took longer than " + imageTransferTimeout.String())
-	errStalled     = errors.New("no data for " + imageStallTimeout.String())
+	errNoPeers      = errors.New("no other host is registered")
+	errFetchTimeout = errors.New("out of time")
+	errStalled      = errors.New("no data for " + imageStallTimeout.String())
 )
 
 // validImageRef checks that ref is one image reference, as Docker names
@@ -170,10 +170,7 @@ func (e *fetchError) Error() string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		reason := t.err.Error()
-		if errors.Is(t.err, hostclient.ErrImageNotFound) {
-			reason = "does not have it"
-		}
+		reason := hostReason(t.err)
 		if len(reason) > maxHostReason {
 			reason = strings.ToValidUTF8(reason[:maxHostReason], "") + "..."
 		}
@@ -183,6 +180,21 @@ func (e *fetchError) Error() string {
 		b.WriteString("; gave up after " + imageTransferTimeout.String())
 	}
 	return b.String()
+}
+
+// hostReason says why a host could not send an image.
+func hostReason(err error) string {
+	var apiErr *hostclient.Error
+	var urlErr *url.Error
+	switch {
+	case errors.Is(err, hostclient.ErrImageNotFound):
+		return "does not have it"
+	case errors.As(err, &apiErr):
+		return fmt.Sprintf("%s (%d %s)", apiErr.Message, apiErr.Status, apiErr.Code)
+	case errors.As(err, &urlErr):
+		return "cannot reach its API: " + urlErr.Err.Error()
+	}
+	return err.Error()
 }
 
 // fetch makes image ref present in the engine, loading it from the first
