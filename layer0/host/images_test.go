@@ -88,11 +88,12 @@ func testImageSaveAPI(t *testing.T, f *fixture) {
 }
 
 // testImageFetch removes an image from the engine that every test host
-// shares and has an agent, b, run two jobs of it: b asks the healthy agent
-// a first, which lacks it too, then the unhealthy host p, which answers with
-// the archive a's API sent before the removal (p stands for a host whose
-// engine still has the image: there is no second engine). b loads it once
-// for both jobs, and the image is back with its ID.
+// shares and has an agent, b, run two jobs of it: b asks the healthy hosts
+// first, the agent a, which lacks it too, and p0, whose archive stops
+// short, then the unhealthy host p, which answers with the archive a's API
+// sent before the removal (p stands for a host whose engine still has the
+// image: there is no second engine). b loads it once for both jobs, and
+// the image is back with its ID.
 func testImageFetch(t *testing.T, f *fixture) {
 	ref := testenv.DeriveTestImage(t, f.docker, f.image)
 	e := f.env(t)
@@ -109,7 +110,8 @@ func testImageFetch(t *testing.T, f *fixture) {
 	if _, err := f.docker.ImageInspect(t.Context(), ref); !cerrdefs.IsNotFound(err) {
 		t.Fatalf("inspect after removal = %v, want not found", err)
 	}
-	p := e.replayPeer("p", ref, archive)
+	broken := e.replayPeer("p0", true, ref, archive, 64<<10)
+	p := e.replayPeer("p", false, ref, archive, 0)
 
 	spec := e.webSpec("xfer", nil)
 	spec.Image = ref
@@ -125,6 +127,9 @@ func testImageFetch(t *testing.T, f *fixture) {
 	}
 	if n := p.requests.Load(); n != 1 {
 		t.Errorf("host p was asked %d times, want once for both jobs", n)
+	}
+	if n := broken.requests.Load(); n != 1 {
+		t.Errorf("host p0 was asked %d times, want once", n)
 	}
 }
 
@@ -250,9 +255,10 @@ type peer struct {
 	requests atomic.Int32
 }
 
-// replayPeer registers host id, unhealthy, whose API answers
-// GET /v1/images/save for ref with the archive at path.
-func (e *env) replayPeer(id, ref, path string) *peer {
+// replayPeer registers host id, whose API answers GET /v1/images/save for
+// ref with the archive at path; with cut > 0, with only its first cut
+// bytes, then a trailer that says it stopped short.
+func (e *env) replayPeer(id string, healthy bool, ref, path string, cut int64) *peer {
 	e.t.Helper()
 	p := &peer{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -275,13 +281,21 @@ func (e *env) replayPeer(id, ref, path string) *peer {
 			return
 		}
 		defer file.Close()
-		if _, err := io.Copy(w, file); err != nil {
+		var src io.Reader = file
+		if cut > 0 {
+			src = io.LimitReader(file, cut)
+		}
+		if _, err := io.Copy(w, src); err != nil {
 			w.Header().Set(hostclient.SaveResultTrailer, err.Error())
 			return
 		}
-		w.Header().Set(hostclient.SaveResultTrailer, hostclient.SaveResultOK)
+		result := hostclient.SaveResultOK
+		if cut > 0 {
+			result = "cut short by the test"
+		}
+		w.Header().Set(hostclient.SaveResultTrailer, result)
 	}))
 	e.t.Cleanup(srv.Close)
-	e.putHost(keyspace.Host{ID: id, Addr: "127.0.0.1", APIURL: srv.URL, Healthy: false})
+	e.putHost(keyspace.Host{ID: id, Addr: "127.0.0.1", APIURL: srv.URL, Healthy: healthy})
 	return p
 }
