@@ -26,6 +26,7 @@ import (
 
 	"github.com/gantryhq/gantry/layer0/discovery"
 	"github.com/gantryhq/gantry/layer0/etcdwatch"
+	hostclient "github.com/gantryhq/gantry/layer0/host/client"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 )
 
@@ -54,6 +55,7 @@ type agent struct {
 	started time.Time
 
 	artifacts *artifactCache
+	images    *imageFetcher
 	transfers *http.Client // artifact downloads and output uploads
 	gantryd   string       // the executable MountGantryd mounts
 
@@ -130,6 +132,16 @@ func Run(ctx context.Context, cfg Config) error {
 		artifacts: cache,
 		transfers: transfers,
 		gantryd:   gantryd,
+	}
+	a.images = &imageFetcher{
+		self:    cfg.ID,
+		space:   a.space,
+		etcd:    a.etcd,
+		docker:  a.docker,
+		token:   cfg.APIToken,
+		log:     a.log,
+		spawn:   a.goFn,
+		clients: make(map[string]*hostclient.Client),
 	}
 	a.initMetrics()
 	a.disc = discovery.New(a.etcd, a.space, etcdTimeout, a.log)

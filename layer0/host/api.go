@@ -36,6 +36,7 @@ func (a *agent) apiServer(ctx context.Context) *http.Server {
 	mux.Handle("POST /v1/jobs/{id}/attach", a.auth(a.attachJob(ctx)))
 	mux.Handle("DELETE /v1/apps/{app}/volumes", a.auth(a.removeAppVolumes))
 	mux.Handle("POST /v1/gc", a.auth(a.collect))
+	mux.Handle("GET /v1/images/save", a.auth(a.saveImage))
 	return &http.Server{
 		Handler:           jsonErrors(mux),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -8,7 +8,12 @@
 // instances in discovery, publishes each job's state, captures their output
 // into per-job ring buffers, and drains, stops and removes containers whose
 // assignment is gone. It serves a small HTTP API (see package client) to
-// list jobs, stream their logs and kill them.
+// list jobs, stream their logs, kill them and send images to other agents.
+//
+// A job whose image the engine lacks has it fetched first from another
+// host's agent (GET /v1/images/save, `docker save` into `docker load`),
+// one host at a time, healthy ones first; jobs needing one image share one
+// transfer.
 //
 // Before creating a container it fetches the job's artifacts with the
 // platform token, checks their digests and caches them by digest; it mounts

@@ -409,18 +409,19 @@ func (j *job) startAgain(info container.InspectResponse) bool {
 }
 
 // createContainer creates the job's container after checking that its image
-// is in the engine and fetching its artifacts. It returns "" when the job
-// crashed instead.
+// is in the engine (fetching it from another host when it is not) and
+// fetching its artifacts. It returns "" when the job crashed instead.
 func (j *job) createContainer(ctx context.Context) (string, error) {
 	spec := j.spec()
 	tctx, cancel := context.WithTimeout(ctx, dockerTimeout)
 	_, err := j.a.docker.ImageInspect(tctx, spec.Image)
 	cancel()
-	if cerrdefs.IsNotFound(err) {
-		j.crash(ctx, nil, "image not found: "+spec.Image)
-		return "", nil
-	}
-	if err != nil {
+	switch {
+	case cerrdefs.IsNotFound(err):
+		if crashed, err := j.fetchImage(ctx); crashed || err != nil {
+			return "", err
+		}
+	case err != nil:
 		return "", fmt.Errorf("inspect image %s: %w", spec.Image, err)
 	}
 	files, err := j.prepareFiles(ctx)

@@ -14,6 +14,10 @@
 //	POST /v1/gc                               200 GCResult; body GCRequest: removes the
 //	                                          cluster's exited containers, the volumes of
 //	                                          deleted apps, stale platform images
+//	GET  /v1/images/save?ref=REF              200 application/x-tar: `docker save` of the
+//	                                          local image REF, then the trailer
+//	                                          Gantry-Save-Result; 400 bad_request for a
+//	                                          malformed reference; 404 image_not_found
 //
 // Errors have the shape {"error": {"code": "...", "message": "..."}}.
 package client
@@ -243,7 +247,7 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte) (*h
 // error body.
 func codeOfStatus(status int) string {
 	for _, c := range codes {
-		if c.status == status && !errors.Is(c.err, ErrJobNotFound) {
+		if c.status == status && !errors.Is(c.err, ErrJobNotFound) && !errors.Is(c.err, ErrImageNotFound) {
 			return c.code
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/gantryhq/gantry/layer0/host/client"
@@ -62,5 +63,48 @@ func TestRequestCarriesToken(t *testing.T) {
 	jobs, err := client.New(srv.URL+"/", "secret").ListJobs(t.Context())
 	if err != nil || len(jobs) != 0 || got != "Bearer secret" {
 		t.Errorf("ListJobs = %v, %v; Authorization %q", jobs, err, got)
+	}
+}
+
+func TestSaveImageResult(t *testing.T) {
+	tests := []struct {
+		name    string
+		trailer string // "" sends none
+		wantErr string // "" wants the archive whole
+	}{
+		{"whole", client.SaveResultOK, ""},
+		{"stopped short", "docker save: disk full", "the agent stopped sending: docker save: disk full"},
+		{"no result", "", "the archive ended without its result"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/v1/images/save" || r.URL.Query().Get("ref") != "demo:v2" {
+					w.WriteHeader(http.StatusNotFound)
+					return
+				}
+				w.Header().Set("Trailer", client.SaveResultTrailer)
+				io.WriteString(w, "archive")
+				if tc.trailer != "" {
+					w.Header().Set(client.SaveResultTrailer, tc.trailer)
+				}
+			}))
+			defer srv.Close()
+			body, err := client.New(srv.URL, "t").SaveImage(t.Context(), "demo:v2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer body.Close()
+			got, err := io.ReadAll(body)
+			if string(got) != "archive" {
+				t.Errorf("read %q, want %q", got, "archive")
+			}
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("read error %v, want none", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("read error %v, want one with %q", err, tc.wantErr)
+			}
+		})
 	}
 }

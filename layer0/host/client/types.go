@@ -105,6 +105,7 @@ var (
 	ErrUnauthorized     = errors.New("unauthorized")
 	ErrNotFound         = errors.New("not found")
 	ErrJobNotFound      = errors.New("job not found")
+	ErrImageNotFound    = errors.New("image not found")
 	ErrMethodNotAllowed = errors.New("method not allowed")
 	ErrConflict         = errors.New("conflict")
 	ErrInternal         = errors.New("internal error")
@@ -122,6 +123,7 @@ var codes = []struct {
 	{"unauthorized", http.StatusUnauthorized, ErrUnauthorized},
 	{"not_found", http.StatusNotFound, ErrNotFound},
 	{"job_not_found", http.StatusNotFound, ErrJobNotFound},
+	{"image_not_found", http.StatusNotFound, ErrImageNotFound},
 	{"method_not_allowed", http.StatusMethodNotAllowed, ErrMethodNotAllowed},
 	{"conflict", http.StatusConflict, ErrConflict},
 	{"internal", http.StatusInternalServerError, ErrInternal},
