@@ -132,6 +132,10 @@ type SystemProcess struct {
 	// (keyspace.HealthCheck.Socket) rather than Port, which a new job
 	// shares with the old one while a deployment replaces it.
 	Ready bool `json:"ready,omitempty"`
+	// PerHost asks for one job of the process on every eligible host
+	// (healthy, not drained, tags match) rather than a count: the count
+	// of its formation only says whether it runs (above 0) or not.
+	PerHost bool `json:"per_host,omitempty"`
 }
 
 // ReleaseRequest is the body of POST /v1/apps/{app}/releases: a release of
