@@ -35,8 +35,15 @@ func startLayer0(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writ
 // agent mounts into jobs ("" for the test binary, for jobs that need none).
 func startLayer0With(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writer, gantryd string) {
 	t.Helper()
+	startLayer0Hosts(t, a, docker, logs, gantryd, "host-1")
+}
+
+// startLayer0Hosts runs a scheduler and a host agent of each ID in ids, all
+// on the real Docker Engine, until the test ends.
+func startLayer0Hosts(t *testing.T, a *api, docker *dockerclient.Client, logs io.Writer, gantryd string, ids ...string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 1+len(ids))
 	go func() {
 		defer func() { done <- struct{}{} }()
 		if err := scheduler.Run(ctx, scheduler.Config{Cluster: a.space.Cluster(), Etcd: a.etcd, ID: "sched-1",
@@ -44,21 +51,24 @@ func startLayer0With(t *testing.T, a *api, docker *dockerclient.Client, logs io.
 			t.Errorf("scheduler: %v", err)
 		}
 	}()
-	go func() {
-		defer func() { done <- struct{}{} }()
-		if err := host.Run(ctx, host.Config{
-			ID: "host-1", Cluster: a.space.Cluster(), Etcd: a.etcd, Docker: docker,
-			APIAddr: "127.0.0.1:0", APIToken: a.cfg.HostToken, StateDir: t.TempDir(), GantrydPath: gantryd,
-			LeaseTTL: 2 * time.Second, DrainDelay: 100 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(logs, nil)).With("component", "host"),
-		}); err != nil {
-			t.Errorf("host agent: %v", err)
-		}
-	}()
+	for _, id := range ids {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if err := host.Run(ctx, host.Config{
+				ID: id, Cluster: a.space.Cluster(), Etcd: a.etcd, Docker: docker,
+				APIAddr: "127.0.0.1:0", APIToken: a.cfg.HostToken, StateDir: t.TempDir(), GantrydPath: gantryd,
+				LeaseTTL: 2 * time.Second, DrainDelay: 100 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(logs, nil)).With("component", "host", "host", id),
+			}); err != nil {
+				t.Errorf("host agent %s: %v", id, err)
+			}
+		}()
+	}
 	t.Cleanup(func() {
 		cancel()
-		<-done
-		<-done
+		for range 1 + len(ids) {
+			<-done
+		}
 	})
 }
 

@@ -170,6 +170,10 @@ type Formation struct {
 	Release int `json:"release"`
 	// Processes maps every process type of the release to its count.
 	Processes map[string]int `json:"processes"`
+	// PerHost lists, sorted, the process types that run one job on every
+	// eligible host (SystemProcess.PerHost) rather than their count: for
+	// them a count above 0 only says that they run.
+	PerHost []string `json:"per_host,omitempty"`
 	// UpdatedAt is when a count last changed.
 	UpdatedAt time.Time `json:"updated_at"`
 }
