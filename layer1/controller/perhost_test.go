@@ -47,16 +47,18 @@ func TestPerHostDeploy(t *testing.T) {
 	}
 	defer st.Close()
 	const app = "gantry-edge"
-	ensure := func(image, greeting string) {
+	ensure := func(image, greeting string) *store.Deployment {
 		t.Helper()
 		// PORT 0: each job listens on a port of its own on the host's
 		// network, however many share a host.
-		if _, err := st.EnsureSystemApp(t.Context(), store.SystemApp{Name: app, Image: image,
+		ch, err := st.EnsureSystemApp(t.Context(), store.SystemApp{Name: app, Image: image,
 			Config:    map[string]string{"PORT": "0", "GREETING": greeting},
 			Processes: map[string]types.Process{"edge": {Command: "/app serve", System: &types.SystemProcess{PerHost: true}}},
-			Counts:    map[string]int{"edge": 1}}); err != nil {
+			Counts:    map[string]int{"edge": 1}})
+		if err != nil {
 			t.Fatal(err)
 		}
+		return ch.Deployment
 	}
 	// upByHost returns, by host, the releases of the app's jobs up.
 	upByHost := func() map[string][]int {
@@ -110,7 +112,10 @@ func TestPerHostDeploy(t *testing.T) {
 			}
 		}
 	}()
-	ensure(image, "v2")
+	dep := ensure(image, "v2")
+	if dep == nil {
+		t.Fatal("v2 made no deployment")
+	}
 	waitFor(t, "v2's deployment to complete", func() bool {
 		status, _ := a.deployment(t, app, 2)
 		return status == types.DeployComplete
@@ -120,6 +125,11 @@ func TestPerHostDeploy(t *testing.T) {
 	wg.Wait()
 	if len(gaps) > 0 {
 		t.Errorf("a host had no job up during the deployment (%d times), first: %s", len(gaps), gaps[0])
+	}
+	// The deployer saw the type as per-host: its progress counts hosts.
+	if d, err := st.GetDeployment(t.Context(), app, dep.ID); err != nil || len(d.Processes) != 1 ||
+		!d.Processes[0].PerHost || d.Processes[0].Up != 2 || d.Processes[0].Want != 2 {
+		t.Errorf("v2's deployment %+v, %v: want edge per-host with 2 of 2 hosts up", d.Processes, err)
 	}
 
 	// A release that cannot run rolls back: v2 keeps a job on each host.
