@@ -20,8 +20,9 @@ import (
 // host agents (one Docker Engine) with the real scheduler: one job on
 // each host; a new release replaces them with each host keeping a job up
 // throughout, and the old release's jobs go once the new release has one
-// up on both hosts; a release that fails rolls back and the running
-// release keeps its job on each host.
+// up on both hosts; draining a host stops its job and moves nothing,
+// undraining brings it back; a release that fails rolls back and the
+// running release keeps its job on each host.
 func TestPerHostDeploy(t *testing.T) {
 	t.Parallel()
 	docker := testenv.Docker(t)
@@ -131,6 +132,19 @@ func TestPerHostDeploy(t *testing.T) {
 		!d.Processes[0].PerHost || d.Processes[0].Up != 2 || d.Processes[0].Want != 2 {
 		t.Errorf("v2's deployment %+v, %v: want edge per-host with 2 of 2 hosts up", d.Processes, err)
 	}
+
+	// A drained host's job stops and moves nowhere; undrained, the host
+	// gets one again.
+	if _, err := a.c.DrainHost(t.Context(), "host-2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "v2's job on host-1 alone", func() bool {
+		return maps.EqualFunc(upByHost(), map[string][]int{"host-1": {2}}, slices.Equal) && len(upJobs(t, a, app)) == 1
+	})
+	if _, err := a.c.UndrainHost(t.Context(), "host-2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "one v2 job up on each host again", onEach(2))
 
 	// A release that cannot run rolls back: v2 keeps a job on each host.
 	ensure("gantry-test/missing:none", "v3")
