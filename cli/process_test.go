@@ -209,3 +209,22 @@ func FuzzParseHealthPath(f *testing.F) {
 		}
 	})
 }
+
+func TestFormatFormation(t *testing.T) {
+	tests := []struct {
+		name string
+		f    types.Formation
+		want string
+	}{
+		{"counts only", types.Formation{Processes: map[string]int{"web": 2, "worker": 0}}, "web=2 worker=0"},
+		{"a per-host type that runs", types.Formation{Processes: map[string]int{"router": 1, "web": 2}, PerHost: []string{"router"}}, "router=per-host web=2"},
+		{"a per-host type that does not run", types.Formation{Processes: map[string]int{"router": 0}, PerHost: []string{"router"}}, "router=0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := formatFormation(tt.f); got != tt.want {
+				t.Errorf("formatFormation = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -120,8 +120,27 @@ func (r *runner) showFormation(c *urfave.Context) error {
 		fmt.Fprintf(r.stdout, "%s has no process types yet: deploy with git push, or gantry release create\n", app)
 		return nil
 	}
-	fmt.Fprintln(r.stdout, formatCounts(f.Processes))
+	fmt.Fprintln(r.stdout, formatFormation(*f))
 	return nil
+}
+
+// formatFormation is formatCounts of f, where a per-host type that runs
+// shows "type=per-host" rather than its count.
+func formatFormation(f types.Formation) string {
+	counts := maps.Clone(f.Processes)
+	var perHost []string
+	for _, typ := range f.PerHost {
+		if counts[typ] > 0 {
+			delete(counts, typ)
+			perHost = append(perHost, typ)
+		}
+	}
+	parts := strings.Fields(formatCounts(counts))
+	for _, typ := range perHost {
+		parts = append(parts, typ+"=per-host")
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
 }
 
 // jobLister lists the jobs of an app; *client.Client is one.

@@ -253,6 +253,9 @@ type Formation struct {
 	RestartedAt time.Time `json:"restarted_at,omitzero"`
 	// UpdatedAt is when the controller last changed the count or template.
 	UpdatedAt time.Time `json:"updated_at"`
+	// PerHost asks for one job on every eligible host (healthy, not
+	// drained, tags match); Count is ignored.
+	PerHost bool `json:"per_host,omitempty"`
 }
 
 // Assignment is the value under Space.Assignment, written by the scheduler

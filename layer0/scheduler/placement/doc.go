@@ -66,6 +66,9 @@
 //   - A removed host (Flags, Remove) that is not in Hosts loses its
 //     assignments at once, one-off jobs' aside; its formations start the
 //     missing jobs as new ones.
+//   - A per-host formation (Formation.PerHost) ignores Count and wants one
+//     job on each eligible host, pinned to it: see reconcilePerHost. Its
+//     jobs never move to another host.
 //
 // Replacements delete the old assignment in the same plan as they create
 // the new one; a job is never replaced twice. A formation never has more

@@ -34,6 +34,7 @@ type formation struct {
 	key         formKey
 	exists      bool
 	count       int
+	perHost     bool // one job on each eligible host; count is ignored
 	updatedAt   time.Time
 	restartedAt time.Time        // jobs created before it are stale
 	spec        keyspace.JobSpec // the template, with identity and memory filled in
@@ -58,6 +59,9 @@ type request struct {
 	// from; it stops in a later plan, so the host choice counts it as
 	// gone already.
 	outgoing *keyspace.Assignment
+	// pin is the ID of the host the job must go on (a job of a per-host
+	// formation); empty lets choose pick one.
+	pin string
 }
 
 type planner struct {
@@ -115,7 +119,7 @@ func newPlanner(s Snapshot) *planner {
 		if spec.Resources.Memory <= 0 {
 			spec.Resources.Memory = DefaultMemory
 		}
-		forms[k] = &formation{key: k, exists: true, count: max(f.Count, 0), updatedAt: f.UpdatedAt, restartedAt: f.RestartedAt, spec: spec}
+		forms[k] = &formation{key: k, exists: true, count: max(f.Count, 0), perHost: f.PerHost, updatedAt: f.UpdatedAt, restartedAt: f.RestartedAt, spec: spec}
 	}
 
 	assigns := make([]*keyspace.Assignment, 0, len(s.Assignments))
@@ -217,6 +221,10 @@ func (p *planner) serving(a *keyspace.Assignment) bool {
 func (p *planner) reconcile() []request {
 	var reqs []request
 	for _, f := range p.forms {
+		if f.exists && f.perHost {
+			reqs = append(reqs, p.reconcilePerHost(f)...)
+			continue
+		}
 		keep, waiting := p.splitDrain(f)
 		stale := []*keyspace.Assignment(nil)
 		if p.restarting(f) {
@@ -379,7 +387,7 @@ func (p *planner) trim(as []*keyspace.Assignment, n int, reason Reason) []*keysp
 // jobs, they are not one-off jobs, and its RestartedAt has come. Before
 // RestartedAt a new job would be stale itself, so the restart waits for it.
 func (p *planner) restarting(f *formation) bool {
-	if f.count == 0 || f.restartedAt.IsZero() || f.spec.OneOff {
+	if f.count == 0 && !f.perHost || f.restartedAt.IsZero() || f.spec.OneOff {
 		return false
 	}
 	if p.s.Now.Before(f.restartedAt) {
@@ -626,6 +634,9 @@ func oldID(a *keyspace.Assignment) string {
 // chooseFor chooses the host of r, counting the job a restart job takes
 // over from as gone, so a formation stays spread as its jobs are renewed.
 func (p *planner) chooseFor(r request, counts []int32, mem int64) int32 {
+	if r.pin != "" {
+		return p.pinned(r.form, r.pin, mem)
+	}
 	if r.outgoing != nil {
 		if h, ok := p.hostIdx[r.outgoing.HostID]; ok {
 			counts[h]--
@@ -657,6 +668,16 @@ func (p *planner) choose(f *formation, counts []int32, mem int64) int32 {
 		}
 	}
 	return best
+}
+
+// pinned returns the index of the host id if it may take a new job of f
+// (it is eligible and has room for mem), or -1.
+func (p *planner) pinned(f *formation, id string, mem int64) int32 {
+	h, ok := p.hostIdx[id]
+	if !ok || p.free[h] < mem || !slices.Contains(p.eligible(f), h) {
+		return -1
+	}
+	return h
 }
 
 // eligible returns the healthy hosts whose tags satisfy f's constraints,

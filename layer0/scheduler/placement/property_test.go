@@ -172,6 +172,9 @@ func checkCounts(t *testing.T, s Snapshot, p Plan) {
 	}
 	for k, n := range got {
 		f := forms[k]
+		if f.PerHost {
+			continue // see checkPerHost
+		}
 		limit := f.Count
 		if f.Count > 0 && !f.RestartedAt.IsZero() && !s.Now.Before(f.RestartedAt) && stale[k] > 0 {
 			limit = f.Count + 1
@@ -225,6 +228,9 @@ func checkUp(t *testing.T, s Snapshot, p Plan) {
 		}
 	}
 	for k, n := range before {
+		if forms[k].PerHost {
+			continue // see checkPerHost
+		}
 		count := forms[k].Count
 		if after[k] < min(count, n) {
 			t.Errorf("%v: %d jobs up after the plan, %d before, count %d", k, after[k], n, count)
@@ -262,7 +268,9 @@ func checkRestartJobs(t *testing.T, s Snapshot, p Plan) {
 	}
 	for k, n := range restarts {
 		f := forms[k]
-		if n > 1 || news[k] > 0 || f.RestartedAt.IsZero() || s.Now.Before(f.RestartedAt) {
+		// A per-host formation starts the jobs of hosts that have none
+		// whatever its restart.
+		if n > 1 || news[k] > 0 && !f.PerHost || f.RestartedAt.IsZero() || s.Now.Before(f.RestartedAt) {
 			t.Errorf("%v: %d restart jobs and %d new jobs in one plan, restarted at %s", k, n, news[k], f.RestartedAt)
 		}
 		for _, a := range s.Assignments {
@@ -345,10 +353,19 @@ func checkChanges(t *testing.T, s Snapshot, p Plan) {
 		}
 		stopped[id] = true
 	}
+	perHost := map[formKey]bool{}
+	for _, f := range s.Formations {
+		perHost[formKey{f.App, f.Release, f.Type}] = perHost[formKey{f.App, f.Release, f.Type}] || f.PerHost
+	}
 	for _, st := range p.Stop {
 		a := st.Assignment
-		switch st.Reason {
-		case ReasonDrain:
+		switch {
+		case st.Reason == ReasonDrain && perHost[formKey{a.Spec.App, a.Spec.Release, a.Spec.Type}]:
+			// Nothing moves: the other hosts have theirs.
+			if !s.Flags[a.HostID].Drain {
+				t.Errorf("drain stop of %s on %s, which is not drained", a.JobID, a.HostID)
+			}
+		case st.Reason == ReasonDrain:
 			// Its successor, the job of its index elsewhere, is up and stays.
 			successor := false
 			for _, b := range s.Assignments {
@@ -359,7 +376,7 @@ func checkChanges(t *testing.T, s Snapshot, p Plan) {
 			if !s.Flags[a.HostID].Drain || !successor {
 				t.Errorf("drain stop of %s on %s without a successor up", a.JobID, a.HostID)
 			}
-		case ReasonHostRemoved:
+		case st.Reason == ReasonHostRemoved:
 			if _, registered := hosts[a.HostID]; registered || !s.Flags[a.HostID].Remove {
 				t.Errorf("removal stop of %s on %s, which is registered or not removed", a.JobID, a.HostID)
 			}

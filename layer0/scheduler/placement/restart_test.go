@@ -43,6 +43,7 @@ func (c *sim) step() Plan {
 	checkUp(c.t, c.s, p)
 	checkRestartJobs(c.t, c.s, p)
 	checkChanges(c.t, c.s, p)
+	checkPerHost(c.t, c.s, p)
 	for _, st := range p.Stop {
 		delete(c.s.Jobs, st.Assignment.JobID)
 	}

@@ -41,7 +41,8 @@ type Snapshot struct {
 	Backoff Backoff
 	// Formations are the desired counts and job templates. The formation
 	// of a job is identified by App, Release and Type. A non-zero
-	// RestartedAt asks for a rolling restart of the formation (see Place).
+	// RestartedAt asks for a rolling restart of the formation (see Place);
+	// PerHost asks for one job on each eligible host instead of Count.
 	Formations []keyspace.Formation
 	// Assignments are the jobs currently placed.
 	Assignments []keyspace.Assignment
@@ -66,9 +67,12 @@ const (
 	// replaced by a job with the same index.
 	ReasonCrashed Reason = "crashed"
 	// ReasonHostLost: the job's host has been gone for longer than the
-	// host grace; the job is replaced on a live host.
+	// host grace; the job is replaced on a live host, or, of a per-host
+	// formation, only stops.
 	ReasonHostLost Reason = "host-lost"
-	// ReasonSurplus: the formation wants fewer jobs than it has.
+	// ReasonSurplus: the formation wants fewer jobs than it has (a
+	// per-host formation: a second job on a host, or a job on a host whose
+	// tags no longer match).
 	ReasonSurplus Reason = "surplus"
 	// ReasonNoFormation: the job's formation no longer exists.
 	ReasonNoFormation Reason = "no-formation"
@@ -79,7 +83,8 @@ const (
 	ReasonRestart Reason = "restart"
 	// ReasonDrain: the job's host is drained. A start is the job that
 	// takes over, with the same index, from a job of the drained host; a
-	// stop is such a job whose successor is up.
+	// stop is such a job whose successor is up, or a per-host formation's
+	// job of the drained host, which stops at once.
 	ReasonDrain Reason = "drain"
 	// ReasonHostRemoved: the job's host was removed while it was not
 	// registered; its assignment is deleted and the formation's missing
@@ -107,7 +112,8 @@ type Stop struct {
 	Assignment keyspace.Assignment
 	// Reason is ReasonSurplus, ReasonNoFormation, ReasonRestart,
 	// ReasonDrain, ReasonHostRemoved, or, for a job being replaced,
-	// ReasonCrashed or ReasonHostLost.
+	// ReasonCrashed or ReasonHostLost (also for a per-host formation's
+	// job of a lost host, which is not replaced).
 	Reason Reason
 }
 

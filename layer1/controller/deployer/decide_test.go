@@ -94,3 +94,64 @@ func TestDecideRollingBack(t *testing.T) {
 		})
 	}
 }
+
+// TestDecidePerHost checks the steps of a per-host type: the old
+// release's formation stays until the new release has a job up on every
+// host where the old one has a job, then goes.
+func TestDecidePerHost(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	recent, old := now.Add(-time.Second), now.Add(-time.Hour)
+	running := func(strategy string, p store.DeploymentProcess) store.Deployment {
+		p.Type, p.PerHost, p.NewCount, p.OldCount = "router", true, 1, 1
+		return store.Deployment{App: "gantry-router", Status: types.DeployRunning, Strategy: strategy, FromRunning: true,
+			Old: store.ReleaseRef{ID: "r1", Version: 1}, New: store.ReleaseRef{ID: "r2", Version: 2},
+			Processes: []store.DeploymentProcess{p}}
+	}
+	hosts := func(ids ...string) map[string]map[string]bool {
+		m := map[string]bool{}
+		for _, id := range ids {
+			m[id] = true
+		}
+		return map[string]map[string]bool{"router": m}
+	}
+	view := func(newUp, oldAny []string) jobView {
+		return jobView{upNew: map[string]int{"router": len(newUp)}, upOld: map[string]int{"router": len(oldAny)},
+			hostsNew: hosts(newUp...), hostsOld: hosts(oldAny...)}
+	}
+	ab := []string{"a", "b"}
+	tests := []struct {
+		name    string
+		dep     store.Deployment
+		jobs    jobView
+		status  string
+		started int
+		oldLeft int
+		up      int
+		want    int
+	}{
+		{"the new formation comes beside the old one", running(types.StrategyOneByOne, store.DeploymentProcess{OldLeft: 1, StepAt: old}),
+			view(nil, ab), types.DeployRunning, 1, 1, 0, 2},
+		{"new jobs up on some hosts: the old formation stays", running(types.StrategyOneByOne, store.DeploymentProcess{Started: 1, OldLeft: 1, StepAt: recent}),
+			view([]string{"a"}, ab), types.DeployRunning, 1, 1, 1, 2},
+		{"more new jobs up than hosts still short: the old formation stays", running(types.StrategyOneByOne, store.DeploymentProcess{Started: 1, OldLeft: 1, StepAt: recent}),
+			view([]string{"a", "c"}, ab), types.DeployRunning, 1, 1, 2, 3},
+		{"new jobs up on every old host: complete, the old formation goes", running(types.StrategyOneByOne, store.DeploymentProcess{Started: 1, OldLeft: 1, StepAt: recent}),
+			view(ab, ab), types.DeployComplete, 1, 1, 2, 2},
+		{"the old jobs gone: complete", running(types.StrategyOneByOne, store.DeploymentProcess{Started: 1, StepAt: recent}),
+			view(ab, nil), types.DeployComplete, 1, 0, 2, 2},
+		{"all-at-once completes once the hosts are covered", running(types.StrategyAllAtOnce, store.DeploymentProcess{Started: 1, OldLeft: 1, StepAt: recent}),
+			view(ab, ab), types.DeployComplete, 1, 1, 2, 2},
+		{"hosts not covered in time: rolls back", running(types.StrategyOneByOne, store.DeploymentProcess{Started: 1, OldLeft: 1, StepAt: old}),
+			view([]string{"a"}, ab), types.DeployRollingBack, 1, 1, 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			change, _, _ := decide(tt.dep, tt.jobs, now, time.Minute)
+			p := change.Processes[0]
+			if change.Status != tt.status || p.Started != tt.started || p.OldLeft != tt.oldLeft || p.Up != tt.up || p.Want != tt.want {
+				t.Errorf("decide = %s [%d %d] %d of %d up (%s), want %s [%d %d] %d of %d up",
+					change.Status, p.Started, p.OldLeft, p.Up, p.Want, change.Error, tt.status, tt.started, tt.oldLeft, tt.up, tt.want)
+			}
+		})
+	}
+}

@@ -346,13 +346,54 @@ type jobView struct {
 	// notUp are the new release's jobs that are neither up nor crashed,
 	// by job ID.
 	notUp []keyspace.JobState
+	// hostsNew are the hosts with a job up of the new release, hostsOld
+	// those with a job (in any state) of the old release, by type.
+	hostsNew, hostsOld map[string]map[string]bool
+}
+
+// covered reports whether the new release has a job up of typ on every
+// host where the old release has one, and on one host at least: a
+// per-host type (types.SystemProcess.PerHost) is then fully deployed.
+func (v jobView) covered(typ string) bool {
+	if len(v.hostsNew[typ]) == 0 {
+		return false
+	}
+	for h := range v.hostsOld[typ] {
+		if !v.hostsNew[typ][h] {
+			return false
+		}
+	}
+	return true
+}
+
+// ready reports whether the new release's jobs of p's type are all up: its
+// count of them, or for a per-host type one on every host (covered).
+func (v jobView) ready(p store.DeploymentProcess) bool {
+	if p.PerHost {
+		return v.covered(p.Type)
+	}
+	return v.upNew[p.Type] >= p.NewCount
+}
+
+// addHost records host in m under typ.
+func addHost(m map[string]map[string]bool, typ, host string) {
+	if m[typ] == nil {
+		m[typ] = map[string]bool{}
+	}
+	m[typ][host] = true
 }
 
 func viewJobs(dep store.Deployment, states []keyspace.JobState) jobView {
-	v := jobView{upNew: map[string]int{}, upOld: map[string]int{}}
+	v := jobView{upNew: map[string]int{}, upOld: map[string]int{}, hostsNew: map[string]map[string]bool{}, hostsOld: map[string]map[string]bool{}}
 	for _, st := range states {
 		if st.App != dep.App {
 			continue
+		}
+		switch {
+		case st.Release == dep.New.ID && st.State == keyspace.StateUp:
+			addHost(v.hostsNew, st.Type, st.HostID)
+		case st.Release == dep.Old.ID && dep.Old.ID != "":
+			addHost(v.hostsOld, st.Type, st.HostID)
 		}
 		switch {
 		case st.Release == dep.New.ID && st.State == keyspace.StateUp:
@@ -388,8 +429,16 @@ func viewJobs(dep store.Deployment, states []keyspace.JobState) jobView {
 //     asked for are never fewer than W and never more than W+1, and an old
 //     job stops only once a new one is up in its place.
 //
-// The deployment completes when every type has its W new jobs up (the last
-// old jobs stop then). Failing, a deployment from a running release rolls
+// A per-host type (store.DeploymentProcess.PerHost) has one job on every
+// eligible host whatever its count, so its counts only say whether each
+// release's formation exists: the new release's formation comes (N = W),
+// the old one stays (L > 0) until the new release has a job up on every
+// host where the old release has a job (jobView.covered), and then goes
+// (L = 0), which stops the old jobs; its new jobs are late when they do
+// not cover those hosts within timeout.
+//
+// The deployment completes when every type has its W new jobs up, or its
+// hosts covered (the last old jobs stop then). Failing, a deployment from a running release rolls
 // back: the old release gets its counts again, and once its jobs are up
 // (or timeout has passed) the new release's jobs stop. Without a running
 // release to fall back to, it fails and the new release stays.
@@ -399,6 +448,16 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 		p := &change.Processes[i]
 		p.Want = p.NewCount
 		p.Up = min(v.upNew[p.Type], p.NewCount)
+		if p.PerHost && p.NewCount > 0 {
+			// Hosts with a new job up, of those that want one.
+			p.Up = len(v.hostsNew[p.Type])
+			p.Want = p.Up
+			for h := range v.hostsOld[p.Type] {
+				if !v.hostsNew[p.Type][h] {
+					p.Want++
+				}
+			}
+		}
 	}
 	fail := func(reason string, culprit *keyspace.JobState) (store.DeploymentChange, *keyspace.JobState, bool) {
 		change.Status = types.DeployFailed
@@ -426,10 +485,16 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 		st := v.crashed[0]
 		return fail(fmt.Sprintf("v%d did not come up: %s", dep.New.Version, jobCrash(st)), &st)
 	}
-	for _, p := range dep.Processes {
-		if min(p.Started, p.NewCount) > v.upNew[p.Type] && now.Sub(p.StepAt) >= timeout {
-			reason := fmt.Sprintf("v%d did not come up within %s: %s: %d of %d new jobs up", dep.New.Version, timeout,
-				p.Type, v.upNew[p.Type], min(p.Started, p.NewCount))
+	for _, p := range change.Processes {
+		late := min(p.Started, p.NewCount) > v.upNew[p.Type]
+		reason := fmt.Sprintf("v%d did not come up within %s: %s: %d of %d new jobs up", dep.New.Version, timeout,
+			p.Type, v.upNew[p.Type], min(p.Started, p.NewCount))
+		if p.PerHost {
+			late = min(p.Started, p.NewCount) > 0 && !v.covered(p.Type)
+			reason = fmt.Sprintf("v%d did not come up within %s: %s: new jobs up on %d of %d hosts", dep.New.Version, timeout,
+				p.Type, p.Up, max(p.Want, 1))
+		}
+		if late && now.Sub(p.StepAt) >= timeout {
 			for _, st := range v.notUp {
 				if st.Type == p.Type {
 					return fail(fmt.Sprintf("v%d did not come up within %s: %s", dep.New.Version, timeout, describeJob(st)), &st)
@@ -440,7 +505,7 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 	}
 	done := true
 	for _, p := range dep.Processes {
-		if p.NewCount > 0 && (p.Started < p.NewCount || v.upNew[p.Type] < p.NewCount) {
+		if p.NewCount > 0 && (p.Started < p.NewCount || !v.ready(p)) {
 			done = false
 		}
 	}
@@ -455,7 +520,7 @@ func decide(dep store.Deployment, v jobView, now time.Time, timeout time.Duratio
 		switch {
 		case !dep.FromRunning || dep.Strategy == types.StrategyAllAtOnce:
 			n = w
-		case v.upNew[p.Type] >= n && n+l > w && l > 0:
+		case (v.upNew[p.Type] >= n && !p.PerHost || p.PerHost && v.covered(p.Type)) && n+l > w && l > 0:
 			l--
 		case n+l < w:
 			n = w - l

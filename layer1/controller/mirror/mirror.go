@@ -358,5 +358,6 @@ func (m *Mirror) formationValue(f store.MirrorFormation) ([]byte, error) {
 		Template:    spec,
 		RestartedAt: f.RestartedAt,
 		UpdatedAt:   f.UpdatedAt,
+		PerHost:     f.Process.System != nil && f.Process.System.PerHost,
 	}), nil
 }

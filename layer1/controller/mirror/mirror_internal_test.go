@@ -132,3 +132,35 @@ func TestSystemFormation(t *testing.T) {
 		t.Errorf("a system app without a web process got a default route")
 	}
 }
+
+// TestPerHostFormation checks that a system process's PerHost reaches its
+// formation, and that other formations are not per-host.
+func TestPerHostFormation(t *testing.T) {
+	space := keyspace.MustNew("c-test")
+	m := &Mirror{space: space, domain: func(app string) string { return app + ".localhost" }, log: slog.New(slog.DiscardHandler)}
+	formation := func(app string, sys *types.SystemProcess) store.MirrorFormation {
+		return store.MirrorFormation{App: app, Release: store.ReleaseRef{ID: app + "-r1", Version: 1}, Type: "run", Count: 1,
+			Image: "img:v1", Process: types.Process{Command: "/run", System: sys}}
+	}
+	tests := []struct {
+		name string
+		f    store.MirrorFormation
+		want bool
+	}{
+		{"per-host system process", formation("gantry-router", &types.SystemProcess{Port: 80, PerHost: true}), true},
+		{"counted system process", formation("gantry-scheduler", &types.SystemProcess{}), false},
+		{"app process", formation("demo", nil), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := space.Formation(tt.f.App, tt.f.Release.ID, tt.f.Type)
+			var f keyspace.Formation
+			if err := json.Unmarshal(m.desired(store.MirrorState{Formations: []store.MirrorFormation{tt.f}})[key], &f); err != nil {
+				t.Fatalf("formation %s: %v", key, err)
+			}
+			if f.PerHost != tt.want {
+				t.Errorf("per_host = %v, want %v", f.PerHost, tt.want)
+			}
+		})
+	}
+}

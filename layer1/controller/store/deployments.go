@@ -93,6 +93,11 @@ type DeploymentProcess struct {
 	// old release now (read by ActiveDeployments only).
 	NewCount int
 	OldCount int
+	// PerHost is true when the new release's process of the type runs one
+	// job on every eligible host (types.SystemProcess.PerHost): its counts
+	// only say whether a release's formation exists (read by
+	// ActiveDeployments only).
+	PerHost bool
 }
 
 // DeploySettings are an app's deploy settings.
@@ -305,8 +310,10 @@ func getDeployment(ctx context.Context, q querierRow, id string) (Deployment, er
 		return Deployment{}, err
 	}
 	rows, err := q.Query(ctx, `SELECT p.type, p.started, p.old_left, p.up, p.want, p.step_at,
-			COALESCE(nf.count, 0), COALESCE(of.count, 0)
+			COALESCE(nf.count, 0), COALESCE(of.count, 0),
+			COALESCE((nr.processes -> p.type -> 'system' ->> 'per_host')::boolean, false)
 		FROM deployment_processes p JOIN deployments d ON d.id = p.deployment_id
+		JOIN releases nr ON nr.id = d.new_release_id
 		LEFT JOIN formations nf ON nf.release_id = d.new_release_id AND nf.type = p.type
 		LEFT JOIN formations of ON of.release_id = d.old_release_id AND of.type = p.type
 		WHERE p.deployment_id = $1 ORDER BY p.type`, id)
@@ -315,7 +322,7 @@ func getDeployment(ctx context.Context, q querierRow, id string) (Deployment, er
 	}
 	d.Processes, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeploymentProcess, error) {
 		var p DeploymentProcess
-		err := r.Scan(&p.Type, &p.Started, &p.OldLeft, &p.Up, &p.Want, &p.StepAt, &p.NewCount, &p.OldCount)
+		err := r.Scan(&p.Type, &p.Started, &p.OldLeft, &p.Up, &p.Want, &p.StepAt, &p.NewCount, &p.OldCount, &p.PerHost)
 		p.StepAt = p.StepAt.UTC()
 		return p, err
 	})

@@ -185,9 +185,13 @@ func formation(ctx context.Context, tx pgx.Tx, a appRow) (types.Formation, error
 		return types.Formation{}, err
 	}
 	f := types.Formation{App: a.name, Release: rel.Version, Processes: map[string]int{}, UpdatedAt: updated}
-	for typ := range rel.Processes {
+	for typ, p := range rel.Processes {
 		f.Processes[typ] = cs[typ]
+		if p.System != nil && p.System.PerHost {
+			f.PerHost = append(f.PerHost, typ)
+		}
 	}
+	slices.Sort(f.PerHost)
 	if f.UpdatedAt.IsZero() {
 		f.UpdatedAt = rel.CreatedAt
 	}

@@ -132,6 +132,10 @@ type SystemProcess struct {
 	// (keyspace.HealthCheck.Socket) rather than Port, which a new job
 	// shares with the old one while a deployment replaces it.
 	Ready bool `json:"ready,omitempty"`
+	// PerHost asks for one job of the process on every eligible host
+	// (healthy, not drained, tags match) rather than a count: the count
+	// of its formation only says whether it runs (above 0) or not.
+	PerHost bool `json:"per_host,omitempty"`
 }
 
 // ReleaseRequest is the body of POST /v1/apps/{app}/releases: a release of
@@ -166,6 +170,10 @@ type Formation struct {
 	Release int `json:"release"`
 	// Processes maps every process type of the release to its count.
 	Processes map[string]int `json:"processes"`
+	// PerHost lists, sorted, the process types that run one job on every
+	// eligible host (SystemProcess.PerHost) rather than their count: for
+	// them a count above 0 only says that they run.
+	PerHost []string `json:"per_host,omitempty"`
 	// UpdatedAt is when a count last changed.
 	UpdatedAt time.Time `json:"updated_at"`
 }
