@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -301,7 +303,7 @@ func StartContainer(ctx context.Context, cfg ContainerConfig) (*Container, error
 		if cfg.TLSDir, err = filepath.Abs(cfg.TLSDir); err != nil {
 			return nil, fmt.Errorf("pgserver: resolve %s: %w", cfg.TLSDir, err)
 		}
-		if tlsDigest, err = certDigest(cfg.TLSDir); err != nil {
+		if tlsDigest, err = certDigest(cfg.TLSDir, addr.Addr()); err != nil {
 			return nil, err
 		}
 		c.caFile = filepath.Join(cfg.TLSDir, clustertls.CACertFile)
@@ -318,16 +320,29 @@ func StartContainer(ctx context.Context, cfg ContainerConfig) (*Container, error
 }
 
 // certDigest returns a digest of the host certificate in the cluster TLS
-// directory dir, after checking that its key and the CA are there too.
-func certDigest(dir string) (string, error) {
+// directory dir, after checking that it names ip (the clients verify it)
+// and that its key and the CA are there too.
+func certDigest(dir string, ip netip.Addr) (string, error) {
 	for _, f := range []string{clustertls.HostKeyFile, clustertls.CACertFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			return "", fmt.Errorf("pgserver: TLS: %w", err)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, clustertls.HostCertFile))
+	path := filepath.Join(dir, clustertls.HostCertFile)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("pgserver: TLS: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", fmt.Errorf("pgserver: TLS: %s holds no PEM certificate", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("pgserver: TLS: %s: %w", path, err)
+	}
+	if err := cert.VerifyHostname(ip.String()); err != nil {
+		return "", fmt.Errorf("pgserver: TLS: the host certificate %s does not name the server's address: %w", path, err)
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16]), nil

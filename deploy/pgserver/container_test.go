@@ -565,6 +565,15 @@ func TestContainerTLS(t *testing.T) {
 			t.Fatalf("a connection trusting another CA: err = %v, want a certificate verification failure", err)
 		}
 	})
+	t.Run("address not in the certificate", func(t *testing.T) {
+		other := e.config(t, "h2")
+		other.TLSDir = cfg.TLSDir
+		other.Addr = "127.0.0.3:5432"
+		_, err := pgserver.StartContainer(t.Context(), other)
+		if err == nil || !strings.Contains(err.Error(), "does not name the server's address") {
+			t.Fatalf("StartContainer on an address the certificate lacks: err = %v, want one naming the certificate", err)
+		}
+	})
 	t.Run("renewed certificate", func(t *testing.T) {
 		if err := clustertls.Init(cfg.TLSDir, clustertls.Host{ID: "h1", IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 9)}}); err != nil {
 			t.Fatal(err)
