@@ -10,10 +10,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,9 +104,12 @@ type Config struct {
 	// missing, data dir to fill (Restore). Required.
 	DataDir string
 	// DatabaseURL is the controller's database when it is external
-	// (gantryd up --database-url). Empty means the private server in
-	// DataDir/postgres: Write connects to it when it runs and starts it
-	// for the time of the dump when it does not; Restore creates it.
+	// (gantryd up --database-url). Empty means the platform's own: for a
+	// platform as containers the URL in DataDir/database-url (its
+	// PostgreSQL container must run); otherwise the private server in
+	// DataDir/postgres, which Write connects to when it runs and starts
+	// for the time of the dump when it does not. Restore creates a
+	// private server.
 	DatabaseURL string
 	// Version is gantryd's version, recorded in the manifest.
 	Version string
@@ -205,8 +210,9 @@ func Write(ctx context.Context, cfg Config, w io.Writer) (Manifest, error) {
 	return m, nil
 }
 
-// dumpDatabase runs pg_dump into file, starting the private server for the
-// time of the dump when it is not running.
+// dumpDatabase runs pg_dump into file: on cfg.DatabaseURL, else on the
+// URL of a platform as containers, else on the private server, which it
+// starts for the time of the dump when it is not running.
 func dumpDatabase(ctx context.Context, cfg Config, file string) error {
 	bins, err := pgserver.FindBinaries()
 	if err != nil {
@@ -217,6 +223,21 @@ func dumpDatabase(ctx context.Context, cfg Config, file string) error {
 		return fmt.Errorf("backup: %w", err)
 	}
 	url := cfg.DatabaseURL
+	if url == "" {
+		// A platform as containers: the URL (over TLS, with this host's
+		// CA) of its PostgreSQL container.
+		b, err := os.ReadFile(filepath.Join(cfg.DataDir, node.DatabaseURLFile))
+		switch {
+		case err == nil:
+			err := runPG(ctx, pgDump, "--format=custom", "--no-owner", "--file="+file, "--dbname="+strings.TrimSpace(string(b)))
+			if err != nil {
+				return fmt.Errorf("%w (the platform's PostgreSQL container must run: gantryd up)", err)
+			}
+			return nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("backup: the database URL: %w", err)
+		}
+	}
 	if url == "" {
 		dir := filepath.Join(cfg.DataDir, postgresDir)
 		if !pgserver.Running(dir) {
@@ -232,11 +253,31 @@ func dumpDatabase(ctx context.Context, cfg Config, file string) error {
 }
 
 // runPG runs one of PostgreSQL's client programs and returns its output in
-// the error when it fails.
+// the error when it fails. The password of a --dbname URL goes to the
+// program in its environment (PGPASSWORD), not on its command line, which
+// every user of the machine can read.
 func runPG(ctx context.Context, prog string, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, dumpTimeout)
 	defer cancel()
+	args = slices.Clone(args)
+	env := os.Environ()
+	for i, a := range args {
+		dsn, ok := strings.CutPrefix(a, "--dbname=")
+		if !ok {
+			continue
+		}
+		u, err := url.Parse(dsn)
+		if err != nil || u.User == nil {
+			continue
+		}
+		if pw, set := u.User.Password(); set {
+			u.User = url.User(u.User.Username())
+			args[i] = "--dbname=" + u.String()
+			env = append(env, "PGPASSWORD="+pw)
+		}
+	}
 	cmd := exec.CommandContext(ctx, prog, args...)
+	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("backup: %s: %w: %s", filepath.Base(prog), err, strings.TrimSpace(string(out)))

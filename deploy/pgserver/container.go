@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gantryhq/gantry/deploy/stack"
+	"github.com/gantryhq/gantry/layer0/clustertls"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 )
 
@@ -53,7 +56,19 @@ const (
 	// container, for `docker exec -u postgres psql -h /tmp` and the
 	// health check.
 	containerSocketDir = "/tmp"
+	// containerTLSIn is where the host certificate and key of
+	// ContainerConfig.TLSDir are mounted, read only; containerTLSDir is
+	// where each start of the container copies them for the postgres
+	// user (in the container's own file system).
+	containerTLSIn  = "/run/gantry/tls-in"
+	containerTLSDir = "/run/gantry/tls"
 )
+
+// LabelTLS holds a digest of the host certificate the container serves
+// (ContainerConfig.TLSDir): a renewed certificate changes the
+// container's spec, so the next StartContainer replaces the container
+// and the server serves the new one.
+const LabelTLS = "gantry.postgres.tls"
 
 const (
 	// dockerTimeout bounds each Docker call but the stop.
@@ -88,15 +103,18 @@ var passwordPattern = regexp.MustCompile(`^[0-9a-f]{32,128}$`)
 // containerScript runs as root in the container: it makes the cluster on
 // the first start (initdb into the mounted data directory), gives the data
 // directory to the postgres user when another user made it (a data
-// directory of the machine-binaries mode), writes pg_hba.conf (peer on the
-// socket, SCRAM over TCP), sets the superuser's password from the mounted
-// file in single-user mode (read from a shell builtin, so it is on no
-// command line), and execs postgres as the postgres user. Arguments:
-// listen address, port, "on" or "off" for fsync, then "-c name=value"
-// settings.
+// directory of the machine-binaries mode), with TLS on copies the mounted
+// host certificate and key for the postgres user (at every start of the
+// container, so a restart serves the files of the moment), writes
+// pg_hba.conf (peer on the socket; SCRAM over TCP, with TLS on only over
+// TLS), sets the superuser's password from the mounted file in
+// single-user mode (read from a shell builtin, so it is on no command
+// line), and execs postgres as the postgres user. Arguments: listen
+// address, port, "on" or "off" for fsync, "on" or "off" for TLS, then
+// "-c name=value" settings.
 const containerScript = `set -eu
-addr=$1 port=$2 fsync=$3
-shift 3
+addr=$1 port=$2 fsync=$3 tls=$4
+shift 4
 pgdata=` + stack.PostgresDataDir + `
 pw=$(cat ` + containerPasswordPath + `)
 case $pw in ''|*[!0-9a-f]*) echo "gantry: ` + containerPasswordPath + ` must hold hex digits" >&2; exit 1;; esac
@@ -112,15 +130,28 @@ if [ ! -s "$pgdata/PG_VERSION" ]; then
 elif [ "$(stat -c %u "$pgdata")" != "$(id -u postgres)" ]; then
 	chown -R postgres:postgres "$pgdata"
 fi
-cat >"$pgdata/pg_hba.conf" <<'EOF'
+if [ "$tls" = on ]; then
+	install -d -o postgres -g postgres -m 0700 ` + containerTLSDir + `
+	install -o postgres -g postgres -m 0644 ` + containerTLSIn + `/` + clustertls.HostCertFile + ` ` + containerTLSDir + `/` + clustertls.HostCertFile + `
+	install -o postgres -g postgres -m 0600 ` + containerTLSIn + `/` + clustertls.HostKeyFile + ` ` + containerTLSDir + `/` + clustertls.HostKeyFile + `
+	tcp="hostssl all all all scram-sha-256
+hostnossl all all all reject"
+else
+	tcp="host all all all scram-sha-256"
+fi
+cat >"$pgdata/pg_hba.conf" <<EOF
 # Written by gantry at every start of the container.
 local all all peer
-host all all all scram-sha-256
+$tcp
 EOF
 chown postgres:postgres "$pgdata/pg_hba.conf"
 chmod 0600 "$pgdata/pg_hba.conf"
 printf "ALTER ROLE postgres PASSWORD '%s';\n" "$pw" |
 	setpriv --reuid=postgres --regid=postgres --init-groups postgres --single -D "$pgdata" "$@" postgres >/dev/null
+if [ "$tls" = on ]; then
+	set -- "$@" -c ssl=on -c ssl_min_protocol_version=TLSv1.2 \
+		-c ssl_cert_file=` + containerTLSDir + `/` + clustertls.HostCertFile + ` -c ssl_key_file=` + containerTLSDir + `/` + clustertls.HostKeyFile + `
+fi
 exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$pgdata" \
 	-c listen_addresses="$addr" -p "$port" -c unix_socket_directories=` + containerSocketDir + ` "$@"
 `
@@ -147,6 +178,15 @@ type ContainerConfig struct {
 	// 127.0.0.2:5432. The container uses the host's network, so the
 	// server listens on exactly this address. Required.
 	Addr string
+	// TLSDir, when set, is the host's cluster TLS directory
+	// (layer0/clustertls: host.crt, host.key, ca.crt). The server then
+	// serves TLS with the host certificate, which must name the IP of
+	// Addr, and takes TCP connections only over TLS (plaintext ones are
+	// rejected); URL gives verify-full URLs against TLSDir/ca.crt. The
+	// certificate and key are mounted read-only and copied for the
+	// postgres user at each start of the container; a changed
+	// certificate replaces the container at the next StartContainer.
+	TLSDir string
 	// DisableFsync turns fsync off: much faster, but a machine crash can
 	// lose or corrupt the data. Meant for tests. False keeps fsync on.
 	DisableFsync bool
@@ -199,8 +239,10 @@ type Container struct {
 	name     string
 	addr     netip.AddrPort
 	password string
-	docker   *client.Client
-	log      *slog.Logger
+	// caFile is the CA of the server's certificate, "" without TLS.
+	caFile string
+	docker *client.Client
+	log    *slog.Logger
 
 	stopOnce sync.Once
 	stopErr  error
@@ -256,15 +298,54 @@ func StartContainer(ctx context.Context, cfg ContainerConfig) (*Container, error
 		docker:   cfg.Docker,
 		log:      log,
 	}
-	spec := containerSpec(cfg, ref, dir, addr)
+	var tlsDigest string
+	if cfg.TLSDir != "" {
+		if cfg.TLSDir, err = filepath.Abs(cfg.TLSDir); err != nil {
+			return nil, fmt.Errorf("pgserver: resolve %s: %w", cfg.TLSDir, err)
+		}
+		if tlsDigest, err = certDigest(cfg.TLSDir, addr.Addr()); err != nil {
+			return nil, err
+		}
+		c.caFile = filepath.Join(cfg.TLSDir, clustertls.CACertFile)
+	}
+	spec := containerSpec(cfg, ref, dir, addr, tlsDigest)
 	if c.id, err = c.ensure(ctx, spec, imageID); err != nil {
 		return nil, err
 	}
 	if err := c.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	log.Info("postgres ready", "container", c.name, "id", c.id[:12], "addr", addr, "image", ref, "dir", dir, "fsync", !cfg.DisableFsync)
+	log.Info("postgres ready", "container", c.name, "id", c.id[:12], "addr", addr, "image", ref, "dir", dir, "fsync", !cfg.DisableFsync, "tls", c.caFile != "")
 	return c, nil
+}
+
+// certDigest returns a digest of the host certificate in the cluster TLS
+// directory dir, after checking that it names ip (the clients verify it)
+// and that its key and the CA are there too.
+func certDigest(dir string, ip netip.Addr) (string, error) {
+	for _, f := range []string{clustertls.HostKeyFile, clustertls.CACertFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return "", fmt.Errorf("pgserver: TLS: %w", err)
+		}
+	}
+	path := filepath.Join(dir, clustertls.HostCertFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("pgserver: TLS: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", fmt.Errorf("pgserver: TLS: %s holds no PEM certificate", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("pgserver: TLS: %s: %w", path, err)
+	}
+	if err := cert.VerifyHostname(ip.String()); err != nil {
+		return "", fmt.Errorf("pgserver: TLS: the host certificate %s does not name the server's address: %w", path, err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16]), nil
 }
 
 // ensurePassword returns the password in path, creating the file with a
@@ -332,18 +413,23 @@ type spec struct {
 	HostConfig *container.HostConfig
 }
 
-// containerSpec returns the container of cfg, without LabelSpec.
-func containerSpec(cfg ContainerConfig, ref, dir string, addr netip.AddrPort) spec {
+// containerSpec returns the container of cfg, without LabelSpec;
+// tlsDigest is the certDigest of cfg.TLSDir, "" without TLS.
+func containerSpec(cfg ContainerConfig, ref, dir string, addr netip.AddrPort, tlsDigest string) spec {
 	fsync := "on"
 	if cfg.DisableFsync {
 		fsync = "off"
 	}
-	cmd := []string{addr.Addr().String(), strconv.Itoa(int(addr.Port())), fsync}
+	tls := "off"
+	if cfg.TLSDir != "" {
+		tls = "on"
+	}
+	cmd := []string{addr.Addr().String(), strconv.Itoa(int(addr.Port())), fsync, tls}
 	for _, s := range settings(cfg.DisableFsync) {
 		cmd = append(cmd, "-c", s)
 	}
 	stopTimeout := int(stopGrace / time.Second)
-	return spec{
+	s := spec{
 		Config: &container.Config{
 			Image:      ref,
 			Entrypoint: []string{"/bin/sh", "-c", containerScript, "gantry-postgres"},
@@ -374,6 +460,16 @@ func containerSpec(cfg ContainerConfig, ref, dir string, addr netip.AddrPort) sp
 			LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "2"}},
 		},
 	}
+	if cfg.TLSDir != "" {
+		// The two files, not the directory: the CA's key stays out of
+		// the container.
+		for _, f := range []string{clustertls.HostCertFile, clustertls.HostKeyFile} {
+			s.HostConfig.Mounts = append(s.HostConfig.Mounts, mount.Mount{Type: mount.TypeBind,
+				Source: filepath.Join(cfg.TLSDir, f), Target: containerTLSIn + "/" + f, ReadOnly: true})
+		}
+		s.Config.Labels[LabelTLS] = tlsDigest
+	}
+	return s
 }
 
 // digest returns the LabelSpec value of s for image imageID.
@@ -529,17 +625,62 @@ func (c *Container) Name() string { return c.name }
 // Addr returns the address the server listens on.
 func (c *Container) Addr() netip.AddrPort { return c.addr }
 
-// URL returns a pgx connection string for database db on the server's TCP
-// address, as the superuser with its password.
+// URL returns a connection string (for pgx and libpq's programs) for
+// database db on the server's TCP address, as the superuser with its
+// password: with TLS (ContainerConfig.TLSDir) sslmode=verify-full against
+// the cluster CA in TLSDir, without it sslmode=disable.
 func (c *Container) URL(db string) string {
+	q := url.Values{"sslmode": {"disable"}}
+	if c.caFile != "" {
+		q = url.Values{"sslmode": {"verify-full"}, "sslrootcert": {c.caFile}}
+	}
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(Superuser, c.password),
 		Host:     c.addr.String(),
 		Path:     "/" + db,
-		RawQuery: url.Values{"sslmode": {"disable"}}.Encode(),
+		RawQuery: q.Encode(),
 	}
 	return u.String()
+}
+
+// TLSURL returns the connection string dbURL (a postgres:// or
+// postgresql:// URL, such as Container.URL) as the host whose cluster CA
+// certificate is the file caFile (an absolute path) uses it: sslmode
+// verify-full, sslrootcert caFile, the rest unchanged. A host that
+// reaches the PostgreSQL of another host gives its own <data>/tls/ca.crt.
+func TLSURL(dbURL, caFile string) (string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "", fmt.Errorf("pgserver: TLS URL: %w", withoutURL(err))
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return "", fmt.Errorf("pgserver: TLS URL: scheme %q, want postgres or postgresql", u.Scheme)
+	}
+	if u.Host == "" {
+		return "", errors.New("pgserver: TLS URL: no host")
+	}
+	if !filepath.IsAbs(caFile) {
+		return "", fmt.Errorf("pgserver: TLS URL: CA file %q is not an absolute path", caFile)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return "", fmt.Errorf("pgserver: TLS URL: query: %w", err)
+	}
+	q.Set("sslmode", "verify-full")
+	q.Set("sslrootcert", caFile)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// withoutURL returns err of url.Parse without the URL, which holds a
+// password.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // CreateDatabase creates database name unless it exists.

@@ -3,11 +3,14 @@ package pgserver_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,6 +25,7 @@ import (
 	"github.com/gantryhq/gantry/deploy/pgserver"
 	"github.com/gantryhq/gantry/deploy/stack"
 	"github.com/gantryhq/gantry/deploy/testenv"
+	"github.com/gantryhq/gantry/layer0/clustertls"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 )
 
@@ -429,4 +433,161 @@ func TestContainerNameTaken(t *testing.T) {
 	if got := e.inspect(t, created.ID); got.ID != created.ID {
 		t.Fatalf("the other container is gone")
 	}
+}
+
+func TestTLSURL(t *testing.T) {
+	tests := []struct {
+		name, url, ca string
+		want          string // "" when an error is expected
+		wantErr       string
+	}{
+		{"plaintext URL", "postgres://postgres:pw@127.0.0.2:7432/gantry?sslmode=disable", "/data/tls/ca.crt",
+			"postgres://postgres:pw@127.0.0.2:7432/gantry?sslmode=verify-full&sslrootcert=%2Fdata%2Ftls%2Fca.crt", ""},
+		{"another host's CA", "postgres://postgres:pw@127.0.0.2:7432/gantry?sslmode=verify-full&sslrootcert=%2Fh1%2Ftls%2Fca.crt",
+			"/h2/tls/ca.crt", "postgres://postgres:pw@127.0.0.2:7432/gantry?sslmode=verify-full&sslrootcert=%2Fh2%2Ftls%2Fca.crt", ""},
+		{"other parameters kept", "postgresql://u:p@[::1]:5432/db?connect_timeout=5", "/ca.crt",
+			"postgresql://u:p@[::1]:5432/db?connect_timeout=5&sslmode=verify-full&sslrootcert=%2Fca.crt", ""},
+		{"relative CA", "postgres://u:p@127.0.0.1:5432/db", "tls/ca.crt", "", "absolute"},
+		{"keyword form", "host=127.0.0.1 password=secret", "/ca.crt", "", "scheme"},
+		{"no host", "postgres:///db?host=/tmp", "/ca.crt", "", "no host"},
+		{"bad URL", "postgres://u:secret@127.0.0.1:bad/db", "/ca.crt", "", "invalid port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := pgserver.TLSURL(tt.url, tt.ca)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("TLSURL = %q, %v; want an error naming %q", got, err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "secret") {
+					t.Errorf("the error %q shows the password", err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("TLSURL = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// clusterTLS makes a cluster CA and a certificate of host for 127.0.0.1
+// and localhost in a new directory.
+func clusterTLS(t *testing.T, host string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tls")
+	if err := clustertls.Init(dir, clustertls.Host{ID: host, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// peerIPs connects to url and returns the IP addresses of the server's
+// certificate.
+func peerIPs(t *testing.T, url string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tc, ok := conn.PgConn().Conn().(*tls.Conn)
+	if !ok {
+		t.Fatalf("connection of type %T, want TLS", conn.PgConn().Conn())
+	}
+	var ips []string
+	for _, ip := range tc.ConnectionState().PeerCertificates[0].IPAddresses {
+		ips = append(ips, ip.String())
+	}
+	return ips
+}
+
+// TestContainerTLS turns TLS on for a server made without it (a data dir
+// from before TLS): verify-full connections work and keep the data, a
+// plaintext TCP connection is rejected, a client with another CA fails
+// verification, the CA key stays out of the container, and a renewed
+// host certificate is served after the next start.
+func TestContainerTLS(t *testing.T) {
+	e := newContainerEnv(t)
+	cfg := e.config(t, "h1")
+	plain := e.start(t, cfg)
+	stopAtEnd(t, plain)
+	if err := plain.CreateDatabase(t.Context(), "gantry"); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, plain.URL("gantry"), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('from before TLS')")
+
+	cfg.TLSDir = clusterTLS(t, "h1")
+	c := e.start(t, cfg)
+	stopAtEnd(t, c)
+	if c.ID() == plain.ID() {
+		t.Fatal("StartContainer with TLS adopted the container without it")
+	}
+	url := c.URL("gantry")
+	if !strings.Contains(url, "sslmode=verify-full") || !strings.Contains(url, "sslrootcert=") {
+		t.Fatalf("URL %q lacks sslmode=verify-full and sslrootcert", url)
+	}
+	if got := mustQuery(t, url, "SELECT v FROM kept"); got != "from before TLS" {
+		t.Fatalf("data after TLS was turned on: got %q", got)
+	}
+	if got := mustQuery(t, url, "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()"); got != "true" {
+		t.Errorf("pg_stat_ssl.ssl = %q for the connection of URL, want true", got)
+	}
+	fi, err := os.Stat(filepath.Join(cfg.TLSDir, clustertls.HostKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("host key mode %v after the start, want 0600", fi.Mode().Perm())
+	}
+	for _, m := range e.inspect(t, c.ID()).Mounts {
+		if strings.HasSuffix(m.Source, clustertls.CAKeyFile) || m.Source == cfg.TLSDir {
+			t.Errorf("the container mounts %s", m.Source)
+		}
+	}
+
+	t.Run("plaintext refused", func(t *testing.T) {
+		plainURL := strings.Split(url, "?")[0] + "?sslmode=disable"
+		_, err := queryRow(t.Context(), plainURL, "SELECT 'in'")
+		if err == nil || !strings.Contains(err.Error(), "no encryption") {
+			t.Fatalf("a plaintext TCP connection: err = %v, want a rejection naming \"no encryption\"", err)
+		}
+	})
+	t.Run("wrong CA", func(t *testing.T) {
+		other, err := pgserver.TLSURL(url, filepath.Join(clusterTLS(t, "h1"), clustertls.CACertFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = queryRow(t.Context(), other, "SELECT 'in'")
+		if err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+			t.Fatalf("a connection trusting another CA: err = %v, want a certificate verification failure", err)
+		}
+	})
+	t.Run("address not in the certificate", func(t *testing.T) {
+		other := e.config(t, "h2")
+		other.TLSDir = cfg.TLSDir
+		other.Addr = "127.0.0.3:5432"
+		_, err := pgserver.StartContainer(t.Context(), other)
+		if err == nil || !strings.Contains(err.Error(), "does not name the server's address") {
+			t.Fatalf("StartContainer on an address the certificate lacks: err = %v, want one naming the certificate", err)
+		}
+	})
+	t.Run("renewed certificate", func(t *testing.T) {
+		if err := clustertls.Init(cfg.TLSDir, clustertls.Host{ID: "h1", IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 9)}}); err != nil {
+			t.Fatal(err)
+		}
+		renewed := e.start(t, cfg)
+		stopAtEnd(t, renewed)
+		if renewed.ID() == c.ID() {
+			t.Fatal("StartContainer after a renewal adopted the container serving the old certificate")
+		}
+		if ips := peerIPs(t, renewed.URL("gantry")); !slices.Contains(ips, "127.0.0.9") {
+			t.Fatalf("the server's certificate names %v, want the renewed one with 127.0.0.9", ips)
+		}
+		if got := mustQuery(t, renewed.URL("gantry"), "SELECT v FROM kept"); got != "from before TLS" {
+			t.Fatalf("data after the renewal: got %q", got)
+		}
+	})
 }

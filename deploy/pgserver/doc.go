@@ -58,6 +58,12 @@
 // machine-binaries mode to the image's postgres user, so that an existing
 // server moves into a container with its data.
 //
+// With ContainerConfig.TLSDir (the host's cluster TLS directory) the
+// server serves TLS with the host certificate and takes TCP connections
+// only over TLS; Container.URL then carries sslmode=verify-full and the
+// cluster CA as sslrootcert, and TLSURL rewrites such a URL for another
+// host's own CA file.
+//
 // Start-up adopts the container when it exists with the same image and
 // configuration (started if it is not running) and replaces it otherwise;
 // the data stays in Dir. Container.Stop shuts the server down (SIGINT, a

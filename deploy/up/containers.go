@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -135,8 +136,9 @@ func (p *platform) start(ctx context.Context) error {
 		return err
 	}
 
-	// Layer0 state: etcd, then PostgreSQL and the migrations.
-	if err := n.EnsureTLS(ctx, cfg.EtcdClientAddr, cfg.EtcdPeerAddr); err != nil {
+	// Layer0 state: etcd, then PostgreSQL and the migrations. The host
+	// certificate serves both.
+	if err := n.EnsureTLS(ctx, cfg.EtcdClientAddr, cfg.EtcdPeerAddr, cfg.PostgresAddr); err != nil {
 		return err
 	}
 	if _, err := p.ensure(ctx, SystemEtcd, image, []string{"etcd", "--data", n.Dir,
@@ -153,7 +155,7 @@ func (p *platform) start(ctx context.Context) error {
 	}
 	pg, err := pgserver.StartContainer(ctx, pgserver.ContainerConfig{
 		Dir: n.Path(node.PostgresDir), Docker: p.docker, Cluster: n.Cluster, HostID: n.HostID, Addr: cfg.PostgresAddr,
-		Logger: p.log.With("component", "postgres"),
+		TLSDir: n.Path(node.TLSDir), Logger: p.log.With("component", "postgres"),
 	})
 	if err != nil {
 		return err
@@ -162,8 +164,19 @@ func (p *platform) start(ctx context.Context) error {
 		return err
 	}
 	dbURL := pg.URL("gantry")
+	old, err := os.ReadFile(n.Path(node.DatabaseURLFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read the database URL: %w", err)
+	}
 	if err := n.WriteDatabaseURL(dbURL); err != nil {
 		return err
+	}
+	if len(old) > 0 && strings.TrimSpace(string(old)) != dbURL {
+		// The controller reads the URL when it starts (a data dir made
+		// before TLS had a plaintext one, which the server now rejects).
+		if err := p.restartController(ctx); err != nil {
+			return err
+		}
 	}
 	if err := controller.Migrate(ctx, dbURL, p.log.With("component", "migrate")); err != nil {
 		return err
@@ -214,6 +227,29 @@ func (p *platform) start(ctx context.Context) error {
 	for what, addr := range map[string]string{"router": cfg.HTTPAddr, "git receiver": cfg.SSHAddr} {
 		if err := waitListening(ctx, what, addr, readyTimeout); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// restartController restarts this host's running containers of the
+// controller, so that they read the database URL again.
+func (p *platform) restartController(ctx context.Context) error {
+	f := platformFilter(p.n)
+	f.Add("label", keyspace.LabelApp+"="+AppController)
+	lctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	list, err := p.docker.ContainerList(lctx, container.ListOptions{Filters: f})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("list the controller's containers: %w", err)
+	}
+	for _, c := range list {
+		p.log.Info("restarting the controller: the database URL changed", "container", strings.TrimPrefix(firstName(c), "/"))
+		rctx, cancel := context.WithTimeout(ctx, downTimeout)
+		err := p.docker.ContainerRestart(rctx, c.ID, container.StopOptions{})
+		cancel()
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("restart the controller's container %s: %w", firstName(c), err)
 		}
 	}
 	return nil
