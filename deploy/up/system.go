@@ -54,6 +54,9 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 	binds := []keyspace.Bind{{Source: varData, Target: varData}}
 	etcd, api := varEtcd, node.APIURL(hostTemplate(cfg, cfg.APIAddr))
 	logURL := "http://" + hostTemplate(cfg, cfg.LogAddr)
+	// The roles a host serves its clients with run on every host; the
+	// scheduler runs once in the cluster.
+	perHost := func(name string) bool { return name != AppScheduler }
 	app := func(name, typ string, port int, health string, config map[string]string, args ...string) store.SystemApp {
 		binds := binds
 		if name == AppController && cfg.ACMECAFile != "" {
@@ -67,7 +70,7 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 			Processes: map[string]types.Process{typ: {
 				Command:    argv.Join(append([]string{"gantryd"}, args...)),
 				HealthPath: health,
-				System:     &types.SystemProcess{Port: port, Binds: binds, Ready: port > 0},
+				System:     &types.SystemProcess{Port: port, Binds: binds, Ready: port > 0, PerHost: perHost(name)},
 			}},
 			Counts: map[string]int{typ: 1},
 		}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -180,6 +181,13 @@ type Config struct {
 	// Logger receives the request log and errors. Nil discards them.
 	Logger *slog.Logger
 
+	// TLS, when set, makes the API's listener serve TLS with it as well
+	// as plain HTTP, told apart by a connection's first byte (Run): a
+	// joining host asks JoinPath over TLS. Nil serves plain HTTP only.
+	TLS *tls.Config
+	// Join answers the hosts that join the cluster (JoinPath, over TLS);
+	// nil answers them 404.
+	Join JoinFunc
 	// ReusePort binds Addr with SO_REUSEPORT (Run), so that a new
 	// controller job can listen on the port of the old one while a
 	// deployment replaces it.

@@ -232,6 +232,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.InternalURL == "" {
 		cfg.InternalURL = internalURL(ln.Addr())
 	}
+	ln = serveTLSToo(ln, cfg.TLS)
 	s, err := New(cfg)
 	if err != nil {
 		ln.Close()
@@ -368,6 +369,7 @@ func (s *Server) routes() *http.ServeMux {
 			writeError(w, types.ErrMethodNotAllowed.WithMessage("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
 		})
 	}
+	mux.HandleFunc("POST "+JoinPath, s.join)
 	// The blob handler answers its own methods (PUT, GET, HEAD, DELETE).
 	mux.HandleFunc(blobstore.PathPrefix, s.serveBlob)
 	// The web dashboard's pages, assets and session; every other path,
