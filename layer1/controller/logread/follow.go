@@ -9,9 +9,7 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/gantryhq/gantry/layer0/keyspace"
+	"github.com/gantryhq/gantry/layer0/etcdwatch"
 	"github.com/gantryhq/gantry/layer1/logaggregator/types"
 )
 
@@ -33,18 +31,32 @@ const maxBatch = 512
 // Follow started. It returns an error before calling emit when no stream
 // could be opened: ErrNoAggregator, or one wrapping ErrUnavailable.
 func (r *Reader) Follow(ctx context.Context, app string, q types.Query, gone func(context.Context) bool, emit func([][]byte) error) error {
-	urls, hosts, rev, err := r.sources(ctx)
-	if err != nil {
-		return err
-	}
-	f := &follow{r: r, app: app, q: q, start: time.Now(), gone: gone,
-		sources: map[string]*source{}, current: urls,
-		events: make(chan event, maxBatch), retry: make(chan string), relist: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
-	f.ctx = ctx
+	defer cancel()
+	snaps, err := etcdwatch.Watch(ctx, etcdwatch.Config{Client: r.cfg.Etcd, Prefix: r.cfg.Space.Hosts(),
+		RequestTimeout: etcdTimeout, Logger: r.log})
+	if err != nil {
+		return fmt.Errorf("watch the hosts: %w", err)
+	}
+	f := &follow{r: r, ctx: ctx, app: app, q: q, start: time.Now(), gone: gone, snaps: snaps,
+		hosts: hostURLs{}, sources: map[string]*source{}, events: make(chan event, maxBatch), retry: make(chan string)}
 	defer f.wg.Wait()
 	defer cancel()
 	defer f.stopTimers()
+	select {
+	case snap := <-snaps:
+		f.hosts = r.hostsOf(snap)
+	case <-time.After(etcdTimeout):
+		if r.cfg.Fallback == "" {
+			return fmt.Errorf("read the hosts: no answer from etcd within %s", etcdTimeout)
+		}
+		r.log.Warn("cannot read the hosts' log aggregators; reading the controller's own until etcd answers", "url", r.cfg.Fallback)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if f.current = r.urls(f.hosts); len(f.current) == 0 {
+		return ErrNoAggregator
+	}
 	if err := f.openAll(); err != nil {
 		return err
 	}
@@ -53,13 +65,6 @@ func (r *Reader) Follow(ctx context.Context, app string, q types.Query, gone fun
 	}
 	if err := f.history(emit); err != nil {
 		return err
-	}
-	f.hosts = hosts
-	if hosts == nil {
-		f.hosts = hostURLs{}
-		f.relistLater()
-	} else {
-		f.watch(rev)
 	}
 	return f.loop(emit)
 }
@@ -73,20 +78,22 @@ type follow struct {
 	start time.Time
 	gone  func(context.Context) bool
 
-	sources map[string]*source // by URL, kept once a source is no longer read
-	hosts   hostURLs           // the registered hosts
-	current []string           // the URLs to read: r.urls(hosts)
-	// histSeen holds the lines of the history the live streams opened
-	// before it may give again.
-	histSeen map[string]struct{}
+	snaps   <-chan etcdwatch.Snapshot // the host records
+	sources map[string]*source        // by URL, kept once a source is no longer read
+	hosts   hostURLs                  // the registered hosts
+	current []string                  // the URLs to read: r.urls(hosts)
+	// histSeen holds the lines of the history, which the streams opened
+	// before it may give again (those the aggregators kept between the
+	// opening and the history query), and histNewest the time of its
+	// newest line: a line of the streams newer than it is not in it. A
+	// line equal to a line of the history is that line: an aggregator
+	// keeps a line once, and no line is shipped to two.
+	histSeen   map[string]struct{}
+	histNewest time.Time
 
-	wch    clientv3.WatchChan // nil while the hosts are to be read again
 	events chan event
-	retry  chan string   // a source's pause is over
-	relist chan struct{} // time to read the hosts again
-	// relistTimer sends on relist; nil when none is pending.
-	relistTimer *time.Timer
-	wg          sync.WaitGroup
+	retry  chan string // a source's pause is over
+	wg     sync.WaitGroup
 }
 
 // source is one aggregator of a Follow.
@@ -95,8 +102,6 @@ type source struct {
 	running bool // its stream is open or being opened
 	failing bool // its last stream failed; warned about
 	fails   int  // streams in a row that could not be opened
-	// afterHistory is true while its lines may still be in the history.
-	afterHistory bool
 	// since is the time of the newest line it gave (the start of Follow
 	// before), and seen the lines of that time, which a stream opened
 	// again gives again.
@@ -126,7 +131,7 @@ const (
 // fails when none opens.
 func (f *follow) openAll() error {
 	live := f.q
-	live.Follow, live.Lines, live.Since = true, 0, time.Time{}
+	live.Follow, live.Lines = true, 0
 	resps := make([]*http.Response, len(f.current))
 	errs := make([]error, len(f.current))
 	var wg sync.WaitGroup
@@ -144,7 +149,7 @@ func (f *follow) openAll() error {
 			f.ended(s, false, errs[i])
 			continue
 		}
-		s.running, s.afterHistory = true, true
+		s.running = true
 		f.wg.Go(func() { f.stream(u, live, resps[i]) })
 	}
 	return nil
@@ -171,6 +176,7 @@ func (f *follow) history(emit func([][]byte) error) error {
 		return nil
 	}
 	f.histSeen = make(map[string]struct{}, len(lines))
+	f.histNewest = lines[len(lines)-1].time
 	out := make([][]byte, len(lines))
 	for i, l := range lines {
 		f.histSeen[string(l.raw)] = struct{}{}
@@ -253,35 +259,11 @@ func (f *follow) loop(emit func([][]byte) error) error {
 			if !s.running && slices.Contains(f.current, u) {
 				f.reopen(s)
 			}
-		case wr, ok := <-f.wch:
-			if !ok || wr.Err() != nil {
-				if f.ctx.Err() != nil {
-					return nil
-				}
-				f.r.log.Debug("the watch of the hosts ended; reading them again", "app", f.app, "err", wr.Err())
-				f.wch = nil
-				f.relistLater()
-				continue
+		case snap, ok := <-f.snaps:
+			if !ok {
+				return nil // ctx ended
 			}
-			for _, e := range wr.Events {
-				key := string(e.Kv.Key)
-				if e.Type == clientv3.EventTypeDelete {
-					delete(f.hosts, keyspace.Last(key))
-				} else {
-					f.r.putHost(f.hosts, key, e.Kv.Value)
-				}
-			}
-			f.reconcile()
-		case <-f.relist:
-			f.relistTimer = nil
-			hosts, rev, err := f.r.readHosts(f.ctx)
-			if err != nil {
-				f.r.log.Debug("cannot read the hosts' log aggregators; trying again", "app", f.app, "err", err)
-				f.relistLater()
-				continue
-			}
-			f.hosts = hosts
-			f.watch(rev)
+			f.hosts = f.r.hostsOf(snap)
 			f.reconcile()
 		}
 	}
@@ -299,7 +281,7 @@ func (f *follow) handle(ev event) (raw []byte, over bool) {
 		s.failing, s.fails = false, 0
 		return nil, false
 	case eventEnd:
-		s.running, s.afterHistory = false, false
+		s.running = false
 		if f.ctx.Err() != nil {
 			return nil, false
 		}
@@ -310,11 +292,10 @@ func (f *follow) handle(ev event) (raw []byte, over bool) {
 		return nil, false
 	}
 	l := ev.line
-	if s.afterHistory {
+	if !l.time.After(f.histNewest) {
 		if _, dup := f.histSeen[string(l.raw)]; dup {
 			return nil, false
 		}
-		s.afterHistory = false // the lines after one that is new are new
 	}
 	switch {
 	case l.time.After(s.since):
@@ -377,22 +358,8 @@ func (f *follow) reconcile() {
 	}
 }
 
-// watch watches the host records from revision rev+1.
-func (f *follow) watch(rev int64) {
-	f.wch = f.r.cfg.Etcd.Watch(clientv3.WithRequireLeader(f.ctx), f.r.cfg.Space.Hosts(),
-		clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-}
-
-// relistLater reads the hosts again after a pause.
-func (f *follow) relistLater() {
-	f.relistTimer = time.AfterFunc(time.Second, func() { send(f.ctx, f.relist, struct{}{}) })
-}
-
 // stopTimers stops the pending pauses.
 func (f *follow) stopTimers() {
-	if f.relistTimer != nil {
-		f.relistTimer.Stop()
-	}
 	for _, s := range f.sources {
 		if s.timer != nil {
 			s.timer.Stop()

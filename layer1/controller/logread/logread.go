@@ -36,6 +36,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/gantryhq/gantry/layer0/etcdwatch"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/logaggregator/types"
 )
@@ -145,30 +146,33 @@ func New(cfg Config) (*Reader, error) {
 // none).
 type hostURLs map[string]string
 
-// readHosts reads the aggregator URL of every registered host, and the
-// revision it was read at.
-func (r *Reader) readHosts(ctx context.Context) (hostURLs, int64, error) {
+// readHosts reads the aggregator URL of every registered host.
+func (r *Reader) readHosts(ctx context.Context) (hostURLs, error) {
 	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
 	defer cancel()
 	resp, err := r.cfg.Etcd.Get(ctx, r.cfg.Space.Hosts(), clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, fmt.Errorf("read the hosts: %w", err)
+		return nil, fmt.Errorf("read the hosts: %w", err)
 	}
-	hosts := hostURLs{}
+	kvs := make(map[string][]byte, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		r.putHost(hosts, string(kv.Key), kv.Value)
+		kvs[string(kv.Key)] = kv.Value
 	}
-	return hosts, resp.Header.Revision, nil
+	return r.hostsOf(etcdwatch.Snapshot{KVs: kvs}), nil
 }
 
-// putHost records the aggregator of the host record val under key.
-func (r *Reader) putHost(hosts hostURLs, key string, val []byte) {
-	var h keyspace.Host
-	if err := json.Unmarshal(val, &h); err != nil {
-		r.log.Warn("undecodable host record", "key", key, "err", err)
-		return
+// hostsOf returns the aggregators of the host records of snap.
+func (r *Reader) hostsOf(snap etcdwatch.Snapshot) hostURLs {
+	hosts := hostURLs{}
+	for key, val := range snap.KVs {
+		var h keyspace.Host
+		if err := json.Unmarshal(val, &h); err != nil {
+			r.log.Warn("undecodable host record", "key", key, "err", err)
+			continue
+		}
+		hosts[keyspace.Last(key)] = h.LogURL
 	}
-	hosts[keyspace.Last(key)] = h.LogURL
+	return hosts
 }
 
 // urls returns the distinct aggregator URLs of hosts, sorted: each host's,
@@ -189,20 +193,19 @@ func (r *Reader) urls(hosts hostURLs) []string {
 
 // sources returns the aggregators to read now. When etcd cannot be read
 // it falls back to Config.Fallback alone, with a warning.
-func (r *Reader) sources(ctx context.Context) ([]string, hostURLs, int64, error) {
-	hosts, rev, err := r.readHosts(ctx)
+func (r *Reader) sources(ctx context.Context) ([]string, error) {
+	hosts, err := r.readHosts(ctx)
 	if err != nil {
 		if r.cfg.Fallback == "" {
-			return nil, nil, 0, err
+			return nil, err
 		}
 		r.log.Warn("cannot read the hosts' log aggregators; reading the controller's own alone", "url", r.cfg.Fallback, "err", err)
-		return []string{strings.TrimRight(r.cfg.Fallback, "/")}, nil, 0, nil
 	}
 	urls := r.urls(hosts)
 	if len(urls) == 0 {
-		return nil, nil, 0, ErrNoAggregator
+		return nil, ErrNoAggregator
 	}
-	return urls, hosts, rev, nil
+	return urls, nil
 }
 
 // line is one line of an answer, as the aggregator encoded it.
@@ -220,7 +223,7 @@ type line struct {
 func (r *Reader) History(ctx context.Context, app string, q types.Query) ([][]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
-	urls, _, _, err := r.sources(ctx)
+	urls, err := r.sources(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -334,7 +337,7 @@ func readLines(body io.Reader, fn func(line) error) error {
 func (r *Reader) Delete(ctx context.Context, app string) error {
 	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
-	urls, _, _, err := r.sources(ctx)
+	urls, err := r.sources(ctx)
 	if errors.Is(err, ErrNoAggregator) {
 		return nil
 	}
