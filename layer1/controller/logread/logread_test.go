@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,58 +28,92 @@ import (
 const token = "host-token"
 
 // aggregator is a real log aggregator on a loopback port that a test can
-// stop and start again on the same port with the same data.
+// stop and start again on the same port with the same data. The port
+// stays bound between the two, so nothing else takes it.
 type aggregator struct {
-	dir, addr string
-	mu        sync.Mutex
-	stopFn    func()
+	dir string
+	ln  *net.TCPListener
+	mu  sync.Mutex
+	// stopFn stops the running server; nil when stopped.
+	stopFn func()
 }
 
 // startAggregator serves a log aggregator until the test ends.
 func startAggregator(t *testing.T) *aggregator {
 	t.Helper()
-	a := &aggregator{dir: t.TempDir(), addr: "127.0.0.1:0"}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &aggregator{dir: t.TempDir(), ln: ln.(*net.TCPListener)}
+	t.Cleanup(func() {
+		a.stop()
+		a.ln.Close()
+	})
 	a.start(t)
-	t.Cleanup(a.stop)
 	return a
 }
 
-func (a *aggregator) url() string { return "http://" + a.addr }
+func (a *aggregator) url() string { return "http://" + a.ln.Addr().String() }
 
-// start serves the aggregator on its address.
+// start serves the aggregator on its port; it must be stopped.
 func (a *aggregator) start(t *testing.T) {
 	t.Helper()
 	srv, err := logaggregator.New(logaggregator.Config{DataDir: a.dir, Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", a.addr)
-	if err != nil {
-		srv.Close()
+	if err := a.ln.SetDeadline(time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	a.addr = ln.Addr().String()
+	kept := &keptListener{TCPListener: a.ln}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	go func() { done <- srv.Serve(ctx, kept) }()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.stopFn = sync.OnceFunc(func() {
+	a.stopFn = func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("log aggregator: %v", err)
 		}
 		srv.Close()
-	})
+	}
 }
 
-// stop stops the aggregator (its followers' streams end); start serves it
-// again.
+// stop stops the aggregator: its followers' streams end, new connections
+// wait for start.
 func (a *aggregator) stop() {
 	a.mu.Lock()
 	stop := a.stopFn
+	a.stopFn = nil
 	a.mu.Unlock()
-	stop()
+	if stop != nil {
+		stop()
+	}
+}
+
+// keptListener is a server's view of a listener that outlives it: Close
+// ends the server's Accept without closing the socket.
+type keptListener struct {
+	*net.TCPListener
+	closed atomic.Bool
+}
+
+func (l *keptListener) Accept() (net.Conn, error) {
+	c, err := l.TCPListener.Accept()
+	if l.closed.Load() {
+		if c != nil {
+			c.Close()
+		}
+		return nil, net.ErrClosed
+	}
+	return c, err
+}
+
+func (l *keptListener) Close() error {
+	l.closed.Store(true)
+	return l.TCPListener.SetDeadline(time.Now()) // wakes Accept
 }
 
 // ingest keeps lines in the aggregator at url, as a shipper would.
