@@ -39,6 +39,7 @@ func hostCommand() *cli.Command {
 				AdvertiseAddr: c.String("advertise"),
 				APIAddr:       c.String("addr"),
 				GantrydPath:   c.String("gantryd"),
+				LogURL:        c.String("log-url"),
 				SystemVars: map[string]string{
 					host.SystemVarData: n.Dir,
 					host.SystemVarAddr: c.String("advertise"),

@@ -138,6 +138,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Docker:        dk,
 			AdvertiseAddr: cfg.AdvertiseAddr,
 			APIAddr:       cfg.HostAPIAddr,
+			LogURL:        logs.url,
 			Logs:          logs.host,
 			Version:       cfg.Version,
 			Logger:        log.With("component", "host"),

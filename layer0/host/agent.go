@@ -353,6 +353,7 @@ func (a *agent) publishHost(ctx context.Context) {
 		ID:        a.cfg.ID,
 		Addr:      a.cfg.AdvertiseAddr,
 		APIURL:    a.apiURL,
+		LogURL:    a.cfg.LogURL,
 		CPU:       a.cpu,
 		Memory:    a.mem,
 		Tags:      a.cfg.Tags,

@@ -128,6 +128,7 @@ func (e *env) config(id string) host.Config {
 		StateDir:   e.t.TempDir(),
 		DrainDelay: 300 * time.Millisecond,
 		LogLines:   200,
+		LogURL:     "http://127.0.0.1:7072",
 		Version:    "test",
 		Logger:     slog.New(slog.NewTextHandler(e.t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
@@ -405,7 +406,7 @@ func testStartHTTPCheck(t *testing.T, f *fixture) {
 		t.Errorf("ListJobs = %+v", jobs)
 	}
 	h, _, _ := e.hostRecord("h1")
-	if !h.Healthy || h.CPU <= 0 || h.Memory <= 0 || h.Addr != "127.0.0.1" || h.Version != "test" {
+	if !h.Healthy || h.CPU <= 0 || h.Memory <= 0 || h.Addr != "127.0.0.1" || h.Version != "test" || h.LogURL != "http://127.0.0.1:7072" {
 		t.Errorf("host record = %+v", h)
 	}
 }

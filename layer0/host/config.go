@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"time"
 
@@ -92,6 +93,11 @@ type Config struct {
 	// LogLines is how many lines of output the agent keeps per job; zero
 	// means 1000.
 	LogLines int
+	// LogURL is the base URL of the log aggregator this host's roles ship
+	// to (e.g. "http://127.0.0.1:7072"), published in the host record so
+	// that log reads find the lines of this host's jobs; empty publishes
+	// none. The agent itself ships through Logs.
+	LogURL string
 	// Logs receives the jobs' output and the agent's events about them
 	// (crashes, restarts) for the apps' logs; Run does not close it. Nil
 	// ships nothing.
@@ -159,6 +165,11 @@ func (c Config) Validate() error {
 	}
 	if c.LogLines < 0 {
 		errs = append(errs, errors.New("LogLines must not be negative"))
+	}
+	if c.LogURL != "" {
+		if u, err := url.Parse(c.LogURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("LogURL %q: want a URL like http://127.0.0.1:7072", c.LogURL))
+		}
 	}
 	if c.StatsInterval < 0 || (c.StatsInterval > 0 && c.StatsInterval < 100*time.Millisecond) {
 		errs = append(errs, errors.New("StatsInterval must be zero or at least 100ms"))

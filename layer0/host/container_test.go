@@ -259,6 +259,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative drain delay", func(c *Config) { c.DrainDelay = -1 }, "DrainDelay"},
 		{"negative artifact cache", func(c *Config) { c.ArtifactCacheSize = -1 }, "ArtifactCacheSize"},
 		{"relative gantryd path", func(c *Config) { c.GantrydPath = "bin/gantryd" }, "GantrydPath"},
+		{"log URL without a scheme", func(c *Config) { c.LogURL = "127.0.0.1:7072" }, "LogURL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

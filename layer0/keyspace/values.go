@@ -30,6 +30,10 @@ type Host struct {
 	Addr string `json:"addr"`
 	// APIURL is the base URL of the host agent's HTTP API (jobs, logs).
 	APIURL string `json:"api_url"`
+	// LogURL is the base URL of the log aggregator the roles of this host
+	// ship the apps' log lines to; empty when the host ships none (or its
+	// agent predates the field). Log reads ask every host's.
+	LogURL string `json:"log_url,omitempty"`
 	// CPU is the capacity in millicores (1000 = one core).
 	CPU int64 `json:"cpu"`
 	// Memory is the capacity in bytes available to jobs.

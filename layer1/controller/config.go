@@ -159,9 +159,12 @@ type Config struct {
 	// own. Zero means DefaultHostRemoveWait (20 s); it must stay under
 	// the CLI's request timeout (30 s).
 	HostRemoveWait time.Duration
-	// LogURL is the base URL of the log aggregator, e.g.
-	// "http://127.0.0.1:7072", which GET /v1/apps/{app}/log queries with
-	// HostToken. Empty makes that endpoint answer 503.
+	// LogURL is the base URL of a log aggregator, e.g.
+	// "http://127.0.0.1:7072". GET /v1/apps/{app}/log queries, with
+	// HostToken, the aggregators the hosts publish in their records
+	// (keyspace.Host.LogURL), and this one for a host that publishes
+	// none or while no host is registered. Empty, with no host
+	// publishing one, makes that endpoint answer 503.
 	LogURL string
 	// MetricsFile is where the apps' metric history (the last 24 h of
 	// their key series, see package metricstore) is saved every minute and

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantryhq/gantry/deploy/testenv"
+	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 	logclient "github.com/gantryhq/gantry/layer1/logaggregator/client"
@@ -171,4 +173,82 @@ func TestAppLog(t *testing.T) {
 		err := b.c.Log(ctx, "demo", logtypes.Query{Lines: 10}, func(logtypes.Line) error { return nil })
 		wantAPIError(t, err, types.ErrUnavailable, "no log aggregator")
 	})
+}
+
+// TestAppLogHosts reads an app's log from the aggregators of two hosts,
+// with a third host's down, through the API.
+func TestAppLogHosts(t *testing.T) {
+	t.Parallel()
+	urlA, urlB := logaggtest.Start(t, "host-token"), logaggtest.Start(t, "host-token")
+	ship := func(url string, lines ...logtypes.Line) {
+		t.Helper()
+		s, err := logclient.NewShipper(logclient.ShipperConfig{URL: url, Token: "host-token"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lines {
+			s.Ship(l)
+		}
+		if err := s.Close(); err != nil { // sends what it holds
+			t.Fatal(err)
+		}
+	}
+	a := newAPI(t, func(c *controller.Config) { c.LogURL = urlA })
+	ctx := t.Context()
+	if _, err := a.c.CreateApp(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	for id, u := range map[string]string{"h1": urlA, "h2": urlB, "h3": "http://" + testenv.FreeAddr(t)} {
+		a.put(t, a.space.Host(id), keyspace.Host{ID: id, Addr: "127.0.0.1", LogURL: u, Healthy: true})
+	}
+	t0 := time.Now().UTC()
+	line := func(ms int, msg string) logtypes.Line {
+		return logtypes.Line{App: "demo", Source: logtypes.SourceApp, Type: "web", Index: 1, Job: "j1",
+			Time: t0.Add(time.Duration(ms) * time.Millisecond), Msg: msg}
+	}
+	ship(urlA, line(1, "a1"), line(3, "a3"))
+	ship(urlB, line(2, "b2"), line(4, "b4"))
+
+	want := []string{"app: b2", "app: a3", "app: b4"}
+	if got := logMsgs(t, a, "demo", logtypes.Query{Lines: 3}); !slices.Equal(got, want) {
+		t.Fatalf("log -n 3 = %q, want %q", got, want)
+	}
+
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lines := make(chan string, 10)
+	ended := make(chan error, 1)
+	go func() {
+		ended <- a.c.Log(fctx, "demo", logtypes.Query{Lines: 1, Follow: true}, func(l logtypes.Line) error {
+			lines <- l.Msg
+			return nil
+		})
+	}()
+	recv := func() string {
+		t.Helper()
+		select {
+		case m := <-lines:
+			return m
+		case err := <-ended:
+			t.Fatalf("the followed log ended: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no line before the test's end")
+		}
+		return ""
+	}
+	if m := recv(); m != "b4" {
+		t.Fatalf("followed %q first, want the history's b4", m)
+	}
+	ship(urlB, line(5, "b5"))
+	if m := recv(); m != "b5" {
+		t.Fatalf("followed %q, want b5 of the second host", m)
+	}
+	ship(urlA, line(6, "a6"))
+	if m := recv(); m != "a6" {
+		t.Fatalf("followed %q, want a6 of the first host", m)
+	}
+	cancel()
+	if err := <-ended; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Log after cancel: %v", err)
+	}
 }

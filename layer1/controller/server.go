@@ -24,6 +24,7 @@ import (
 	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/deployer"
 	"github.com/gantryhq/gantry/layer1/controller/gc"
+	"github.com/gantryhq/gantry/layer1/controller/logread"
 	"github.com/gantryhq/gantry/layer1/controller/mirror"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -62,6 +63,7 @@ type Server struct {
 	blobs     *blobs
 	events    events
 	logs      logStreams
+	logReader *logread.Reader
 	dash      *dashboard.Dashboard
 	handler   http.Handler
 	metrics   *prometheus.Registry // the controller's own, served with the hosts' at /metrics
@@ -108,6 +110,11 @@ func New(cfg Config) (*Server, error) {
 		events:  events{cfg.Events},
 		metrics: newRegistry(),
 		history: metricstore.New(0),
+	}
+	if s.logReader, err = logread.New(logread.Config{Etcd: cfg.Etcd, Space: space, Fallback: cfg.LogURL,
+		Token: cfg.HostToken, Logger: log.With("worker", "logs")}); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("controller: %w", err)
 	}
 	s.deployer = deployer.New(deployer.Config{
 		Store: st, Etcd: cfg.Etcd, Space: space, Mirror: m, Timeout: cfg.deployTimeout(),
