@@ -10,8 +10,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gantryhq/gantry/deploy/cluster"
 	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/stack"
+	"github.com/gantryhq/gantry/layer0/clustertls"
 	"github.com/gantryhq/gantry/layer1/acme"
 	"github.com/gantryhq/gantry/layer1/controller"
 )
@@ -110,6 +112,15 @@ func controllerCommand() *cli.Command {
 			if shipper != nil {
 				cfg.Events = shipper
 			}
+			// Hosts join the cluster over TLS on the API's port, with
+			// the host's certificate of the cluster CA.
+			if err := n.EnsureTLS(c.Context, c.String("addr")); err != nil {
+				return err
+			}
+			if cfg.TLS, err = clustertls.ServerConfig(n.Path(node.TLSDir)); err != nil {
+				return err
+			}
+			cfg.Join = cluster.Handler(n, etcd, log)
 			sig, err := readySignal(log)
 			if err != nil {
 				return err

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"time"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/gantryhq/gantry/deploy/etcdserver"
 )
+
+// etcdWaitForPeers bounds the wait of the etcd role for its peers: after
+// a reboot of the whole cluster, a member is ready only once a quorum
+// runs, which the other hosts' starts decide.
+const etcdWaitForPeers = 24 * time.Hour
 
 // etcdCommand runs the node's etcd member on its own: `gantryd up` runs
 // the same embedded etcd in its process.
@@ -25,11 +32,18 @@ func etcdCommand() *cli.Command {
 			if err := n.EnsureTLS(c.Context, c.String("client-addr"), c.String("peer-addr")); err != nil {
 				return err
 			}
-			return etcdserver.Run(c.Context, n.Etcd(etcdserver.Config{
+			cfg, err := n.Etcd(etcdserver.Config{
 				ClientAddr: c.String("client-addr"),
 				PeerAddr:   c.String("peer-addr"),
-				Logger:     log,
-			}))
+				// A member of several waits for the others after a
+				// reboot of the cluster: as long as it takes.
+				StartTimeout: etcdWaitForPeers,
+				Logger:       log,
+			})
+			if err != nil {
+				return err
+			}
+			return etcdserver.Run(c.Context, cfg)
 		},
 	}
 }

@@ -38,7 +38,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"GANTRY_LOG_LEVEL"}},
 		},
-		Commands: []*cli.Command{upCommand(), downCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(),
+		Commands: []*cli.Command{upCommand(), downCommand(), joinTokenCommand(), joinCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(),
 			etcdCommand(), hostCommand(), controllerCommand(), schedulerCommand(), routerCommand(), gitreceiverCommand(), logaggregatorCommand()},
 	}
 	if err := app.RunContext(ctx, os.Args); err != nil {
@@ -67,77 +67,94 @@ func upCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "up",
 		Usage: "start (or restart) this host's platform as containers, then follow its logs until Ctrl-C",
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "data", Value: defaultDataDir(), Usage: "data directory"},
-			&cli.IntFlag{Name: "log-lines", Value: 10000, Usage: "lines of log history kept per app"},
-			&cli.StringFlag{Name: "etcd", Usage: "with --in-process: comma-separated URLs of an external etcd cluster (instead of the embedded one); https URLs use --etcd-*-file, else the node's cluster certificates"},
-			&cli.StringFlag{Name: "etcd-ca-file", Usage: "CA bundle `FILE` of the external etcd cluster"},
-			&cli.StringFlag{Name: "etcd-cert-file", Usage: "client certificate `FILE` for the external etcd cluster"},
-			&cli.StringFlag{Name: "etcd-key-file", Usage: "client key `FILE` for the external etcd cluster"},
-			&cli.StringFlag{Name: "database-url", Usage: "with --in-process: PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
-			&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "this host's IP address: every listener binds it unless its own flag says otherwise, and app ports are published on it"},
-			&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- is the router job's output, gantry -a gantry-router log; a file must be in the data dir; with --in-process, - is stdout)"},
-			&cli.BoolFlag{Name: "in-process", Usage: "run every role in this one process instead of as containers (development and tests; allows --etcd and --database-url); a data dir keeps the mode it was made with"},
-			&cli.BoolFlag{Name: "detach", Usage: "return once the platform is up and leave it running (gantryd down stops it); not with --in-process"},
-		}, append(listenFlags(), append(controllerFlags(), routerLimitFlags()...)...)...),
+		Flags: upFlags(),
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
 			if err != nil {
 				return err
 			}
-			// As containers, the router's job opens the access log
-			// itself; in process, this process does.
-			containers := !c.Bool("in-process")
-			var accessLog io.Writer
-			accessLogPath := c.String("access-log")
-			if !containers {
-				w, closeAccessLog, err := openAccessLog(accessLogPath)
-				if err != nil {
-					return err
-				}
-				defer closeAccessLog()
-				accessLog, accessLogPath = w, ""
+			cfg, closeAccessLog, err := upConfig(c, log)
+			if err != nil {
+				return err
 			}
-			addrs := listenAddrs(c.String("advertise"), containers, func(flag string) (string, bool) {
-				return c.String(flag), c.IsSet(flag)
-			})
-			return up.Run(c.Context, up.Config{
-				Containers:     containers,
-				Detach:         c.Bool("detach"),
-				PostgresAddr:   addrs["postgres-addr"],
-				AccessLog:      accessLog,
-				AccessLogPath:  accessLogPath,
-				RouterLimits:   routerLimits(c),
-				DataDir:        c.String("data"),
-				APIAddr:        addrs["api-addr"],
-				HTTPAddr:       addrs["http-addr"],
-				HTTPSAddr:      addrs["https-addr"],
-				SSHAddr:        addrs["ssh-addr"],
-				HostAPIAddr:    addrs["host-api-addr"],
-				LogAddr:        addrs["log-addr"],
-				LogLines:       c.Int("log-lines"),
-				EtcdClientAddr: addrs["etcd-client-addr"],
-				EtcdPeerAddr:   addrs["etcd-peer-addr"],
-				EtcdEndpoints:  splitList(c.String("etcd")),
-				EtcdCAFile:     c.String("etcd-ca-file"),
-				EtcdCertFile:   c.String("etcd-cert-file"),
-				EtcdKeyFile:    c.String("etcd-key-file"),
-				DatabaseURL:    c.String("database-url"),
-				Domain:         c.String("domain"),
-				AdvertiseAddr:  c.String("advertise"),
-				DeployTimeout:  c.Duration("deploy-timeout"),
-				ACMEEmail:      c.String("acme-email"),
-				ACMEDirectory:  c.String("acme-directory"),
-				ACMECAFile:     c.String("acme-ca-file"),
-				SlugsKept:      c.Int("slugs-kept"),
-				GCInterval:     c.Duration("gc-interval"),
-				Version:        version,
-				Logger:         log,
-
-				DiskWarningPercent: c.Int("disk-warning-percent"),
-			})
+			defer closeAccessLog()
+			return up.Run(c.Context, cfg)
 		},
 	}
+}
+
+// upFlags are the flags of gantryd up (and of gantryd join, which starts
+// the host it adds as gantryd up does).
+func upFlags() []cli.Flag {
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "data", Value: defaultDataDir(), Usage: "data directory"},
+		&cli.IntFlag{Name: "log-lines", Value: 10000, Usage: "lines of log history kept per app"},
+		&cli.StringFlag{Name: "etcd", Usage: "with --in-process: comma-separated URLs of an external etcd cluster (instead of the embedded one); https URLs use --etcd-*-file, else the node's cluster certificates"},
+		&cli.StringFlag{Name: "etcd-ca-file", Usage: "CA bundle `FILE` of the external etcd cluster"},
+		&cli.StringFlag{Name: "etcd-cert-file", Usage: "client certificate `FILE` for the external etcd cluster"},
+		&cli.StringFlag{Name: "etcd-key-file", Usage: "client key `FILE` for the external etcd cluster"},
+		&cli.StringFlag{Name: "database-url", Usage: "with --in-process: PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
+		&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "this host's IP address: every listener binds it unless its own flag says otherwise, and app ports are published on it"},
+		&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- is the router job's output, gantry -a gantry-router log; a file must be in the data dir; with --in-process, - is stdout)"},
+		&cli.BoolFlag{Name: "in-process", Usage: "run every role in this one process instead of as containers (development and tests; allows --etcd and --database-url); a data dir keeps the mode it was made with"},
+		&cli.BoolFlag{Name: "detach", Usage: "return once the platform is up and leave it running (gantryd down stops it); not with --in-process"},
+	}, append(listenFlags(), append(controllerFlags(), routerLimitFlags()...)...)...)
+}
+
+// upConfig reads the flags of upFlags; closeAccessLog closes the access
+// log that the in-process mode opens.
+func upConfig(c *cli.Context, log *slog.Logger) (cfg up.Config, closeAccessLog func(), err error) {
+	// As containers, the router's job opens the access log itself; in
+	// process, this process does.
+	containers := !c.Bool("in-process")
+	var accessLog io.Writer
+	accessLogPath := c.String("access-log")
+	closeAccessLog = func() {}
+	if !containers {
+		w, closeLog, err := openAccessLog(accessLogPath)
+		if err != nil {
+			return cfg, nil, err
+		}
+		accessLog, accessLogPath, closeAccessLog = w, "", closeLog
+	}
+	addrs := listenAddrs(c.String("advertise"), containers, func(flag string) (string, bool) {
+		return c.String(flag), c.IsSet(flag)
+	})
+	return up.Config{
+		Containers:     containers,
+		Detach:         c.Bool("detach"),
+		PostgresAddr:   addrs["postgres-addr"],
+		AccessLog:      accessLog,
+		AccessLogPath:  accessLogPath,
+		RouterLimits:   routerLimits(c),
+		DataDir:        c.String("data"),
+		APIAddr:        addrs["api-addr"],
+		HTTPAddr:       addrs["http-addr"],
+		HTTPSAddr:      addrs["https-addr"],
+		SSHAddr:        addrs["ssh-addr"],
+		HostAPIAddr:    addrs["host-api-addr"],
+		LogAddr:        addrs["log-addr"],
+		LogLines:       c.Int("log-lines"),
+		EtcdClientAddr: addrs["etcd-client-addr"],
+		EtcdPeerAddr:   addrs["etcd-peer-addr"],
+		EtcdEndpoints:  splitList(c.String("etcd")),
+		EtcdCAFile:     c.String("etcd-ca-file"),
+		EtcdCertFile:   c.String("etcd-cert-file"),
+		EtcdKeyFile:    c.String("etcd-key-file"),
+		DatabaseURL:    c.String("database-url"),
+		Domain:         c.String("domain"),
+		AdvertiseAddr:  c.String("advertise"),
+		DeployTimeout:  c.Duration("deploy-timeout"),
+		ACMEEmail:      c.String("acme-email"),
+		ACMEDirectory:  c.String("acme-directory"),
+		ACMECAFile:     c.String("acme-ca-file"),
+		SlugsKept:      c.Int("slugs-kept"),
+		GCInterval:     c.Duration("gc-interval"),
+		Version:        version,
+		Logger:         log,
+
+		DiskWarningPercent: c.Int("disk-warning-percent"),
+	}, closeAccessLog, nil
 }
 
 func downCommand() *cli.Command {

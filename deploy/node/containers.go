@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteDatabaseURL writes url to DatabaseURLFile (mode 0600), where the
@@ -56,4 +57,17 @@ func fileDigest(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return h.Sum(nil), nil
+}
+
+// DatabaseURL reads DatabaseURLFile.
+func (n *Node) DatabaseURL() (string, error) {
+	b, err := os.ReadFile(n.Path(DatabaseURLFile))
+	if err != nil {
+		return "", fmt.Errorf("read the database URL: %w", err)
+	}
+	url := strings.TrimSpace(string(b))
+	if url == "" {
+		return "", fmt.Errorf("%s is empty", n.Path(DatabaseURLFile))
+	}
+	return url, nil
 }

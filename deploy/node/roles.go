@@ -31,12 +31,19 @@ var (
 // node's identity and data dir decide filled in; the caller sets the
 // others (addresses, clients, limits).
 
-// Etcd sets the embedded etcd member's data dir (EtcdDir) and its TLS
-// dir (TLSDir): it serves only clients and peers with a certificate of the
-// cluster CA. Call EnsureTLS with its addresses first.
-func (n *Node) Etcd(cfg etcdserver.Config) etcdserver.Config {
-	cfg.Dir, cfg.TLSDir = n.Path(EtcdDir), n.Path(TLSDir)
-	return cfg
+// Etcd sets the embedded etcd member's data dir (EtcdDir), its TLS dir
+// (TLSDir: it serves only clients and peers with a certificate of the
+// cluster CA), its name (the host ID) and, for a member added to a
+// running cluster, the initial cluster (EtcdInitialClusterFile). Call
+// EnsureTLS with its addresses first.
+func (n *Node) Etcd(cfg etcdserver.Config) (etcdserver.Config, error) {
+	cfg.Dir, cfg.TLSDir, cfg.Name = n.Path(EtcdDir), n.Path(TLSDir), n.HostID
+	initial, err := n.EtcdInitialCluster()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.InitialCluster = initial
+	return cfg, nil
 }
 
 // Host sets the host agent's ID, Cluster, APIToken and StateDir

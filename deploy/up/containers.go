@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -110,6 +109,9 @@ type platform struct {
 	log    *slog.Logger
 	// image is the platform image the start runs, once known.
 	image string
+	// etcdEndpoints are the client URLs of the cluster's etcd members,
+	// this host's first, once known.
+	etcdEndpoints []string
 }
 
 // start brings the platform up, in the order of the design's bootstrap.
@@ -141,42 +143,19 @@ func (p *platform) start(ctx context.Context) error {
 	if err := n.EnsureTLS(ctx, cfg.EtcdClientAddr, cfg.EtcdPeerAddr, cfg.PostgresAddr); err != nil {
 		return err
 	}
-	if _, err := p.ensure(ctx, SystemEtcd, image, []string{"etcd", "--data", n.Dir,
-		"--client-addr", cfg.EtcdClientAddr, "--peer-addr", cfg.EtcdPeerAddr}, nil, p.dataMount(), nil); err != nil {
-		return err
-	}
-	etcd, err := n.EtcdClient(node.EtcdClientConfig{Endpoints: []string{etcdURL(cfg)}})
+	etcd, err := p.startEtcd(ctx, image)
 	if err != nil {
-		return fmt.Errorf("connect to etcd: %w", err)
+		return err
 	}
 	defer etcd.Close()
-	if err := waitEtcd(ctx, etcd); err != nil {
-		return err
-	}
-	pg, err := pgserver.StartContainer(ctx, pgserver.ContainerConfig{
-		Dir: n.Path(node.PostgresDir), Docker: p.docker, Cluster: n.Cluster, HostID: n.HostID, Addr: cfg.PostgresAddr,
-		TLSDir: n.Path(node.TLSDir), Logger: p.log.With("component", "postgres"),
-	})
-	if err != nil {
-		return err
-	}
-	if err := pg.CreateDatabase(ctx, "gantry"); err != nil {
-		return err
-	}
-	dbURL := pg.URL("gantry")
-	old, err := os.ReadFile(n.Path(node.DatabaseURLFile))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read the database URL: %w", err)
-	}
-	if err := n.WriteDatabaseURL(dbURL); err != nil {
-		return err
-	}
-	if len(old) > 0 && strings.TrimSpace(string(old)) != dbURL {
-		// The controller reads the URL when it starts (a data dir made
-		// before TLS had a plaintext one, which the server now rejects).
-		if err := p.restartController(ctx); err != nil {
+	var dbURL string
+	if n.Joined() {
+		// The cluster's PostgreSQL runs on the host that made it.
+		if dbURL, err = n.DatabaseURL(); err != nil {
 			return err
 		}
+	} else if dbURL, err = p.startPostgres(ctx); err != nil {
+		return err
 	}
 	if err := controller.Migrate(ctx, dbURL, p.log.With("component", "migrate")); err != nil {
 		return err
@@ -202,12 +181,13 @@ func (p *platform) start(ctx context.Context) error {
 		return err
 	}
 
-	// The agent, which runs the system apps' jobs. It reads its jobs'
+	// The agent, which runs the system apps' jobs (their {{etcd}} is
+	// its --etcd). It reads its jobs'
 	// cgroups (gantry ps's CPU and memory): their processes are in the
 	// host's PID namespace, their cgroups under the host's /sys/fs/cgroup,
 	// mounted over the container's own, read-only.
 	if _, err := p.ensure(ctx, SystemAgent, image, []string{"host", "--data", n.Dir,
-		"--addr", cfg.HostAPIAddr, "--advertise", cfg.AdvertiseAddr, "--etcd", etcdURL(cfg),
+		"--addr", cfg.HostAPIAddr, "--advertise", cfg.AdvertiseAddr, "--etcd", strings.Join(p.etcdEndpoints, ","),
 		"--log-url", "http://" + cfg.LogAddr, "--gantryd", gantryd},
 		[]string{"DOCKER_HOST=unix://" + dockerSocketPath}, append(p.dataMount(),
 			mount.Mount{Type: mount.TypeBind, Source: socket, Target: dockerSocketPath},
@@ -280,7 +260,6 @@ func (p *platform) dataMount() []mount.Mount {
 	return []mount.Mount{{Type: mount.TypeBind, Source: p.n.Dir, Target: p.n.Dir}}
 }
 
-func etcdURL(cfg Config) string { return "https://" + cfg.EtcdClientAddr }
 
 // containerName is the name of this host's platform container component.
 func containerName(n *node.Node, component string) string {

@@ -64,11 +64,15 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := n.EnsureTLS(ctx, cfg.EtcdClientAddr, cfg.EtcdPeerAddr); err != nil {
 			return err
 		}
-		srv, err := etcdserver.Start(ctx, n.Etcd(etcdserver.Config{
+		ecfg, err := n.Etcd(etcdserver.Config{
 			ClientAddr: cfg.EtcdClientAddr,
 			PeerAddr:   cfg.EtcdPeerAddr,
 			Logger:     log.With("component", "etcd"),
-		}))
+		})
+		if err != nil {
+			return err
+		}
+		srv, err := etcdserver.Start(ctx, ecfg)
 		if err != nil {
 			return err
 		}

@@ -119,6 +119,10 @@ type Config struct {
 	// leaving it running (`gantryd down` stops it); false follows the
 	// platform's logs until ctx ends, then stops it.
 	Detach bool
+	// Joining, with Containers, is the first start of a host that joined
+	// a cluster (`gantryd join`, which laid out its data dir): it asks for
+	// an etcd member before it starts.
+	Joining bool
 	// LogOut receives the platform containers' output that Run follows;
 	// nil means os.Stderr.
 	LogOut io.Writer

@@ -191,3 +191,25 @@ func memberList(ctx context.Context, etcd *clientv3.Client) ([]*etcdserverpb.Mem
 	}
 	return resp.Members, nil
 }
+
+// UpdatePeer makes the peer URL of the member named name peerURL (a host
+// that started again with another address); a member that has it already,
+// or no member of that name, is left as it is.
+func UpdatePeer(ctx context.Context, etcd *clientv3.Client, name, peerURL string) error {
+	list, err := memberList(ctx, etcd)
+	if err != nil {
+		return err
+	}
+	for _, m := range list {
+		if m.Name != name || slices.Equal(m.PeerURLs, []string{peerURL}) {
+			continue
+		}
+		uctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+		_, err := etcd.MemberUpdate(uctx, m.ID, []string{peerURL})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("update the peer URL of etcd member %s to %s: %w", name, peerURL, err)
+		}
+	}
+	return nil
+}

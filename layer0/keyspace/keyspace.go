@@ -117,6 +117,14 @@ func (s Space) Routes() string { return s.root + "routes/" }
 // Route returns the key of the route of one domain (lower-cased).
 func (s Space) Route(domain string) string { return s.Routes() + strings.ToLower(domain) }
 
+// JoinTokens is the prefix of the join tokens (`gantryd join-token`):
+// each key is the SHA-256 of a token's secret, under a lease.
+func (s Space) JoinTokens() string { return s.root + "jointokens/" }
+
+// JoinToken is the key of the join token whose secret has the SHA-256
+// sum (hex).
+func (s Space) JoinToken(sum string) string { return s.JoinTokens() + sum }
+
 // Election returns the prefix used for the leader election called name.
 func (s Space) Election(name string) string { return s.root + "elections/" + name }
 
