@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -130,4 +131,16 @@ func joinCommand() *cli.Command {
 			return up.Run(c.Context, cfg)
 		},
 	}
+}
+
+// joinArgs moves the address in `gantryd join ADDR:PORT --token ...` after
+// the flags: the command line parser stops at the first argument, and the
+// address comes first, as in the command gantryd join-token prints.
+func joinArgs(args []string) []string {
+	i := slices.Index(args, "join")
+	if i < 1 || i+1 >= len(args) || strings.HasPrefix(args[i+1], "-") || slices.ContainsFunc(args[1:i], func(a string) bool { return !strings.HasPrefix(a, "-") }) {
+		return args
+	}
+	out := slices.Concat(args[:i+1], args[i+2:], []string{args[i+1]})
+	return out
 }

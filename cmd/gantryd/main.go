@@ -41,7 +41,7 @@ func main() {
 		Commands: []*cli.Command{upCommand(), downCommand(), joinTokenCommand(), joinCommand(), backupCommand(), restoreCommand(), stackCommand(), slugrunnerCommand(), slugbuilderCommand(),
 			etcdCommand(), hostCommand(), controllerCommand(), schedulerCommand(), routerCommand(), gitreceiverCommand(), logaggregatorCommand()},
 	}
-	if err := app.RunContext(ctx, os.Args); err != nil {
+	if err := app.RunContext(ctx, joinArgs(os.Args)); err != nil {
 		fmt.Fprintf(os.Stderr, "gantryd: %v\n", err)
 		os.Exit(1)
 	}

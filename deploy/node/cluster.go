@@ -30,10 +30,13 @@ const (
 // SharedFiles are the files that every host of a cluster has alike: a
 // joining host gets them from the cluster. The cluster CA's key is among
 // them: every host can issue its own certificate, and any host's
-// controller can take the next host in.
+// controller can take the next host in. So is the admin token.
 var SharedFiles = []string{
 	ClusterIDFile, HostTokenFile, SecretsKeyFile, GitHostKeyFile,
 	TLSDir + "/ca.crt", TLSDir + "/ca.key",
+	// The CLI's admin token: the cluster has one (`gantryd up` brings
+	// its GANTRY_URL to this host's API).
+	AdminEnvFile,
 }
 
 // WriteJoined lays out the data dir dir of a host that joins a cluster:

@@ -50,13 +50,13 @@ const (
 func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]string) []store.SystemApp {
 	// One template serves every host of the cluster: the host agent puts
 	// its own data dir, address and etcd endpoints in place of the
-	// placeholders (host.Config.SystemVars).
+	// placeholders (host.Config.SystemVars). Every role runs one job on
+	// every host (types.SystemProcess.PerHost): a host serves the API,
+	// the apps and git push itself, and the schedulers elect a leader, so
+	// that the loss of any host leaves one to place its jobs elsewhere.
 	binds := []keyspace.Bind{{Source: varData, Target: varData}}
 	etcd, api := varEtcd, node.APIURL(hostTemplate(cfg, cfg.APIAddr))
 	logURL := "http://" + hostTemplate(cfg, cfg.LogAddr)
-	// The roles a host serves its clients with run on every host; the
-	// scheduler runs once in the cluster.
-	perHost := func(name string) bool { return name != AppScheduler }
 	app := func(name, typ string, port int, health string, config map[string]string, args ...string) store.SystemApp {
 		binds := binds
 		if name == AppController && cfg.ACMECAFile != "" {
@@ -70,7 +70,7 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 			Processes: map[string]types.Process{typ: {
 				Command:    argv.Join(append([]string{"gantryd"}, args...)),
 				HealthPath: health,
-				System:     &types.SystemProcess{Port: port, Binds: binds, Ready: port > 0, PerHost: perHost(name)},
+				System:     &types.SystemProcess{Port: port, Binds: binds, Ready: port > 0, PerHost: true},
 			}},
 			Counts: map[string]int{typ: 1},
 		}

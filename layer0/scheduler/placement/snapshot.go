@@ -10,8 +10,10 @@ import (
 // its spec leaves Resources.Memory at zero.
 const DefaultMemory int64 = 512 << 20
 
-// DefaultHostGrace is the host grace used when Snapshot.HostGrace is zero.
-const DefaultHostGrace = 15 * time.Second
+// DefaultHostGrace is the host grace used when Snapshot.HostGrace is zero:
+// on top of the host lease's TTL (10 s by default), which already rides
+// out an agent's restart (it reuses its lease).
+const DefaultHostGrace = 5 * time.Second
 
 // ExitLines is how many of a crashed job's last lines of output the
 // assignment of its replacement carries in LastExit.
