@@ -255,6 +255,9 @@ func (r *runner) hostRemove(c *urfave.Context) error {
 		fmt.Fprintf(r.stdout, "Removed %s. Jobs it held: %d; the scheduler has not taken them off it yet and does as soon as it runs (gantry hosts lists %s until then).\n",
 			id, rm.Jobs, id)
 	}
+	if rm.EtcdMemberRemoved {
+		fmt.Fprintf(r.stdout, "Removed %s's etcd member: the cluster has %d members now.\n", id, rm.EtcdMembers)
+	}
 	return nil
 }
 
