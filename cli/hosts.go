@@ -142,7 +142,9 @@ func (r *runner) hostCommand() *urfave.Command {
 				Description: "The host must be down (its agent no longer heartbeats): a host that is up is\n" +
 					"refused; drain it and stop its agent first. Its jobs are placed on other\n" +
 					"hosts at once, without waiting for the host grace. Should the host come back,\n" +
-					"its agent removes the containers of the jobs that moved.",
+					"its agent removes the containers of the jobs that moved. When the host ran an\n" +
+					"etcd member, that member is removed too (refused for the last one, and for one\n" +
+					"that still runs), so the next host to join takes its place.",
 				Flags:  []urfave.Flag{clusterFlag(), jsonFlag()},
 				Action: r.hostRemove,
 			},
