@@ -280,6 +280,11 @@ func (tc *testController) removeHost(w http.ResponseWriter, r *http.Request) {
 		writeTestJSON(w, http.StatusOK, map[string]any{"host": id, "jobs": 2, "done": true})
 	case "slow":
 		writeTestJSON(w, http.StatusAccepted, map[string]any{"host": id, "jobs": 1, "done": false})
+	case "h5":
+		writeTestJSON(w, http.StatusOK, map[string]any{"host": id, "jobs": 0, "done": true, "etcd_member_removed": true, "etcd_members": 2})
+	case "h6":
+		writeTestError(w, http.StatusConflict, "conflict", fmt.Sprintf(
+			"host %q runs the last voting member of the cluster's etcd: removing it would leave the cluster without its state; it stays as it is", id))
 	case "h1", "h2", "h4":
 		writeTestError(w, http.StatusConflict, "conflict", fmt.Sprintf(
 			"host %q is up (its agent heartbeats): only a host that is down can be removed. To take it out, drain it (gantry host drain %s), stop its agent, then remove it", id, id))

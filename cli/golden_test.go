@@ -148,6 +148,8 @@ func TestGolden(t *testing.T) {
 		{name: "error_host_undrain_not_found", args: []string{"host", "undrain", "nope"}},
 		{name: "host_remove", args: []string{"host", "remove", "h3"}},
 		{name: "host_remove_pending", args: []string{"host", "remove", "slow"}},
+		{name: "host_remove_etcd_member", args: []string{"host", "remove", "h5"}},
+		{name: "error_host_remove_last_etcd_member", args: []string{"host", "remove", "h6"}},
 		{name: "error_host_remove_up", args: []string{"host", "remove", "h1"}},
 		{name: "error_host_remove_not_found", args: []string{"host", "remove", "nope"}},
 		{name: "gc", args: []string{"gc"}},

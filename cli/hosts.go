@@ -142,7 +142,9 @@ func (r *runner) hostCommand() *urfave.Command {
 				Description: "The host must be down (its agent no longer heartbeats): a host that is up is\n" +
 					"refused; drain it and stop its agent first. Its jobs are placed on other\n" +
 					"hosts at once, without waiting for the host grace. Should the host come back,\n" +
-					"its agent removes the containers of the jobs that moved.",
+					"its agent removes the containers of the jobs that moved. When the host ran an\n" +
+					"etcd member, that member is removed too (refused for the last one, and for one\n" +
+					"that still runs), so the next host to join takes its place.",
 				Flags:  []urfave.Flag{clusterFlag(), jsonFlag()},
 				Action: r.hostRemove,
 			},
@@ -254,6 +256,9 @@ func (r *runner) hostRemove(c *urfave.Context) error {
 	default:
 		fmt.Fprintf(r.stdout, "Removed %s. Jobs it held: %d; the scheduler has not taken them off it yet and does as soon as it runs (gantry hosts lists %s until then).\n",
 			id, rm.Jobs, id)
+	}
+	if rm.EtcdMemberRemoved {
+		fmt.Fprintf(r.stdout, "Removed %s's etcd member: the cluster has %d members now.\n", id, rm.EtcdMembers)
 	}
 	return nil
 }

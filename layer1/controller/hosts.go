@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/gantryhq/gantry/layer0/etcdmember"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/scheduler/placement"
 	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
@@ -260,14 +262,12 @@ func (s *Server) getHosts(w http.ResponseWriter, r *http.Request) {
 // etcdMembers returns the members of the cluster's etcd, or nil when etcd
 // does not say (the hosts are then listed as no members).
 func (s *Server) etcdMembers(ctx context.Context) []*etcdserverpb.Member {
-	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
-	defer cancel()
-	resp, err := s.cfg.Etcd.MemberList(ctx)
+	members, err := s.memberList(ctx)
 	if err != nil {
 		s.log.Warn("cannot list the etcd members", "err", err)
 		return nil
 	}
-	return resp.Members
+	return members
 }
 
 // etcdMember reports whether one of members runs on the host id: its name
@@ -362,14 +362,28 @@ func (s *Server) undrainHost(w http.ResponseWriter, r *http.Request) {
 }
 
 // removeHost answers DELETE /v1/hosts/{host}: it forgets a host that is
-// down. The scheduler deletes its assignments at once and places the jobs
-// elsewhere; the answer waits for that up to Config.HostRemoveWait (200,
-// and the host's flags go), else answers 202 (the flags stay until a
-// later removal finds the host empty). A host that heartbeats is refused
-// (409).
+// down. When the host has an etcd member (named after its ID), that member
+// is removed first (see removeEtcdMember), so a host known to etcd only as
+// a member can be removed too. The scheduler deletes its assignments at
+// once and places the jobs elsewhere; the answer waits for that up to
+// Config.HostRemoveWait (200, and the host's flags go), else answers 202
+// (the flags stay until a later removal finds the host empty). A host that
+// heartbeats is refused (409).
 func (s *Server) removeHost(w http.ResponseWriter, r *http.Request) {
-	id, v, ok := s.hostOfPath(w, r, false)
-	if !ok {
+	id := r.PathValue("host")
+	v, err := s.readHosts(r.Context(), false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	members, err := s.memberList(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	member := memberNamed(members, id)
+	if !v.known(id) && member == nil {
+		writeError(w, types.ErrHostNotFound.WithMessage("%s", describe(types.ErrHostNotFound, r)))
 		return
 	}
 	if _, up := v.hosts[id]; up {
@@ -378,7 +392,23 @@ func (s *Server) removeHost(w http.ResponseWriter, r *http.Request) {
 			id, id))
 		return
 	}
-	jobs := len(v.jobsOn(id, false))
+	out := types.HostRemoval{Host: id, Jobs: len(v.jobsOn(id, false))}
+	if member != nil {
+		if out.EtcdMemberRemoved, err = s.removeEtcdMember(r.Context(), id, member, members); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if out.EtcdMemberRemoved {
+			out.EtcdMembers = len(members) - 1
+			s.log.Info("etcd member removed", "host", id, "member", fmt.Sprintf("%x", member.ID), "members", out.EtcdMembers)
+		}
+	}
+	if !v.known(id) {
+		// Known only as an etcd member: nothing else to forget.
+		out.Done = true
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
 	key := s.space.HostFlag(id)
 	ctx, cancel := context.WithTimeout(r.Context(), etcdkv.Timeout)
 	put, err := s.cfg.Etcd.Put(ctx, key, string(etcdkv.MustJSON(keyspace.HostFlags{Remove: true, RemovedAt: time.Now().UTC()})))
@@ -387,14 +417,14 @@ func (s *Server) removeHost(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, etcdkv.Err("put "+key, err))
 		return
 	}
-	s.log.Info("host removed", "host", id, "jobs", jobs)
+	s.log.Info("host removed", "host", id, "jobs", out.Jobs)
 	done, err := s.waitHostEmpty(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	if !done {
-		writeJSON(w, http.StatusAccepted, types.HostRemoval{Host: id, Jobs: jobs})
+		writeJSON(w, http.StatusAccepted, out)
 		return
 	}
 	// Forget the flags, unless another request rewrote them meanwhile.
@@ -406,7 +436,60 @@ func (s *Server) removeHost(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, etcdkv.Err("delete "+key, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, types.HostRemoval{Host: id, Jobs: jobs, Done: true})
+	out.Done = true
+	writeJSON(w, http.StatusOK, out)
+}
+
+// memberProbeTimeout bounds removeEtcdMember's check that the member of a
+// host that is down does not answer any more.
+const memberProbeTimeout = 3 * time.Second
+
+// memberList returns the members of the cluster's etcd.
+func (s *Server) memberList(ctx context.Context) ([]*etcdserverpb.Member, error) {
+	ctx, cancel := context.WithTimeout(ctx, etcdkv.Timeout)
+	defer cancel()
+	resp, err := s.cfg.Etcd.MemberList(ctx)
+	if err != nil {
+		return nil, etcdkv.Err("list the etcd members", err)
+	}
+	return resp.Members, nil
+}
+
+// memberNamed returns the member of members named name, or nil.
+func memberNamed(members []*etcdserverpb.Member, name string) *etcdserverpb.Member {
+	if i := slices.IndexFunc(members, func(m *etcdserverpb.Member) bool { return m.Name == name }); i >= 0 {
+		return members[i]
+	}
+	return nil
+}
+
+// removeEtcdMember removes m, the etcd member of the host id (which is
+// down), of members, and reports whether it was still there. It refuses
+// (409) to remove the last voting member, and a member that still answers
+// at one of its client URLs (it runs: removing it would take a live
+// member out of the quorum). When etcd cannot do it (no quorum, or the
+// members that would remain are not all connected) it answers 503.
+func (s *Server) removeEtcdMember(ctx context.Context, id string, m *etcdserverpb.Member, members []*etcdserverpb.Member) (bool, error) {
+	if !m.IsLearner && !slices.ContainsFunc(members, func(o *etcdserverpb.Member) bool { return o.ID != m.ID && !o.IsLearner }) {
+		return false, types.ErrConflict.WithMessage(
+			"host %q runs the last voting member of the cluster's etcd: removing it would leave the cluster without its state; it stays as it is", id)
+	}
+	for _, u := range m.ClientURLs {
+		pctx, cancel := context.WithTimeout(ctx, memberProbeTimeout)
+		_, err := s.cfg.Etcd.Status(pctx, u)
+		cancel()
+		if err == nil {
+			return false, types.ErrConflict.WithMessage(
+				"the etcd member of host %q still answers at %s: stop it (or the host) before removing the host; it stays as it is", id, u)
+		}
+	}
+	removed, err := etcdmember.Remove(ctx, s.cfg.Etcd, id)
+	if err != nil {
+		s.log.Warn("cannot remove an etcd member", "host", id, "err", err)
+		return false, types.ErrUnavailable.WithMessage(
+			"etcd cannot remove the member of host %q now (%v): the members that remain must be up and connected; the host stays as it is, try again when they are", id, err)
+	}
+	return removed, nil
 }
 
 // hostPoll is how often removeHost looks whether the scheduler has taken

@@ -3,12 +3,18 @@ package controller_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
+	"github.com/gantryhq/gantry/deploy/etcdserver"
+	"github.com/gantryhq/gantry/deploy/testenv"
+	"github.com/gantryhq/gantry/layer0/etcdmember"
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/scheduler/placement"
 	"github.com/gantryhq/gantry/layer1/controller"
@@ -222,4 +228,132 @@ func TestHostsAPI(t *testing.T) {
 		_, err = a.c.RemoveHost(t.Context(), "gone")
 		wantAPIError(t, err, types.ErrHostNotFound, `no host "gone" in the cluster; gantry hosts lists them`)
 	})
+}
+
+// etcdCluster starts an etcd cluster of one member per name, as hosts
+// join (the first alone, each next one added as a learner, started and
+// promoted), and returns its members by name and a client of them all.
+// Everything is closed in t.Cleanup.
+func etcdCluster(t *testing.T, names ...string) (map[string]*etcdserver.Server, *clientv3.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	servers := map[string]*etcdserver.Server{}
+	var endpoints []string
+	var first *clientv3.Client
+	for i, name := range names {
+		cfg := etcdserver.Config{Dir: t.TempDir(), ClientAddr: testenv.FreeAddr(t), PeerAddr: testenv.FreeAddr(t), Name: name, NoFsync: true}
+		peer := "http://" + cfg.PeerAddr
+		if i > 0 {
+			ms, err := etcdmember.Add(ctx, first, name, peer)
+			if err != nil || ms == nil {
+				t.Fatalf("add %s: %+v, %v", name, ms, err)
+			}
+			cfg.InitialCluster = ms.InitialCluster
+		}
+		srv, err := etcdserver.Start(ctx, cfg)
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		t.Cleanup(srv.Close)
+		servers[name] = srv
+		endpoints = append(endpoints, srv.Endpoint())
+		if i == 0 {
+			first = etcdClient(t, srv.Endpoint())
+			continue
+		}
+		if err := etcdmember.Promote(ctx, first, peer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return servers, etcdClient(t, endpoints...)
+}
+
+// etcdClient returns a client of the etcd endpoints, closed in t.Cleanup.
+func etcdClient(t *testing.T, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// memberNames lists the names of etcd's members, sorted.
+func memberNames(t *testing.T, etcd *clientv3.Client) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := etcd.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range resp.Members {
+		names = append(names, m.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestHostRemoveEtcdMember removes hosts of a cluster whose etcd has a
+// member on each of the hosts host-a (up), host-b (its agent is down, its
+// etcd member runs) and host-c (down, its member too), and the host worker
+// (down, drained, no member); and the last member of a cluster of one.
+func TestHostRemoveEtcdMember(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three etcd members")
+	}
+	t.Parallel()
+	servers, cli := etcdCluster(t, "host-a", "host-b", "host-c")
+	three := newAPI(t, func(c *controller.Config) { c.Etcd, c.HostRemoveWait = cli, time.Second })
+	three.registerHosts(t, keyspace.Host{ID: "host-a", Addr: "127.0.0.9", Healthy: true, StartedAt: time.Now()})
+	three.put(t, three.space.HostFlag("worker"), keyspace.HostFlags{Drain: true, DrainedAt: time.Now().UTC()})
+	servers["host-c"].Close()
+	// A cluster of one member, named as etcd's members were before
+	// clusters had several hosts.
+	one := newAPI(t)
+
+	for _, tc := range []struct {
+		name, host string
+		a          *api
+		removed    bool
+		members    []string // etcd's members after the request
+		err        *types.Error
+		msg        string
+	}{
+		{name: "member that still runs", host: "host-b", a: three, members: []string{"host-a", "host-b", "host-c"},
+			err: types.ErrConflict, msg: `the etcd member of host "host-b" still answers at http://127.0.0.1:`},
+		{name: "member of a host that is down", host: "host-c", a: three, removed: true, members: []string{"host-a", "host-b"}},
+		{name: "host that is no member", host: "worker", a: three, members: []string{"host-a", "host-b"}},
+		{name: "member removed already", host: "host-c", a: three, members: []string{"host-a", "host-b"},
+			err: types.ErrHostNotFound, msg: `no host "host-c" in the cluster`},
+		{name: "host that is up", host: "host-a", a: three, members: []string{"host-a", "host-b"},
+			err: types.ErrConflict, msg: `host "host-a" is up`},
+		{name: "last member", host: "gantry", a: one, members: []string{"gantry"},
+			err: types.ErrConflict, msg: `host "gantry" runs the last voting member of the cluster's etcd`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r *types.HostRemoval
+			var err error
+			// etcd refuses to remove a member while it still counts it
+			// as connected and the others have not been for a while: the
+			// API answers 503 then, to be tried again.
+			waitFor(t, "an answer other than 503", func() bool {
+				r, err = tc.a.c.RemoveHost(t.Context(), tc.host)
+				return !errors.Is(err, types.ErrUnavailable)
+			})
+			if tc.err != nil {
+				wantAPIError(t, err, tc.err, tc.msg)
+			} else if err != nil || !r.Done || r.EtcdMemberRemoved != tc.removed || (tc.removed && r.EtcdMembers != len(tc.members)) {
+				t.Errorf("remove %s = %+v, %v; want done, etcd member removed %v, %d members", tc.host, r, err, tc.removed, len(tc.members))
+			}
+			if got := memberNames(t, tc.a.etcd); !slices.Equal(got, tc.members) {
+				t.Errorf("etcd members %v, want %v", got, tc.members)
+			}
+		})
+	}
+	// The two members left are the quorum: writes go on.
+	three.put(t, "/gantry-test/after-removal", "ok")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/gantryhq/gantry/deploy/testenv"
+	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
 
@@ -423,13 +424,31 @@ func TestBrowserAppPage(t *testing.T) {
 	})
 
 	t.Run("hosts page", func(t *testing.T) {
+		// The host "spare" was drained and its agent is gone: it is down.
+		flag := keyspace.MustNew(p.cluster).HostFlag("spare")
+		pctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		b, err := json.Marshal(keyspace.HostFlags{Drain: true, DrainedAt: time.Now().UTC()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.etcd.Put(pctx, flag, string(b)); err != nil {
+			t.Fatal(err)
+		}
 		do(t, ctx, "open the hosts page", chromedp.Navigate(p.url+"/hosts"))
-		// The host runs demo's two jobs, and its agent reports its CPU,
-		// memory and disks.
-		waitJS(t, ctx, "a host with its jobs and usage", `(() => {
-			const tr = document.querySelector('#hosts tbody tr');
-			return !!tr && tr.cells[5].innerText.trim() === '2' && /cores/.test(tr.cells[2].innerText) && /iB/.test(tr.cells[4].innerText);
+		// The host runs demo's two jobs, is up, and its agent reports its
+		// CPU, memory and disks.
+		waitJS(t, ctx, "a host with its state, jobs and usage", `(() => {
+			const tr = document.querySelector('#hosts tbody tr:not([data-host=spare])');
+			return !!tr && tr.cells[1].innerText.trim() === 'up' && tr.cells[5].innerText.trim() === '2' &&
+				/cores/.test(tr.cells[2].innerText) && /iB/.test(tr.cells[4].innerText);
 		})()`)
+		if got := eval[string](t, ctx, `document.querySelector('#hosts tr[data-host=spare] .state').className + ': ' + document.querySelector('#hosts tr[data-host=spare] .state').innerText`); got != "state down: down" {
+			t.Errorf("the state of spare is %q, want down", got)
+		}
+		if _, err := p.etcd.Delete(pctx, flag); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("phone-sized screen", func(t *testing.T) {

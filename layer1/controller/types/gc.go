@@ -116,6 +116,13 @@ type HostRemoval struct {
 	// (200); false when it has not yet within the wait (202): it does so
 	// when it runs.
 	Done bool `json:"done"`
+	// EtcdMemberRemoved is true when this request removed the host's etcd
+	// member (the member named after the host's ID): the quorum counts the
+	// members that remain, and the next host to join takes its place.
+	EtcdMemberRemoved bool `json:"etcd_member_removed"`
+	// EtcdMembers is how many members the cluster's etcd has after the
+	// removal; zero when no member was removed.
+	EtcdMembers int `json:"etcd_members,omitempty"`
 }
 
 // HostJob is one job of a host.

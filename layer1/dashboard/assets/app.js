@@ -295,8 +295,8 @@ async function hostsPage() {
         bytes(d.used) + ' / ' + bytes(d.total) + pct(d.used, d.total) + ' ', h('span', { class: 'muted' }, d.path)))
       : h('span', { class: 'muted' }, 'not reported');
     return h('tr', { 'data-host': host.id },
-      h('td', {}, host.id, h('div', { class: 'muted' }, host.addr)),
-      h('td', {}, stateBadge(host.healthy ? 'up' : 'crashed', host.healthy ? 'up' : (host.reason || 'unhealthy'))),
+      h('td', {}, host.id, h('div', { class: 'muted' }, [host.addr, host.etcd_member ? 'etcd member' : ''].filter(Boolean).join(' · '))),
+      h('td', { class: 'host-state' }, hostState(host)),
       h('td', { class: 'num' }, u ? num(u.cpu) + ' / ' + u.cores + ' cores' : ''),
       h('td', { class: 'num' }, u ? bytes(u.memory_used) + ' / ' + bytes(u.memory_total) + pct(u.memory_used, u.memory_total) : ''),
       h('td', {}, disks),
@@ -310,6 +310,14 @@ async function hostsPage() {
         h('th', { scope: 'col' }, 'Disks'), h('th', { scope: 'col', class: 'num' }, 'Jobs'))),
       h('tbody', {}, rows))));
   setTimeout(() => { if (location.pathname === '/hosts') hostsPage(); }, 10000);
+}
+
+// hostState is a host's state as `gantry hosts` shows it (up, unhealthy
+// with its reason, draining, drained, down); a controller that does not
+// report states says only whether the host is healthy.
+function hostState(host) {
+  const state = host.state || (host.healthy ? 'up' : 'unhealthy');
+  return stateBadge(state, state === 'unhealthy' && host.reason ? 'unhealthy: ' + host.reason : state);
 }
 
 // appState sums up an app's jobs.
