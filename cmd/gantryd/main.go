@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gantryhq/gantry/deploy/stack"
+	"github.com/gantryhq/gantry/deploy/node"
 	"github.com/gantryhq/gantry/deploy/up"
 	"github.com/gantryhq/gantry/gitreceiver"
 	"github.com/gantryhq/gantry/slugrunner"
@@ -94,7 +95,7 @@ func upFlags() []cli.Flag {
 		&cli.StringFlag{Name: "etcd-cert-file", Usage: "client certificate `FILE` for the external etcd cluster"},
 		&cli.StringFlag{Name: "etcd-key-file", Usage: "client key `FILE` for the external etcd cluster"},
 		&cli.StringFlag{Name: "database-url", Usage: "with --in-process: PostgreSQL connection string (instead of the private server)", EnvVars: []string{"GANTRY_DATABASE_URL"}},
-		&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "this host's IP address: every listener binds it unless its own flag says otherwise, and app ports are published on it"},
+		&cli.StringFlag{Name: "advertise", Value: "127.0.0.1", Usage: "this host's IP address: every listener binds it unless its own flag says otherwise, and app ports are published on it (default: the one the data dir was last started with, else 127.0.0.1)"},
 		&cli.StringFlag{Name: "access-log", Usage: "write the router's access log to this file (- is the router job's output, gantry -a gantry-router log; a file must be in the data dir; with --in-process, - is stdout)"},
 		&cli.BoolFlag{Name: "in-process", Usage: "run every role in this one process instead of as containers (development and tests; allows --etcd and --database-url); a data dir keeps the mode it was made with"},
 		&cli.BoolFlag{Name: "detach", Usage: "return once the platform is up and leave it running (gantryd down stops it); not with --in-process"},
@@ -117,7 +118,11 @@ func upConfig(c *cli.Context, log *slog.Logger) (cfg up.Config, closeAccessLog f
 		}
 		accessLog, accessLogPath, closeAccessLog = w, "", closeLog
 	}
-	addrs := listenAddrs(c.String("advertise"), containers, func(flag string) (string, bool) {
+	advertise, err := node.Advertise(c.String("data"), c.String("advertise"), c.IsSet("advertise"))
+	if err != nil {
+		return cfg, nil, err
+	}
+	addrs := listenAddrs(advertise, containers, func(flag string) (string, bool) {
 		return c.String(flag), c.IsSet(flag)
 	})
 	return up.Config{
@@ -143,7 +148,7 @@ func upConfig(c *cli.Context, log *slog.Logger) (cfg up.Config, closeAccessLog f
 		EtcdKeyFile:    c.String("etcd-key-file"),
 		DatabaseURL:    c.String("database-url"),
 		Domain:         c.String("domain"),
-		AdvertiseAddr:  c.String("advertise"),
+		AdvertiseAddr:  advertise,
 		DeployTimeout:  c.Duration("deploy-timeout"),
 		ACMEEmail:      c.String("acme-email"),
 		ACMEDirectory:  c.String("acme-directory"),

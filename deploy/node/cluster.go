@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,4 +146,36 @@ func (n *Node) EtcdMember() bool {
 		}
 	}
 	return false
+}
+
+// AdvertiseFile holds the address the host was last started with
+// (`gantryd up --advertise`), its default at the next start: a reboot
+// runs `gantryd up --data DIR` and the host comes back at its address.
+const AdvertiseFile = "advertise"
+
+// Advertise returns the address a start of the data dir dir uses: flag
+// when set (it is then written to AdvertiseFile, once the data dir
+// exists), else the one AdvertiseFile holds, else dflt (flag's default).
+func Advertise(dir, flag string, set bool) (string, error) {
+	path := filepath.Join(dir, AdvertiseFile)
+	if !set {
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return flag, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", path, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if net.ParseIP(flag) == nil {
+		return flag, nil // refused with the other flags
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	if err := writeFileAtomic(path, []byte(flag+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return flag, nil
 }

@@ -150,15 +150,21 @@ func (p *platform) start(ctx context.Context) error {
 	defer etcd.Close()
 	var dbURL string
 	if n.Joined() {
-		// The cluster's PostgreSQL runs on the host that made it.
+		// The cluster's PostgreSQL runs on the host that made it, which
+		// may be starting too (a reboot of the whole cluster).
 		if dbURL, err = n.DatabaseURL(); err != nil {
 			return err
 		}
-	} else if dbURL, err = p.startPostgres(ctx); err != nil {
-		return err
-	}
-	if err := controller.Migrate(ctx, dbURL, p.log.With("component", "migrate")); err != nil {
-		return err
+		if err := waitMigrate(ctx, dbURL, p.log); err != nil {
+			return err
+		}
+	} else {
+		if dbURL, err = p.startPostgres(ctx); err != nil {
+			return err
+		}
+		if err := controller.Migrate(ctx, dbURL, p.log.With("component", "migrate")); err != nil {
+			return err
+		}
 	}
 	api := node.APIURL(cfg.APIAddr)
 	if err := n.EnsureAdminEnv(ctx, dbURL, api); err != nil {
@@ -355,6 +361,28 @@ func (p *platform) startContainer(ctx context.Context, name, id string) error {
 		return fmt.Errorf("start container %s: %w", name, err)
 	}
 	return nil
+}
+
+// waitMigrate migrates the cluster's database at dbURL, on another host,
+// trying again while it does not answer, for at most readyTimeout.
+func waitMigrate(ctx context.Context, dbURL string, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for logged := false; ; {
+		err := controller.Migrate(ctx, dbURL, log.With("component", "migrate"))
+		if err == nil {
+			return nil
+		}
+		if !logged {
+			log.Info("waiting for the cluster's PostgreSQL", "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the cluster's PostgreSQL: %w", err)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // waitEtcd waits until etcd answers a read.

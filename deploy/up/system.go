@@ -82,7 +82,8 @@ func systemApps(cfg Config, n *node.Node, image string, buildEnv map[string]stri
 	ctlArgs := []string{"controller", "--data", varData, "--addr", hostTemplate(cfg, cfg.APIAddr),
 		"--database-url-file", varData + "/" + node.DatabaseURLFile,
 		"--etcd", etcd, "--log-url", logURL, "--internal-url", api, "--git-url", sshBaseURL(hostTemplate(cfg, cfg.SSHAddr)),
-		"--router-http-url", publicURL("http", cfg.HTTPAddr), "--router-https-url", publicURL("https", cfg.HTTPSAddr),
+		"--router-http-url", publicURL("http", hostTemplate(cfg, cfg.HTTPAddr)),
+		"--router-https-url", publicURL("https", hostTemplate(cfg, cfg.HTTPSAddr)),
 		"--domain", cfg.Domain, "--reuse-port"}
 	if cfg.DeployTimeout > 0 {
 		ctlArgs = append(ctlArgs, "--deploy-timeout", cfg.DeployTimeout.String())

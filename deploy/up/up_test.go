@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -245,5 +247,34 @@ func TestStartedBy(t *testing.T) {
 				t.Errorf("startedBy() = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestSystemAppsSameOnEveryHost checks that two hosts of a cluster,
+// started with the same flags at their own addresses and data dirs, make
+// the same system apps: otherwise each host's start would deploy a new
+// release of every system app, superseding the other's.
+func TestSystemAppsSameOnEveryHost(t *testing.T) {
+	hostConfig := func(addr string) Config {
+		cfg := validConfig()
+		cfg.AdvertiseAddr = addr
+		for _, a := range []*string{&cfg.APIAddr, &cfg.HTTPAddr, &cfg.HTTPSAddr, &cfg.SSHAddr, &cfg.HostAPIAddr, &cfg.LogAddr,
+			&cfg.EtcdClientAddr, &cfg.EtcdPeerAddr, &cfg.PostgresAddr} {
+			_, p, err := net.SplitHostPort(*a)
+			if err != nil {
+				p = "7432"
+			}
+			*a = net.JoinHostPort(addr, p)
+		}
+		return cfg
+	}
+	a := systemApps(hostConfig("10.0.0.1"), &node.Node{Dir: "/srv/a", Cluster: "c-1", HostID: "host-1"}, "gantry/platform:v1-abc", nil)
+	b := systemApps(hostConfig("10.0.0.2"), &node.Node{Dir: "/var/lib/b", Cluster: "c-1", HostID: "host-2"}, "gantry/platform:v1-abc", nil)
+	if !reflect.DeepEqual(a, b) {
+		for i := range a {
+			if !reflect.DeepEqual(a[i], b[i]) {
+				t.Errorf("%s differs between hosts:\n%+v\n%+v", a[i].Name, a[i], b[i])
+			}
+		}
 	}
 }

@@ -48,6 +48,23 @@ func createSystemApps(ctx context.Context, st *store.Store, apps []store.SystemA
 // deployment.
 func deploySystemApps(ctx context.Context, st *store.Store, apps []store.SystemApp, out io.Writer, log *slog.Logger) error {
 	for _, a := range apps {
+		if err := deploySystemApp(ctx, st, a, out, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// supersededTries bounds how often deploySystemApp looks again at an app
+// whose deployment another one superseded.
+const supersededTries = 5
+
+// deploySystemApp is deploySystemApps for one app. A deployment that
+// another superseded (the `gantryd up` of another host of the cluster,
+// starting at the same time, made the same release) is not a failure: the
+// app is looked at again, and is then at its release or deploying it.
+func deploySystemApp(ctx context.Context, st *store.Store, a store.SystemApp, out io.Writer, log *slog.Logger) error {
+	for try := 1; ; try++ {
 		ch, err := st.EnsureSystemApp(ctx, a)
 		if err != nil {
 			return err
@@ -57,7 +74,7 @@ func deploySystemApps(ctx context.Context, st *store.Store, apps []store.SystemA
 			if ch.Changed {
 				log.Info("system app at a new release", "app", a.Name, "release", ch.Release.Version, "image", a.Image)
 			}
-			continue
+			return nil
 		}
 		log.Info("deploying system app", "app", a.Name, "release", d.New.Version, "from", d.Old.Version,
 			"strategy", d.Strategy, "image", a.Image, "deployment", d.ID)
@@ -67,13 +84,17 @@ func deploySystemApps(ctx context.Context, st *store.Store, apps []store.SystemA
 		if err != nil {
 			return fmt.Errorf("deploy %s v%d: %w", a.Name, d.New.Version, err)
 		}
+		if done.Status == types.DeploySuperseded && try < supersededTries {
+			log.Info("system app's deployment superseded by another: looking again", "app", a.Name, "release", d.New.Version)
+			continue
+		}
 		if done.Status != types.DeployComplete {
 			return fmt.Errorf("deploy %s v%d: %s: %s", a.Name, d.New.Version, done.Status, done.Error)
 		}
 		log.Info("system app deployed", "app", a.Name, "release", done.New.Version, "took", time.Since(started).Round(time.Millisecond))
 		fmt.Fprintf(out, "       %s v%d deployed\n", a.Name, done.New.Version)
+		return nil
 	}
-	return nil
 }
 
 // waitDeployment polls deployment id of app until it has ended, ctx is

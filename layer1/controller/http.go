@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
@@ -355,4 +357,25 @@ func logger(l *slog.Logger) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return l
+}
+
+// quorumTimeout bounds requireEtcd's read.
+const quorumTimeout = 3 * time.Second
+
+// requireEtcd answers 503 at once, before next changes anything, when
+// etcd cannot serve a linearizable read (it has lost its quorum): a
+// change of an app reaches the hosts through etcd, so it would otherwise
+// be stored and then wait there. The apps keep serving meanwhile.
+func (s *Server) requireEtcd(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), quorumTimeout)
+		_, err := s.cfg.Etcd.Get(ctx, s.space.Root(), clientv3.WithCountOnly())
+		cancel()
+		if err != nil && r.Context().Err() == nil {
+			s.log.Warn("refused a change: etcd does not answer", "method", r.Method, "path", r.URL.Path, "err", err)
+			writeError(w, types.ErrUnavailable.WithMessage("etcd does not answer (%v): it has lost its quorum or is unreachable; the apps keep serving, and changes work again once a majority of etcd's members run", err))
+			return
+		}
+		next(w, r)
+	}
 }

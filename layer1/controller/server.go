@@ -358,7 +358,11 @@ func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	for _, rt := range routes {
-		h := s.checkParams(rt.path, rt.handle)
+		handle := rt.handle
+		if rt.method != "GET" && strings.HasPrefix(rt.path, "/v1/apps/{app}") {
+			handle = s.requireEtcd(handle)
+		}
+		h := s.checkParams(rt.path, handle)
 		if !rt.platform {
 			h = adminOnly(h)
 		}
