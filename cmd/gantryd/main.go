@@ -16,8 +16,8 @@ import (
 	docker "github.com/docker/docker/client"
 	"github.com/urfave/cli/v2"
 
-	"github.com/gantryhq/gantry/deploy/stack"
 	"github.com/gantryhq/gantry/deploy/node"
+	"github.com/gantryhq/gantry/deploy/stack"
 	"github.com/gantryhq/gantry/deploy/up"
 	"github.com/gantryhq/gantry/gitreceiver"
 	"github.com/gantryhq/gantry/slugrunner"

@@ -354,7 +354,7 @@ func TestCluster(t *testing.T) {
 	wrong := valid[:i] + flip + valid[i+1:]
 	for _, tc := range []struct {
 		name, token, want string
-		wait          time.Duration
+		wait              time.Duration
 	}{
 		{"wrong", wrong, "not one of this cluster's", 0},
 		{"expired", strings.TrimSpace(c.gantrydOK("join-token", "--data", h1.data, "-q", "--ttl", "1s")), "expired at", 2 * time.Second},

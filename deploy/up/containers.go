@@ -266,7 +266,6 @@ func (p *platform) dataMount() []mount.Mount {
 	return []mount.Mount{{Type: mount.TypeBind, Source: p.n.Dir, Target: p.n.Dir}}
 }
 
-
 // containerName is the name of this host's platform container component.
 func containerName(n *node.Node, component string) string {
 	return "gantry-" + n.Cluster + "-" + n.HostID + "-" + component

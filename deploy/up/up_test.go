@@ -3,9 +3,9 @@ package up
 import (
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
-	"net"
 	"reflect"
 	"slices"
 	"strings"

@@ -65,15 +65,15 @@ const (
 // its own goroutine: create or adopt the container, capture its output,
 // check its health, publish its state and discovery entry, and stop it.
 type job struct {
-	a      *agent
-	id     string
-	asg    keyspace.Assignment // immutable; for an orphan only what the labels say
+	a   *agent
+	id  string
+	asg keyspace.Assignment // immutable; for an orphan only what the labels say
 	// expandErr is why the system job's placeholders could not be
 	// expanded (see expandSystem); the job crashes with it.
 	expandErr error
-	orphan bool
-	logs   *ring
-	log    *slog.Logger
+	orphan    bool
+	logs      *ring
+	log       *slog.Logger
 
 	stopCh   chan struct{}
 	stopOnce sync.Once
