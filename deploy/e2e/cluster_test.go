@@ -151,7 +151,8 @@ func (c *testCluster) up(hosts ...*clusterHost) {
 // kv ("key=value"), running ones only unless all.
 func (c *testCluster) containers(all bool, kv ...string) []container.Summary {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(c.t.Context(), 30*time.Second)
+	// Not the test's context: the cleanup lists too.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	f := filters.NewArgs(filters.Arg("label", keyspace.LabelCluster+"="+c.cluster))
 	for _, v := range kv {
@@ -341,6 +342,28 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
+	// Builds across hosts: a git push through host 2 builds and deploys;
+	// the next push uses the build cache, on the host its build runs on.
+	repo, key := goWebRepo(t, h2.p, "hello")
+	if remote := gitRun(t, repo, "remote", "get-url", "gantry"); !strings.Contains(remote, h2.addr+":2222") {
+		t.Errorf("gantry create through host 2 set the remote %q; want host 2's git receiver", remote)
+	}
+	out, err := h2.p.push(repo, key)
+	if err != nil {
+		t.Fatalf("git push through host 2: %v\n%s", err, out)
+	}
+	wantLines(t, out, "remote: -----> No build cache yet", "remote: -----> Deployed v1")
+	eventually(t, time.Minute, "hello served through every host's router", func() bool { return c.serves("hello", c.hosts...) })
+	if err := os.WriteFile(filepath.Join(repo, "CHANGES"), []byte("second push\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitRun(t, repo, "add", ".")
+	gitRun(t, repo, "commit", "-q", "-m", "second")
+	if out, err = h2.p.push(repo, key); err != nil {
+		t.Fatalf("second git push: %v\n%s", err, out)
+	}
+	wantLines(t, out, "remote: -----> Using the build cache kept on this host", "remote: -----> Deployed v2")
+
 	// Security: etcd refuses a client without a certificate of the
 	// cluster; a join with a wrong or an expired token is refused.
 	checkEtcdRefuses(t, h1.addr+":7379")
@@ -452,10 +475,10 @@ func TestCluster(t *testing.T) {
 		c.lose(c.hosts...)
 		c.up(c.hosts...)
 		last := time.Now()
-		eventually(t, 60*time.Second, fmt.Sprintf("reboot %d: web1 served through every host's router", cycle), func() bool {
-			return c.serves("web1", c.hosts...)
+		eventually(t, 60*time.Second, fmt.Sprintf("reboot %d: web1 and hello served through every host's router", cycle), func() bool {
+			return c.serves("web1", c.hosts...) && c.serves("hello", c.hosts...)
 		})
-		t.Logf("reboot %d: every router served web1 %s after the last gantryd up", cycle, time.Since(last).Round(100*time.Millisecond))
+		t.Logf("reboot %d: every router served both apps %s after the last gantryd up", cycle, time.Since(last).Round(100*time.Millisecond))
 		eventually(t, time.Minute, fmt.Sprintf("reboot %d: 6 web jobs up and 3 hosts", cycle), func() bool {
 			jobs := webJobs(p, "web1", version)
 			return jobs[h1.id]+jobs[h2.id]+jobs[h3.id] == 6 && len(c.hostStates(p)) == 3
@@ -491,4 +514,26 @@ func checkEtcdRefuses(t *testing.T, addr string) {
 			t.Errorf("etcd at %s answered a client with %s", addr, name)
 		}
 	}
+}
+
+// goWebRepo makes a git repository of the Go web test app, registers a
+// new key and creates app through p, inside the repository: its gantry
+// remote is the git receiver of p's host.
+func goWebRepo(t *testing.T, p *platform, app string) (repo, keyFile string) {
+	t.Helper()
+	keyFile = filepath.Join(p.home, ".ssh", "id_"+app)
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sshKeygen(t, keyFile)
+	p.ok("key", "add", keyFile+".pub")
+	repo = t.TempDir()
+	copyDir(t, filepath.Join(repoRoot(), "slugbuilder", "testdata", "apps", "go-web"), repo)
+	gitRun(t, repo, "init", "-q", "-b", "main")
+	gitRun(t, repo, "add", ".")
+	gitRun(t, repo, "commit", "-q", "-m", "first")
+	if r := p.run(repo, nil, "create", app); r.code != 0 {
+		t.Fatalf("create %s: %d %s %s", app, r.code, r.stdout, r.stderr)
+	}
+	return repo, keyFile
 }
