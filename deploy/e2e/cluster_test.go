@@ -468,6 +468,28 @@ func TestCluster(t *testing.T) {
 		return p.settled("web1", version, 6)
 	})
 
+	// The host of PostgreSQL lost: the apps keep serving through the
+	// other hosts' routers, and a change fails saying why; once it is
+	// back, changes work again.
+	c.lose(h1)
+	for range 5 {
+		if !c.serves("web1", h2, h3) || !c.serves("hello", h2, h3) {
+			t.Fatal("with the host of PostgreSQL lost, the other hosts' routers stopped serving")
+		}
+		time.Sleep(time.Second)
+	}
+	if r := h2.p.run("", nil, "env", "set", "-a", "web1", "NO_DATABASE=1"); r.code == 0 || !strings.Contains(r.stderr, "PostgreSQL") {
+		t.Errorf("gantry env set with the host of PostgreSQL lost: exit %d, stderr %q; want a failure that names PostgreSQL", r.code, r.stderr)
+	}
+	c.up(h1)
+	eventually(t, 2*time.Minute, "a change to work again once the host of PostgreSQL is back", func() bool {
+		return h2.p.run("", nil, "env", "set", "-a", "web1", "DATABASE_BACK=1").code == 0
+	})
+	version = p.current("web1")
+	eventually(t, 2*time.Minute, "the release after PostgreSQL returned at 6 jobs", func() bool {
+		return p.settled("web1", version, 6)
+	})
+
 	// Full-cluster reboot, three times: every host lost at once, then
 	// gantryd up on each data dir; every app serves through every
 	// host's router within 60 s of the last up.
@@ -483,7 +505,7 @@ func TestCluster(t *testing.T) {
 			jobs := webJobs(p, "web1", version)
 			return jobs[h1.id]+jobs[h2.id]+jobs[h3.id] == 6 && len(c.hostStates(p)) == 3
 		})
-		if out := p.ok("env", "-a", "web1"); !strings.Contains(out, "QUORUM_BACK") {
+		if out := p.ok("env", "-a", "web1"); !strings.Contains(out, "DATABASE_BACK") {
 			t.Errorf("reboot %d: the app's config lost: %s", cycle, out)
 		}
 	}
