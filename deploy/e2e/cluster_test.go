@@ -363,6 +363,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("second git push: %v\n%s", err, out)
 	}
 	wantLines(t, out, "remote: -----> Using the build cache kept on this host", "remote: -----> Deployed v2")
+	h2.p.ok("scale", "-a", "hello", "web=3") // one on each host: it outlives the loss of any
 
 	// Security: etcd refuses a client without a certificate of the
 	// cluster; a join with a wrong or an expired token is refused.
