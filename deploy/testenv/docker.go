@@ -75,17 +75,28 @@ func BuildTestImage(t testing.TB, docker *client.Client, dir string) string {
 		t.Fatalf("build test image: %v", err)
 	}
 
+	ref := "gantry-test/" + imageName(filepath.Base(dir)) + ":" + randomHex(6)
+	return buildImage(t, docker, ref, []contextFile{
+		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n")},
+		{"app", 0o755, binary},
+	})
+}
+
+// contextFile is a file of a build context.
+type contextFile struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// buildImage builds the image ref from a build context of files (a
+// Dockerfile among them) with the engine's classic builder, and removes it
+// in t.Cleanup.
+func buildImage(t testing.TB, docker *client.Client, ref string, files []contextFile) string {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	dockerfile := []byte("FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n")
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, dockerfile},
-		{"app", 0o755, binary},
-	} {
+	for _, f := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
 			t.Fatalf("build test image: tar: %v", err)
 		}
@@ -96,8 +107,6 @@ func BuildTestImage(t testing.TB, docker *client.Client, dir string) string {
 	if err := tw.Close(); err != nil {
 		t.Fatalf("build test image: tar: %v", err)
 	}
-
-	ref := "gantry-test/" + imageName(filepath.Base(dir)) + ":" + randomHex(6)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	resp, err := docker.ImageBuild(ctx, &buf, build.ImageBuildOptions{
@@ -115,7 +124,7 @@ func BuildTestImage(t testing.TB, docker *client.Client, dir string) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
 		defer cancel()
-		if _, err := docker.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		if _, err := docker.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Logf("remove test image %s: %v", ref, err)
 		}
 	})
