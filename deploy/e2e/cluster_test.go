@@ -394,6 +394,20 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
+	// A join over plain HTTP is refused: the secret goes over TLS only.
+	req, _ := http.NewRequest(http.MethodPost, h1.p.apiURL+"/cluster/join", strings.NewReader(`{"addr":"127.0.0.15"}`))
+	req.Header.Set("Authorization", "Bearer "+valid[i:i+32])
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Errorf("join over plain HTTP: %v", err)
+	} else {
+		var body bytes.Buffer
+		body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body.String(), "over TLS only") {
+			t.Errorf("join over plain HTTP: %s %s; want 400 over TLS only", resp.Status, body.String())
+		}
+	}
+
 	// Host loss under load: host 3 goes; its jobs move to hosts 1 and 2
 	// within 30 s, no GET through host 1's router fails, and a deploy
 	// works on the two that remain.
