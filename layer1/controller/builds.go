@@ -107,7 +107,7 @@ func (s *Server) newBuilder() *build.Builder {
 		Store:        s.store,
 		Deployments:  buildDeployments{s},
 		Hosts:        buildHosts{s},
-		Conns:        buildConns{s},
+		Conns:        lockConns{s},
 		BuilderImage: s.cfg.BuilderImage,
 		StackImage:   s.cfg.StackImage,
 		BuildEnv:     s.cfg.BuildEnv,
@@ -164,14 +164,15 @@ func (h buildHosts) Logs(ctx context.Context, apiURL, job string, opts hostclien
 	return h.s.hosts.get(apiURL).Logs(ctx, job, opts)
 }
 
-// buildConns gives the builds' locks connections of the blobstore's pool.
-type buildConns struct{ s *Server }
+// lockConns gives the connections that hold the controllers' locks
+// (package pglock): the builds' and the certificates'.
+type lockConns struct{ s *Server }
 
-var _ build.Conns = buildConns{}
+var _ build.Conns = lockConns{}
 
 // Acquire returns a connection of the blobstore's pool, opening it when
 // needed.
-func (c buildConns) Acquire(ctx context.Context) (*pgxpool.Conn, error) {
+func (c lockConns) Acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	if _, err := c.s.blobStore(ctx); err != nil {
 		return nil, err
 	}

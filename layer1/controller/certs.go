@@ -13,9 +13,14 @@ import (
 	"github.com/gantryhq/gantry/layer0/keyspace"
 	"github.com/gantryhq/gantry/layer0/sealed"
 	"github.com/gantryhq/gantry/layer1/acme"
+	"github.com/gantryhq/gantry/layer1/controller/pglock"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
+
+// certLockSpace is the space of the PostgreSQL advisory lock of a pass
+// of the certificates ("acme").
+const certLockSpace int32 = 0x61636d65
 
 // certManager obtains and renews with ACME the certificates of the custom
 // routes and of the apps' default domains <app>.<domain> (when the
@@ -37,6 +42,9 @@ type certManager struct {
 	appDomain string
 	// sync mirrors an app's routes into etcd.
 	sync func(ctx context.Context, app string) error
+	// conns hold the lock of a pass: one controller of the cluster at a
+	// time orders certificates, so that no two order the same one.
+	conns pglock.Conns
 	log  *slog.Logger
 	wake chan struct{}
 
@@ -50,7 +58,7 @@ type certManager struct {
 }
 
 func newCertManager(cfg ACMEConfig, st *store.Store, sealer *sealed.Sealer, etcd *clientv3.Client, space keyspace.Space,
-	appDomain string, sync func(context.Context, string) error, log *slog.Logger) *certManager {
+	appDomain string, sync func(context.Context, string) error, conns pglock.Conns, log *slog.Logger) *certManager {
 	if cfg.Directory == "" {
 		cfg.Directory = acme.LetsEncrypt
 	}
@@ -63,8 +71,8 @@ func newCertManager(cfg ACMEConfig, st *store.Store, sealer *sealed.Sealer, etcd
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &certManager{cfg: cfg, store: st, sealer: sealer, etcd: etcd, space: space, appDomain: appDomain, sync: sync, log: log,
-		wake: make(chan struct{}, 1)}
+	return &certManager{cfg: cfg, store: st, sealer: sealer, etcd: etcd, space: space, appDomain: appDomain, sync: sync,
+		conns: conns, log: log, wake: make(chan struct{}, 1)}
 }
 
 // poke makes run check the routes now.
@@ -102,6 +110,13 @@ func (c *certManager) run(ctx context.Context) {
 // certificate (level-triggered: apps created while the controller was
 // down, or before ACME was on, included).
 func (c *certManager) pass(ctx context.Context) error {
+	// The controllers of a cluster's hosts take turns; each sees what
+	// the one before it obtained.
+	unlock, err := pglock.Lock(ctx, c.conns, pglock.Key{Space: certLockSpace, Name: "acme"}, nil, c.log)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if !c.marked {
 		n, err := c.store.WantCerts(ctx)
 		if err != nil {

@@ -129,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if cfg.ACME != nil {
-		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, cfg.certDomain(), m.SyncApp, log.With("worker", "certs"))
+		s.certs = newCertManager(*cfg.ACME, st, s.sealer, cfg.Etcd, space, cfg.certDomain(), m.SyncApp, lockConns{s}, log.With("worker", "certs"))
 	}
 	// The web dashboard at / (layer1/dashboard) and its sessions.
 	if s.dash, err = dashboard.New(dashboard.Config{Tokens: st, Logger: log.With("component", "dashboard")}); err != nil {
