@@ -45,8 +45,8 @@ type certManager struct {
 	// conns hold the lock of a pass: one controller of the cluster at a
 	// time orders certificates, so that no two order the same one.
 	conns pglock.Conns
-	log  *slog.Logger
-	wake chan struct{}
+	log   *slog.Logger
+	wake  chan struct{}
 
 	// issuer is made on the first pass that needs it (it needs the
 	// account key from PostgreSQL).
