@@ -715,7 +715,8 @@ func TestResync(t *testing.T) {
 }
 
 // TestEtcdUnreachable stops etcd under the controller: what needs etcd
-// answers 503, and changes are still stored in PostgreSQL.
+// answers 503, and a change of an app is refused at once, saying why,
+// with nothing stored (it could not reach the hosts).
 func TestEtcdUnreachable(t *testing.T) {
 	t.Parallel()
 	srv := testenv.EtcdServer(t)
@@ -732,15 +733,27 @@ func TestEtcdUnreachable(t *testing.T) {
 	if _, err := a.c.CreateRelease(ctx, "demo", webRelease("demo:v1")); err != nil {
 		t.Fatal(err)
 	}
+	before, err := a.c.GetFormation(ctx, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv.Close()
 
 	_, err = a.c.ListJobs(ctx, "demo")
 	wantAPIError(t, err, types.ErrUnavailable, "etcd is unreachable")
-	f, err := a.c.Scale(ctx, "demo", map[string]int{"web": 2})
-	if err != nil || f.Processes["web"] != 2 {
-		t.Fatalf("Scale while etcd is down = %+v, %v; want it stored", f, err)
-	}
-	if !strings.Contains(a.logs.String(), "mirror to etcd failed; the periodic re-sync retries") {
-		t.Errorf("no warning about the failed mirror in the log:\n%s", a.logs)
+	for name, change := range map[string]func() error{
+		"scale": func() error {
+			_, err := a.c.Scale(ctx, "demo", map[string]int{"web": 2})
+			return err
+		},
+		"env set": func() error {
+			_, err := a.c.UpdateConfig(ctx, "demo", map[string]*string{"A": ptr("1")})
+			return err
+		},
+	} {
+		wantAPIError(t, change(), types.ErrUnavailable, "etcd does not answer")
+		if f, err := a.c.GetFormation(ctx, "demo"); err != nil || f.Processes["web"] != before.Processes["web"] {
+			t.Errorf("after a refused %s the formation is %+v, %v; want %+v as it was", name, f, err, before)
+		}
 	}
 }

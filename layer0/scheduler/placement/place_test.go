@@ -380,7 +380,7 @@ func TestPlace(t *testing.T) {
 			name: "lost host within grace",
 			snap: Snapshot{
 				Hosts:       []keyspace.Host{host("a", 8*gib)},
-				GoneSince:   map[string]time.Time{"gone": t0.Add(-10 * time.Second)},
+				GoneSince:   map[string]time.Time{"gone": t0.Add(-DefaultHostGrace + 2*time.Second)},
 				Formations:  []keyspace.Formation{form("blog", "r1", 1, "web", 1)},
 				Assignments: []keyspace.Assignment{assign(web, "gone", "w1", 1, t0.Add(-time.Hour))},
 				Now:         t0,
@@ -389,7 +389,7 @@ func TestPlace(t *testing.T) {
 				if !p.Empty() {
 					t.Errorf("plan %+v, want nothing within the grace", p)
 				}
-				if want := t0.Add(5 * time.Second); !p.NextWake.Equal(want) {
+				if want := t0.Add(2 * time.Second); !p.NextWake.Equal(want) {
 					t.Errorf("next wake %s, want %s", p.NextWake, want)
 				}
 			},
