@@ -1,6 +1,7 @@
-// Package cluster is how hosts make one Gantry cluster: the join tokens
-// that `gantryd join-token` prints, what a joining host gets from the
-// cluster (Bundle), and the etcd membership of the first hosts (a member
-// added by runtime reconfiguration, as a learner, then promoted). See
-// docs/ARCHITECTURE.md, "Several hosts".
+// Package cluster is how a host joins a Gantry cluster: the join tokens
+// that `gantryd join-token` prints (CreateToken, CheckToken), what a
+// joining host gets from the cluster (Bundle, served by the controller's
+// JoinFunc, Handler), and the request of `gantryd join` (Join), over TLS
+// pinned to the cluster CA of the token. The etcd membership of the hosts
+// is layer0/etcdmember's. See docs/ARCHITECTURE.md, "Several hosts".
 package cluster
