@@ -40,6 +40,7 @@ func (s *Server) newCollector() *gc.Collector {
 		SlugsKept:    s.cfg.slugsKept(),
 		BuildTimeout: s.cfg.buildTimeout(),
 		Interval:     s.cfg.gcInterval(),
+		Locks:        lockConns{s},
 		Logger:       s.log,
 	})
 }

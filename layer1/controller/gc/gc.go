@@ -24,6 +24,7 @@ import (
 	"github.com/gantryhq/gantry/layer1/blobstore"
 	"github.com/gantryhq/gantry/layer1/controller/build"
 	"github.com/gantryhq/gantry/layer1/controller/etcdkv"
+	"github.com/gantryhq/gantry/layer1/controller/pglock"
 	"github.com/gantryhq/gantry/layer1/controller/store"
 	"github.com/gantryhq/gantry/layer1/controller/types"
 )
@@ -77,9 +78,18 @@ type Config struct {
 	BuildTimeout time.Duration
 	// Interval is the time between two collections of Run.
 	Interval time.Duration
+	// Locks, when set, give the connections of the collections' lock
+	// across the controllers of a cluster (package pglock): the
+	// controller of every host collects, one at a time. Nil serialises
+	// only this Collector's.
+	Locks pglock.Conns
 	// Logger receives the collections' logs; nil discards them.
 	Logger *slog.Logger
 }
+
+// lockSpace is the space of the PostgreSQL advisory lock of the
+// collections ("gc  ").
+const lockSpace int32 = 0x67632020
 
 // Collector runs the garbage collections; they never overlap.
 type Collector struct {
@@ -181,7 +191,8 @@ const (
 // beyond the kept window), PostgreSQL's orphaned large objects, etcd's
 // history, and the host agents' containers, volumes and images
 // (collectHosts). A failed step does not stop the others; the report lists
-// it. Collections never overlap: a second one waits for the first.
+// it. Collections never overlap: a second one waits for the first, of
+// this controller or, with Config.Locks, of any.
 func (c *Collector) Collect(ctx context.Context) types.GCReport {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -190,6 +201,15 @@ func (c *Collector) Collect(ctx context.Context) types.GCReport {
 	fail := func(what string, err error) {
 		rep.Errors = append(rep.Errors, what+": "+err.Error())
 		c.log.Warn("garbage collection: "+what+" failed", "err", err)
+	}
+	if c.cfg.Locks != nil {
+		unlock, err := pglock.Lock(ctx, c.cfg.Locks, pglock.Key{Space: lockSpace, Name: "gc"}, nil, c.log)
+		if err != nil {
+			fail("the collections' lock", err)
+			rep.Seconds = time.Since(start).Seconds()
+			return rep
+		}
+		defer unlock()
 	}
 	n, err := c.collectBlobs(ctx)
 	rep.Blobs = n
