@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -75,22 +73,15 @@ func joinTokenCommand() *cli.Command {
 
 // apiAddr is the host:port of the API of node n, from its admin.env.
 func apiAddr(n *node.Node) (string, error) {
-	f, err := os.Open(n.Path(node.AdminEnvFile))
+	v, _, err := node.ReadAdminEnv(n.Dir)
 	if err != nil {
 		return "", fmt.Errorf("the API's address: %w (is the platform up? gantryd up --data %s)", err, n.Dir)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "GANTRY_URL="); ok {
-			u, err := url.Parse(v)
-			if err != nil || u.Host == "" {
-				return "", fmt.Errorf("%s: GANTRY_URL %q is not a URL", n.Path(node.AdminEnvFile), v)
-			}
-			return u.Host, nil
-		}
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("%s: GANTRY_URL %q is not a URL", n.Path(node.AdminEnvFile), v)
 	}
-	return "", fmt.Errorf("%s has no GANTRY_URL", n.Path(node.AdminEnvFile))
+	return u.Host, nil
 }
 
 // joinCommand is `gantryd join`: this host joins the cluster of the host

@@ -109,8 +109,9 @@ func Join(ctx context.Context, cfg JoinConfig) error {
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return fmt.Errorf("%q: want the host:port of a cluster host's API (e.g. 10.0.0.1:7070)", cfg.Addr)
 	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, node.ClusterIDFile)); err == nil {
-		return fmt.Errorf("data dir %s belongs to a cluster already: start it with gantryd up --data %s", cfg.DataDir, cfg.DataDir)
+	// Refused before the cluster is asked, and again when written.
+	if err := node.CheckNew(cfg.DataDir); err != nil {
+		return err
 	}
 	tc, err := clustertls.PinnedConfig(tok.CAFingerprint)
 	if err != nil {

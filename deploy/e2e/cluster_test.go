@@ -89,17 +89,11 @@ func newCluster(t *testing.T, addrs ...string) *testCluster {
 // adminToken reads the CLI's token from the data dir's admin.env.
 func adminToken(t *testing.T, data string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
+	_, token, err := node.ReadAdminEnv(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
-			return v
-		}
-	}
-	t.Fatalf("%s has no GANTRY_TOKEN", data)
-	return ""
+	return token
 }
 
 // gantryd runs gantryd with args for at most 5 minutes and returns its

@@ -270,15 +270,7 @@ func containersPlatform(t *testing.T, httpAddr string, extraArgs ...string) (*pl
 	t.Cleanup(func() { cleanupPlatform(t, docker, p) })
 
 	gantrydRun(t, p, p.args...)
-	env, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(env), "\n") {
-		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
-			p.token = v
-		}
-	}
+	p.token = adminToken(t, data)
 	return p, docker, readID(t, filepath.Join(data, node.ClusterIDFile))
 }
 

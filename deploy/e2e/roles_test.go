@@ -157,18 +157,7 @@ func (r *roles) startAll(dbURL string) (*roleProcesses, error) {
 	// The controller role wrote the CLI's admin.env into the data dir, as
 	// gantryd up does.
 	p := &platform{t: t, home: r.home, data: data, apiURL: apiURL, httpURL: "http://" + httpAddr}
-	env, err := os.ReadFile(filepath.Join(data, node.AdminEnvFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(env), "\n") {
-		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
-			p.token = v
-		}
-	}
-	if p.token == "" {
-		t.Fatalf("admin.env has no token:\n%s", env)
-	}
+	p.token = adminToken(t, data)
 	return &roleProcesses{roles: r, platform: p, data: data, etcdURL: etcdURL}, nil
 }
 

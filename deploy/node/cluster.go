@@ -49,10 +49,8 @@ func WriteJoined(dir string, files map[string][]byte, databaseURL string, endpoi
 	if err != nil {
 		return fmt.Errorf("data dir %s: %w", dir, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(abs, ClusterIDFile)); err == nil {
-		return fmt.Errorf("data dir %s belongs to cluster %s already: start it with gantryd up --data %s", abs, strings.TrimSpace(string(b)), abs)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("data dir %s: %w", abs, err)
+	if err := CheckNew(abs); err != nil {
+		return err
 	}
 	for name := range files {
 		if !slices.Contains(SharedFiles, name) {
@@ -88,6 +86,20 @@ func WriteJoined(dir string, files map[string][]byte, databaseURL string, endpoi
 		}
 	}
 	return write(ClusterIDFile, files[ClusterIDFile])
+}
+
+// CheckNew refuses a data dir dir that has an identity already (a host
+// of a cluster, or a single node): a host joins with a new one.
+func CheckNew(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, ClusterIDFile))
+	switch {
+	case err == nil:
+		return fmt.Errorf("data dir %s belongs to cluster %s already: start it with gantryd up --data %s", dir, strings.TrimSpace(string(b)), dir)
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	default:
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
 }
 
 // Joined reports whether the host joined a cluster (JoinedFile), rather

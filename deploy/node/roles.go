@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/gantryhq/gantry/deploy/etcdserver"
@@ -140,4 +141,26 @@ func APIURL(addr string) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// ReadAdminEnv reads the API's URL and the admin token from the
+// AdminEnvFile of the data dir dir; an error says which is missing.
+func ReadAdminEnv(dir string) (url, token string, err error) {
+	file := filepath.Join(dir, AdminEnvFile)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", "", fmt.Errorf("read %s: %w", file, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "GANTRY_URL="); ok {
+			url = v
+		}
+		if v, ok := strings.CutPrefix(line, "GANTRY_TOKEN="); ok {
+			token = v
+		}
+	}
+	if url == "" || token == "" {
+		return "", "", fmt.Errorf("%s lacks GANTRY_URL or GANTRY_TOKEN", file)
+	}
+	return url, token, nil
 }
